@@ -1,0 +1,42 @@
+# The two commands of the README: `make up` and `make test`. Both install what they need first
+# (Debian packages, Python packages into .venv, npm packages), idempotently.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+AF := $(VENV)/bin/af
+STAMP := $(VENV)/.installed
+
+.PHONY: up down status test install install-system lint format clean
+
+up: install
+	$(AF) up
+
+down:
+	$(AF) down
+
+status:
+	$(AF) status
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system.sh
+	bash scripts/install-system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[analysis,test]'
+	touch $(STAMP)
+
+test: install
+	bash scripts/run-tests.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	-$(AF) down
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,1 @@
+"""The `af` command-line tool."""

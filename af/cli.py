@@ -1,0 +1,176 @@
+"""`af`: start, stop and inspect the analysis facility, and run notebooks on it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import facility
+from af import supervise
+from af.components import Component, MissingDependency, components
+from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+@click.group()
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the running facility keeps its files (default: $AF_STATE_DIR or ~/.local/state/analysis-facility).",
+)
+@click.pass_context
+def main(ctx: click.Context, state_dir: Path | None) -> None:
+    """Run the analysis facility: JupyterHub, dask-gateway and the data cache, from one facility.yaml."""
+    ctx.obj = StateDir((state_dir or default_state_dir()).resolve())
+
+
+def _load_facility(path: Path | None) -> tuple[facility.Facility, Path]:
+    source = (path or facility.default_path()).resolve()
+    try:
+        return facility.load(source), source
+    except facility.FacilityError as exc:
+        _fail(str(exc), 2)
+        raise  # unreachable; keeps type checkers content
+
+
+def _wait_until_up(parts: list[Component], state: StateDir, timeout: float) -> list[str]:
+    """Wait for every component, showing progress; return the names that did not come up."""
+    pending = {p.name: p for p in parts}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        tasks = {name: bar.add_task(f"starting {name}", total=1) for name in pending}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            states = supervise.process_states(state)
+            for name, part in list(pending.items()):
+                if supervise.is_up(part):
+                    bar.update(tasks[name], completed=1, description=f"[green]{name} up[/] (port {part.port})")
+                    del pending[name]
+                elif states.get(name, {}).get("statename") == "FATAL":
+                    # supervisord gave up restarting it: no point waiting for the timeout.
+                    bar.update(tasks[name], description=f"[red]{name} failed[/], see {state.log(name)}")
+                    return list(pending)
+                elif states.get(name, {}).get("statename") in ("BACKOFF", "EXITED"):
+                    bar.update(tasks[name], description=f"[red]{name} restarting[/], see {state.log(name)}")
+            time.sleep(0.5)
+    return list(pending)
+
+
+@main.command()
+@click.option(
+    "--facility",
+    "facility_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="facility.yaml to run (default: $AF_FACILITY or the embedded one).",
+)
+@click.option("--port", type=int, default=None, help="Public port (default: the port of hub.bind_url).")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for start-up.")
+@click.pass_obj
+def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: float) -> None:
+    """Start the facility on loopback and print its URL and how to log in."""
+    fac, source = _load_facility(facility_file)
+    if supervise.supervisord_pid(state) is not None:
+        console.print(f"The facility in {state.root} is already running; not starting a second copy.")
+        _print_status(state)
+        return
+    runtime = plan_runtime(fac, source, state, port, previous=state.read_runtime())
+    try:
+        parts = components(runtime)
+    except MissingDependency as exc:
+        _fail(str(exc))
+    taken = [(p, who) for p in parts if (who := supervise.who_listens(p.port))]
+    taken += [
+        (None, f"port {gw['api_port']}")
+        for gw in runtime["gateways"].values()
+        if supervise.port_open(gw["api_port"], 0.3)
+    ]
+    if taken:
+        lines = [f"port {p.port} for {p.name} is taken by {who}" if p else f"{who} is taken" for p, who in taken]
+        _fail("cannot start: " + "; ".join(lines) + ". Stop that process or choose another port with --port.")
+    write_runtime(state, runtime)
+    supervise.start_supervisord(state, parts)
+    missing = _wait_until_up(parts, state, timeout)
+    if missing:
+        logs = ", ".join(str(state.log(n)) for n in missing)
+        _fail(f"{', '.join(missing)} did not start within {timeout:.0f} s; see {logs}. `af down` cleans up.")
+    secrets = runtime["secrets"]
+    console.print(f"\n[bold]{fac.title}[/] is up at [link]{runtime['public_url']}[/link]")
+    if fac.auth.type == "local":
+        console.print(f"Log in with any username and the password [bold]{secrets['user_password']}[/]")
+        if fac.auth.admin_users:
+            console.print(f"Admins ({', '.join(fac.auth.admin_users)}) use the admin password in {state.runtime_file}")
+    else:
+        console.print(f"Log in through {fac.auth.oidc.issuer}")
+    console.print("`af status` shows each component; `af down` stops them all.")
+
+
+@main.command()
+@click.pass_obj
+def down(state: StateDir) -> None:
+    """Stop every process of the facility, including notebook servers and Dask clusters."""
+    was_running = supervise.supervisord_pid(state) is not None
+    swept = supervise.stop_all(state)
+    if was_running or swept:
+        console.print(
+            f"Stopped the facility in {state.root}" + (f" ({swept} leftover processes ended)" if swept else "")
+        )
+    else:
+        console.print(f"Nothing was running for {state.root}")
+
+
+def _print_status(state: StateDir) -> bool:
+    runtime = state.read_runtime()
+    if runtime is None:
+        console.print(f"No facility has been started in {state.root}; run `af up`.")
+        return False
+    states = supervise.process_states(state)
+    table = Table(title=f"Facility in {state.root} ({runtime['public_url']})")
+    for column in ("component", "state", "port", "process", "log"):
+        table.add_column(column)
+    all_up = True
+    for part in components(runtime):
+        info = states.get(part.name, {})
+        up_now = supervise.is_up(part)
+        all_up &= up_now
+        label = "[green]up[/]" if up_now else "[red]down[/]"
+        table.add_row(
+            part.name, label, str(part.port), info.get("statename", "not running").lower(), str(state.log(part.name))
+        )
+    console.print(table)
+    return all_up
+
+
+@main.command()
+@click.pass_obj
+def status(state: StateDir) -> None:
+    """Show each component: up or down, its port and its log file. Exits 1 if any is down."""
+    sys.exit(0 if _print_status(state) else 1)
+
+
+@main.command("check-facility")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def check_facility(path: Path) -> None:
+    """Validate a facility.yaml and summarise it."""
+    fac, source = _load_facility(path)
+    console.print(f"{source}: valid. {len(fac.backends)} backends, {len(fac.images)} images, auth {fac.auth.type}.")
+    for backend in fac.backends:
+        groups = ", ".join(backend.allowed_groups) or "everyone"
+        console.print(f"  {backend.name:<14} {backend.kind:<11} {backend.label} (for {groups})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The processes of a running facility: what each runs, where it listens, how to tell it is up."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask_backends
+import hub_config
+
+VENV_BIN = Path(sys.prefix) / "bin"
+PROJECT_ROOT = Path(hub_config.__file__).resolve().parent.parent
+
+
+class MissingDependency(RuntimeError):
+    """A program the facility needs is not installed."""
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    command: list[str]
+    port: int
+    health_path: str | None  # HTTP path that answers when up; None: the port accepting is enough
+    env: dict[str, str] = field(default_factory=dict)
+    priority: int = 50
+
+
+def find_program(name: str, hint: str) -> str:
+    """A program from the project's venv, its node_modules, or PATH; a clear error if absent."""
+    for candidate in (VENV_BIN / name, PROJECT_ROOT / "node_modules" / ".bin" / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise MissingDependency(f"{name} is not installed ({hint}); run `make install`")
+    return found
+
+
+def components(runtime: dict[str, Any]) -> list[Component]:
+    ports = runtime["ports"]
+    base_env = {"AF_RUNTIME": str(Path(runtime["state_dir"]) / "runtime.json"), "AF_INSTANCE": runtime["state_dir"]}
+    chp = find_program("configurable-http-proxy", "npm package configurable-http-proxy")
+    result = [
+        Component(
+            name="proxy",
+            command=[
+                chp,
+                "--ip=127.0.0.1",
+                f"--port={ports['public']}",
+                "--api-ip=127.0.0.1",
+                f"--api-port={ports['proxy_api']}",
+                f"--error-target=http://127.0.0.1:{ports['hub_api']}/hub/error",
+                "--log-level=info",
+            ],
+            port=ports["public"],
+            health_path=None,
+            env={**base_env, "CONFIGPROXY_AUTH_TOKEN": runtime["secrets"]["proxy_token"]},
+            priority=10,
+        ),
+        Component(
+            name="hub",
+            command=[
+                find_program("jupyterhub", "Python package jupyterhub"),
+                "-f",
+                str(Path(hub_config.__file__).parent / "jupyterhub_config.py"),
+            ],
+            port=ports["hub_api"],
+            health_path="/hub/health",
+            env=base_env,
+            priority=20,
+        ),
+    ]
+    gateway_config = str(Path(dask_backends.__file__).parent / "gateway_config.py")
+    server = find_program("dask-gateway-server", "Python package dask-gateway-server")
+    for name, gw in runtime["gateways"].items():
+        result.append(
+            Component(
+                name=f"gateway-{name}",
+                command=[server, "-f", gateway_config],
+                port=gw["port"],
+                health_path="/api/health",
+                env={**base_env, "AF_GATEWAY_BACKEND": name},
+                priority=30,
+            )
+        )
+    return result

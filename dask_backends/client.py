@@ -1,0 +1,61 @@
+"""Notebook-side helpers: a Dask cluster on any backend the user may use, in one line.
+
+    from dask_backends import new_cluster
+    cluster = new_cluster("local", workers=2, worker_cores=1)
+    client = cluster.get_client()
+
+The spawner puts the user's gateways in $AF_DASK_GATEWAYS; the user's own JupyterHub token
+($JUPYTERHUB_API_TOKEN) authenticates every call, so users only ever see their own clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
+
+ENV_GATEWAYS = "AF_DASK_GATEWAYS"
+
+
+def available_backends() -> dict[str, str]:
+    """Backend name -> dask-gateway address, for the backends this user may use."""
+    raw = os.environ.get(ENV_GATEWAYS)
+    if not raw:
+        raise RuntimeError(
+            f"${ENV_GATEWAYS} is not set: run this in a notebook started by the facility's JupyterHub, "
+            "or set it to a JSON object of backend name -> gateway address"
+        )
+    return json.loads(raw)
+
+
+def _address(backend: str | None) -> tuple[str, str]:
+    gateways = available_backends()
+    name = backend or os.environ.get("AF_BACKEND") or next(iter(gateways), "")
+    if name not in gateways:
+        known = ", ".join(gateways) or "none"
+        raise ValueError(f"no dask-gateway for backend {name!r}; backends you may use: {known}")
+    return name, gateways[name]
+
+
+def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway:
+    """A dask_gateway.Gateway for a backend (default: the notebook's own backend)."""
+    _, address = _address(backend)
+    return Gateway(address=address, auth=JupyterHubAuth(api_token=api_token), asynchronous=False)
+
+
+def new_cluster(
+    backend: str | None = None, workers: int = 0, api_token: str | None = None, **options: Any
+) -> GatewayCluster:
+    """Start a cluster on a backend with cluster options (worker_cores, worker_memory_gb, image, ...)."""
+    gw = gateway(backend, api_token)
+    cluster = gw.new_cluster(**options) if options else gw.new_cluster()
+    if workers:
+        cluster.scale(workers)
+    return cluster
+
+
+def list_clusters(backend: str | None = None, api_token: str | None = None) -> list[Any]:
+    """This user's running clusters on one backend."""
+    return gateway(backend, api_token).list_clusters()

@@ -1,0 +1,48 @@
+"""dask-gateway-server configuration for one backend of facility.yaml.
+
+`af up` starts one gateway per backend that runs on this host, each as a JupyterHub service:
+    AF_RUNTIME=runtime.json AF_GATEWAY_BACKEND=<name> dask-gateway-server -f gateway_config.py
+"""
+
+# ruff: noqa: F821  (`c` is injected by dask-gateway-server when it loads this file)
+import os
+from pathlib import Path
+
+import facility
+from dask_backends.backends import backend_class_for
+from dask_backends.options import cluster_options
+from hub_config.runtime import gateway_service_name, load_runtime
+
+runtime = load_runtime()
+fac = facility.load(runtime["facility_file"])
+name = os.environ["AF_GATEWAY_BACKEND"]
+backend = fac.backend(name)
+gateway = runtime["gateways"][name]
+state = Path(runtime["state_dir"]) / "gateways" / name
+state.mkdir(parents=True, exist_ok=True)
+
+c.DaskGateway.address = f"127.0.0.1:{gateway['api_port']}"
+c.Proxy.address = f"127.0.0.1:{gateway['port']}"
+c.Proxy.tcp_address = f"127.0.0.1:{gateway['port']}"
+
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
+c.JupyterHubAuthenticator.jupyterhub_api_url = f"http://127.0.0.1:{runtime['ports']['hub_api']}/hub/api"
+c.JupyterHubAuthenticator.jupyterhub_api_token = gateway["api_token"]
+c.JupyterHubAuthenticator.jupyterhub_service_name = gateway_service_name(name)
+
+c.DaskGateway.backend_class = backend_class_for(backend.kind)
+c.Backend.cluster_options = cluster_options(fac, backend)
+c.ClusterConfig.cluster_max_workers = backend.dask.workers.max
+c.ClusterConfig.idle_timeout = backend.dask.idle_timeout_minutes * 60
+c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
+c.DBBackendBase.db_encrypt_keys = [runtime["secrets"]["gateway_db_key"]]
+c.DBBackendBase.stop_clusters_on_shutdown = True
+if backend.kind == "local":
+    c.LocalBackend.clusters_directory = str(state / "clusters")
+    # Marks schedulers and workers as this instance's, so `af down` can find any left behind.
+    from dask_gateway_server.backends.local import LocalBackend
+
+    c.LocalBackend.inherited_environment = [
+        *LocalBackend.class_traits()["inherited_environment"].default(),
+        "AF_INSTANCE",
+    ]

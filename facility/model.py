@@ -1,0 +1,166 @@
+"""Typed view of a validated facility.yaml.
+
+Built only by facility.loader after schema validation, so constructors trust their input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BATCH_KINDS = ("slurm", "htcondor")
+
+
+@dataclass(frozen=True)
+class Range:
+    """An integer quantity a user picks, within [min, max]."""
+
+    max: int
+    min: int = 0
+    default: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Range:
+        low = raw.get("min", 0)
+        return cls(max=raw["max"], min=low, default=raw.get("default", low))
+
+    def allows(self, value: int) -> bool:
+        return self.min <= value <= self.max
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    label: str
+    max_walltime_hours: int | None = None
+
+
+@dataclass(frozen=True)
+class DaskLimits:
+    workers: Range
+    worker_cores: Range
+    worker_memory_gb: Range
+    worker_gpus: Range
+    idle_timeout_minutes: int = 60
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    kind: str
+    label: str
+    description: str
+    cores: Range
+    memory_gb: Range
+    gpus: Range
+    walltime_hours: Range | None
+    gpu_types: tuple[str, ...]
+    queues: tuple[Queue, ...]
+    allowed_groups: tuple[str, ...]
+    image_names: tuple[str, ...] | None
+    dask: DaskLimits
+    data_cache: str | None
+    container_runtime: str
+    site: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_gpus(self) -> bool:
+        return self.gpus.max > 0
+
+    @property
+    def is_batch(self) -> bool:
+        return self.kind in BATCH_KINDS
+
+    def allows_user(self, groups: set[str] | frozenset[str], is_admin: bool = False) -> bool:
+        """Whether a user with these groups may use this backend."""
+        return is_admin or not self.allowed_groups or bool(set(self.allowed_groups) & set(groups))
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    label: str
+    registry: str
+    cvmfs: str | None
+    default: bool
+
+
+@dataclass(frozen=True)
+class Cache:
+    name: str
+    url: str
+    local_root: str | None
+
+
+@dataclass(frozen=True)
+class Data:
+    origin_url: str
+    origin_local_root: str | None
+    caches: tuple[Cache, ...]
+    prefixes: tuple[str, ...]
+    cvmfs_root: str
+
+    def cache(self, name: str | None) -> Cache | None:
+        return next((c for c in self.caches if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class OIDC:
+    issuer: str
+    client_id: str
+    client_secret_env: str
+    scopes: tuple[str, ...]
+    username_claim: str
+    groups_claim: str
+    admin_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Auth:
+    type: str
+    admin_users: tuple[str, ...]
+    groups: dict[str, tuple[str, ...]]
+    oidc: OIDC | None
+
+
+@dataclass(frozen=True)
+class Hub:
+    bind_url: str
+    idle_cull_minutes: int
+    start_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class Facility:
+    name: str
+    title: str
+    backends: tuple[Backend, ...]
+    images: tuple[Image, ...]
+    data: Data | None
+    auth: Auth
+    hub: Hub
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def backend(self, name: str) -> Backend:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(f"no backend named {name!r}; known: {', '.join(b.name for b in self.backends)}")
+
+    def image(self, name: str) -> Image:
+        for image in self.images:
+            if image.name == name:
+                return image
+        raise KeyError(f"no image named {name!r}; known: {', '.join(i.name for i in self.images)}")
+
+    @property
+    def default_image(self) -> Image:
+        return next((i for i in self.images if i.default), self.images[0])
+
+    def images_for(self, backend: Backend) -> tuple[Image, ...]:
+        if backend.image_names is None:
+            return self.images
+        return tuple(self.image(n) for n in backend.image_names)
+
+    def backends_for(self, groups: set[str] | frozenset[str], is_admin: bool = False) -> tuple[Backend, ...]:
+        return tuple(b for b in self.backends if b.allows_user(groups, is_admin))

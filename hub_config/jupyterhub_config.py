@@ -1,0 +1,72 @@
+"""JupyterHub configuration of the facility. Everything site-specific comes from facility.yaml
+(via facility.load) and from runtime.json written by `af up` (ports, secrets, folders)."""
+
+# ruff: noqa: F821  (`c` is injected by JupyterHub when it loads this file)
+import os
+import sys
+from pathlib import Path
+
+import facility
+from hub_config.auth import invert_groups
+from hub_config.runtime import gateway_service_name, load_runtime
+
+runtime = load_runtime()
+fac = facility.load(runtime["facility_file"])
+state = Path(runtime["state_dir"])
+secrets = runtime["secrets"]
+ports = runtime["ports"]
+
+# Hub, behind a configurable-http-proxy that `af up` supervises separately.
+c.JupyterHub.bind_url = runtime["public_url"]
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{ports['hub_api']}"
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret = bytes.fromhex(secrets["cookie_secret"])
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports['proxy_api']}"
+c.ConfigurableHTTPProxy.auth_token = secrets["proxy_token"]
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.template_vars = {"announcement_login": f"Welcome to {fac.title}"}
+
+# Login.
+if fac.auth.type == "local":
+    c.JupyterHub.authenticator_class = "hub_config.auth.FacilityPasswordAuthenticator"
+    c.FacilityPasswordAuthenticator.user_password = secrets["user_password"]
+    c.FacilityPasswordAuthenticator.admin_password = secrets["admin_password"]
+    c.FacilityPasswordAuthenticator.user_groups = invert_groups(fac.auth.groups)
+    c.Authenticator.allow_all = True
+    c.Authenticator.manage_groups = True
+else:
+    from hub_config.oidc import configure_oidc
+
+    configure_oidc(c, fac)
+c.Authenticator.admin_users = set(fac.auth.admin_users)
+
+# Notebook servers: one form for every backend of facility.yaml.
+c.JupyterHub.spawner_class = "hub_config.spawner.FacilitySpawner"
+c.FacilitySpawner.facility_file = runtime["facility_file"]
+c.FacilitySpawner.home_dir_template = str(state / "home" / "{username}")
+c.FacilitySpawner.gateway_urls = {name: gw["url"] for name, gw in runtime["gateways"].items()}
+c.Spawner.cmd = [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
+c.Spawner.default_url = "/lab"
+if os.geteuid() == 0:
+    # The embedded facility runs local notebook servers as the hub's own user; on a fresh
+    # Debian machine that is root, which jupyter-server refuses unless told.
+    c.Spawner.args = ["--ServerApp.allow_root=True"]
+c.Spawner.http_timeout = 60
+c.Spawner.environment = {"AF_FACILITY": runtime["facility_file"], "AF_INSTANCE": runtime["state_dir"]}
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!user",
+    "read:users:name!user",
+    *[f"access:services!service={gateway_service_name(name)}" for name in runtime["gateways"]],
+]
+
+# dask-gateway: one gateway service per backend that runs here; users reach those they may use.
+c.JupyterHub.services = [
+    {"name": gateway_service_name(name), "url": gw["url"], "api_token": gw["api_token"], "display": False}
+    for name, gw in runtime["gateways"].items()
+]
+c.JupyterHub.load_roles = [
+    {"name": "user", "scopes": ["self", "access:services"]},
+]
