@@ -19,7 +19,7 @@ status:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-system.sh
+$(STAMP): pyproject.toml package.json $(wildcard scripts/install.d/*.sh)
 	bash scripts/install-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

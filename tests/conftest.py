@@ -1,0 +1,46 @@
+"""Session fixtures: real facilities started with `af up` and always stopped with `af down`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import RunningFacility, embedded_raw, free_port_block, run_af, write_facility
+
+StartFacility = Callable[[dict[str, Any]], RunningFacility]
+
+
+@pytest.fixture(scope="session")
+def start_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartFacility]:
+    """Start a facility from a facility.yaml dict on free loopback ports; all are stopped at the end."""
+    started: list[RunningFacility] = []
+
+    def start(raw: dict[str, Any]) -> RunningFacility:
+        root = tmp_path_factory.mktemp("facility")
+        state = root / "state"
+        port = free_port_block()
+        raw = {**raw, "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}"}}
+        running = RunningFacility(state, write_facility(root / "facility.yaml", raw))
+        started.append(running)
+        run_af(state, "up", "--facility", str(running.facility_file), "--port", str(port))
+        return running
+
+    yield start
+    for running in started:
+        run_af(running.state_dir, "down", check=False)
+
+
+@pytest.fixture(scope="session")
+def embedded(start_facility: StartFacility) -> RunningFacility:
+    """The embedded facility (local backend) as `make up` starts it, on free ports."""
+    return start_facility(embedded_raw())
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path

@@ -1,0 +1,219 @@
+"""Drive a real running facility from tests: `af up` on free ports, HTTP login, spawn, kernels.
+
+Nothing here stands in for a component: the hub, proxy, gateways and notebook servers are the
+real processes `af up` starts; this module only talks to them the way a browser or notebook would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from tornado.httpclient import HTTPRequest
+from tornado.ioloop import IOLoop
+from tornado.websocket import websocket_connect
+
+ROOT = Path(__file__).resolve().parent.parent
+AF = [sys.executable, "-m", "af.cli"]
+
+
+def free_port_block(size: int = 20) -> int:
+    """A base port with `size` consecutive free ports above it (the facility's port layout)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + size > 65000:
+            continue
+        if all(_port_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no block of free ports found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def write_facility(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def embedded_raw() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "facility" / "embedded.yaml").read_text())
+
+
+def run_af(state_dir: Path, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AF_STATE_DIR": str(state_dir), "COLUMNS": "200"}
+    result = subprocess.run(
+        [*AF, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"af {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class RunningFacility:
+    state_dir: Path
+    facility_file: Path
+
+    @property
+    def runtime(self) -> dict[str, Any]:
+        return json.loads((self.state_dir / "runtime.json").read_text())
+
+    @property
+    def url(self) -> str:
+        return self.runtime["public_url"]
+
+    @property
+    def user_password(self) -> str:
+        return self.runtime["secrets"]["user_password"]
+
+    def af(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        return run_af(self.state_dir, *args, **kwargs)
+
+    def login(self, username: str, password: str | None = None) -> HubSession:
+        return HubSession.login(self.url, username, password or self.user_password)
+
+
+class HubSession:
+    """A browser-like session: cookies, the hub's XSRF token, form posts."""
+
+    def __init__(self, url: str, username: str):
+        self.url = url
+        self.username = username
+        self.http = requests.Session()
+
+    @classmethod
+    def login(cls, url: str, username: str, password: str) -> HubSession:
+        session = cls(url, username)
+        session.http.get(f"{url}/hub/login", timeout=30)
+        reply = session.http.post(
+            f"{url}/hub/login",
+            data={"username": username, "password": password, "_xsrf": session.xsrf},
+            timeout=30,
+            allow_redirects=False,
+        )
+        if reply.status_code != 302:
+            raise AssertionError(f"login of {username} failed: {reply.status_code}")
+        return session
+
+    @property
+    def xsrf(self) -> str:
+        return self.http.cookies.get("_xsrf", path="/hub/") or self.http.cookies.get("_xsrf") or ""
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"X-XSRFToken": self.xsrf, **kwargs.pop("headers", {})}
+        return self.http.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=60, **kwargs)
+
+    def spawn_form(self) -> str:
+        reply = self.http.get(f"{self.url}/hub/spawn", timeout=60)
+        reply.raise_for_status()
+        return reply.text
+
+    def post_spawn_form(self, fields: dict[str, str]) -> requests.Response:
+        return self.http.post(f"{self.url}/hub/spawn", data={**fields, "_xsrf": self.xsrf}, timeout=60)
+
+    def server(self) -> dict[str, Any] | None:
+        return self.api("GET", f"/users/{self.username}").json().get("servers", {}).get("")
+
+    def wait_ready(self, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.server()
+            if server and server.get("ready"):
+                return server
+            if server is None and time.monotonic() > deadline - timeout + 5:
+                progress = self.api("GET", f"/users/{self.username}/server/progress")
+                if progress.status_code == 404:
+                    raise AssertionError(f"{self.username}'s server is gone: spawn failed")
+            time.sleep(1)
+        raise AssertionError(f"{self.username}'s server not ready after {timeout} s")
+
+    def stop_server(self) -> None:
+        self.api("DELETE", f"/users/{self.username}/server")
+        deadline = time.monotonic() + 60
+        while self.server() is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def token(self, note: str = "test") -> str:
+        reply = self.api("POST", f"/users/{self.username}/tokens", json={"note": note, "expires_in": 3600})
+        reply.raise_for_status()
+        return reply.json()["token"]
+
+
+def execute_in_kernel(server_url: str, token: str, code: str, timeout: float = 180) -> str:
+    """Run code in a new kernel of a notebook server (REST + websocket, as JupyterLab does).
+
+    Returns the cell's stdout; raises AssertionError with the traceback if the cell fails.
+    """
+    headers = {"Authorization": f"token {token}"}
+    kernel = requests.post(f"{server_url}api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
+    kernel.raise_for_status()
+    kernel_id = kernel.json()["id"]
+    try:
+        return IOLoop().run_sync(lambda: _execute(server_url, kernel_id, headers, code), timeout=timeout)
+    finally:
+        requests.delete(f"{server_url}api/kernels/{kernel_id}", headers=headers, timeout=30)
+
+
+async def _execute(server_url: str, kernel_id: str, headers: dict[str, str], code: str) -> str:
+    ws_url = server_url.replace("http", "ws", 1) + f"api/kernels/{kernel_id}/channels"
+    conn = await websocket_connect(HTTPRequest(ws_url, headers=headers))
+    msg_id = uuid.uuid4().hex
+    header = {
+        "msg_id": msg_id,
+        "username": "test",
+        "session": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "version": "5.3",
+    }
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    conn.write_message(
+        json.dumps(
+            {
+                "header": header,
+                "parent_header": {},
+                "metadata": {},
+                "content": content,
+                "channel": "shell",
+                "buffers": [],
+            }
+        )
+    )
+    stdout: list[str] = []
+    error = None
+    while True:
+        raw = await conn.read_message()
+        if raw is None:
+            raise AssertionError("kernel websocket closed")
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind == "stream" and msg["content"]["name"] == "stdout":
+            stdout.append(msg["content"]["text"])
+        elif kind == "error":
+            error = "\n".join(msg["content"]["traceback"])
+        elif kind == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    conn.close()
+    if error:
+        raise AssertionError(f"cell failed:\n{error}")
+    return "".join(stdout)
