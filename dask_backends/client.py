@@ -46,11 +46,18 @@ def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway
 
 
 def new_cluster(
-    backend: str | None = None, workers: int = 0, api_token: str | None = None, **options: Any
+    backend: str | None = None,
+    workers: int = 0,
+    api_token: str | None = None,
+    shutdown_on_close: bool = True,
+    **options: Any,
 ) -> GatewayCluster:
-    """Start a cluster on a backend with cluster options (worker_cores, worker_memory_gb, image, ...)."""
+    """Start a cluster on a backend with cluster options (worker_cores, worker_memory_gb, image, ...).
+
+    With shutdown_on_close=False the cluster outlives this kernel; reconnect with gateway().connect(name).
+    """
     gw = gateway(backend, api_token)
-    cluster = gw.new_cluster(**options) if options else gw.new_cluster()
+    cluster = gw.new_cluster(shutdown_on_close=shutdown_on_close, **options)
     if workers:
         cluster.scale(workers)
     return cluster

@@ -32,6 +32,9 @@ c.JupyterHubAuthenticator.jupyterhub_service_name = gateway_service_name(name)
 
 c.DaskGateway.backend_class = backend_class_for(backend.kind)
 c.Backend.cluster_options = cluster_options(fac, backend)
+# distributed 2026 dropped the dask-scheduler / dask-worker scripts that dask-gateway defaults to.
+c.ClusterConfig.scheduler_cmd = ["dask", "scheduler"]
+c.ClusterConfig.worker_cmd = ["dask", "worker"]
 c.ClusterConfig.cluster_max_workers = backend.dask.workers.max
 c.ClusterConfig.idle_timeout = backend.dask.idle_timeout_minutes * 60
 c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"

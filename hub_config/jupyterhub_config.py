@@ -57,8 +57,9 @@ c.Spawner.http_timeout = 60
 c.Spawner.environment = {"AF_FACILITY": runtime["facility_file"], "AF_INSTANCE": runtime["state_dir"]}
 c.Spawner.server_token_scopes = [
     "users:activity!user",
-    "access:servers!user",
+    "access:servers!server",
     "read:users:name!user",
+    "read:users:groups!user",  # dask-gateway checks backend groups with this
     *[f"access:services!service={gateway_service_name(name)}" for name in runtime["gateways"]],
 ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tornado.websocket import websocket_connect
 
 ROOT = Path(__file__).resolve().parent.parent
 AF = [sys.executable, "-m", "af.cli"]
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def free_port_block(size: int = 20) -> int:
@@ -210,7 +212,7 @@ async def _execute(server_url: str, kernel_id: str, headers: dict[str, str], cod
         if kind == "stream" and msg["content"]["name"] == "stdout":
             stdout.append(msg["content"]["text"])
         elif kind == "error":
-            error = "\n".join(msg["content"]["traceback"])
+            error = ANSI_ESCAPE.sub("", "\n".join(msg["content"]["traceback"]))
         elif kind == "status" and msg["content"]["execution_state"] == "idle":
             break
     conn.close()

@@ -1,0 +1,79 @@
+"""`af up / status / down` on real processes: supervision, no second copy, clear errors, nothing left behind."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import psutil
+
+from af.runtime import StateDir
+from af.supervise import instance_processes, port_open, supervisord_pid
+from tests.harness import embedded_raw, free_port_block, run_af, write_facility
+
+
+def _ports(runtime: dict) -> list[int]:
+    return [
+        *runtime["ports"].values(),
+        *(p for gw in runtime["gateways"].values() for p in (gw["port"], gw["api_port"])),
+    ]
+
+
+def test_lifecycle_status_second_up_and_clean_down(start_facility) -> None:
+    running = start_facility(embedded_raw())
+    state = StateDir(running.state_dir)
+    status = running.af("status")
+    for component in ("proxy", "hub", "gateway-local"):
+        assert any(
+            line.split("│")[1].strip() == component and " up " in line
+            for line in status.stdout.splitlines()
+            if "│" in line
+        ), status.stdout
+    assert "logs/hub.log" in status.stdout
+
+    first_pid = supervisord_pid(state)
+    again = running.af("up", "--facility", str(running.facility_file))
+    assert "already running; not starting a second copy" in again.stdout
+    assert supervisord_pid(state) == first_pid
+    hubs = [p for p in instance_processes(state) if "jupyterhub_config.py" in " ".join(p.cmdline())]
+    assert len(hubs) == 1
+
+    # A notebook server and a Dask cluster: started by the hub and gateway, not by supervisord.
+    judy = running.login("judy")
+    assert judy.api("POST", "/users/judy/server", json={"user_options": {}}).status_code in (201, 202)
+    judy.wait_ready()
+    assert any("jupyterhub-singleuser" in " ".join(p.cmdline()) for p in instance_processes(state))
+
+    down = running.af("down")
+    assert "Stopped the facility" in down.stdout
+    assert instance_processes(state) == []
+    assert not any(port_open(port, 0.3) for port in _ports(running.runtime))
+    after = running.af("status", check=False)
+    assert after.returncode == 1 and " down " in after.stdout
+    assert "Nothing was running" in running.af("down").stdout
+
+
+def test_taken_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
+    port = free_port_block()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port + 1))  # the hub API port
+    blocker.listen()
+    try:
+        facility_file = write_facility(tmp_path / "facility.yaml", embedded_raw())
+        result = run_af(tmp_path / "state", "up", "--facility", str(facility_file), "--port", str(port), check=False)
+    finally:
+        blocker.close()
+    assert result.returncode == 1
+    assert f"port {port + 1} for hub is taken by pid {psutil.Process().pid}" in " ".join(result.stderr.split())
+    assert supervisord_pid(StateDir(tmp_path / "state")) is None
+
+
+def test_bad_facility_file_stops_af_up_before_anything_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "facility.yaml"
+    bad.write_text(
+        "name: demo\nbackends:\n  - {name: a, kind: pbs, label: A, resources: {cores: {max: 1}, memory_gb: {max: 1}}}\nimages: []\n"
+    )
+    result = run_af(tmp_path / "state", "up", "--facility", str(bad), check=False)
+    assert result.returncode == 2
+    assert "backends[0].kind: 'pbs' is not allowed; allowed: local, kubernetes, slurm, htcondor" in result.stderr
+    assert not (tmp_path / "state" / "runtime.json").exists()

@@ -1,0 +1,55 @@
+"""Server-side validation of spawn requests, the check that counts whatever the form sent."""
+
+from __future__ import annotations
+
+import pytest
+
+import facility
+from facility import RequestError, validate_spawn
+from tests.harness import ROOT
+
+SITE = facility.load(ROOT / "examples" / "site-facility.yaml")
+
+
+def test_defaults_fill_what_the_user_left_out() -> None:
+    request = validate_spawn(SITE, {"backend": "tier2"}, set())
+    assert (request.cores, request.memory_gb, request.queue, request.walltime_hours) == (1, 2, "short", 2)
+
+
+def test_form_lists_are_accepted_like_plain_values() -> None:
+    request = validate_spawn(SITE, {"backend": ["hpc"], "cores": ["8"], "gpus": ["2"]}, {"hpc-users"})
+    assert (request.backend, request.cores, request.gpus, request.gpu_type) == ("hpc", 8, 2, "")
+
+
+def test_gpu_type_is_kept_only_with_gpus() -> None:
+    request = validate_spawn(SITE, {"backend": "hpc", "gpus": "1", "gpu_type": "h100"}, {"gpu-users"})
+    assert (request.gpus, request.gpu_type, request.queue) == (1, "h100", "cpu")
+    with pytest.raises(RequestError, match="gpu_type: 'h100' is not available; choose one of: none"):
+        validate_spawn(SITE, {"backend": "hpc", "gpus": "0", "gpu_type": "h100"}, {"gpu-users"})
+
+
+@pytest.mark.parametrize(
+    ("options", "groups", "message"),
+    [
+        ({"backend": "hpc"}, set(), "backend: you may not use 'hpc'"),
+        ({"backend": "tier2", "cores": "9"}, set(), "cores: 9 is out of range; choose between 1 and 8"),
+        ({"backend": "tier2", "cores": "0"}, set(), "cores: 0 is out of range"),
+        ({"backend": "tier2", "cores": "2; rm -rf /"}, set(), "cores: '2; rm -rf /' is not a whole number"),
+        ({"backend": "tier2", "memory_gb": True}, set(), "memory_gb: True is not a whole number"),
+        ({"backend": "tier2", "queue": "$(id)"}, set(), "queue: '$(id)' is not available; choose one of: short, long"),
+        ({"backend": "tier2", "queue": "short", "walltime_hours": "3"}, set(), "walltime_hours: 3 is out of range"),
+        ({"backend": "hpc", "gpus": "1", "gpu_type": "v100"}, {"hpc-users"}, "gpu_type: 'v100' is not available"),
+        ({"backend": "cloud", "gpus": "1"}, set(), "gpus: 1 is out of range; choose between 0 and 0"),
+        ({"backend": "cloud", "image": "../../etc"}, set(), "image: '../../etc' is not available"),
+        ({"backend": "nowhere"}, set(), "backend: 'nowhere' is not available"),
+        ({"backend": "cloud", "command": "bash"}, set(), "unknown option 'command'"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_clear_message(options: dict, groups: set, message: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        validate_spawn(SITE, options, groups)
+    assert message in str(caught.value)
+
+
+def test_admins_may_use_every_backend() -> None:
+    assert validate_spawn(SITE, {"backend": "hpc"}, set(), is_admin=True).backend == "hpc"
