@@ -71,7 +71,8 @@ def test_taken_port_is_a_clear_error_and_starts_nothing(tmp_path: Path) -> None:
 def test_bad_facility_file_stops_af_up_before_anything_starts(tmp_path: Path) -> None:
     bad = tmp_path / "facility.yaml"
     bad.write_text(
-        "name: demo\nbackends:\n  - {name: a, kind: pbs, label: A, resources: {cores: {max: 1}, memory_gb: {max: 1}}}\nimages: []\n"
+        "name: demo\nimages: []\nbackends:\n"
+        "  - {name: a, kind: pbs, label: A, resources: {cores: {max: 1}, memory_gb: {max: 1}}}\n"
     )
     result = run_af(tmp_path / "state", "up", "--facility", str(bad), check=False)
     assert result.returncode == 2
