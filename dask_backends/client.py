@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any
 
+import aiohttp
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 
 ENV_GATEWAYS = "AF_DASK_GATEWAYS"
@@ -39,10 +40,22 @@ def _address(backend: str | None) -> tuple[str, str]:
     return name, gateways[name]
 
 
+class GatewayUnavailable(ConnectionError):
+    """The backend's dask-gateway does not answer."""
+
+
 def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway:
     """A dask_gateway.Gateway for a backend (default: the notebook's own backend)."""
-    _, address = _address(backend)
-    return Gateway(address=address, auth=JupyterHubAuth(api_token=api_token), asynchronous=False)
+    name, address = _address(backend)
+    gw = Gateway(address=address, auth=JupyterHubAuth(api_token=api_token), asynchronous=False)
+    try:
+        gw.cluster_options()  # cheap authenticated call: fail here, clearly, not deep inside dask
+    except (OSError, aiohttp.ClientError) as exc:
+        raise GatewayUnavailable(
+            f"the dask-gateway of backend {name!r} at {address} does not answer ({exc}); "
+            "the facility may be down: ask its operator, or run `af status` on the facility host"
+        ) from None
+    return gw
 
 
 def new_cluster(

@@ -10,6 +10,10 @@ from typing import Any
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from traitlets import Dict, List, Unicode
 
+# Letters, digits and . _ @ - only (e-mail style names from OIDC pass): no path separators,
+# spaces or shell metacharacters can reach a path, a job name or a batch script.
+USERNAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,63}$"
+
 
 class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
     """SharedPasswordAuthenticator that also gives each user their facility.yaml groups."""

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import facility
-from hub_config.auth import invert_groups
+from hub_config.auth import USERNAME_PATTERN, invert_groups
 from hub_config.runtime import gateway_service_name, load_runtime
 
 runtime = load_runtime()
@@ -41,6 +41,8 @@ else:
 
     configure_oidc(c, fac)
 c.Authenticator.admin_users = set(fac.auth.admin_users)
+# Usernames end up in paths, job names and batch scripts: refuse anything but plain names at login.
+c.Authenticator.username_pattern = USERNAME_PATTERN
 
 # Notebook servers: one form for every backend of facility.yaml.
 c.JupyterHub.spawner_class = "hub_config.spawner.FacilitySpawner"
@@ -71,3 +73,18 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services"]},
 ]
+
+if fac.hub.idle_cull_minutes:
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={fac.hub.idle_cull_minutes * 60}"],
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        }
+    )
