@@ -51,6 +51,7 @@ def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway
     try:
         gw.cluster_options()  # cheap authenticated call: fail here, clearly, not deep inside dask
     except (OSError, aiohttp.ClientError) as exc:
+        gw.close()
         raise GatewayUnavailable(
             f"the dask-gateway of backend {name!r} at {address} does not answer ({exc}); "
             "the facility may be down: ask its operator, or run `af status` on the facility host"
