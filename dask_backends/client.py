@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from typing import Any
 
-import aiohttp
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 
 ENV_GATEWAYS = "AF_DASK_GATEWAYS"
@@ -47,16 +47,16 @@ class GatewayUnavailable(ConnectionError):
 def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway:
     """A dask_gateway.Gateway for a backend (default: the notebook's own backend)."""
     name, address = _address(backend)
-    gw = Gateway(address=address, auth=JupyterHubAuth(api_token=api_token), asynchronous=False)
     try:
-        gw.cluster_options()  # cheap authenticated call: fail here, clearly, not deep inside dask
-    except (OSError, aiohttp.ClientError) as exc:
-        gw.close()
+        # Probe first so a gateway that is down fails here, clearly, not deep inside dask.
+        with urllib.request.urlopen(f"{address}/api/health", timeout=10):  # noqa: S310 - address from the hub
+            pass
+    except OSError as exc:
         raise GatewayUnavailable(
             f"the dask-gateway of backend {name!r} at {address} does not answer ({exc}); "
             "the facility may be down: ask its operator, or run `af status` on the facility host"
         ) from None
-    return gw
+    return Gateway(address=address, auth=JupyterHubAuth(api_token=api_token), asynchronous=False)
 
 
 def new_cluster(
