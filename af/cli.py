@@ -139,8 +139,9 @@ def _print_status(state: StateDir) -> bool:
         return False
     states = supervise.process_states(state)
     table = Table(title=f"Facility in {state.root} ({runtime['public_url']})")
-    for column in ("component", "state", "port", "process", "log"):
-        table.add_column(column)
+    for column in ("component", "state", "port", "process"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("log", overflow="fold")
     all_up = True
     for part in components(runtime):
         info = states.get(part.name, {})
