@@ -1,0 +1,83 @@
+"""The command a batch job (notebook server, Dask scheduler or worker, papermill run) executes.
+
+Shared by the Slurm and HTCondor backends and by batchspawner's submit scripts: where the backend
+runs jobs in a container (`container_runtime: apptainer`) and the image has a CVMFS path, the
+command runs as `apptainer exec <cvmfs path> ...`; otherwise it runs in the configured environment
+(`site.environment`, a Python environment prefix, or whatever is on the job's PATH).
+
+Every argument is quoted with shlex, so nothing from a user or a form reaches the shell unquoted.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+
+from facility.model import Backend, Facility, Image
+
+APPTAINER = "apptainer"
+
+
+def image_path(fac: Facility, image: Image) -> str:
+    """Where the unpacked image lives on CVMFS: its own `cvmfs` key, else derived from its registry."""
+    if image.cvmfs:
+        return image.cvmfs
+    root = fac.data.cvmfs_root if fac.data else "/cvmfs"
+    return f"{root.rstrip('/')}/unpacked.cern.ch/{image.registry}"
+
+
+def uses_container(backend: Backend) -> bool:
+    return backend.container_runtime == "apptainer"
+
+
+def job_argv(fac: Facility, backend: Backend, image: Image, argv: Sequence[str], gpus: int = 0) -> list[str]:
+    """The argv a job runs for `argv` on this backend with this image.
+
+    site keys read: `apptainer` (the runtime's program, default "apptainer"), `apptainer_binds`
+    (host paths bound into the container), `environment` (prefix of the Python environment jobs
+    use when no container runs: its bin/ programs are called by full path).
+    """
+    if not argv:
+        raise ValueError("a job needs a command")
+    site = backend.site or {}
+    if uses_container(backend):
+        command = [str(site.get("apptainer", APPTAINER)), "exec"]
+        if gpus:
+            command.append("--nv")  # binds the host's NVIDIA driver and devices
+        for bind in site.get("apptainer_binds", ()) or ():
+            command += ["--bind", str(bind)]
+        return [*command, image_path(fac, image), *map(str, argv)]
+    environment = site.get("environment")
+    first, *rest = map(str, argv)
+    if environment and "/" not in first:
+        first = os.path.join(str(environment), "bin", first)
+    return [first, *rest]
+
+
+def job_command(fac: Facility, backend: Backend, image: Image, argv: Sequence[str], gpus: int = 0) -> str:
+    """job_argv as one shell line, each argument quoted."""
+    return shlex.join(job_argv(fac, backend, image, argv, gpus))
+
+
+def export_lines(environment: Mapping[str, str]) -> str:
+    """`export KEY=value` lines for a batch script, values quoted; keys must be shell names."""
+    lines = []
+    for key, value in environment.items():
+        if not key.isidentifier():
+            raise ValueError(f"{key!r} is not a valid environment variable name")
+        lines.append(f"export {key}={shlex.quote(str(value))}")
+    return "\n".join(lines)
+
+
+def data_cache_environment(fac: Facility, backend: Backend) -> dict[str, str]:
+    """Where jobs of this backend read data: its site's XCache, else the origin."""
+    if fac.data is None:
+        return {}
+    env = {"AF_DATA_ORIGIN": fac.data.origin_url}
+    cache = fac.data.cache(backend.data_cache)
+    if cache is not None:
+        env["AF_DATA_CACHE"] = cache.url
+    if fac.data.prefixes:
+        env["AF_DATA_PREFIXES"] = ":".join(fac.data.prefixes)
+    return env
