@@ -46,6 +46,8 @@ c.Authenticator.username_pattern = USERNAME_PATTERN
 
 # Notebook servers: one form for every backend of facility.yaml.
 c.JupyterHub.spawner_class = "hub_config.spawner.FacilitySpawner"
+if any(b.is_batch for b in fac.backends):
+    import batchspawner  # noqa: F401  (adds /hub/api/batchspawner, where batch jobs report their port)
 c.FacilitySpawner.facility_file = runtime["facility_file"]
 c.FacilitySpawner.home_dir_template = str(state / "home" / "{username}")
 c.FacilitySpawner.gateway_urls = {name: gw["url"] for name, gw in runtime["gateways"].items()}
