@@ -10,7 +10,7 @@ from pathlib import Path
 
 import facility
 from dask_backends.backends import backend_class_for
-from dask_backends.options import cluster_options
+from dask_backends.options import cluster_options_per_user
 from hub_config.runtime import gateway_service_name, load_runtime
 
 runtime = load_runtime()
@@ -31,7 +31,7 @@ c.JupyterHubAuthenticator.jupyterhub_api_token = gateway["api_token"]
 c.JupyterHubAuthenticator.jupyterhub_service_name = gateway_service_name(name)
 
 c.DaskGateway.backend_class = backend_class_for(backend.kind)
-c.Backend.cluster_options = cluster_options(fac, backend)
+c.Backend.cluster_options = cluster_options_per_user(fac, backend)  # narrowed to each user's allowance
 # distributed 2026 dropped the dask-scheduler / dask-worker scripts that dask-gateway defaults to.
 c.ClusterConfig.scheduler_cmd = ["dask", "scheduler"]
 c.ClusterConfig.worker_cmd = ["dask", "worker"]

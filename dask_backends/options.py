@@ -1,24 +1,49 @@
 """dask-gateway cluster options derived from a facility.yaml backend.
 
-The same limits as the spawn form: the gateway refuses values outside them, and refuses users
-whose groups may not use the backend, whatever client they call it from.
+The same limits as the spawn form: the gateway refuses values outside them, refuses users whose
+groups may not use the backend, and holds each user to their groups' allowance
+(facility.allowances), whatever client they call it from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dask_gateway_server.options import Integer, Options, Select
 
+from facility import allowances
 from facility.model import Backend, Facility, Range
 
 
 class NotAllowedError(ValueError):
-    """The user may not start clusters on this backend."""
+    """The user may not start clusters on this backend, or not with these options."""
 
 
 def _integer(field: str, rng: Range, label: str) -> Integer:
     return Integer(field, default=rng.default, min=rng.min, max=rng.max, label=label)
+
+
+def _limits(backend: Backend) -> dict[str, Range]:
+    return {
+        "worker_cores": backend.dask.worker_cores,
+        "worker_memory_gb": backend.dask.worker_memory_gb,
+        "worker_gpus": backend.dask.worker_gpus,
+    }
+
+
+def allowed_for(fac: Facility, backend: Backend, user: Any) -> Backend:
+    """The backend narrowed to this gateway user's allowance; NotAllowedError if they may not use it."""
+    groups = set(getattr(user, "groups", ()) or ())
+    narrowed = allowances.for_user(fac, backend, groups, bool(getattr(user, "admin", False)))
+    if narrowed is None:
+        why = (
+            f"it is open to the groups {', '.join(backend.allowed_groups)}"
+            if not backend.allows_user(groups)
+            else "no allowance of your groups covers it"
+        )
+        raise NotAllowedError(f"user {user.name!r} may not start clusters on {backend.name!r}; {why}")
+    return narrowed
 
 
 def cluster_options(fac: Facility, backend: Backend) -> Options:
@@ -35,20 +60,41 @@ def cluster_options(fac: Facility, backend: Backend) -> Options:
     fields.append(Select("image", images, default=default_image, label="Software image"))
 
     def handler(options: Any, user: Any) -> dict[str, Any]:
-        groups = set(getattr(user, "groups", ()) or ())
-        if not backend.allows_user(groups, is_admin=getattr(user, "admin", False)):
+        narrowed = allowed_for(fac, backend, user)
+        # The fields above hold the backend's limits; the user's allowance may be narrower.
+        for field, rng in _limits(narrowed).items():
+            value = getattr(options, field, 0)
+            if not rng.allows(value):
+                raise NotAllowedError(
+                    f"{field}: {value} is more than your groups allow on {backend.name!r}; "
+                    f"choose between {rng.min} and {rng.max}"
+                )
+        allowed_images = [i.name for i in fac.images_for(narrowed)]
+        if options.image not in allowed_images:
             raise NotAllowedError(
-                f"user {user.name!r} may not start clusters on {backend.name!r}; "
-                f"it is open to the groups {', '.join(backend.allowed_groups)}"
+                f"image: {options.image!r} is not available to your groups; choose one of: {', '.join(allowed_images)}"
             )
-        return cluster_config(fac, backend, options)
+        return cluster_config(fac, narrowed, options)
 
     return Options(*fields, handler=handler)
+
+
+def cluster_options_per_user(fac: Facility, backend: Backend) -> Callable[[Any], Options]:
+    """For dask-gateway's Backend.cluster_options: each user's form shows only their allowance."""
+
+    def for_user(user: Any) -> Options:
+        try:
+            return cluster_options(fac, allowed_for(fac, backend, user))
+        except NotAllowedError:
+            return cluster_options(fac, backend)  # its handler refuses, with the reason
+
+    return for_user
 
 
 def cluster_config(fac: Facility, backend: Backend, options: Any) -> dict[str, Any]:
     """ClusterConfig overrides for validated options."""
     config: dict[str, Any] = {
+        "cluster_max_workers": backend.dask.workers.max,
         "worker_cores": options.worker_cores,
         "worker_memory": f"{options.worker_memory_gb}G",
         "environment": {

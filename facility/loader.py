@@ -18,6 +18,7 @@ import yaml
 
 from facility.model import (
     OIDC,
+    Allowance,
     Auth,
     Backend,
     Cache,
@@ -172,6 +173,13 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
     auth = raw.get("auth") or {}
     if auth.get("type") == "oidc" and "oidc" not in auth:
         yield "auth.oidc: required when auth.type is 'oidc'"
+    backend_names = [b["name"] for b in raw["backends"]]
+    for index, allowance in enumerate(auth.get("allowances", [])):
+        where = f"auth.allowances[{index}]"
+        for key, known in (("backends", backend_names), ("images", image_names)):
+            for name in allowance.get(key, []):
+                if name not in known:
+                    yield f"{where}.{key}: {name!r} is not one of the {key}; known {key}: {', '.join(known)}"
 
 
 def _duplicates(where: str, names: list[str]) -> Iterable[str]:
@@ -220,6 +228,13 @@ def _build_backend(raw: dict[str, Any]) -> Backend:
     )
 
 
+def _build_allowance(raw: dict[str, Any]) -> Allowance:
+    def names(key: str) -> tuple[str, ...] | None:
+        return tuple(raw[key]) if key in raw else None
+
+    return Allowance(names("groups"), names("backends"), names("images"), names("gpu_types"), dict(raw.get("max", {})))
+
+
 def _build(raw: dict[str, Any]) -> Facility:
     data_raw = raw.get("data")
     data = None
@@ -243,6 +258,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             username_claim=oidc_raw.get("username_claim", "preferred_username"),
             groups_claim=oidc_raw.get("groups_claim", "groups"),
             admin_groups=tuple(oidc_raw.get("admin_groups", ())),
+            refresh_age_seconds=oidc_raw.get("refresh_age_seconds", 300),
         )
     hub_raw = raw.get("hub") or {}
     return Facility(
@@ -258,6 +274,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             admin_users=tuple(auth_raw.get("admin_users", ())),
             groups={g: tuple(users) for g, users in (auth_raw.get("groups") or {}).items()},
             oidc=oidc,
+            allowances=tuple(_build_allowance(a) for a in auth_raw.get("allowances", [])),
         ),
         hub=Hub(
             bind_url=hub_raw.get("bind_url", "http://127.0.0.1:8000"),

@@ -113,6 +113,22 @@ class OIDC:
     username_claim: str
     groups_claim: str
     admin_groups: tuple[str, ...]
+    refresh_age_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What members of some groups may use (auth.allowances); None means "no restriction"."""
+
+    groups: tuple[str, ...] | None
+    backends: tuple[str, ...] | None
+    images: tuple[str, ...] | None
+    gpu_types: tuple[str, ...] | None
+    max: dict[str, int] = field(default_factory=dict)
+
+    def applies_to(self, backend: str, groups: set[str] | frozenset[str]) -> bool:
+        in_group = self.groups is None or bool(set(self.groups) & set(groups))
+        return in_group and (self.backends is None or backend in self.backends)
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,7 @@ class Auth:
     admin_users: tuple[str, ...]
     groups: dict[str, tuple[str, ...]]
     oidc: OIDC | None
+    allowances: tuple[Allowance, ...] = ()
 
 
 @dataclass(frozen=True)

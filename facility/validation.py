@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from facility.allowances import usable_backends
 from facility.model import Backend, Facility, Range
 
 
@@ -68,7 +69,8 @@ def _choice(options: Mapping[str, Any], key: str, allowed: list[str], default: s
 
 
 def allowed_backends(facility: Facility, groups: set[str], is_admin: bool = False) -> list[Backend]:
-    return list(facility.backends_for(groups, is_admin))
+    """The backends this user may use, each narrowed to their allowance (facility.allowances)."""
+    return usable_backends(facility, groups, is_admin)
 
 
 def validate_spawn(
@@ -83,12 +85,15 @@ def validate_spawn(
     if not usable:
         raise RequestError("you are not in any group that may use a backend of this facility")
     name = _choice(options, "backend", [b.name for b in facility.backends], usable[0].name, "backend")
-    backend = facility.backend(name)
-    if backend not in usable:
-        raise RequestError(
-            f"backend: you may not use {name!r} (it is open to the groups {', '.join(backend.allowed_groups)}); "
-            f"you may use: {', '.join(b.name for b in usable)}"
-        )
+    backend = next((b for b in usable if b.name == name), None)
+    if backend is None:
+        backend = facility.backend(name)
+        if backend.allows_user(groups, is_admin):
+            why = "no allowance of your groups covers it"
+        else:
+            why = f"it is open to the groups {', '.join(backend.allowed_groups)}"
+        usable_names = ", ".join(b.name for b in usable)
+        raise RequestError(f"backend: you may not use {name!r} ({why}); you may use: {usable_names}")
     images = [i.name for i in facility.images_for(backend)]
     default_image = facility.default_image.name if facility.default_image.name in images else images[0]
     image = _choice(options, "image", images, default_image, "image")

@@ -50,17 +50,28 @@ def local_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: 
 def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: FacilitySpawner) -> ChildConfig:
     from kubespawner import KubeSpawner
 
+    from dask_backends.pods import namespace, pod_settings
+
+    pod = pod_settings(fac, backend, request.image, request.gpus, request.gpu_type)
     config = _common(fac, backend, request, parent)
+    config["environment"].update(pod.environment)
+    # KubeSpawner expands {username}-style templates in values: keep JSON braces ($AF_DASK_GATEWAYS) literal.
+    config["environment"] = {k: str(v).replace("{", "{{").replace("}", "}}") for k, v in config["environment"].items()}
     config.update(
-        image=fac.image(request.image).registry,
+        image=pod.image,
         cpu_guarantee=float(request.cores),
         mem_guarantee=f"{request.memory_gb}G",
+        extra_resource_limits=pod.resource_limits,
+        # Guarantee GPUs too: Kubernetes only schedules extended resources whose request equals the limit.
+        extra_resource_guarantees=pod.resource_limits,
+        node_selector=pod.node_selector,
+        tolerations=pod.tolerations,
+        extra_annotations=pod.annotations,
+        volumes=pod.volumes,
+        volume_mounts=pod.volume_mounts,
     )
-    if request.gpus:
-        config["extra_resource_limits"] = {"nvidia.com/gpu": str(request.gpus)}
-    namespace = backend.site.get("namespace")
-    if namespace:
-        config["namespace"] = namespace
+    if namespace(backend):
+        config["namespace"] = namespace(backend)
     return KubeSpawner, config
 
 
