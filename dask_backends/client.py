@@ -31,7 +31,8 @@ def available_backends() -> dict[str, str]:
     return json.loads(raw)
 
 
-def _address(backend: str | None) -> tuple[str, str]:
+def gateway_address(backend: str | None = None) -> tuple[str, str]:
+    """(backend name, gateway address) for a backend the user may use (default: the notebook's own)."""
     gateways = available_backends()
     name = backend or os.environ.get("AF_BACKEND") or next(iter(gateways), "")
     if name not in gateways:
@@ -46,7 +47,7 @@ class GatewayUnavailable(ConnectionError):
 
 def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway:
     """A dask_gateway.Gateway for a backend (default: the notebook's own backend)."""
-    name, address = _address(backend)
+    name, address = gateway_address(backend)
     try:
         # Probe first so a gateway that is down fails here, clearly, not deep inside dask.
         with urllib.request.urlopen(f"{address}/api/health", timeout=10):  # noqa: S310 - address from the hub
