@@ -19,11 +19,12 @@ status:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml package.json $(wildcard scripts/install.d/*.sh) $(wildcard extensions/*/src/*.ts extensions/*/af_dask_lab/*.py)
+# images/requirements.lock constrains the host too: hub, notebook and Dask workers run the same versions.
+$(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard scripts/install.d/*.sh) $(wildcard extensions/*/src/*.ts extensions/*/af_dask_lab/*.py)
 	bash scripts/install-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[analysis,test]'
+	$(PY) -m pip install --quiet -e '.[analysis,test]' -c images/requirements.lock
 	bash scripts/install.d/60-lab-extension.sh  # needs the venv's JupyterLab
 	touch $(STAMP)
 

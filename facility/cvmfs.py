@@ -66,3 +66,18 @@ def image_path(fac: Facility, image: str | Image, check: bool = True) -> Path:
         return path
     root = facility_root(fac)
     return resolve(image.registry, root) if check else cvmfs_path(image.registry, root)
+
+
+def recipe_images(recipe_file: str | Path) -> list[str]:
+    """Image references a DUCC wishlist (cvmfs/recipe.yaml) publishes, without their https:// scheme."""
+    import yaml
+
+    recipe = yaml.safe_load(Path(recipe_file).read_text())
+    if not isinstance(recipe, dict) or recipe.get("cvmfs_repo") != UNPACKED_REPOSITORY:
+        raise CvmfsImageError(f"{recipe_file}: not a DUCC recipe for {UNPACKED_REPOSITORY} (cvmfs_repo)")
+    images = []
+    for entry in recipe.get("input") or []:
+        reference = str(entry).split("://", 1)[-1]
+        cvmfs_path(reference)  # refuses malformed references
+        images.append(reference)
+    return images
