@@ -49,3 +49,7 @@ if backend.kind == "local":
         *LocalBackend.class_traits()["inherited_environment"].default(),
         "AF_INSTANCE",
     ]
+if backend.kind == "slurm":
+    from dask_backends.slurm import configure as configure_slurm
+
+    configure_slurm(c, runtime["facility_file"], backend, state)

@@ -89,14 +89,11 @@ def _batch_common(fac: Facility, backend: Backend, request: SpawnRequest, parent
 
 
 def slurm_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: FacilitySpawner) -> ChildConfig:
-    from batchspawner import SlurmSpawner
+    from hub_config.slurm import FacilitySlurmSpawner, slurm_child_config
 
     config = _batch_common(fac, backend, request, parent)
-    config["req_partition"] = request.queue
-    if request.gpus:
-        gres = f"gpu:{request.gpu_type}:{request.gpus}" if request.gpu_type else f"gpu:{request.gpus}"
-        config["req_options"] = f"--gres={gres}"
-    return SlurmSpawner, config
+    name, template = parent.user.name, parent.home_dir_template
+    return FacilitySlurmSpawner, slurm_child_config(fac, backend, request, name, template, config)
 
 
 def htcondor_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: FacilitySpawner) -> ChildConfig:

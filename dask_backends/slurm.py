@@ -1,0 +1,150 @@
+"""dask-gateway on Slurm: dask-gateway-server's SlurmBackend configured from facility.yaml.
+
+What this adds to upstream's SlurmBackend:
+- jobs are submitted by running dask-gateway-jobqueue-launcher as the gateway's own user, not
+  through `sudo -u <user>` (single-node and test facilities, where hub users are no accounts);
+- the staging folders live under the gateway's state folder, not in users' home folders;
+- scheduler and worker commands run through dask_backends.container (apptainer on the image's
+  CVMFS path, or the configured environment), every argument shell-quoted;
+- GPU workers ask Slurm for `--gres=gpu[:TYPE]:N`; workers carry the backend's data-cache settings;
+- every Slurm command sees the site's SLURM_CONF.
+
+site keys read: slurm_conf, account, qos, sbatch_options, and the container keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend, SlurmClusterConfig
+from traitlets import Integer, Unicode, default
+
+import facility
+from dask_backends.container import data_cache_environment, job_argv
+from facility.model import Backend, Facility, Image
+
+
+class FacilitySlurmClusterConfig(SlurmClusterConfig):
+    """SlurmClusterConfig plus the GPUs each worker asks for."""
+
+    worker_gpus = Integer(0, help="GPUs per worker job (Slurm gres).", config=True)
+    gpu_type = Unicode("", help="GPU model for worker gres, empty for any.", config=True)
+
+
+class FacilitySlurmBackend(SlurmBackend):
+    """SlurmBackend for one facility.yaml backend (set by dask_backends.gateway_config)."""
+
+    facility_file = Unicode(help="facility.yaml the gateway serves.", config=True)
+    backend_name = Unicode(help="Name of the Slurm backend in facility.yaml.", config=True)
+    staging_root = Unicode(help="Folder holding each cluster's staging folder (TLS files, logs).", config=True)
+
+    @default("cluster_config_class")
+    def _default_cluster_config_class(self) -> type:
+        return FacilitySlurmClusterConfig
+
+    def _facility(self) -> tuple[Facility, Backend]:
+        if not hasattr(self, "_loaded"):
+            fac = facility.load(self.facility_file or None)
+            self._loaded = (fac, fac.backend(self.backend_name))
+        return self._loaded
+
+    @property
+    def site(self) -> dict[str, Any]:
+        return self._facility()[1].site or {}
+
+    def _slurm_env(self) -> dict[str, str]:
+        conf = self.site.get("slurm_conf")
+        return {"SLURM_CONF": str(conf)} if conf else {}
+
+    def _image(self, cluster: Any) -> Image:
+        fac, backend = self._facility()
+        wanted = cluster.config.environment.get("AF_IMAGE", "")
+        for image in fac.images_for(backend):
+            if image.registry == wanted:
+                return image
+        return fac.default_image
+
+    async def do_as_user(self, user: str, action: str, **kwargs: Any) -> tuple[int, str, str]:
+        # Upstream runs `sudo -nHu <user> dask-gateway-jobqueue-launcher`; here the gateway's own
+        # user submits (the users of a single-node facility have no accounts to sudo to).
+        kwargs["action"] = action
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dask_gateway_server.backends.jobqueue.launcher",
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await proc.communicate(json.dumps(kwargs).encode())
+        out, err = stdout.decode("utf8", "replace"), stderr.decode("utf8", "replace")
+        if proc.returncode != 0:
+            raise RuntimeError(f"dask-gateway-jobqueue-launcher exited {proc.returncode}: {err or out}")
+        result = json.loads(out)
+        if not result["ok"]:
+            raise RuntimeError(result["error"])
+        return result["returncode"], result["stdout"], result["stderr"]
+
+    def get_staging_directory(self, cluster: Any) -> str:
+        return os.path.join(self.staging_root, cluster.name)
+
+    def get_worker_env(self, cluster: Any) -> dict[str, str]:
+        fac, backend = self._facility()
+        return {**data_cache_environment(fac, backend), **super().get_worker_env(cluster)}
+
+    def get_submit_cmd_env_stdin(self, cluster: Any, worker: Any = None) -> tuple[list[str], dict[str, str], str]:
+        cmd, env, _ = super().get_submit_cmd_env_stdin(cluster, worker)
+        fac, backend = self._facility()
+        gpus = 0
+        if worker is not None:
+            argv, setup = self.get_worker_command(cluster, worker.name), cluster.config.worker_setup
+            gpus = int(cluster.config.environment.get("AF_WORKER_GPUS", cluster.config.worker_gpus) or 0)
+        else:
+            argv, setup = self.get_scheduler_command(cluster), cluster.config.scheduler_setup
+        command = shlex.join(job_argv(fac, backend, self._image(cluster), argv, gpus=gpus))
+        script = "\n".join(["#!/bin/sh", setup, f"exec {command}", ""])
+        extra = [f"--qos={self.site['qos']}"] if self.site.get("qos") and not cluster.config.qos else []
+        if self.site.get("account") and not cluster.config.account:
+            extra.append(f"--account={self.site['account']}")
+        if gpus:
+            kind = cluster.config.gpu_type
+            extra.append(f"--gres=gpu:{kind}:{gpus}" if kind else f"--gres=gpu:{gpus}")
+        extra += [str(o) for o in self.site.get("sbatch_options", [])]
+        # Later options win in sbatch: GPU workers go to the GPU partition where the site has one.
+        late = (
+            [f"--partition={self.site['dask_gpu_partition']}"] if gpus and self.site.get("dask_gpu_partition") else []
+        )
+        # sbatch reads SLURM_CONF; upstream's --export lists what the job gets (not SLURM_CONF).
+        env = {**env, **self._slurm_env()}
+        return [cmd[0], *extra, *cmd[1:], *late], env, script
+
+    def get_stop_cmd_env(self, job_id: str) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().get_stop_cmd_env(job_id)
+        return cmd, {**env, **self._slurm_env()}
+
+    def get_status_cmd_env(self, job_ids: list[str]) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().get_status_cmd_env(job_ids)
+        return cmd, {**env, **self._slurm_env()}
+
+
+def configure(c: Any, facility_file: str, backend: Backend, state: Path) -> None:
+    """gateway_config.py's Slurm part: which backend, where staging goes, partition and account."""
+    site = backend.site or {}
+    c.FacilitySlurmBackend.facility_file = facility_file
+    c.FacilitySlurmBackend.backend_name = backend.name
+    c.FacilitySlurmBackend.staging_root = str(state / "staging")
+    (state / "staging").mkdir(parents=True, exist_ok=True)
+    partition = site.get("dask_partition") or (backend.queues[0].name if backend.queues else "")
+    c.FacilitySlurmClusterConfig.partition = str(partition)
+    c.FacilitySlurmClusterConfig.account = str(site.get("account", ""))
+    c.FacilitySlurmClusterConfig.qos = str(site.get("qos", ""))
+    c.FacilitySlurmClusterConfig.gpu_type = str(site.get("dask_gpu_type", ""))
+    # The scheduler is small; upstream's 2 GB would block a worker's slot on small nodes.
+    c.FacilitySlurmClusterConfig.scheduler_memory = "1 G"

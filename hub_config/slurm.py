@@ -1,0 +1,264 @@
+"""Notebook servers as Slurm jobs: batchspawner's SlurmSpawner with the project's own batch script.
+
+What differs from upstream SlurmSpawner:
+- the script is hub_config/templates/slurm_notebook.sh.j2; values on #SBATCH lines must be plain
+  names and numbers, the command is shlex-quoted (container wrapping from dask_backends.container);
+- users need not exist on the hub host (no pwd lookups); Slurm commands run as the hub's own user
+  with the site's SLURM_CONF (single-node and test facilities; sites with per-user submission set
+  `exec_prefix` themselves);
+- a job that Slurm refuses, that stays pending past `pending_timeout` or that ends before its
+  server reports in fails the spawn with a message saying which, cancels the job and leaves the
+  hub clean for the next spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from batchspawner import JobStatus, SlurmSpawner
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from traitlets import Callable, Float, List, Unicode, default
+
+from dask_backends.container import data_cache_environment, job_argv, uses_container
+from facility.model import Backend, Facility
+from facility.validation import SpawnRequest
+
+# What may stand on an #SBATCH line: names, numbers, paths, gres and time specs. No blanks,
+# quotes, newlines or shell characters; anything else is refused, not escaped.
+DIRECTIVE = re.compile(r"^[A-Za-z0-9_.:=,/%+-]{1,256}$")
+
+
+class BatchScriptError(ValueError):
+    """A value that may not be written into a batch script."""
+
+
+def directive(value: Any) -> str:
+    text = str(value)
+    if not DIRECTIVE.match(text):
+        raise BatchScriptError(
+            f"{text[:60]!r} may not be written on an #SBATCH line (only letters, digits and ._:=,/%+-)"
+        )
+    return text
+
+
+# Shell text, not HTML: safety comes from the `directive` filter and shlex, not from escaping.
+_templates = Environment(  # noqa: S701
+    loader=PackageLoader("hub_config", "templates"), undefined=StrictUndefined, keep_trailing_newline=True
+)
+_templates.filters["directive"] = directive
+
+
+def render_notebook_script(values: dict[str, Any]) -> str:
+    """The batch script of a notebook server; `values['command']` must already be shell-quoted."""
+    return _templates.get_template("slurm_notebook.sh.j2").render(**values)
+
+
+class FacilitySlurmSpawner(SlurmSpawner):
+    """SlurmSpawner configured per spawn by hub_config.children.slurm_child."""
+
+    exec_prefix = Unicode("", help="Prefix of sbatch/squeue/scancel; empty runs them as the hub's user.").tag(
+        config=True
+    )
+    req_srun = Unicode("").tag(config=True)  # the server runs in the batch step; scancel ends it
+    job_wrapper = Callable(
+        allow_none=True, help="argv -> argv of the job (dask_backends.container.job_argv with image and backend)."
+    ).tag(config=True)
+    listen_ip = Unicode("", help="Address the server listens on; empty keeps batchspawner's 0.0.0.0.").tag(config=True)
+    job_workdir = Unicode(help="Folder the job starts in and writes its log to.").tag(config=True)
+    site_options = List(Unicode(), help="Extra #SBATCH options from facility.yaml's site settings.").tag(config=True)
+    pending_timeout = Float(300, help="Seconds a job may stay pending before the spawn gives up.").tag(config=True)
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        # Hub users are not accounts on the hub host: no pwd lookups (upstream's UserEnvMixin).
+        env["USER"] = self.user.name
+        return env
+
+    @default("req_homedir")
+    def _req_homedir_default(self) -> str:
+        return self.job_workdir
+
+    @property
+    def log_file(self) -> Path:
+        return Path(self.job_workdir) / "slurm-%j.log"
+
+    def job_log(self) -> str:
+        """The end of the job's output, for error messages."""
+        if not self.job_id:
+            return ""
+        path = Path(str(self.log_file).replace("%j", self.job_id))
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-15:])
+
+    def cmd_formatted_for_batch(self) -> str:
+        argv = [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()]
+        return shlex.join(self.job_wrapper(argv) if self.job_wrapper else argv)
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        if self.listen_ip and "JUPYTERHUB_SERVICE_URL" in env:
+            url = urlsplit(env["JUPYTERHUB_SERVICE_URL"])
+            env["JUPYTERHUB_SERVICE_URL"] = urlunsplit(url._replace(netloc=f"{self.listen_ip}:{url.port or 0}"))
+        return env
+
+    async def _get_batch_script(self, **subvars: Any) -> str:
+        # Only the spawner's own (validated) traits reach the script, never raw user_options.
+        return render_notebook_script(
+            {
+                "job_name": f"jupyter-{self.user.name}",
+                "log_file": str(self.log_file),
+                "workdir": self.job_workdir,
+                "nprocs": self.req_nprocs,
+                "memory": self.req_memory,
+                "runtime": self.req_runtime,
+                "partition": self.req_partition,
+                "account": self.req_account,
+                "gres": self.req_gres,
+                "site_options": self.site_options,
+                "command": subvars["cmd"],
+            }
+        )
+
+    async def submit_batch_script(self) -> str:
+        Path(self.job_workdir).mkdir(parents=True, exist_ok=True)
+        try:
+            job_id = await super().submit_batch_script()
+        except BatchScriptError as exc:
+            raise RuntimeError(f"Cannot write your batch job: {exc}") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"Slurm refused the notebook job: {exc}") from None
+        self._submitted_at = time.monotonic()
+        self._submitted_job = job_id
+        return job_id
+
+    async def _job_reason(self) -> str:
+        try:
+            out = await self.run_command(" ".join((self.exec_prefix, f"squeue -h -j {shlex.quote(self.job_id)} -o %r")))
+        except RuntimeError:
+            return "unknown"
+        return out.strip() or "unknown"
+
+    async def _job_end_state(self) -> str:
+        try:
+            out = await self.run_command(
+                " ".join((self.exec_prefix, f"scontrol -o show job {shlex.quote(self.job_id)}"))
+            )
+        except RuntimeError:
+            return "gone"
+        match = re.search(r"JobState=(\S+)", out)
+        reason = re.search(r"Reason=(\S+)", out)
+        return f"{match.group(1) if match else 'gone'}" + (f", reason {reason.group(1)}" if reason else "")
+
+    async def _ended_message(self, job_id: str) -> str:
+        self.job_id = job_id  # for the log path; batchspawner clears it once the job is gone
+        state = await self._job_end_state()
+        log = self.job_log()
+        return f"Your notebook job {job_id} ended before the notebook server started (Slurm state: {state})." + (
+            f" Last lines of its log:\n{log}" if log else ""
+        )
+
+    async def _watch_job(self) -> str:
+        """Return a message once the job stays pending too long or ends before the server is up."""
+        while True:
+            await asyncio.sleep(1)
+            job_id = self.job_id
+            if not job_id:
+                continue
+            status = await self.query_job_status()
+            waited = time.monotonic() - getattr(self, "_submitted_at", time.monotonic())
+            if status == JobStatus.PENDING and waited > self.pending_timeout:
+                reason = await self._job_reason()
+                return (
+                    f"Your notebook job {job_id} stayed pending in Slurm for {waited:.0f} s (reason: {reason}); "
+                    "it was cancelled. Choose another partition or fewer resources and start again."
+                )
+            if status == JobStatus.NOTFOUND:
+                return await self._ended_message(job_id)
+
+    async def start(self) -> tuple[str, int]:
+        self._submitted_job = ""
+        starting = asyncio.ensure_future(super().start())
+        watching = asyncio.ensure_future(self._watch_job())
+        try:
+            done, _ = await asyncio.wait({starting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the hub's start_timeout: it calls stop() next
+            starting.cancel()
+            watching.cancel()
+            raise
+        if starting in done:
+            watching.cancel()
+            error = starting.exception()
+            if error is None:
+                return starting.result()
+            if not self._submitted_job or str(error).startswith(("Slurm refused", "Cannot write")):
+                raise error
+            # batchspawner saw the job vanish first: say what happened to it.
+            message = await self._ended_message(self._submitted_job)
+        else:
+            starting.cancel()
+            message = watching.result()
+        self.log.warning("Spawn of %s failed: %s", self.user.name, message)
+        if self.job_id:
+            with contextlib.suppress(RuntimeError):  # the job may be gone already
+                await self.cancel_batch_job()
+        self.clear_state()
+        raise RuntimeError(message)
+
+
+def slurm_child_config(
+    fac: Facility,
+    backend: Backend,
+    request: SpawnRequest,
+    username: str,
+    home_dir_template: str,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """FacilitySlurmSpawner traits for a validated request, on top of the common batch config.
+
+    site keys read: slurm_conf, account, sbatch_options, pending_timeout_seconds, job_dir,
+    notebook_host, plus the container keys of dask_backends.container.
+    """
+    site = backend.site or {}
+    image = fac.image(request.image)
+    env = {**config.get("environment", {}), **data_cache_environment(fac, backend)}
+    exec_prefix = ""
+    if site.get("slurm_conf"):
+        env["SLURM_CONF"] = str(site["slurm_conf"])
+        exec_prefix = f"env SLURM_CONF={shlex.quote(str(site['slurm_conf']))}"
+    gres = ""
+    if request.gpus:
+        gres = f"gpu:{request.gpu_type}:{request.gpus}" if request.gpu_type else f"gpu:{request.gpus}"
+    config.update(
+        environment=env,
+        exec_prefix=exec_prefix,
+        req_partition=request.queue,
+        req_account=str(site.get("account", "")),
+        req_gres=gres,
+        req_options="",
+        site_options=[str(o) for o in site.get("sbatch_options", [])],
+        pending_timeout=float(site.get("pending_timeout_seconds", 300)),
+        job_wrapper=functools.partial(job_argv, fac, backend, image, gpus=request.gpus),
+    )
+    # The job's folder (log, working directory): site.job_dir/<user> on the shared file system,
+    # else the user's home folder as the local backend lays it out.
+    if site.get("job_dir"):
+        config["job_workdir"] = str(Path(str(site["job_dir"])) / username)
+    else:
+        config["job_workdir"] = str(Path(home_dir_template.format(username=username)).expanduser())
+    if uses_container(backend):
+        config["cmd"] = ["jupyterhub-singleuser"]  # the image's own, not the hub host's
+    if site.get("notebook_host"):
+        # Single-node facilities: the hub reaches every job's server at this address.
+        config["state_exechost_exp"] = str(site["notebook_host"])
+        config["listen_ip"] = str(site["notebook_host"])
+    return config

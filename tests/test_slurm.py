@@ -1,0 +1,231 @@
+"""Notebook servers, Dask clusters and batch notebooks on a real single-node Slurm.
+
+The Slurm (munged, slurmctld, slurmd) is started by tests/slurm_cluster.py; the facility is the
+embedded one plus a Slurm backend pointing at it (site.slurm_conf), started with `af up`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from dask_gateway import Gateway, JupyterHubAuth
+
+from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.slurm_cluster import SlurmCluster, unavailable_reason
+
+_reason = unavailable_reason()
+pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+
+
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[SlurmCluster]:
+    cluster = SlurmCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def hpc(start_facility, slurm: SlurmCluster) -> RunningFacility:
+    raw = copy.deepcopy(embedded_raw())
+    raw["backends"].append(slurm.backend_entry("hpc"))
+    raw["backends"][-1]["site"]["notebook_host"] = "127.0.0.1"
+    raw["hub"]["start_timeout_seconds"] = 90
+    return start_facility(raw)
+
+
+def _form(**overrides: str) -> dict[str, str]:
+    fields = {
+        "backend": "hpc",
+        "image": "coffea-2026",
+        "cores": "1",
+        "memory_gb": "1",
+        "queue": "cpu",
+        "walltime_hours": "1",
+    }
+    return {**fields, **overrides}
+
+
+def _spawn_outcome(session: HubSession, timeout: float = 120) -> dict:
+    """Follow the hub's progress stream of a spawn until it is ready or has failed."""
+    reply = session.api("GET", f"/users/{session.username}/server/progress", stream=True)
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    for line in reply.iter_lines(decode_unicode=True):
+        if time.monotonic() > deadline:
+            break
+        if line and line.startswith("data:"):
+            last = json.loads(line[5:])
+            if last.get("ready") or last.get("failed"):
+                break
+    reply.close()
+    return last
+
+
+def _wait_for_job(slurm: SlurmCluster, name: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = slurm.job_ids(name)
+        if ids:
+            return ids[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no Slurm job named {name} appeared")
+
+
+def _job(slurm: SlurmCluster, job_id: str) -> str:
+    return slurm.scontrol("-o", "show", "job", job_id).stdout
+
+
+def _wait_gone(session: HubSession, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while session.server() is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session.server() is None
+
+
+def test_notebook_server_runs_as_a_slurm_job_and_answers_through_the_hub(hpc, slurm) -> None:
+    alice = hpc.login("alice")
+    reply = alice.post_spawn_form(_form(cores="2", memory_gb="2", walltime_hours="2"))
+    assert reply.status_code == 200, reply.text[-2000:]
+    job = _wait_for_job(slurm, "jupyter-alice")
+    details = _job(slurm, job)
+    assert "Partition=cpu" in details and "NumCPUs=2" in details and "TimeLimit=02:00:00" in details
+    assert "mem=2G" in details
+    server = alice.wait_ready(timeout=90)
+    url, token = f"{alice.url}{server['url']}", alice.token()
+    status = requests.get(f"{url}api/status", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert status.status_code == 200 and "started" in status.json()
+    alice.stop_server()
+    assert slurm.wait_no_jobs(timeout=30) == [], "stopping the server left its Slurm job behind"
+
+
+def test_gpu_request_reaches_slurm_as_gres(hpc, slurm) -> None:
+    bob = hpc.login("bob")
+    reply = bob.post_spawn_form(_form(queue="gpu", gpus="2", gpu_type="a100"))
+    assert reply.status_code == 200, reply.text[-2000:]
+    details = _job(slurm, _wait_for_job(slurm, "jupyter-bob"))
+    assert "Partition=gpu" in details
+    assert "gres:gpu:a100:2" in details
+    bob.stop_server()
+    assert slurm.wait_no_jobs() == []
+
+
+def test_job_slurm_refuses_gives_a_clear_message_and_a_clean_hub(hpc, slurm) -> None:
+    carol = hpc.login("carol")
+    # facility.yaml offers h100, but this Slurm's only node has a100s: sbatch refuses the job.
+    reply = carol.api(
+        "POST", "/users/carol/server", json={"user_options": _form(queue="gpu", gpus="1", gpu_type="h100")}
+    )
+    assert reply.status_code in (201, 202), reply.text
+    outcome = _spawn_outcome(carol)
+    assert outcome.get("failed"), outcome
+    assert "Slurm refused the notebook job" in outcome["message"]
+    assert "Requested node configuration is not available" in outcome["message"]
+    _wait_gone(carol)
+    # The hub is clean: the next spawn is accepted and reaches Slurm at once.
+    reply = carol.api("POST", "/users/carol/server", json={"user_options": _form()})
+    assert reply.status_code in (201, 202), reply.text
+    _wait_for_job(slurm, "jupyter-carol")
+    carol.stop_server()
+    assert slurm.wait_no_jobs() == []
+
+
+def test_job_pending_too_long_is_cancelled_with_a_clear_message(hpc, slurm) -> None:
+    dave = hpc.login("dave")
+    reply = dave.api("POST", "/users/dave/server", json={"user_options": _form(queue="down")})
+    assert reply.status_code in (201, 202), reply.text
+    job = _wait_for_job(slurm, "jupyter-dave")
+    outcome = _spawn_outcome(dave, timeout=60)
+    assert outcome.get("failed"), outcome
+    assert f"notebook job {job} stayed pending in Slurm" in outcome["message"]
+    assert "PartitionDown" in outcome["message"]
+    assert slurm.job_ids("jupyter-dave") == [], "the pending job was not cancelled"
+    _wait_gone(dave)
+
+
+def test_job_killed_while_starting_gives_a_clear_message_and_a_clean_hub(hpc, slurm) -> None:
+    erin = hpc.login("erin")
+    reply = erin.api("POST", "/users/erin/server", json={"user_options": _form()})
+    assert reply.status_code in (201, 202), reply.text
+    job = _wait_for_job(slurm, "jupyter-erin")
+    slurm.run("scancel", job)
+    outcome = _spawn_outcome(erin, timeout=60)
+    assert outcome.get("failed"), outcome
+    assert f"notebook job {job} ended before the notebook server started" in outcome["message"]
+    assert "CANCELLED" in outcome["message"]
+    _wait_gone(erin)
+    reply = erin.api("POST", "/users/erin/server", json={"user_options": _form()})
+    assert reply.status_code in (201, 202), reply.text
+    erin.wait_ready(timeout=90)
+    erin.stop_server()
+    assert slurm.wait_no_jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"queue": "cpu\n#SBATCH --wrap=reboot"}, "is not available; choose one of: cpu, gpu, down"),
+        ({"gpus": "1", "gpu_type": "a100 --uid=0"}, "is not available; choose one of: a100, h100"),
+        ({"memory_gb": "1G;reboot"}, "is not a whole number"),
+    ],
+)
+def test_form_values_with_shell_characters_never_reach_slurm(hpc, slurm, fields, message) -> None:
+    frank = hpc.login("frank")
+    reply = frank.post_spawn_form(_form(**fields))
+    assert reply.status_code == 400
+    assert message in reply.text
+    assert frank.server() is None
+    assert slurm.job_ids() == []
+
+
+def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> None:
+    token = hpc.login("grace").token()
+    gateway = Gateway(hpc.runtime["gateways"]["hpc"]["url"], auth=JupyterHubAuth(api_token=token))
+    cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1)
+    try:
+        cluster.scale(2)
+        client = cluster.get_client()
+        client.wait_for_workers(2, timeout=120)
+        assert len(slurm.job_ids("dask-gateway")) == 3  # scheduler + 2 workers
+        assert client.submit(sum, range(101)).result(timeout=60) == 5050
+        caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
+        assert set(caches.values()) == {"root://127.0.0.1:11095"}  # the backend's data_cache
+        cluster.scale(1)
+        _until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "scale down to 1 worker")
+        cluster.adapt(minimum=2, maximum=3)
+        _until(lambda: len(slurm.job_ids("dask-gateway")) == 3, "adaptive scaling up to its minimum of 2")
+        client.close()
+    finally:
+        cluster.shutdown()
+        gateway.close()
+    assert slurm.wait_no_jobs() == [], "stopping the cluster left Slurm jobs behind"
+
+
+def test_gpu_dask_workers_ask_slurm_for_gres(hpc, slurm) -> None:
+    token = hpc.login("heidi").token()
+    gateway = Gateway(hpc.runtime["gateways"]["hpc"]["url"], auth=JupyterHubAuth(api_token=token))
+    cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, worker_gpus=1)
+    try:
+        scheduler = _wait_for_job(slurm, "dask-gateway")
+        cluster.scale(1)
+        _until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "a GPU worker job")
+        worker = next(j for j in slurm.job_ids("dask-gateway") if j != scheduler)
+        assert "gres:gpu:1" in _job(slurm, worker)
+        assert "TresPerNode" not in _job(slurm, scheduler)  # the scheduler asks for no GPU
+    finally:
+        cluster.shutdown()
+        gateway.close()
+    assert slurm.wait_no_jobs() == []
+
+
+def _until(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
