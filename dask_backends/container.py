@@ -14,17 +14,16 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 
+from facility import cvmfs
 from facility.model import Backend, Facility, Image
 
 APPTAINER = "apptainer"
 
 
 def image_path(fac: Facility, image: Image) -> str:
-    """Where the unpacked image lives on CVMFS: its own `cvmfs` key, else derived from its registry."""
-    if image.cvmfs:
-        return image.cvmfs
-    root = fac.data.cvmfs_root if fac.data else "/cvmfs"
-    return f"{root.rstrip('/')}/unpacked.cern.ch/{image.registry}"
+    """Where the unpacked image lives on CVMFS (facility.cvmfs); not checked here: the batch
+    nodes mount CVMFS, the hub host need not."""
+    return str(cvmfs.image_path(fac, image, check=False))
 
 
 def uses_container(backend: Backend) -> bool:

@@ -7,7 +7,9 @@ embedded one plus a Slurm backend pointing at it (site.slurm_conf), started with
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import shlex
 import time
 from collections.abc import Iterator
 
@@ -18,12 +20,12 @@ from dask_gateway import Gateway, JupyterHubAuth
 from tests.harness import HubSession, RunningFacility, embedded_raw
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
-_reason = unavailable_reason()
-pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
-
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[SlurmCluster]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
     cluster = SlurmCluster().start()
     yield cluster
     cluster.stop()
@@ -229,3 +231,96 @@ def _until(check, what: str, timeout: float = 60) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# Job command and batch script generation (no daemons needed).
+
+
+def _site_facility(runtime: str, site: dict | None = None):
+    import facility
+    from tests.harness import ROOT
+
+    fac = facility.load(str(ROOT / "examples" / "site-facility.yaml"))
+    backend = dataclasses.replace(fac.backend("hpc"), container_runtime=runtime, site=site or {})
+    return fac, backend
+
+
+def test_job_command_runs_inside_the_images_cvmfs_path_with_apptainer() -> None:
+    from dask_backends.container import job_argv, job_command
+
+    fac, backend = _site_facility("apptainer", {"apptainer_binds": ["/scratch"]})
+    image = fac.image("coffea-2026")
+    argv = job_argv(fac, backend, image, ["dask", "worker", "tls://10.0.0.1:8786"], gpus=1)
+    assert argv == [
+        "apptainer", "exec", "--nv", "--bind", "/scratch",
+        "/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook:2026.9",
+        "dask", "worker", "tls://10.0.0.1:8786",
+    ]  # fmt: skip
+    line = job_command(fac, backend, image, ["echo", "$(reboot); `id`"])
+    assert line.endswith("notebook:2026.9 echo '$(reboot); `id`'")
+    assert "--nv" not in line  # no GPU asked for: no driver binding
+
+
+def test_job_command_without_container_uses_the_configured_environment() -> None:
+    from dask_backends.container import job_argv
+
+    fac, backend = _site_facility("none", {"environment": "/opt/af-env"})
+    image = fac.image("coffea-2026")
+    assert job_argv(fac, backend, image, ["dask", "scheduler", "--port", "0"]) == [
+        "/opt/af-env/bin/dask", "scheduler", "--port", "0",
+    ]  # fmt: skip
+    fac, backend = _site_facility("none")
+    assert job_argv(fac, backend, image, ["/usr/bin/env", "x"]) == ["/usr/bin/env", "x"]
+
+
+def _script(**overrides: object) -> str:
+    from hub_config.slurm import render_notebook_script
+
+    values = {
+        "job_name": "jupyter-alice",
+        "log_file": "/jobs/alice/slurm-%j.log",
+        "workdir": "/jobs/alice",
+        "nprocs": "2",
+        "memory": "4G",
+        "runtime": "02:00:00",
+        "partition": "gpu",
+        "account": "af-users",
+        "gres": "gpu:a100:1",
+        "site_options": ["--qos=normal"],
+        "command": shlex.join(["jupyterhub-singleuser", "--ServerApp.root_dir=$HOME; reboot"]),
+    }
+    return render_notebook_script({**values, **overrides})
+
+
+def test_batch_script_carries_the_request_and_quotes_the_command() -> None:
+    script = _script()
+    expected = [
+        "#SBATCH --cpus-per-task=2",
+        "#SBATCH --mem=4G",
+        "#SBATCH --time=02:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=af-users",
+        "#SBATCH --gres=gpu:a100:1",
+        "#SBATCH --qos=normal",
+        "exec jupyterhub-singleuser '--ServerApp.root_dir=$HOME; reboot'",
+    ]
+    for line in expected:
+        assert line in script.splitlines(), line
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"job_name": "jupyter-alice\n#SBATCH --uid=0"},
+        {"job_name": "jupyter-$(reboot)"},
+        {"partition": "cpu --wrap=reboot"},
+        {"gres": "gpu:1;reboot"},
+        {"workdir": "/jobs/a b"},
+        {"site_options": ["--export=ALL `id`"]},
+    ],
+)
+def test_username_or_values_with_shell_characters_cannot_change_the_batch_script(overrides) -> None:
+    from hub_config.slurm import BatchScriptError
+
+    with pytest.raises(BatchScriptError, match="may not be written on an #SBATCH line"):
+        _script(**overrides)
