@@ -75,6 +75,7 @@ def time_cluster(running: RunningFacility, username: str, backend: str, workers:
             elapsed = time.monotonic() - started
     finally:
         cluster.shutdown()
+        gateway.close()
     return elapsed
 
 

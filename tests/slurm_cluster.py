@@ -213,6 +213,7 @@ PartitionName=down Nodes={NODE} MaxTime=INFINITE State=DOWN
                 "environment": sys.prefix,
                 "pending_timeout_seconds": 8,
                 "job_dir": str(self.root / "jobs"),
+                "notebook_host": "127.0.0.1",
             },
         }
 

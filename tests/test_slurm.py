@@ -35,7 +35,6 @@ def slurm() -> Iterator[SlurmCluster]:
 def hpc(start_facility, slurm: SlurmCluster) -> RunningFacility:
     raw = copy.deepcopy(embedded_raw())
     raw["backends"].append(slurm.backend_entry("hpc"))
-    raw["backends"][-1]["site"]["notebook_host"] = "127.0.0.1"
     raw["hub"]["start_timeout_seconds"] = 90
     return start_facility(raw)
 
