@@ -1,0 +1,226 @@
+"""helm/analysis-facility rendered by a real Helm engine (Helm v4's Go library, helm-python-sdk).
+
+Every rendered object is validated against the Kubernetes API schema (kubernetes-validate). No
+Kubernetes API server runs here, so nothing is installed. The maintained charts the chart depends on
+(dask-gateway, cvmfs-csi) cannot be downloaded here: these renders set their `enabled` to false, and
+a test checks that leaving them enabled without `helm dependency build` fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+from jupyterhub.app import JupyterHub
+
+import facility
+from dask_backends.pods import CVMFS_CLAIM
+from facility.chart_schema import SCHEMA_FILE, render, values_schema
+from tests.kube_helpers import ROOT, site_raw, validate
+
+CHART_DIR = ROOT / "helm" / "analysis-facility"
+OFFLINE = {"dask-gateway": {"enabled": False}, "cvmfs-csi": {"enabled": False}}
+
+
+@pytest.fixture(scope="module")
+def chart() -> helm.Chart:
+    return helm.Chart.load(CHART_DIR)
+
+
+def render_objects(chart: helm.Chart, values: dict[str, Any]) -> list[dict[str, Any]]:
+    manifests = chart.render({**OFFLINE, **values}, name="af", namespace="analysis")
+    objects = []
+    for text in manifests.values():
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
+    return matches[0]
+
+
+def secret_data(secret: dict[str, Any], key: str) -> str:
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+EXPECTED = [
+    ("ConfigMap", "analysis-facility-config"),
+    ("Secret", "af-hub-runtime"),
+    ("Secret", "analysis-facility-gateway-token"),
+    ("ServiceAccount", "af-hub"),
+    ("Role", "af-hub"),
+    ("RoleBinding", "af-hub"),
+    ("PersistentVolumeClaim", "af-hub-state"),
+    ("Service", "af-hub"),
+    ("Deployment", "af-hub"),
+    ("Service", "af-proxy-public"),
+    ("Service", "af-proxy-api"),
+    ("Deployment", "af-proxy"),
+    ("ConfigMap", "af-xcache"),
+    ("Service", "xcache"),
+    ("StatefulSet", "af-xcache"),
+    ("StorageClass", "cvmfs"),
+    ("PersistentVolumeClaim", CVMFS_CLAIM),
+]
+
+
+@pytest.mark.parametrize("source", ["defaults", "site-example"])
+def test_chart_renders_valid_objects(chart, source):
+    values = {} if source == "defaults" else {"facility": site_raw()}
+    objects = render_objects(chart, values)
+    for obj in objects:
+        validate(obj)
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(EXPECTED)
+
+
+def test_site_example_reaches_the_hub_unchanged(chart):
+    raw = site_raw()
+    objects = render_objects(chart, {"facility": raw})
+    config = find(objects, "ConfigMap", "analysis-facility-config")["data"]
+    assert yaml.safe_load(config["facility.yaml"]) == raw
+    facility.loads(config["facility.yaml"])  # the hub's loader accepts it
+    assert config["gateway-backend"] == "cloud"  # the first kubernetes backend
+    runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
+    token = secret_data(find(objects, "Secret", "analysis-facility-gateway-token"), "api-token")
+    assert runtime["gateways"] == {
+        "cloud": {"kind": "kubernetes", "url": "http://traefik-af-dask-gateway.analysis", "api_token": token}
+    }
+    assert runtime["facility_file"] == "/etc/analysis-facility/facility.yaml"
+    assert len(bytes.fromhex(runtime["secrets"]["cookie_secret"])) == 32
+    assert runtime["public_url"] == raw["hub"]["bind_url"]
+    xcache = find(objects, "ConfigMap", "af-xcache")["data"]["xcache.cfg"]
+    assert "pss.origin eospublic.example.org:1094" in xcache and "pss.cachelib libXrdPfc.so" in xcache
+    hub = find(objects, "Deployment", "af-hub")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in hub["containers"][0]["volumeMounts"]}
+    assert mounts["cvmfs"]["readOnly"] is True and mounts["cvmfs"]["mountPath"] == "/cvmfs"
+    assert {"name": "cvmfs", "persistentVolumeClaim": {"claimName": CVMFS_CLAIM, "readOnly": True}} in hub["volumes"]
+    claim = find(objects, "PersistentVolumeClaim", CVMFS_CLAIM)["spec"]
+    assert claim["accessModes"] == ["ReadOnlyMany"] and claim["storageClassName"] == "cvmfs"
+    assert find(objects, "StorageClass", "cvmfs")["provisioner"] == "cvmfs.csi.cern.ch"
+
+
+def test_gateway_backend_can_be_chosen(chart):
+    objects = render_objects(chart, {"facility": site_raw(), "daskGatewayBackend": "hpc-offload"})
+    assert find(objects, "ConfigMap", "analysis-facility-config")["data"]["gateway-backend"] == "hpc-offload"
+    runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
+    assert list(runtime["gateways"]) == ["hpc-offload"]
+
+
+def test_optional_parts_can_be_left_out(chart):
+    objects = render_objects(chart, {"xcache": {"enabled": False}, "cvmfs": {"enabled": False}})
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("StatefulSet", "af-xcache") not in kinds and ("StorageClass", "cvmfs") not in kinds
+    hub = find(objects, "Deployment", "af-hub")["spec"]["template"]["spec"]
+    assert all(v["name"] != "cvmfs" for v in hub["volumes"])
+
+
+def refused(chart: helm.Chart, values: dict[str, Any]) -> str:
+    with pytest.raises(helm.HelmError) as error:
+        chart.render({**OFFLINE, **values}, name="af", namespace="analysis")
+    return str(error.value)
+
+
+def test_invalid_values_are_refused_with_a_clear_message(chart):
+    bad = site_raw()
+    bad["backends"][0]["kind"] = "pbs"
+    assert "at '/facility/backends/0/kind': value must be one of 'local', 'kubernetes', 'slurm', 'htcondor'" in refused(
+        chart, {"facility": bad}
+    )
+    bad = site_raw()
+    bad["backends"][2]["site"]["offload"]["slurm_flags"] = ["--qos=gpu; rm -rf ~"]
+    assert "/facility/backends/2/site/offload/slurm_flags/0" in refused(chart, {"facility": bad})
+    assert "at '/xcache/ram'" in refused(chart, {"xcache": {"ram": "512m"}})
+    assert "additional properties 'hubb' not allowed" in refused(chart, {"hubb": {}})
+    assert "at '/proxy/service/type'" in refused(chart, {"proxy": {"service": {"type": "Ingress"}}})
+
+
+def test_facility_without_kubernetes_backend_is_refused(chart):
+    embedded = yaml.safe_load(facility.embedded_default_path().read_text())
+    message = refused(chart, {"facility": embedded})
+    assert "facility.backends: no backend has kind kubernetes" in message
+
+
+def test_unknown_gateway_backend_is_refused(chart):
+    message = refused(chart, {"facility": site_raw(), "daskGatewayBackend": "tier2"})
+    assert (
+        'daskGatewayBackend: "tier2" is not a kubernetes backend of facility.yaml; choose one of: cloud, hpc-offload'
+        in (message)
+    )
+
+
+def test_dependencies_enabled_but_not_fetched_fail_clearly(chart):
+    with pytest.raises(
+        helm.HelmRenderError, match=r"dask-gateway.enabled is true but the dask-gateway chart is not in"
+    ):
+        chart.render({}, name="af", namespace="analysis")
+    with pytest.raises(helm.HelmRenderError, match=r"run `helm dependency build helm/analysis-facility`"):
+        chart.render({"dask-gateway": {"enabled": False}}, name="af", namespace="analysis")
+    declared = {d["name"]: d for d in yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["dependencies"]}
+    assert declared["dask-gateway"]["condition"] == "dask-gateway.enabled"
+    assert declared["cvmfs-csi"]["condition"] == "cvmfs-csi.enabled"
+    assert {d["name"]: d["status"] for d in helm.dependency_list(CHART_DIR)} == {
+        "dask-gateway": "missing",
+        "cvmfs-csi": "missing",
+    }
+    report = helm.lint(str(CHART_DIR), OFFLINE, strict=True)
+    assert report["errors"] == ["chart directory is missing these dependencies: dask-gateway,cvmfs-csi"]
+
+
+def test_values_schema_is_generated_from_facility_schema():
+    assert SCHEMA_FILE.read_text() == render(), "run .venv/bin/python -m facility.chart_schema"
+    chart_schema = json.loads(SCHEMA_FILE.read_text())
+    own = facility.loader.schema()
+    embedded = {k: v for k, v in own.items() if k not in ("$defs", "$id", "$schema")}
+    assert chart_schema["$defs"]["facility"] == embedded
+    for name, definition in own["$defs"].items():
+        assert chart_schema["$defs"][name] == definition
+    assert values_schema()["properties"]["facility"] == {"$ref": "#/$defs/facility"}
+
+
+def test_default_values_are_a_valid_facility_and_match_cvmfs_config():
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    facility.from_dict(values["facility"])
+    csi = values["cvmfs-csi"]["extraConfigMaps"]["cvmfs-csi-default-local"]["default.local"]
+    assert csi == (ROOT / "cvmfs" / "default.local").read_text()
+
+
+def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, monkeypatch):
+    """JupyterHub loads the chart's config file, which loads the project's, with the rendered settings."""
+    # The chart's default facility (local login): the example site's OIDC login would ask its issuer.
+    objects = render_objects(chart, {})
+    config = find(objects, "ConfigMap", "analysis-facility-config")["data"]
+    runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
+    # The pod mounts these at /etc/analysis-facility*; here they go to a temporary folder instead.
+    for name in ("facility.yaml", "jupyterhub_config_k8s.py"):
+        (tmp_path / name).write_text(config[name])
+    runtime.update(facility_file=str(tmp_path / "facility.yaml"), state_dir=str(tmp_path / "state"))
+    (tmp_path / "runtime.json").write_text(json.dumps(runtime))
+    monkeypatch.setenv("AF_RUNTIME", str(tmp_path / "runtime.json"))
+    monkeypatch.setenv("AF_HUB_SERVICE", "af-hub")
+    monkeypatch.setenv("AF_PROXY_API_SERVICE", "af-proxy-api")
+    app = JupyterHub()
+    app.load_config_file(str(tmp_path / "jupyterhub_config_k8s.py"))
+    c = app.config
+    assert c.JupyterHub.spawner_class == "hub_config.spawner.FacilitySpawner"
+    assert c.JupyterHub.hub_connect_url == "http://af-hub:8081"
+    assert c.ConfigurableHTTPProxy.api_url == "http://af-proxy-api:8001"
+    assert c.Spawner.cmd == ["jupyterhub-singleuser"]
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["dask-gateway-cloud"]["url"] == "http://traefik-af-dask-gateway.analysis"
+    assert services["dask-gateway-cloud"]["api_token"] == runtime["gateways"]["cloud"]["api_token"]
+
+
+def test_rendered_objects_are_really_checked():
+    """kubernetes-validate refuses what the API server would refuse (so the checks above can fail)."""
+    from kubernetes_validate.utils import ValidationError
+
+    bad = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "x"}, "spec": {"replicas": "one"}}
+    with pytest.raises(ValidationError):
+        validate(copy.deepcopy(bad))
