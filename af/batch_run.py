@@ -1,0 +1,194 @@
+"""`af run --backend <slurm backend>`: run a notebook with papermill as a Slurm batch job.
+
+The notebook, its parameters (a JSON file, so no value passes through a shell) and the job's
+output live in a job folder on the shared file system (`site.job_dir`, else `.af-run/` under the
+current folder). The job runs papermill through dask_backends.container (apptainer on the image's
+CVMFS path, or the configured environment). While it waits, a progress display shows the job's
+Slurm state and papermill's cell progress; at the end the executed notebook and the job's log are
+copied next to the requested output, and a failed run exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+import facility
+from dask_backends.container import data_cache_environment, job_argv
+from facility.model import Backend, Facility
+from hub_config.slurm import directive
+
+PAPERMILL_PROGRESS = re.compile(r"(\d{1,3})%\|")
+FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
+
+
+class BatchRunError(RuntimeError):
+    """The batch run could not be submitted or did not succeed; the message says why."""
+
+
+@dataclass(frozen=True)
+class BatchRunResult:
+    job_id: str
+    state: str
+    exit_code: int
+    output: Path
+    log: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED" and self.exit_code == 0
+
+
+def _slurm_env(backend: Backend, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
+    conf = (backend.site or {}).get("slurm_conf")
+    if conf:
+        env["SLURM_CONF"] = str(conf)
+    return env
+
+
+def _slurm(
+    backend: Backend, *argv: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            list(argv),
+            input=stdin,
+            env=_slurm_env(backend, env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise BatchRunError(
+            f"{argv[0]} is not installed here: `af run --backend {backend.name}` needs Slurm's commands"
+        ) from None
+
+
+def batch_script(
+    fac: Facility, backend: Backend, request: facility.SpawnRequest, job_dir: Path, papermill_argv: list[str]
+) -> str:
+    """The sbatch script of one papermill run; values on #SBATCH lines pass `directive`."""
+    site = backend.site or {}
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={directive('af-run')}",
+        f"#SBATCH --output={directive(job_dir / 'job.log')}",
+        f"#SBATCH --chdir={directive(job_dir)}",
+        "#SBATCH --export=ALL",
+        f"#SBATCH --cpus-per-task={directive(request.cores)}",
+        f"#SBATCH --mem={directive(f'{request.memory_gb}G')}",
+        f"#SBATCH --time={directive(f'{request.walltime_hours or 1:02d}:00:00')}",
+    ]
+    if request.queue:
+        lines.append(f"#SBATCH --partition={directive(request.queue)}")
+    if site.get("account"):
+        lines.append(f"#SBATCH --account={directive(site['account'])}")
+    if request.gpus:
+        gres = f"gpu:{request.gpu_type}:{request.gpus}" if request.gpu_type else f"gpu:{request.gpus}"
+        lines.append(f"#SBATCH --gres={directive(gres)}")
+    lines += [f"#SBATCH {directive(option)}" for option in site.get("sbatch_options", [])]
+    image = fac.image(request.image)
+    command = shlex.join(job_argv(fac, backend, image, papermill_argv, gpus=request.gpus))
+    lines += ["", command, "status=$?", 'echo "$status" > exit_code', 'exit "$status"', ""]
+    return "\n".join(lines)
+
+
+def _job_dir(backend: Backend) -> Path:
+    base = (backend.site or {}).get("job_dir")
+    root = Path(str(base)) / "af-run" if base else Path.cwd() / ".af-run"
+    path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _job_state(backend: Backend, job_id: str) -> str:
+    queued = _slurm(backend, "squeue", "-h", "-j", job_id, "-o", "%T")
+    if queued.returncode == 0 and queued.stdout.strip():
+        return queued.stdout.split()[0]
+    shown = _slurm(backend, "scontrol", "-o", "show", "job", job_id)
+    match = re.search(r"JobState=(\S+)", shown.stdout)
+    return match.group(1) if match else "GONE"
+
+
+def submit_notebook(
+    fac: Facility,
+    backend: Backend,
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    options: dict[str, Any],
+    console: Console | None = None,
+    poll_seconds: float = 1.0,
+) -> BatchRunResult:
+    """Run `notebook` as a Slurm job and wait; the executed notebook ends up at `output`."""
+    console = console or Console(stderr=True)
+    if backend.kind != "slurm":
+        raise BatchRunError(f"backend {backend.name!r} is a {backend.kind} backend, not Slurm")
+    if not notebook.is_file():
+        raise BatchRunError(f"notebook {notebook} does not exist")
+    try:
+        request = facility.validate_spawn(fac, {**options, "backend": backend.name}, set(), is_admin=True)
+    except facility.RequestError as exc:
+        raise BatchRunError(f"cannot run on {backend.name!r}: {exc}") from None
+    job_dir = _job_dir(backend)
+    shutil.copyfile(notebook, job_dir / "input.ipynb")
+    (job_dir / "parameters.json").write_text(json.dumps(parameters))  # JSON is YAML: papermill -f reads it
+    papermill = ["papermill", "input.ipynb", "output.ipynb", "-f", "parameters.json", "--progress-bar"]
+    script = batch_script(fac, backend, request, job_dir, papermill)
+    # sbatch's environment is the job's (--export=ALL): the site's data cache goes with it.
+    submitted = _slurm(backend, "sbatch", "--parsable", stdin=script, env=data_cache_environment(fac, backend))
+    if submitted.returncode != 0:
+        raise BatchRunError(f"Slurm refused the job: {submitted.stderr.strip() or submitted.stdout.strip()}")
+    job_id = submitted.stdout.strip().splitlines()[-1].split(";")[0]
+    console.print(f"Submitted [bold]{notebook.name}[/] as Slurm job {job_id} on {backend.name} ({job_dir})")
+    state = "PENDING"
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}% of cells"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"job {job_id}: {state}", total=100)
+        try:
+            while state not in FINISHED and state != "GONE":
+                time.sleep(poll_seconds)
+                state = _job_state(backend, job_id)
+                done = PAPERMILL_PROGRESS.findall(_read(job_dir / "job.log"))
+                progress.update(task, description=f"job {job_id}: {state}", completed=int(done[-1]) if done else 0)
+        except KeyboardInterrupt:
+            _slurm(backend, "scancel", job_id)
+            raise BatchRunError(f"interrupted: Slurm job {job_id} cancelled") from None
+    exit_text = _read(job_dir / "exit_code").strip()
+    exit_code = int(exit_text) if exit_text.isdigit() else -1
+    if state == "GONE":
+        state = "COMPLETED" if exit_code == 0 else "FAILED"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    log = output.with_suffix(".log")
+    log.write_text(_read(job_dir / "job.log"))
+    if (job_dir / "output.ipynb").exists():
+        shutil.copyfile(job_dir / "output.ipynb", output)
+    return BatchRunResult(job_id, state, exit_code, output, log)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
