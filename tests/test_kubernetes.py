@@ -29,7 +29,7 @@ from kubernetes_validate.utils import ValidationError
 from traitlets.config import Config
 
 import facility
-from dask_backends.kubernetes import kube_cluster_options
+from dask_backends.kubernetes import configure, kube_cluster_options
 from dask_backends.options import NotAllowedError
 from dask_backends.pods import SLURM_FLAGS, SLURM_IMAGE_ROOT, SLURM_PRE_EXEC
 from facility.cvmfs import CvmfsImageError
@@ -332,3 +332,22 @@ def test_schema_validation_catches_a_broken_pod():
     broken = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": [{"image": 3}]}}
     with pytest.raises(ValidationError):
         validate(broken)
+
+
+def test_gateway_configuration_file_settings(site_file, cvmfs_root):
+    """What the gateway in the cluster loads (chart: dask-gateway.gateway.extraConfig)."""
+    c = Config()
+    configure(c, str(site_file), "hpc-offload")
+    assert c.DaskGateway.backend_class == "dask_gateway_server.backends.kubernetes.KubeBackend"
+    defaults = KubeClusterConfig(config=c)
+    assert defaults.worker_extra_pod_config["nodeSelector"] == {
+        "kubernetes.io/role": "agent",
+        "type": "virtual-kubelet",
+    }
+    assert defaults.worker_extra_pod_annotations[SLURM_FLAGS] == "--qos=gpu"
+    assert defaults.cluster_max_workers == facility.load(site_file).backend("hpc-offload").dask.workers.max
+    worker = KubeController(api_url="http://gw/api", gateway_instance="af").make_pod("analysis", "c1", defaults, True)
+    validate(worker)
+    assert [f.field for f in c.Backend.cluster_options.fields] == ["worker_cores", "worker_memory_gb", "image"]
+    with pytest.raises(ValueError, match="'tier2' is a htcondor backend; this gateway runs kubernetes ones"):
+        configure(Config(), str(site_file), "tier2")
