@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import facility
-from af import supervise
+from af import supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
 
@@ -102,6 +102,7 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         lines = [f"port {p.port} for {p.name} is taken by {who}" if p else f"{who} is taken" for p, who in taken]
         _fail("cannot start: " + "; ".join(lines) + ". Stop that process or choose another port with --port.")
     write_runtime(state, runtime)
+    xrootd.write_configs(runtime)
     supervise.start_supervisord(state, parts)
     missing = _wait_until_up(parts, state, timeout)
     if missing:

@@ -10,6 +10,7 @@ from typing import Any
 
 import dask_backends
 import hub_config
+from af import xrootd
 
 VENV_BIN = Path(sys.prefix) / "bin"
 PROJECT_ROOT = Path(hub_config.__file__).resolve().parent.parent
@@ -87,4 +88,24 @@ def components(runtime: dict[str, Any]) -> list[Component]:
                 priority=30,
             )
         )
+    result += data_lake_components(runtime, base_env)
     return result
+
+
+def data_lake_components(runtime: dict[str, Any], base_env: dict[str, str]) -> list[Component]:
+    """The XRootD origin and XCaches this facility runs itself (af.xrootd); they start first."""
+    servers = xrootd.managed_servers(runtime)
+    if not servers:
+        return []
+    program = find_program("xrootd", "Debian package xrootd-server")
+    return [
+        Component(
+            name=name,
+            command=xrootd.server_command(program, runtime, name),
+            port=server["port"],
+            health_path=None,
+            env=base_env,
+            priority=5,
+        )
+        for name, server in servers
+    ]

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
+from af.xrootd import plan_data
 from dask_backends.backends import HOST_KINDS
 from facility.model import Facility
 
@@ -94,6 +95,8 @@ def plan_runtime(
         "public_url": f"http://127.0.0.1:{public}",
         "ports": {"public": public, "hub_api": public + 1, "proxy_api": public + 2},
         "gateways": gateways,
+        # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).
+        "data": plan_data(fac, state.root, port),
         "secrets": {
             "cookie_secret": old.get("cookie_secret") or secrets.token_hex(32),
             "proxy_token": old.get("proxy_token") or secrets.token_hex(32),

@@ -1,0 +1,195 @@
+"""The facility's own data lake: an XRootD origin and the XCaches in front of it, from facility.yaml.
+
+When facility.yaml's origin (or a cache) is on loopback, `af up` runs it: this module plans their
+ports and folders (recorded in runtime.json), writes their XRootD configuration files into the
+state folder and describes the processes supervisord runs. Every XRootD directive the project
+uses is written here, in one place; `auth_directives` is where token authorisation goes.
+
+XRootD refuses to run as root. Started by root, it runs as `nobody`, with only the capability to
+read and traverse folders (CAP_DAC_READ_SEARCH), so it can export a data lake that lives in a
+private folder (root's home, a test's temporary folder); the cache folder is handed to `nobody`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from facility.model import Facility
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+UNPRIVILEGED_USER = "nobody"
+ORIGIN_NAME = "xrootd-origin"
+# Offsets in the facility's port block (af.runtime: public +0..+2, gateways +10 upwards).
+ORIGIN_PORT_OFFSET = 3
+FIRST_CACHE_PORT_OFFSET = 4
+MAX_MANAGED_CACHES = 6
+# XCache tuning: pfc.ram below 1g is refused by XRootD 5.5; 1 MiB blocks suit ROOT's basket reads.
+CACHE_RAM = "1g"
+CACHE_BLOCKSIZE = "1m"
+
+
+def is_loopback(url: str) -> bool:
+    return urlsplit(url).hostname in LOOPBACK_HOSTS
+
+
+def _port(url: str) -> int:
+    return urlsplit(url).port or 1094
+
+
+def cache_component_name(cache_name: str) -> str:
+    return f"xcache-{cache_name}"
+
+
+def plan_data(fac: Facility, state_root: Path, public_port: int | None) -> dict[str, Any]:
+    """Effective data-lake URLs for runtime.json, and which servers this facility runs itself.
+
+    With public_port (af up --port, as tests use) the servers this facility runs move into the
+    facility's port block, so several facilities can run side by side; otherwise they listen on
+    the ports of facility.yaml.
+    """
+    if fac.data is None:
+        return {}
+    origin_port = public_port + ORIGIN_PORT_OFFSET if public_port else _port(fac.data.origin_url)
+    managed_origin = is_loopback(fac.data.origin_url)
+    origin_url = f"root://127.0.0.1:{origin_port}" if managed_origin else fac.data.origin_url
+    origin = {"url": origin_url, "managed": managed_origin}
+    if managed_origin:
+        origin.update(
+            port=origin_port,
+            local_root=str(Path(fac.data.origin_local_root or state_root / "data-lake").resolve()),
+        )
+    caches: dict[str, Any] = {}
+    managed = [c for c in fac.data.caches if is_loopback(c.url)]
+    if len(managed) > MAX_MANAGED_CACHES:
+        raise ValueError(f"at most {MAX_MANAGED_CACHES} caches on loopback can run with the facility")
+    for index, cache in enumerate(fac.data.caches):
+        if cache not in managed:
+            caches[cache.name] = {"url": cache.url, "managed": False}
+            continue
+        port = public_port + FIRST_CACHE_PORT_OFFSET + managed.index(cache) if public_port else _port(cache.url)
+        root = cache.local_root or state_root / ("xcache" if index == 0 else f"xcache-{cache.name}")
+        caches[cache.name] = {
+            "url": f"root://127.0.0.1:{port}",
+            "managed": True,
+            "port": port,
+            "local_root": str(Path(root).resolve()),
+        }
+    return {
+        "origin": origin,
+        "caches": caches,
+        "prefixes": list(fac.data.prefixes),
+        "backend_caches": {b.name: b.data_cache for b in fac.backends if b.data_cache},
+    }
+
+
+def auth_directives(role: str) -> list[str]:
+    """Authorisation directives for the origin or a cache ("origin" / "cache").
+
+    Empty: the embedded data lake is on loopback and open to local readers. Token authorisation
+    (SciTokens / WLCG tokens from the facility's OIDC provider) adds its `sec.protocol`, `ofs.authlib`
+    and `acc.authdb` lines here.
+    """
+    return []
+
+
+def _common(port: int, local_root: str, admin: Path, exports: list[str]) -> list[str]:
+    return [
+        f"xrd.port {port}",
+        "xrd.network nodnr",  # loopback: no reverse-DNS lookups of clients
+        f"oss.localroot {local_root}",
+        *[f"all.export {prefix}" for prefix in exports],
+        f"all.adminpath {admin}",
+        f"all.pidpath {admin}",
+    ]
+
+
+def origin_config(origin: dict[str, Any], prefixes: list[str], admin: Path) -> str:
+    lines = ["# XRootD origin (the data lake), written by `af up` from facility.yaml; edits are overwritten."]
+    lines += _common(origin["port"], origin["local_root"], admin, prefixes or ["/"])
+    lines += auth_directives("origin")
+    return "\n".join(lines) + "\n"
+
+
+def cache_config(cache: dict[str, Any], origin_url: str, prefixes: list[str], admin: Path) -> str:
+    parts = urlsplit(origin_url)
+    lines = ["# XCache (XRootD proxy file cache), written by `af up` from facility.yaml; edits are overwritten."]
+    lines += _common(cache["port"], cache["local_root"], admin, prefixes or ["/"])
+    lines += [
+        "ofs.osslib libXrdPss.so",
+        f"pss.origin {parts.hostname}:{parts.port or 1094}",
+        "pss.cachelib libXrdPfc.so",
+        f"pfc.ram {CACHE_RAM}",
+        f"pfc.blocksize {CACHE_BLOCKSIZE}",
+    ]
+    lines += auth_directives("cache")
+    return "\n".join(lines) + "\n"
+
+
+def config_dir(runtime: dict[str, Any]) -> Path:
+    return Path(runtime["state_dir"]) / "xrootd"
+
+
+def managed_servers(runtime: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(component name, settings) of each XRootD server this facility runs, origin first."""
+    data = runtime.get("data") or {}
+    servers = []
+    if data.get("origin", {}).get("managed"):
+        servers.append((ORIGIN_NAME, data["origin"]))
+    servers += [(cache_component_name(name), c) for name, c in data.get("caches", {}).items() if c.get("managed")]
+    return servers
+
+
+def _drop_privileges_argv() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        raise FileNotFoundError("setpriv (util-linux) is needed to run XRootD as root's facility")
+    return [
+        setpriv,
+        f"--reuid={UNPRIVILEGED_USER}",
+        f"--regid={pwd.getpwnam(UNPRIVILEGED_USER).pw_gid}",
+        "--clear-groups",
+        "--inh-caps=+dac_read_search",
+        "--ambient-caps=+dac_read_search",
+    ]
+
+
+def server_command(xrootd: str, runtime: dict[str, Any], name: str) -> list[str]:
+    # Foreground, logging to stdout: supervisord keeps the log and restarts it.
+    return [*_drop_privileges_argv(), xrootd, "-c", str(config_dir(runtime) / f"{name}.cfg"), "-n", name]
+
+
+def _hand_over(path: Path) -> None:
+    """Make a folder XRootD writes into belong to the unprivileged user it runs as."""
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(UNPRIVILEGED_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def write_configs(runtime: dict[str, Any]) -> list[Path]:
+    """Create the servers' folders and write their configuration files; returns the files."""
+    data = runtime.get("data") or {}
+    written = []
+    for name, server in managed_servers(runtime):
+        admin = config_dir(runtime) / "admin" / name
+        admin.mkdir(parents=True, exist_ok=True)
+        _hand_over(admin)
+        root = Path(server["local_root"])
+        root.mkdir(parents=True, exist_ok=True)
+        if name == ORIGIN_NAME:
+            text = origin_config(server, data.get("prefixes", []), admin)
+            for prefix in data.get("prefixes") or []:
+                (root / prefix.strip("/")).mkdir(parents=True, exist_ok=True)
+        else:
+            _hand_over(root)
+            text = cache_config(server, data["origin"]["url"], data.get("prefixes", []), admin)
+        path = config_dir(runtime) / f"{name}.cfg"
+        path.write_text(text)
+        written.append(path)
+    return written
