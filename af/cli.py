@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,9 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         console.print(f"The facility in {state.root} is already running; not starting a second copy.")
         _print_status(state)
         return
+    if fac.auth.type == "oidc" and fac.auth.oidc and not os.environ.get(fac.auth.oidc.client_secret_env):
+        name = fac.auth.oidc.client_secret_env
+        _fail(f"${name} is not set: export the OIDC client secret (auth.oidc.client_secret_env) first", 2)
     runtime = plan_runtime(fac, source, state, port, previous=state.read_runtime())
     try:
         parts = components(runtime)

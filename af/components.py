@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ def components(runtime: dict[str, Any]) -> list[Component]:
             ],
             port=ports["hub_api"],
             health_path="/hub/health",
-            env=base_env,
+            env={**base_env, **{k: os.environ[k] for k in runtime.get("hub_env", []) if k in os.environ}},
             priority=20,
         ),
     ]

@@ -97,12 +97,15 @@ def plan_runtime(
         "gateways": gateways,
         # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).
         "data": plan_data(fac, state.root, port),
+        # Names (never values) of variables `af up` hands on to the hub, such as the OIDC client secret.
+        "hub_env": [fac.auth.oidc.client_secret_env] if fac.auth.type == "oidc" and fac.auth.oidc else [],
         "secrets": {
             "cookie_secret": old.get("cookie_secret") or secrets.token_hex(32),
             "proxy_token": old.get("proxy_token") or secrets.token_hex(32),
             "user_password": old.get("user_password") or secrets.token_urlsafe(12),
             "admin_password": old.get("admin_password") or secrets.token_urlsafe(32),
             "gateway_db_key": old.get("gateway_db_key") or Fernet.generate_key().decode(),
+            "crypt_key": old.get("crypt_key") or secrets.token_hex(32),  # JupyterHub's auth_state (tokens)
         },
     }
 

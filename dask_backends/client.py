@@ -17,6 +17,8 @@ from typing import Any
 
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 
+from dask_backends.tokens import ENV_TOKEN_FILE, ship_token
+
 ENV_GATEWAYS = "AF_DASK_GATEWAYS"
 
 
@@ -73,6 +75,10 @@ def new_cluster(
     """
     gw = gateway(backend, api_token)
     cluster = gw.new_cluster(shutdown_on_close=shutdown_on_close, **options)
+    if os.environ.get(ENV_TOKEN_FILE):
+        # The user's access token reaches every worker as $BEARER_TOKEN_FILE (dask_backends.tokens).
+        with cluster.get_client(set_as_default=False) as client:
+            ship_token(client)
     if workers:
         cluster.scale(workers)
     return cluster

@@ -1,0 +1,75 @@
+"""The user's bearer token in the notebook and on their Dask workers (``$BEARER_TOKEN_FILE``).
+
+In the notebook the hub keeps the token file fresh (hub_config.oidc). For the workers the token
+travels inside a distributed WorkerPlugin sent over the user's own TLS connection to their
+scheduler: each worker writes it to a 0600 file in a 0700 folder of its own local directory and
+points ``BEARER_TOKEN_FILE`` at it. The token is never a cluster option (the gateway stores those
+in its database), an environment variable of a job, a command-line argument or a log line.
+
+    from dask_backends.tokens import ship_token
+    ship_token(client)          # again after the token was refreshed, to renew the workers' copy
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
+PLUGIN_NAME = "af-bearer-token"
+
+
+class NoTokenError(RuntimeError):
+    """This notebook has no token file (the facility logs in without OIDC, or the file is gone)."""
+
+
+def token_file() -> Path:
+    path = os.environ.get(ENV_TOKEN_FILE)
+    if not path:
+        raise NoTokenError(f"${ENV_TOKEN_FILE} is not set: this facility gives no access tokens (no OIDC login)")
+    return Path(path)
+
+
+def read_token() -> str:
+    try:
+        return token_file().read_text().strip()
+    except FileNotFoundError:
+        raise NoTokenError(f"{token_file()} does not exist; log in to the hub again") from None
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+class BearerTokenPlugin(WorkerPlugin):
+    """Writes the user's token into each worker's own folder and sets $BEARER_TOKEN_FILE there."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def __repr__(self) -> str:  # never show the token in a repr, a log or an error message
+        return f"{type(self).__name__}(<token hidden>)"
+
+    def setup(self, worker: Any) -> None:
+        path = Path(worker.local_directory) / "af-token" / "bearer_token"
+        _write_private(path, self._token)
+        os.environ[ENV_TOKEN_FILE] = str(path)
+
+
+def ship_token(client: Any, token: str | None = None) -> None:
+    """Give every worker of the client's cluster, present and future, the current token."""
+    client.register_plugin(BearerTokenPlugin(token or read_token()), name=PLUGIN_NAME)

@@ -1,0 +1,56 @@
+"""Per-user bearer token files, the WLCG ``BEARER_TOKEN_FILE`` convention.
+
+The hub writes each user's current OIDC access token to ``<root>/<username>/bearer_token``:
+the root folder is 0711 (others may pass through but not list it), each user's folder 0700 and
+the file 0600, replaced atomically so a reader never sees half a token. The token itself never
+goes into an environment variable, a command line, a job script or a log line: only the file's
+path does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from hub_config.auth import USERNAME_PATTERN
+
+ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
+TOKEN_FILE_NAME = "bearer_token"  # noqa: S105 - a file name
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write text to path readable by its owner only (0600), replacing any older file atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+class TokenFiles:
+    """Where the hub keeps each user's token file, and how it writes and removes them."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    def path_for(self, username: str) -> Path:
+        # Usernames were checked at login already; checked again because they become a path here.
+        if not re.fullmatch(USERNAME_PATTERN, username):
+            raise ValueError(f"{username!r} cannot be used as a folder name")
+        return self.root / username / TOKEN_FILE_NAME
+
+    def write(self, username: str, token: str) -> Path:
+        path = self.path_for(username)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.parent.chmod(0o700)
+        write_private(path, token)
+        return path
+
+    def remove(self, username: str) -> None:
+        self.path_for(username).unlink(missing_ok=True)
