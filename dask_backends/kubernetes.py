@@ -3,8 +3,8 @@
 The gateway in the cluster (helm/analysis-facility, dask-gateway chart) loads this through its
 ``gateway.extraConfig``::
 
-    from dask_backends.kubernetes import configure
-    configure(c, "/etc/analysis-facility/facility.yaml", "cloud")
+    from dask_backends.kubernetes import configure_from_environment
+    configure_from_environment(c)   # $AF_FACILITY_YAML (the text) and $AF_GATEWAY_BACKEND
 
 Schedulers always run in the cluster, next to the gateway's proxy; on an offloaded backend the
 workers go to the interLink virtual node (the HPC centre) with the Slurm plugin's annotations.
@@ -12,6 +12,7 @@ workers go to the interLink virtual node (the HPC centre) with the Slurm plugin'
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dask_gateway_server.options import Options
@@ -22,6 +23,8 @@ from dask_backends.pods import namespace, pod_settings
 from facility.model import Backend, Facility
 
 GATEWAY_BACKEND_CLASS = "dask_gateway_server.backends.kubernetes.KubeBackend"
+ENV_FACILITY_TEXT = "AF_FACILITY_YAML"
+ENV_GATEWAY_BACKEND = "AF_GATEWAY_BACKEND"
 
 
 def _pod_parts(fac: Facility, backend: Backend, image: str, gpus: int, gpu_type: str, workers: bool) -> dict[str, Any]:
@@ -81,9 +84,21 @@ def kube_cluster_options(fac: Facility, backend: Backend) -> Options:
     return Options(*base.fields, handler=handler)
 
 
-def configure(c: Any, facility_file: str, backend_name: str) -> None:
-    """Fill a dask-gateway-server config object for one kubernetes backend of facility.yaml."""
-    fac = facility.load(facility_file)
+def configure_from_environment(c: Any) -> None:
+    """configure() from $AF_FACILITY_YAML (facility.yaml's text) or $AF_FACILITY (its path), and
+    $AF_GATEWAY_BACKEND (the backend's name)."""
+    text = os.environ.get(ENV_FACILITY_TEXT)
+    fac = facility.loads(text, source=f"${ENV_FACILITY_TEXT}") if text else facility.load()
+    name = os.environ.get(ENV_GATEWAY_BACKEND)
+    if not name:
+        raise RuntimeError(f"${ENV_GATEWAY_BACKEND} is not set: which kubernetes backend does this gateway serve?")
+    configure(c, fac, name)
+
+
+def configure(c: Any, fac: Facility | str, backend_name: str) -> None:
+    """Fill a dask-gateway-server config object for one kubernetes backend of facility.yaml (a Facility or a path)."""
+    if isinstance(fac, str):
+        fac = facility.load(fac)
     backend = fac.backend(backend_name)
     if backend.kind != "kubernetes":
         raise ValueError(f"backend {backend_name!r} is a {backend.kind} backend; this gateway runs kubernetes ones")

@@ -184,9 +184,17 @@ def test_values_schema_is_generated_from_facility_schema():
     assert values_schema()["properties"]["facility"] == {"$ref": "#/$defs/facility"}
 
 
-def test_default_values_are_a_valid_facility_and_match_cvmfs_config():
+def test_default_values_are_a_valid_facility_and_match_cvmfs_config(chart):
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     facility.from_dict(values["facility"])
+    # The dask-gateway chart's gateway reads facility.yaml and its backend from our ConfigMap.
+    config = find(render_objects(chart, {}), "ConfigMap", "analysis-facility-config")
+    for variable in values["dask-gateway"]["gateway"]["env"]:
+        ref = variable["valueFrom"]["configMapKeyRef"]
+        assert ref["name"] == config["metadata"]["name"] and ref["key"] in config["data"], variable["name"]
+    token = values["dask-gateway"]["gateway"]["auth"]["jupyterhub"]
+    secret = find(render_objects(chart, {}), "Secret", token["apiTokenFromSecretName"])
+    assert token["apiTokenFromSecretKey"] in secret["data"]
     csi = values["cvmfs-csi"]["extraConfigMaps"]["cvmfs-csi-default-local"]["default.local"]
     assert csi == (ROOT / "cvmfs" / "default.local").read_text()
 

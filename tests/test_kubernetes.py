@@ -29,7 +29,7 @@ from kubernetes_validate.utils import ValidationError
 from traitlets.config import Config
 
 import facility
-from dask_backends.kubernetes import configure, kube_cluster_options
+from dask_backends.kubernetes import configure, configure_from_environment, kube_cluster_options
 from dask_backends.options import NotAllowedError
 from dask_backends.pods import SLURM_FLAGS, SLURM_IMAGE_ROOT, SLURM_PRE_EXEC
 from facility.cvmfs import CvmfsImageError
@@ -334,10 +334,12 @@ def test_schema_validation_catches_a_broken_pod():
         validate(broken)
 
 
-def test_gateway_configuration_file_settings(site_file, cvmfs_root):
-    """What the gateway in the cluster loads (chart: dask-gateway.gateway.extraConfig)."""
+def test_gateway_configuration_file_settings(site_file, cvmfs_root, monkeypatch):
+    """What the gateway in the cluster loads (chart: dask-gateway.gateway.extraConfig and env)."""
     c = Config()
-    configure(c, str(site_file), "hpc-offload")
+    monkeypatch.setenv("AF_FACILITY_YAML", site_file.read_text())
+    monkeypatch.setenv("AF_GATEWAY_BACKEND", "hpc-offload")
+    configure_from_environment(c)
     assert c.DaskGateway.backend_class == "dask_gateway_server.backends.kubernetes.KubeBackend"
     defaults = KubeClusterConfig(config=c)
     assert defaults.worker_extra_pod_config["nodeSelector"] == {
@@ -351,3 +353,6 @@ def test_gateway_configuration_file_settings(site_file, cvmfs_root):
     assert [f.field for f in c.Backend.cluster_options.fields] == ["worker_cores", "worker_memory_gb", "image"]
     with pytest.raises(ValueError, match="'tier2' is a htcondor backend; this gateway runs kubernetes ones"):
         configure(Config(), str(site_file), "tier2")
+    monkeypatch.delenv("AF_GATEWAY_BACKEND")
+    with pytest.raises(RuntimeError, match=r"\$AF_GATEWAY_BACKEND is not set"):
+        configure_from_environment(Config())
