@@ -58,10 +58,10 @@ EXPECTED = [
     ("Role", "af-hub"),
     ("RoleBinding", "af-hub"),
     ("PersistentVolumeClaim", "af-hub-state"),
-    ("Service", "af-hub"),
+    ("Service", "hub"),
     ("Deployment", "af-hub"),
-    ("Service", "af-proxy-public"),
-    ("Service", "af-proxy-api"),
+    ("Service", "proxy-public"),
+    ("Service", "proxy-api"),
     ("Deployment", "af-proxy"),
     ("ConfigMap", "af-xcache"),
     ("Service", "xcache"),
@@ -211,14 +211,18 @@ def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, mon
     runtime.update(facility_file=str(tmp_path / "facility.yaml"), state_dir=str(tmp_path / "state"))
     (tmp_path / "runtime.json").write_text(json.dumps(runtime))
     monkeypatch.setenv("AF_RUNTIME", str(tmp_path / "runtime.json"))
-    monkeypatch.setenv("AF_HUB_SERVICE", "af-hub")
-    monkeypatch.setenv("AF_PROXY_API_SERVICE", "af-proxy-api")
+    hub = find(objects, "Deployment", "af-hub")["spec"]["template"]["spec"]["containers"][0]
+    for variable in hub["env"]:
+        if "value" in variable and variable["name"] in ("AF_HUB_SERVICE", "AF_PROXY_API_SERVICE"):
+            monkeypatch.setenv(variable["name"], variable["value"])
     app = JupyterHub()
     app.load_config_file(str(tmp_path / "jupyterhub_config_k8s.py"))
     c = app.config
     assert c.JupyterHub.spawner_class == "hub_config.spawner.FacilitySpawner"
-    assert c.JupyterHub.hub_connect_url == "http://af-hub:8081"
-    assert c.ConfigurableHTTPProxy.api_url == "http://af-proxy-api:8001"
+    assert c.JupyterHub.hub_connect_url == "http://hub:8081"
+    assert c.ConfigurableHTTPProxy.api_url == "http://proxy-api:8001"
+    find(objects, "Service", "hub")  # the names the hub's config uses are the Services the chart creates
+    find(objects, "Service", "proxy-api")
     assert c.Spawner.cmd == ["jupyterhub-singleuser"]
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert services["dask-gateway-cloud"]["url"] == "http://traefik-af-dask-gateway.analysis"

@@ -13,9 +13,11 @@ app.kubernetes.io/name: analysis-facility
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* The public URL's port: the proxy listens there. */}}
-{{- define "af.hubService" -}}{{ include "af.name" . }}-hub{{- end -}}
-{{- define "af.proxyApiService" -}}{{ include "af.name" . }}-proxy-api{{- end -}}
+{{/* zero-to-jupyterhub's Service names: dask-gateway finds the hub API through the `hub` Service
+     ($HUB_SERVICE_HOST) when it runs in the same namespace. One release per namespace. */}}
+{{- define "af.hubService" -}}hub{{- end -}}
+{{- define "af.proxyApiService" -}}proxy-api{{- end -}}
+{{- define "af.proxyPublicService" -}}proxy-public{{- end -}}
 {{- define "af.runtimeSecret" -}}{{ include "af.name" . }}-hub-runtime{{- end -}}
 
 {{/* dask-gateway chart's traefik Service, the address notebooks and the hub reach gateways at. */}}
