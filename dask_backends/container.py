@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from facility import cvmfs
 from facility.model import Backend, Facility, Image
@@ -30,15 +31,30 @@ def uses_container(backend: Backend) -> bool:
     return backend.container_runtime == "apptainer"
 
 
-def job_argv(fac: Facility, backend: Backend, image: Image, argv: Sequence[str], gpus: int = 0) -> list[str]:
-    """The argv a job runs for `argv` on this backend with this image.
+@dataclass(frozen=True)
+class JobWrapping:
+    """How a job's command is wrapped: a prefix (the container runtime) or a program folder (the
+    environment). Plain data, so a spawner can keep it in the hub's database."""
+
+    prefix: tuple[str, ...] = ()
+    program_dir: str = ""
+
+    def apply(self, argv: Sequence[str]) -> list[str]:
+        if not argv:
+            raise ValueError("a job needs a command")
+        first, *rest = map(str, argv)
+        if self.program_dir and "/" not in first:
+            first = os.path.join(self.program_dir, first)
+        return [*self.prefix, first, *rest]
+
+
+def job_wrapping(fac: Facility, backend: Backend, image: Image, gpus: int = 0) -> JobWrapping:
+    """The wrapping of jobs on this backend with this image.
 
     site keys read: `apptainer` (the runtime's program, default "apptainer"), `apptainer_binds`
     (host paths bound into the container), `environment` (prefix of the Python environment jobs
     use when no container runs: its bin/ programs are called by full path).
     """
-    if not argv:
-        raise ValueError("a job needs a command")
     site = backend.site or {}
     if uses_container(backend):
         command = [str(site.get("apptainer", APPTAINER)), "exec"]
@@ -46,12 +62,14 @@ def job_argv(fac: Facility, backend: Backend, image: Image, argv: Sequence[str],
             command.append("--nv")  # binds the host's NVIDIA driver and devices
         for bind in site.get("apptainer_binds", ()) or ():
             command += ["--bind", str(bind)]
-        return [*command, image_path(fac, image), *map(str, argv)]
+        return JobWrapping(prefix=(*command, image_path(fac, image)))
     environment = site.get("environment")
-    first, *rest = map(str, argv)
-    if environment and "/" not in first:
-        first = os.path.join(str(environment), "bin", first)
-    return [first, *rest]
+    return JobWrapping(program_dir=os.path.join(str(environment), "bin") if environment else "")
+
+
+def job_argv(fac: Facility, backend: Backend, image: Image, argv: Sequence[str], gpus: int = 0) -> list[str]:
+    """The argv a job runs for `argv` on this backend with this image (see job_wrapping)."""
+    return job_wrapping(fac, backend, image, gpus).apply(argv)
 
 
 def job_command(fac: Facility, backend: Backend, image: Image, argv: Sequence[str], gpus: int = 0) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
 import shlex
 import time
@@ -25,9 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from batchspawner import JobStatus, SlurmSpawner
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from traitlets import Callable, Float, List, Unicode, default
+from traitlets import Float, List, Unicode, default
 
-from dask_backends.container import data_cache_environment, job_argv, uses_container
+from dask_backends.container import JobWrapping, data_cache_environment, job_wrapping, uses_container
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
@@ -68,9 +67,10 @@ class FacilitySlurmSpawner(SlurmSpawner):
         config=True
     )
     req_srun = Unicode("").tag(config=True)  # the server runs in the batch step; scancel ends it
-    job_wrapper = Callable(
-        allow_none=True, help="argv -> argv of the job (dask_backends.container.job_argv with image and backend)."
-    ).tag(config=True)
+    job_prefix = List(Unicode(), help="Container runtime command the server runs under (job_wrapping).").tag(
+        config=True
+    )
+    job_program_dir = Unicode("", help="Folder of the environment's programs (job_wrapping).").tag(config=True)
     listen_ip = Unicode("", help="Address the server listens on; empty keeps batchspawner's 0.0.0.0.").tag(config=True)
     job_workdir = Unicode(help="Folder the job starts in and writes its log to.").tag(config=True)
     site_options = List(Unicode(), help="Extra #SBATCH options from facility.yaml's site settings.").tag(config=True)
@@ -102,7 +102,8 @@ class FacilitySlurmSpawner(SlurmSpawner):
 
     def cmd_formatted_for_batch(self) -> str:
         argv = [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()]
-        return shlex.join(self.job_wrapper(argv) if self.job_wrapper else argv)
+        wrapping = JobWrapping(prefix=tuple(self.job_prefix), program_dir=self.job_program_dir)
+        return shlex.join(wrapping.apply(argv))
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
@@ -229,7 +230,7 @@ def slurm_child_config(
     notebook_host, plus the container keys of dask_backends.container.
     """
     site = backend.site or {}
-    image = fac.image(request.image)
+    wrapping = job_wrapping(fac, backend, fac.image(request.image), gpus=request.gpus)
     env = {**config.get("environment", {}), **data_cache_environment(fac, backend)}
     exec_prefix = ""
     if site.get("slurm_conf"):
@@ -247,7 +248,8 @@ def slurm_child_config(
         req_options="",
         site_options=[str(o) for o in site.get("sbatch_options", [])],
         pending_timeout=float(site.get("pending_timeout_seconds", 300)),
-        job_wrapper=functools.partial(job_argv, fac, backend, image, gpus=request.gpus),
+        job_prefix=list(wrapping.prefix),
+        job_program_dir=wrapping.program_dir,
     )
     # The job's folder (log, working directory): site.job_dir/<user> on the shared file system,
     # else the user's home folder as the local backend lays it out.

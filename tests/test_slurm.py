@@ -323,3 +323,22 @@ def test_username_or_values_with_shell_characters_cannot_change_the_batch_script
 
     with pytest.raises(BatchScriptError, match="may not be written on an #SBATCH line"):
         _script(**overrides)
+
+
+def test_slurm_notebook_job_runs_in_the_chosen_image_with_apptainer() -> None:
+    import facility
+    from hub_config.slurm import slurm_child_config
+
+    fac, backend = _site_facility("apptainer", {"slurm_conf": "/etc/slurm x/slurm.conf", "account": "af-users"})
+    options = {"backend": "hpc", "image": "coffea-2026-gpu", "queue": "gpu", "gpus": 2, "gpu_type": "h100"}
+    request = facility.validate_spawn(fac, options, set(), is_admin=True)
+    config = slurm_child_config(fac, backend, request, "alice", "/home/{username}", {"environment": {}})
+    assert config["job_prefix"] == [
+        "apptainer", "exec", "--nv",
+        "/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook-gpu:2026.9",
+    ]  # fmt: skip
+    assert config["cmd"] == ["jupyterhub-singleuser"]
+    assert config["req_gres"] == "gpu:h100:2" and config["req_partition"] == "gpu"
+    assert config["req_account"] == "af-users" and config["job_workdir"] == "/home/alice"
+    assert config["exec_prefix"] == "env SLURM_CONF='/etc/slurm x/slurm.conf'"
+    assert config["environment"]["AF_DATA_CACHE"] == "root://xcache.hpc.example.org:1094"
