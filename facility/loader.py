@@ -171,7 +171,8 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
         if backend.get("gpu_types") and not backend["resources"].get("gpus", {}).get("max"):
             yield f"{where}.gpu_types: listed but resources.gpus.max is 0 or missing"
         if (backend.get("site") or {}).get("offload") and backend["kind"] != "kubernetes":
-            yield f"{where}.site.offload: only a kubernetes backend can offload through interLink, not {backend['kind']}"
+            kind = backend["kind"]
+            yield f"{where}.site.offload: only a kubernetes backend can offload through interLink, not {kind}"
     auth = raw.get("auth") or {}
     if auth.get("type") == "oidc" and "oidc" not in auth:
         yield "auth.oidc: required when auth.type is 'oidc'"
