@@ -15,6 +15,7 @@ from rich.table import Table
 import facility
 from af import supervise, xrootd
 from af.components import Component, MissingDependency, components
+from af.data import data as data_commands
 from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
 
 console = Console()
@@ -177,6 +178,8 @@ def check_facility(path: Path) -> None:
         groups = ", ".join(backend.allowed_groups) or "everyone"
         console.print(f"  {backend.name:<14} {backend.kind:<11} {backend.label} (for {groups})")
 
+
+main.add_command(data_commands)
 
 if __name__ == "__main__":
     main()

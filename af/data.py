@@ -1,0 +1,269 @@
+"""`af data`: fill the facility's data lake and keep its dataset catalogue.
+
+    af data generate --sample ttbar --sample wjets --events 200000 --files 4
+    af data import-samples      # real CMS NanoAOD files from coffea's source distribution
+    af data list
+
+Files go under /store/af/ in the origin's folder (the running facility's, or --lake DIR); the
+catalogue /store/af/catalogue.json lists the files of each sample and is what notebooks read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from af.runtime import StateDir
+from dask_backends.data import CATALOGUE_PATH, TREE_NAME
+
+console = Console()
+err_console = Console(stderr=True)
+
+COFFEA_VERSION = "2026.9.0"
+# Real CMS NanoAOD files shipped in coffea's source distribution (tests/samples/), as datasets.
+CMS_SAMPLES = {
+    "cms_dy": "nano_dy.root",
+    "cms_dimuon": "nano_dimuon.root",
+    "cms_ttbar_v12": "nano_tt_v12.root",
+}
+GENERATED_DIR = "/store/af/generated"
+CMS_DIR = "/store/af/cms"
+CROSS_SECTIONS_PB = {"ttbar": 831.76, "wjets": 61526.7}
+WRITE_CHUNK = 100_000
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def lake_root(state: StateDir, explicit: Path | None) -> Path:
+    """The origin's folder: --lake, else the running facility's own data lake."""
+    if explicit:
+        return explicit.resolve()
+    runtime = state.read_runtime()
+    if runtime is None:
+        _fail(f"no facility has been started in {state.root}: run `af up` first, or give --lake DIR", 2)
+    origin = (runtime.get("data") or {}).get("origin") or {}
+    if not origin.get("managed"):
+        where = origin.get("url", "none")
+        _fail(f"this facility does not run its own data lake (origin {where}); give --lake DIR to write files", 2)
+    return Path(origin["local_root"])
+
+
+def _on_disk(root: Path, lake_path: str) -> Path:
+    return root / lake_path.lstrip("/")
+
+
+def read_catalogue(root: Path) -> dict[str, Any]:
+    try:
+        return json.loads(_on_disk(root, CATALOGUE_PATH).read_text())
+    except FileNotFoundError:
+        return {"version": 1, "samples": {}}
+
+
+def write_catalogue(root: Path, catalogue: dict[str, Any]) -> Path:
+    path = _on_disk(root, CATALOGUE_PATH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(catalogue, indent=2) + "\n")
+    tmp.replace(path)  # readers never see half a catalogue
+    return path
+
+
+def _branch_types(chunk: dict[str, Any]) -> dict[str, Any]:
+    import awkward as ak
+
+    return {name: (ak.type(values) if isinstance(values, ak.Array) else values.dtype) for name, values in chunk.items()}
+
+
+def write_sample(
+    root: Path, sample: str, events: int, files: int, seed: int, progress: Progress | None = None
+) -> list[dict[str, Any]]:
+    """Write `events` events of a sample into `files` NanoAOD files; returns their catalogue entries."""
+    import numpy as np
+    import uproot
+
+    from af import nanoaod
+
+    folder = _on_disk(root, f"{GENERATED_DIR}/{sample}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{sample}_*.root"):
+        old.unlink()
+    rng = np.random.default_rng([seed, nanoaod.SAMPLES.index(sample)])
+    task = progress.add_task(f"{sample}", total=events) if progress else None
+    per_file = [events // files + (1 if i < events % files else 0) for i in range(files)]
+    entries = []
+    for index, count in enumerate(per_file):
+        lake_path = f"{GENERATED_DIR}/{sample}/{sample}_{index:03d}.root"
+        path = _on_disk(root, lake_path)
+        with uproot.recreate(path) as out:
+            tree = None
+            written = 0
+            while written < count:
+                size = min(WRITE_CHUNK, count - written)
+                chunk = nanoaod.generate(sample, size, rng)
+                if tree is None:
+                    # NanoAOD names: nJet, Jet_pt (uproot's default would be Jet.pt).
+                    tree = out.mktree(
+                        TREE_NAME,
+                        _branch_types(chunk),
+                        counter_name=lambda collection: "n" + collection,
+                        field_name=lambda collection, field: f"{collection}_{field}",
+                    )
+                tree.extend(chunk)
+                written += size
+                if progress is not None:
+                    progress.advance(task, size)
+        entries.append({"path": lake_path, "events": count, "bytes": path.stat().st_size})
+    return entries
+
+
+@click.group("data")
+def data() -> None:
+    """Fill the facility's data lake (NanoAOD files) and keep its dataset catalogue."""
+
+
+_lake_option = click.option(
+    "--lake",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder the origin exports (default: the running facility's data lake).",
+)
+
+
+@data.command()
+@click.option(
+    "--sample",
+    "samples",
+    type=click.Choice(["ttbar", "wjets"]),
+    multiple=True,
+    help="Sample kinds to write (default: both).",
+)
+@click.option("--events", type=click.IntRange(min=1), default=100_000, show_default=True, help="Events per sample.")
+@click.option("--files", type=click.IntRange(min=1), default=2, show_default=True, help="Files per sample.")
+@click.option("--seed", type=int, default=2026, show_default=True, help="Random seed (same seed, same files).")
+@_lake_option
+@click.pass_obj
+def generate(state: StateDir, samples: tuple[str, ...], events: int, files: int, seed: int, lake: Path | None) -> None:
+    """Write NanoAOD-schema files of ttbar-like and W+jets-like events into the data lake."""
+    if files > events:
+        _fail(f"--files {files} is more than --events {events}: each file needs at least one event", 2)
+    root = lake_root(state, lake)
+    catalogue = read_catalogue(root)
+    columns = (
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        for sample in samples or ("ttbar", "wjets"):
+            entries = write_sample(root, sample, events, files, seed, progress)
+            catalogue["samples"][sample] = {
+                "kind": "generated",
+                "tree": TREE_NAME,
+                "xsec_pb": CROSS_SECTIONS_PB[sample],
+                "events": sum(e["events"] for e in entries),
+                "files": entries,
+            }
+            write_catalogue(root, catalogue)
+    console.print(f"Wrote {', '.join(samples or ('ttbar', 'wjets'))} into {root}; catalogue {CATALOGUE_PATH}")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "analysis-facility"
+
+
+def coffea_sdist(explicit: Path | None) -> Path:
+    """coffea's source distribution: --sdist, the download cache, or a fresh `pip download`."""
+    if explicit:
+        if not explicit.is_file():
+            _fail(f"--sdist {explicit}: no such file", 2)
+        return explicit
+    target = cache_dir() / f"coffea-{COFFEA_VERSION}.tar.gz"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"Downloading coffea {COFFEA_VERSION}'s source distribution from PyPI into {target.parent} ...")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps"]
+        + [f"coffea=={COFFEA_VERSION}", "--dest", str(target.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not target.is_file():
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        _fail(
+            f"could not download coffea {COFFEA_VERSION}'s source distribution from PyPI ({last}). "
+            f"Offline? Copy coffea-{COFFEA_VERSION}.tar.gz to {target.parent} or pass --sdist PATH."
+        )
+    return target
+
+
+@data.command("import-samples")
+@click.option("--sdist", type=click.Path(dir_okay=False, path_type=Path), default=None, help="coffea sdist to use.")
+@_lake_option
+@click.pass_obj
+def import_samples(state: StateDir, sdist: Path | None, lake: Path | None) -> None:
+    """Copy the real CMS NanoAOD samples of coffea's source distribution into the data lake."""
+    import uproot
+
+    root = lake_root(state, lake)
+    archive = coffea_sdist(sdist)
+    catalogue = read_catalogue(root)
+    folder = _on_disk(root, CMS_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        members = {Path(m.name).name: m for m in tar.getmembers() if "/tests/samples/" in m.name and m.isfile()}
+        for dataset, filename in CMS_SAMPLES.items():
+            member = members.get(filename)
+            if member is None:
+                _fail(f"{archive} has no tests/samples/{filename}; is it coffea's source distribution?")
+            source = tar.extractfile(member)
+            assert source is not None
+            lake_path = f"{CMS_DIR}/{filename}"
+            _on_disk(root, lake_path).write_bytes(source.read())
+            with uproot.open(_on_disk(root, lake_path)) as opened:
+                events = int(opened[TREE_NAME].num_entries)
+            catalogue["samples"][dataset] = {
+                "kind": "cms-nanoaod",
+                "tree": TREE_NAME,
+                "source": f"coffea-{COFFEA_VERSION} tests/samples/{filename}",
+                "events": events,
+                "files": [{"path": lake_path, "events": events, "bytes": member.size}],
+            }
+            console.print(f"  {dataset:<14} {lake_path} ({events} events)")
+    write_catalogue(root, catalogue)
+    console.print(f"Imported {len(CMS_SAMPLES)} CMS NanoAOD samples into {root}")
+
+
+@data.command("list")
+@_lake_option
+@click.pass_obj
+def list_datasets(state: StateDir, lake: Path | None) -> None:
+    """Show the datasets of the catalogue."""
+    root = lake_root(state, lake)
+    samples = read_catalogue(root)["samples"]
+    if not samples:
+        console.print(f"The data lake in {root} has no datasets yet; run `af data generate`.")
+        return
+    table = Table(title=f"Datasets in {root}")
+    for column in ("dataset", "kind", "files", "events", "MB"):
+        table.add_column(column)
+    for name, entry in sorted(samples.items()):
+        size = sum(f["bytes"] for f in entry["files"]) / 1e6
+        table.add_row(name, entry["kind"], str(len(entry["files"])), str(entry["events"]), f"{size:.1f}")
+    console.print(table)

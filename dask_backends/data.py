@@ -1,0 +1,243 @@
+"""Read the data lake through the backend's XCache, the same way in notebooks and on Dask workers.
+
+    from dask_backends.data import DataLake
+    lake = DataLake.from_environment()
+    fileset = lake.fileset(["ttbar", "wjets"], n_files=2)   # coffea fileset, URLs through the cache
+    tree = lake.open("/store/af/generated/ttbar/ttbar_000.root")["Events"]
+
+Where the lake and cache are comes from $AF_DATA_ORIGIN, $AF_DATA_CACHE and $AF_DATA_PREFIXES,
+which the hub sets for notebooks, the gateways for Dask workers and `af run` for its kernels (from
+the running facility's runtime.json, else from facility.yaml). When the cache does not answer, reads
+go to the origin and a warning says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_ORIGIN = "AF_DATA_ORIGIN"
+ENV_CACHE = "AF_DATA_CACHE"
+ENV_PREFIXES = "AF_DATA_PREFIXES"
+CATALOGUE_PATH = "/store/af/catalogue.json"
+TREE_NAME = "Events"
+PROBE_TIMEOUT_S = 3
+PROBE_MEMORY_S = 30.0  # how long a probe's answer is trusted, so a file list does not ping per file
+
+log = logging.getLogger(__name__)
+
+
+class DataLakeError(RuntimeError):
+    """The data lake cannot be reached or does not hold what was asked for."""
+
+
+class UnknownDataset(DataLakeError, KeyError):
+    """A sample name that the catalogue does not list."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DataFileNotFound(DataLakeError, FileNotFoundError):
+    """A path that does not exist in the data lake."""
+
+
+def _server(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "root" or not parts.hostname:
+        raise ValueError(f"{url!r} is not an XRootD server address (root://host:port)")
+    return f"root://{parts.netloc}"
+
+
+def data_environment(fac: Any, backend: Any, runtime: dict[str, Any] | None = None) -> dict[str, str]:
+    """$AF_DATA_* for a backend's notebooks and workers: the running facility's URLs when it runs them."""
+    data = (runtime or {}).get("data") or {}
+    if data:
+        env = {ENV_ORIGIN: data["origin"]["url"]}
+        cache_name = backend.data_cache
+        if cache_name and cache_name in data.get("caches", {}):
+            env[ENV_CACHE] = data["caches"][cache_name]["url"]
+        prefixes = data.get("prefixes") or []
+    elif fac.data is not None:
+        env = {ENV_ORIGIN: fac.data.origin_url}
+        cache = fac.data.cache(backend.data_cache)
+        if cache is not None:
+            env[ENV_CACHE] = cache.url
+        prefixes = list(fac.data.prefixes)
+    else:
+        return {}
+    if prefixes:
+        env[ENV_PREFIXES] = ":".join(prefixes)
+    return env
+
+
+def _xrootd_client() -> Any:
+    try:
+        from XRootD import client
+    except ImportError as exc:  # the analysis extra is not installed
+        raise DataLakeError("the XRootD Python client is missing: pip install 'analysis-facility[analysis]'") from exc
+    return client
+
+
+@dataclass
+class DataLake:
+    """The data lake's origin, the cache in front of it, and how to turn paths into URLs."""
+
+    origin: str
+    cache: str | None = None
+    prefixes: tuple[str, ...] = ("/store/",)
+    _probes: dict[str, tuple[float, bool]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.origin = _server(self.origin)
+        self.cache = _server(self.cache) if self.cache else None
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> DataLake:
+        env = os.environ if environ is None else environ
+        origin = env.get(ENV_ORIGIN)
+        if not origin:
+            origin, cache, prefixes = _from_runtime_file()
+        else:
+            cache = env.get(ENV_CACHE) or None
+            prefixes = tuple(p for p in env.get(ENV_PREFIXES, "/store/").split(":") if p)
+        return cls(origin=origin, cache=cache, prefixes=prefixes or ("/store/",))
+
+    # --- paths and URLs -------------------------------------------------------------------------
+
+    def path_of(self, path_or_url: str) -> str:
+        """The path inside the lake of '/store/...' or of a URL on the origin or the cache."""
+        if path_or_url.startswith("root://"):
+            parts = urlsplit(path_or_url)
+            if f"root://{parts.netloc}" not in (self.origin, self.cache):
+                raise DataLakeError(f"{path_or_url} is not in this facility's data lake ({self.origin})")
+            path = "/" + parts.path.lstrip("/")
+        else:
+            path = path_or_url
+        if not path.startswith("/"):
+            raise DataLakeError(f"{path_or_url!r} is not a data-lake path; they start with / (e.g. /store/...)")
+        if self.prefixes and not any(path.startswith(p) for p in self.prefixes):
+            raise DataLakeError(f"{path} is outside the data lake's prefixes ({', '.join(self.prefixes)})")
+        return path
+
+    def answers(self, server: str) -> bool:
+        """Whether an XRootD server answers a ping (remembered for a short while)."""
+        now = time.monotonic()
+        known = self._probes.get(server)
+        if known and now - known[0] < PROBE_MEMORY_S:
+            return known[1]
+        client = _xrootd_client()
+        status, _ = client.FileSystem(server).ping(timeout=PROBE_TIMEOUT_S)
+        self._probes[server] = (now, bool(status.ok))
+        return bool(status.ok)
+
+    def server(self, use_cache: bool = True) -> str:
+        """The cache when asked for and it answers; else the origin (with a warning if the cache is down)."""
+        if use_cache and self.cache:
+            if self.answers(self.cache):
+                return self.cache
+            log.warning("XCache %s does not answer; reading from the origin %s instead", self.cache, self.origin)
+        return self.origin
+
+    def url(self, path_or_url: str, use_cache: bool = True) -> str:
+        return f"{self.server(use_cache)}/{self.path_of(path_or_url)}"
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def stat(self, path_or_url: str, use_cache: bool = True) -> int:
+        """Size in bytes of a file in the lake; DataFileNotFound if it is not there."""
+        path = self.path_of(path_or_url)
+        server = self.server(use_cache)
+        status, info = _xrootd_client().FileSystem(server).stat(path, timeout=30)
+        if not status.ok:
+            if status.errno == 3011 or "No such file" in status.message:  # kXR_NotFound
+                raise DataFileNotFound(f"no file {path} in the data lake ({server}): {status.message.strip()}")
+            raise DataLakeError(f"cannot reach {path} on {server}: {status.message.strip()}")
+        return int(info.size)
+
+    def read_bytes(self, path_or_url: str, use_cache: bool = True) -> bytes:
+        path = self.path_of(path_or_url)
+        server = self.server(use_cache)
+        with _xrootd_client().File() as handle:
+            status, _ = handle.open(f"{server}/{path}", timeout=30)
+            if not status.ok:
+                if status.errno == 3011 or "No such file" in status.message:
+                    raise DataFileNotFound(f"no file {path} in the data lake ({server}): {status.message.strip()}")
+                raise DataLakeError(f"cannot open {path} on {server}: {status.message.strip()}")
+            status, data = handle.read(timeout=60)
+            if not status.ok:
+                raise DataLakeError(f"cannot read {path} on {server}: {status.message.strip()}")
+        return data
+
+    def open(self, path_or_url: str, use_cache: bool = True, **options: Any) -> Any:
+        """uproot.open of a lake file through the cache (falling back to the origin)."""
+        import uproot
+
+        self.stat(path_or_url, use_cache)  # a clear DataFileNotFound before uproot's own errors
+        # uproot's own XRootD source: its fsspec route fails on the first read (xrootd 6.2 client).
+        options.setdefault("handler", uproot.source.xrootd.XRootDSource)
+        return uproot.open(self.url(path_or_url, use_cache), **options)
+
+    # --- the dataset catalogue --------------------------------------------------------------------
+
+    def catalogue(self, use_cache: bool = False) -> dict[str, Any]:
+        """The catalogue `af data` keeps at /store/af/catalogue.json (read from the origin: it changes)."""
+        try:
+            return json.loads(self.read_bytes(CATALOGUE_PATH, use_cache))
+        except DataFileNotFound:
+            raise DataFileNotFound(
+                f"the data lake at {self.origin} has no dataset catalogue ({CATALOGUE_PATH}); "
+                "create one with `af data generate` (or `af data import-samples`)"
+            ) from None
+
+    def files(self, sample: str, n_files: int | None = None) -> list[dict[str, Any]]:
+        samples = self.catalogue().get("samples", {})
+        if sample not in samples:
+            known = ", ".join(sorted(samples)) or "none"
+            raise UnknownDataset(f"no dataset named {sample!r} in the data lake's catalogue; known datasets: {known}")
+        entries = samples[sample]["files"]
+        return entries if n_files is None else entries[: max(int(n_files), 0)]
+
+    def fileset(
+        self, samples: list[str] | tuple[str, ...], n_files: int | None = None, use_cache: bool = True
+    ) -> dict[str, Any]:
+        """A coffea fileset: sample -> {files: {url: tree}, metadata}; URLs through the cache."""
+        catalogue = self.catalogue().get("samples", {})
+        result = {}
+        for sample in samples:
+            entries = self.files(sample, n_files)
+            meta = {k: v for k, v in catalogue[sample].items() if k != "files"}
+            result[sample] = {
+                "files": {self.url(e["path"], use_cache): catalogue[sample].get("tree", TREE_NAME) for e in entries},
+                "metadata": {"sample": sample, **meta},
+            }
+        return result
+
+
+def _from_runtime_file() -> tuple[str, str | None, tuple[str, ...]]:
+    """Outside the hub and without $AF_DATA_*: the facility running on this host (runtime.json)."""
+    path = os.environ.get("AF_RUNTIME")
+    if not path:
+        state = os.environ.get("AF_STATE_DIR") or Path(
+            os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "analysis-facility"
+        )
+        path = str(Path(state) / "runtime.json")
+    try:
+        data = json.loads(Path(path).read_text()).get("data") or {}
+    except FileNotFoundError:
+        raise DataLakeError(
+            f"${ENV_ORIGIN} is not set and no facility runs here ({path} is missing): start one with `af up`, "
+            "or set $AF_DATA_ORIGIN (and $AF_DATA_CACHE) to root://host:port"
+        ) from None
+    if not data:
+        raise DataLakeError(f"the facility of {path} has no data lake (facility.yaml has no `data` section)")
+    caches = data.get("caches", {})
+    # Outside any backend: the first cache of facility.yaml, which the embedded facility runs.
+    cache = next(iter(caches.values()), {}).get("url")
+    return data["origin"]["url"], cache, tuple(data.get("prefixes") or ())
