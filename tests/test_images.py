@@ -83,6 +83,10 @@ def test_every_image_installs_the_one_lock():
     assert "COPY images/requirements.lock" in containerfile
     for name, image in yaml.safe_load((ROOT / "images" / "images.yaml").read_text()).items():
         assert image["target"] in stages, name
+    # Every package of the project is in the images (pyproject's package list).
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in (pattern.rstrip("*") for pattern in include):
+        assert f"COPY {package} /src/{package}\n" in containerfile, f"images/Containerfile does not copy {package}/"
 
 
 @pytest.fixture(scope="module")
