@@ -27,6 +27,8 @@ c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports['proxy_api']}"
 c.ConfigurableHTTPProxy.auth_token = secrets["proxy_token"]
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.template_vars = {"announcement_login": f"Welcome to {fac.title}"}
+# Always show the spawn page with the backend's progress messages, even for fast local starts.
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 
 # Login.
 if fac.auth.type == "local":

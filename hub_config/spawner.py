@@ -8,10 +8,14 @@ batchspawner's Slurm / Condor spawners.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Dict, Unicode, default
 from wrapspawner import WrapSpawner
@@ -102,6 +106,32 @@ class FacilitySpawner(WrapSpawner):
         self.construct_child()
         self.log.info("Starting %s on backend %s with %s", self._log_name, backend.name, json.dumps(self.user_options))
         return self.child_spawner.start()
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """Progress events for the hub's spawn page: our own steps plus the child spawner's own
+        (batchspawner's queue state, KubeSpawner's pod events). The hub stops reading when the
+        server is up, so the waiting messages below need no end of their own."""
+        started = time.monotonic()
+        while self.child_spawner is None:  # start() has not handed the request to a backend yet
+            await asyncio.sleep(0.2)
+        opts = self.user_options or {}
+        backend = self.facility.backend(opts["backend"])
+        sizes = f"{opts.get('cores')} cores, {opts.get('memory_gb')} GB" + (
+            f", {opts['gpus']} GPUs" if opts.get("gpus") else ""
+        )
+        yield {"progress": 10, "message": f"Request checked: {sizes}, image {opts.get('image')}"}
+        yield {
+            "progress": 20,
+            "message": f"Submitted to backend {backend.label!r} ({KIND_LABELS.get(backend.kind, backend.kind)}) "
+            f"through {type(self.child_spawner).__name__}",
+        }
+        if type(self.child_spawner).progress is not Spawner.progress:  # the child has real events
+            async for event in self.child_spawner.progress():
+                yield {**event, "progress": min(int(event.get("progress", 50)), 90)}
+        while True:
+            waited = int(time.monotonic() - started)
+            yield {"progress": min(30 + waited, 90), "message": f"Waiting for your server to answer ({waited} s)"}
+            await asyncio.sleep(2)
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()

@@ -1,0 +1,143 @@
+"""The whole user path in a real browser (Debian Chromium driven by Playwright) against the hub
+that `af up` starts: log in, fill the spawn form, watch the progress page, reach JupyterLab, open
+the Dask panel, create a cluster on the local backend, see its workers, open its dashboard,
+insert the connect code into a notebook and run it, stop the cluster.
+
+Screenshots of each step go to test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import RunningFacility
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+USER = "browser-user"
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
+if not CHROMIUM.exists():
+    pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)", allow_module_level=True)
+
+
+@pytest.fixture
+def shots(artifacts: Path) -> Path:
+    folder = artifacts / "browser"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def page(embedded: RunningFacility) -> Iterator[sync_api.Page]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.set_default_timeout(60_000)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+            embedded.login(USER).stop_server()
+
+
+def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, page, shots: Path) -> None:
+    expect = sync_api.expect
+
+    # 1. Log in.
+    page.goto(f"{embedded.url}/hub/login")
+    page.fill("#username_input", USER)
+    page.fill("#password_input", embedded.user_password)
+    page.click("#login_submit")
+
+    # 2. The spawn form: backend cards with descriptions and limits, only applicable fields.
+    page.wait_for_selector(".af-spawn-form")
+    card = page.locator('.af-backend[data-backend="local"]')
+    expect(card).to_contain_text("This machine")
+    expect(card).to_contain_text("up to 2 cores, 8 GB")
+    expect(card).to_contain_text("Dask: up to 4 workers")
+    assert page.locator('input[name="gpus"]').count() == 0  # no backend here has GPUs
+    page.fill("#af-local-cores", "1")
+    page.fill("#af-local-memory_gb", "2")
+    page.screenshot(path=shots / "01-spawn-form.png", full_page=True)
+    page.click('form button[type="submit"]')
+
+    # 3. The progress page shows the backend's messages while the server starts.
+    page.wait_for_url(re.compile(r"/hub/spawn-pending/"))
+    page.wait_for_function(
+        "document.querySelector('#progress-log') && "
+        "document.querySelector('#progress-log').textContent.includes('Submitted to backend')"
+    )
+    log = page.locator("#progress-log").text_content()
+    page.evaluate("document.querySelector('#progress-details').open = true")
+    page.screenshot(path=shots / "02-spawn-progress.png")
+    assert "Request checked: 1 cores, 2 GB" in log and "'This machine' (local)" in log
+
+    # 4. JupyterLab, with the Dask panel in the left sidebar.
+    page.wait_for_url(re.compile(rf"/user/{USER}/lab"), timeout=120_000)
+    page.wait_for_selector("#jp-main-dock-panel")
+    news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's "news?" toast covers the page
+    if news.is_visible(timeout=5000):
+        news.click()
+    page.click('.jp-SideBar [data-id="af-dask-panel"]')
+    panel = page.locator("#af-dask-panel")
+    expect(panel.locator("select.af-dask-backend")).to_contain_text("This machine")
+    expect(panel.locator('input[name="worker_cores"]')).to_have_attribute("max", "2")
+    expect(panel.locator(".af-dask-empty")).to_be_visible()
+    page.screenshot(path=shots / "03-lab-dask-panel.png")
+
+    # 5. Create a cluster with one worker and see the worker arrive.
+    panel.locator('input[name="worker_memory_gb"]').fill("1")
+    panel.locator('input[name="workers"]').fill("1")
+    panel.locator(".af-dask-create").click()
+    cluster = panel.locator(".af-dask-cluster")
+    expect(cluster.locator(".af-dask-workers")).to_have_text(re.compile(r"^1 worker, 1 cores"), timeout=120_000)
+    name = cluster.get_attribute("data-name")
+    page.screenshot(path=shots / "04-cluster-running.png")
+
+    # 6. Its dashboard, in a JupyterLab tab.
+    cluster.locator(".af-dask-dashboard-button").click()
+    frame_element = page.locator(".af-dask-dashboard iframe")
+    expect(frame_element).to_have_attribute("src", re.compile(rf"/clusters/{name}/status"))
+    frame = frame_element.element_handle().content_frame()
+    frame.wait_for_load_state("load")
+    assert "Dask" in frame.title()
+    page.wait_for_timeout(2000)  # let bokeh draw its plots
+    page.screenshot(path=shots / "05-dashboard.png")
+
+    # 7. A notebook: insert the connect code from the panel and run it.
+    page.click('.jp-LauncherCard[data-category="Notebook"]')
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook")
+    # A cell run before the kernel is connected is dropped: wait for it, as a user would.
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+    cluster.locator(".af-dask-insert").click()
+    cells = page.locator(".jp-NotebookPanel:visible .jp-Cell")
+    expect(cells.last).to_contain_text(f"gateway('local').connect('{name}')")
+    cells.last.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(1).locator(".jp-OutputArea-output").first
+    try:
+        expect(output).to_contain_text("GatewayCluster", timeout=120_000)
+    except AssertionError:
+        page.screenshot(path=shots / "06-notebook-FAILED.png")
+        raise AssertionError(f"connect cell output: {output.text_content(timeout=5000)!r}") from None
+    expect(output).to_contain_text(name)
+    page.screenshot(path=shots / "06-notebook-connected.png")
+
+    # 8. Stop it from the panel: it leaves the gateway's list.
+    cluster.locator(".af-dask-stop").click()
+    expect(panel.locator(".af-dask-empty")).to_be_visible(timeout=60_000)
+    page.screenshot(path=shots / "07-cluster-stopped.png")
