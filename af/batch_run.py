@@ -192,3 +192,31 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def run_on_batch_backend(
+    fac: Facility,
+    backend: Backend,
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    console: Console | None = None,
+) -> int:
+    """`af run`'s entry for batch backends: run, report, and return the exit status."""
+    console = console or Console(stderr=True)
+    try:
+        result = submit_notebook(fac, backend, notebook, output, parameters, options or {}, console)
+    except BatchRunError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    if result.ok:
+        console.print(f"Executed notebook: {result.output}\nJob log: {result.log}")
+        return 0
+    tail = "\n".join(result.log.read_text(errors="replace").splitlines()[-20:])
+    console.print(
+        f"[red]error:[/] Slurm job {result.job_id} ended {result.state} (exit code {result.exit_code}); "
+        f"job log: {result.log}" + (f", partial notebook: {result.output}" if result.output.exists() else "")
+    )
+    console.print(tail, markup=False, highlight=False)
+    return 1

@@ -342,3 +342,36 @@ def test_slurm_notebook_job_runs_in_the_chosen_image_with_apptainer() -> None:
     assert config["req_account"] == "af-users" and config["job_workdir"] == "/home/alice"
     assert config["exec_prefix"] == "env SLURM_CONF='/etc/slurm x/slurm.conf'"
     assert config["environment"]["AF_DATA_CACHE"] == "root://xcache.hpc.example.org:1094"
+
+
+def _notebook(path, *cells: str):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(cell) for cell in cells[1:]]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_batch_run_of_a_failing_notebook_exits_non_zero_with_its_log(hpc, slurm, tmp_path) -> None:
+    import io
+
+    from rich.console import Console
+
+    import facility
+    from af.batch_run import run_on_batch_backend
+
+    fac = facility.load(str(hpc.facility_file))
+    notebook = _notebook(tmp_path / "fails.ipynb", "n = 0", "print('before'); 1 / n")
+    out = io.StringIO()
+    status = run_on_batch_backend(
+        fac, fac.backend("hpc"), notebook, tmp_path / "out" / "fails.ipynb", {}, {}, Console(file=out, width=200)
+    )
+    assert status == 1
+    text = out.getvalue()
+    assert "ended FAILED (exit code 1)" in text and "ZeroDivisionError" in text
+    assert "ZeroDivisionError" in (tmp_path / "out" / "fails.log").read_text()
+    assert (tmp_path / "out" / "fails.ipynb").exists()  # papermill keeps the notebook up to the failing cell
+    assert slurm.job_ids() == []
