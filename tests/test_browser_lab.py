@@ -41,7 +41,7 @@ def shots(artifacts: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(embedded: RunningFacility) -> Iterator[sync_api.Page]:
+def page() -> Iterator[sync_api.Page]:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1440, "height": 900})
@@ -51,10 +51,16 @@ def page(embedded: RunningFacility) -> Iterator[sync_api.Page]:
         finally:
             context.close()
             browser.close()
-            embedded.login(USER).stop_server()
 
 
-def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, page, shots: Path) -> None:
+@pytest.fixture
+def lab_user(embedded: RunningFacility) -> Iterator[str]:
+    """A user of the embedded facility whose notebook server is stopped after the test."""
+    yield USER
+    embedded.login(USER).stop_server()
+
+
+def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, lab_user, page, shots: Path) -> None:
     expect = sync_api.expect
 
     # 1. Log in.
@@ -141,3 +147,33 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     cluster.locator(".af-dask-stop").click()
     expect(panel.locator(".af-dask-empty")).to_be_visible(timeout=60_000)
     page.screenshot(path=shots / "07-cluster-stopped.png")
+
+
+def test_spawn_form_shows_only_the_chosen_backends_fields(page, shots: Path) -> None:
+    """The form rendered from the four-backend example: picking a backend shows its own fields only."""
+    import facility
+    from hub_config.spawner import render_form
+
+    fac = facility.load(Path(__file__).resolve().parent.parent / "examples" / "site-facility.yaml")
+    page.set_content(f"<form id='spawn_form'>{render_form(fac, list(fac.backends))}</form>")
+    visible = page.locator(".af-options fieldset:visible")
+    expect = sync_api.expect
+
+    expect(visible).to_have_count(1)
+    expect(visible).to_have_attribute("data-backend", "login")
+    assert page.locator(".af-options input[name='gpus']:visible").count() == 0
+
+    page.click('.af-backend[data-backend="hpc"]')
+    expect(visible).to_have_attribute("data-backend", "hpc")
+    for field in ("gpus", "walltime_hours"):
+        expect(visible.locator(f"input[name='{field}']")).to_be_visible()
+    expect(visible.locator("select[name='queue']")).to_be_visible()
+    expect(page.locator('.af-backend[data-backend="hpc"]')).to_contain_text("GPUs (a100, h100)")
+    page.screenshot(path=shots / "00-spawn-form-hpc.png", full_page=True)
+
+    page.click('.af-backend[data-backend="cloud"]')
+    expect(visible).to_have_attribute("data-backend", "cloud")
+    assert visible.locator("input[name='gpus'], input[name='walltime_hours'], select[name='queue']").count() == 0
+    # Hidden fieldsets are disabled, so only the chosen backend's values are posted.
+    posted = page.evaluate("[...new FormData(document.querySelector('form')).keys()]")
+    assert sorted(posted) == ["backend", "cores", "image", "memory_gb"]
