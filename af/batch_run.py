@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import facility
+from af.run import RunFailed, RunRequest, register_runner
 from dask_backends.container import data_cache_environment, job_argv
 from facility.model import Backend, Facility
 from hub_config.slurm import directive
@@ -34,7 +35,7 @@ PAPERMILL_PROGRESS = re.compile(r"(\d{1,3})%\|")
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
 
 
-class BatchRunError(RuntimeError):
+class BatchRunError(RunFailed):
     """The batch run could not be submitted or did not succeed; the message says why."""
 
 
@@ -133,8 +134,12 @@ def submit_notebook(
     options: dict[str, Any],
     console: Console | None = None,
     poll_seconds: float = 1.0,
+    environment: dict[str, str] | None = None,
+    log: Path | None = None,
 ) -> BatchRunResult:
-    """Run `notebook` as a Slurm job and wait; the executed notebook ends up at `output`."""
+    """Run `notebook` as a Slurm job and wait; the executed notebook ends up at `output`, the
+    job's log at `log` (default: next to it). `environment` goes to the job on top of the
+    backend's data-cache settings."""
     console = console or Console(stderr=True)
     if backend.kind != "slurm":
         raise BatchRunError(f"backend {backend.name!r} is a {backend.kind} backend, not Slurm")
@@ -148,9 +153,11 @@ def submit_notebook(
     shutil.copyfile(notebook, job_dir / "input.ipynb")
     (job_dir / "parameters.json").write_text(json.dumps(parameters))  # JSON is YAML: papermill -f reads it
     papermill = ["papermill", "input.ipynb", "output.ipynb", "-f", "parameters.json", "--progress-bar"]
+    papermill += ["--cwd", str(notebook.resolve().parent)]  # relative paths as in a local run
     script = batch_script(fac, backend, request, job_dir, papermill)
     # sbatch's environment is the job's (--export=ALL): the site's data cache goes with it.
-    submitted = _slurm(backend, "sbatch", "--parsable", stdin=script, env=data_cache_environment(fac, backend))
+    job_env = {**data_cache_environment(fac, backend), **(environment or {})}
+    submitted = _slurm(backend, "sbatch", "--parsable", stdin=script, env=job_env)
     if submitted.returncode != 0:
         raise BatchRunError(f"Slurm refused the job: {submitted.stderr.strip() or submitted.stdout.strip()}")
     job_id = submitted.stdout.strip().splitlines()[-1].split(";")[0]
@@ -180,7 +187,7 @@ def submit_notebook(
     if state == "GONE":
         state = "COMPLETED" if exit_code == 0 else "FAILED"
     output.parent.mkdir(parents=True, exist_ok=True)
-    log = output.with_suffix(".log")
+    log = log or output.with_suffix(".log")
     log.write_text(_read(job_dir / "job.log"))
     if (job_dir / "output.ipynb").exists():
         shutil.copyfile(job_dir / "output.ipynb", output)
@@ -220,3 +227,27 @@ def run_on_batch_backend(
     )
     console.print(tail, markup=False, highlight=False)
     return 1
+
+
+def run_slurm(request: RunRequest) -> None:
+    """af.run's runner for Slurm backends: raise RunFailed when the job does not succeed."""
+    result = submit_notebook(
+        request.facility,
+        request.backend,
+        request.notebook,
+        request.output,
+        request.parameters,
+        {},
+        console=Console(stderr=True),
+        environment=request.environment,
+        log=request.log,
+    )
+    if not result.ok:
+        lines = result.log.read_text(errors="replace").splitlines()
+        error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+        raise RunFailed(
+            f"Slurm job {result.job_id} ended {result.state} (exit code {result.exit_code}): {error.strip()}"
+        )
+
+
+register_runner("slurm", run_slurm)

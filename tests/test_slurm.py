@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import shlex
 import time
 from collections.abc import Iterator
@@ -355,23 +356,24 @@ def _notebook(path, *cells: str):
     return path
 
 
-def test_batch_run_of_a_failing_notebook_exits_non_zero_with_its_log(hpc, slurm, tmp_path) -> None:
-    import io
+def test_af_run_on_slurm_returns_the_executed_notebook(hpc, slurm, tmp_path) -> None:
+    cell = "import os\nprint('ANSWER', x * 2, 'JOB', os.environ['SLURM_JOB_ID'])"
+    notebook = _notebook(tmp_path / "double.ipynb", "x = 1", cell)
+    result = hpc.af("run", str(notebook), "--backend", "hpc", "-p", "x", "21", "--run-dir", str(tmp_path / "run"))
+    job = re.search(r"Submitted double.ipynb as Slurm job (\d+)", result.stderr)
+    assert job, result.stderr
+    executed = (tmp_path / "run" / "double.ipynb").read_text()
+    assert f"ANSWER 42 JOB {job.group(1)}" in executed  # ran with the parameter, inside that Slurm job
+    assert "Executing" in (tmp_path / "run" / "run.log").read_text()  # papermill's log from the job
+    assert slurm.job_ids() == []
 
-    from rich.console import Console
 
-    import facility
-    from af.batch_run import run_on_batch_backend
-
-    fac = facility.load(str(hpc.facility_file))
+def test_af_run_on_slurm_of_a_failing_notebook_exits_non_zero(hpc, slurm, tmp_path) -> None:
     notebook = _notebook(tmp_path / "fails.ipynb", "n = 0", "print('before'); 1 / n")
-    out = io.StringIO()
-    status = run_on_batch_backend(
-        fac, fac.backend("hpc"), notebook, tmp_path / "out" / "fails.ipynb", {}, {}, Console(file=out, width=200)
-    )
-    assert status == 1
-    text = out.getvalue()
-    assert "ended FAILED (exit code 1)" in text and "ZeroDivisionError" in text
-    assert "ZeroDivisionError" in (tmp_path / "out" / "fails.log").read_text()
-    assert (tmp_path / "out" / "fails.ipynb").exists()  # papermill keeps the notebook up to the failing cell
+    result = hpc.af("run", str(notebook), "--backend", "hpc", "--run-dir", str(tmp_path / "run"), check=False)
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "ended FAILED (exit code 1)" in message and "ZeroDivisionError" in message
+    assert "ZeroDivisionError" in (tmp_path / "run" / "run.log").read_text()
+    assert (tmp_path / "run" / "fails.ipynb").exists()  # papermill keeps the notebook up to the failing cell
     assert slurm.job_ids() == []
