@@ -137,6 +137,11 @@ class FacilitySlurmSpawner(SlurmSpawner):
         except BatchScriptError as exc:
             raise RuntimeError(f"Cannot write your batch job: {exc}") from None
         except RuntimeError as exc:
+            if "Unable to contact slurm controller" in str(exc):
+                raise RuntimeError(
+                    f"Slurm's controller does not answer, so your notebook job was not submitted ({exc}); "
+                    "try again later or tell the facility's operators"
+                ) from None
             raise RuntimeError(f"Slurm refused the notebook job: {exc}") from None
         self._submitted_at = time.monotonic()
         self._submitted_job = job_id
@@ -201,7 +206,7 @@ class FacilitySlurmSpawner(SlurmSpawner):
             error = starting.exception()
             if error is None:
                 return starting.result()
-            if not self._submitted_job or str(error).startswith(("Slurm refused", "Cannot write")):
+            if not self._submitted_job:
                 raise error
             # batchspawner saw the job vanish first: say what happened to it.
             message = await self._ended_message(self._submitted_job)

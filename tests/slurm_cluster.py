@@ -153,6 +153,27 @@ PartitionName=down Nodes={NODE} MaxTime=INFINITE State=DOWN
             time.sleep(0.5)
         raise RuntimeError(f"the test Slurm did not come up in {timeout} s:\n{self.log_tail()}")
 
+    def stop_controller(self) -> None:
+        """Stop slurmctld only (tests of a controller that is down); start_controller brings it back."""
+        pid = int((self.root / "slurmctld.pid").read_text().strip())
+        os.kill(pid, 15)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+    def start_controller(self, timeout: float = 30) -> None:
+        subprocess.run([_sbin("slurmctld"), "-f", str(self.conf)], check=True, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "State=IDLE" in self.scontrol("show", "node", NODE, check=False).stdout:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"slurmctld did not come back in {timeout} s:\n{self.log_tail()}")
+
     def log_tail(self, lines: int = 20) -> str:
         out = []
         for log in sorted((self.root / "log").glob("*.log")):

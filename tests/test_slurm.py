@@ -377,3 +377,22 @@ def test_af_run_on_slurm_of_a_failing_notebook_exits_non_zero(hpc, slurm, tmp_pa
     assert "ZeroDivisionError" in (tmp_path / "run" / "run.log").read_text()
     assert (tmp_path / "run" / "fails.ipynb").exists()  # papermill keeps the notebook up to the failing cell
     assert slurm.job_ids() == []
+
+
+def test_slurm_controller_down_gives_a_clear_message_and_a_clean_hub(hpc, slurm) -> None:
+    ivan = hpc.login("ivan")
+    slurm.stop_controller()
+    try:
+        reply = ivan.api("POST", "/users/ivan/server", json={"user_options": _form()})
+        assert reply.status_code in (201, 202), reply.text
+        outcome = _spawn_outcome(ivan, timeout=60)
+        assert outcome.get("failed"), outcome
+        assert "Slurm's controller does not answer, so your notebook job was not submitted" in outcome["message"]
+        _wait_gone(ivan)
+    finally:
+        slurm.start_controller()
+    reply = ivan.api("POST", "/users/ivan/server", json={"user_options": _form()})
+    assert reply.status_code in (201, 202), reply.text
+    _wait_for_job(slurm, "jupyter-ivan")
+    ivan.stop_server()
+    assert slurm.wait_no_jobs() == []
