@@ -11,7 +11,7 @@ from typing import Any
 
 import dask_backends
 import hub_config
-from af import xrootd
+from af import data_tokens, xrootd
 
 VENV_BIN = Path(sys.prefix) / "bin"
 PROJECT_ROOT = Path(hub_config.__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def data_lake_components(runtime: dict[str, Any], base_env: dict[str, str]) -> l
             command=xrootd.server_command(program, runtime, name),
             port=server["port"],
             health_path=None,
-            env=base_env,
+            env={**base_env, **data_tokens.server_env(runtime, name)},
             priority=5,
         )
         for name, server in servers

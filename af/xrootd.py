@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from af import data_tokens
 from facility.model import Facility
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -84,6 +85,7 @@ def plan_data(fac: Facility, state_root: Path, public_port: int | None) -> dict[
         "caches": caches,
         "prefixes": list(fac.data.prefixes),
         "backend_caches": {b.name: b.data_cache for b in fac.backends if b.data_cache},
+        "require_token": fac.data.require_token,
     }
 
 
@@ -176,6 +178,7 @@ def write_configs(runtime: dict[str, Any]) -> list[Path]:
     """Create the servers' folders and write their configuration files; returns the files."""
     data = runtime.get("data") or {}
     written = []
+    data_tokens.prepare(runtime)  # secret, TLS and service token when data.require_token
     for name, server in managed_servers(runtime):
         admin = config_dir(runtime) / "admin" / name
         admin.mkdir(parents=True, exist_ok=True)
@@ -190,6 +193,7 @@ def write_configs(runtime: dict[str, Any]) -> list[Path]:
             _hand_over(root)
             text = cache_config(server, data["origin"]["url"], data.get("prefixes", []), admin)
         path = config_dir(runtime) / f"{name}.cfg"
+        text += "".join(f"{line}\n" for line in data_tokens.server_directives(runtime))
         path.write_text(text)
         written.append(path)
     return written

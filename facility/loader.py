@@ -248,6 +248,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             caches=tuple(Cache(c["name"], c["url"], c.get("local_root")) for c in data_raw.get("caches", [])),
             prefixes=tuple(data_raw.get("prefixes", ["/"])),
             cvmfs_root=data_raw.get("cvmfs_root", DEFAULT_CVMFS_ROOT),
+            require_token=bool(data_raw.get("require_token", False)),
         )
     auth_raw = raw.get("auth") or {"type": "local"}
     oidc_raw = auth_raw.get("oidc")

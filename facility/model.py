@@ -99,6 +99,7 @@ class Data:
     caches: tuple[Cache, ...]
     prefixes: tuple[str, ...]
     cvmfs_root: str
+    require_token: bool = False
 
     def cache(self, name: str | None) -> Cache | None:
         return next((c for c in self.caches if c.name == name), None)
