@@ -19,6 +19,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
+ENV_ACCESS_TOKEN_FILE = "AF_ACCESS_TOKEN_FILE"  # noqa: S105 - the OIDC access token, when it differs
 PLUGIN_NAME = "af-bearer-token"
 
 
@@ -54,22 +55,31 @@ def _write_private(path: Path, text: str) -> None:
 
 
 class BearerTokenPlugin(WorkerPlugin):
-    """Writes the user's token into each worker's own folder and sets $BEARER_TOKEN_FILE there."""
+    """Writes the user's token files into each worker's own folder and points the variables there."""
 
     name = PLUGIN_NAME
 
-    def __init__(self, token: str):
-        self._token = token
+    def __init__(self, tokens: dict[str, str], plain_env: dict[str, str] | None = None):
+        self._tokens = tokens  # variable name -> token, e.g. BEARER_TOKEN_FILE -> the storage token
+        self._plain_env = plain_env or {}  # not secret, e.g. X509_CERT_DIR for the data lake's TLS
 
-    def __repr__(self) -> str:  # never show the token in a repr, a log or an error message
-        return f"{type(self).__name__}(<token hidden>)"
+    def __repr__(self) -> str:  # never show a token in a repr, a log or an error message
+        return f"{type(self).__name__}({sorted(self._tokens)}, tokens hidden)"
 
     def setup(self, worker: Any) -> None:
-        path = Path(worker.local_directory) / "af-token" / "bearer_token"
-        _write_private(path, self._token)
-        os.environ[ENV_TOKEN_FILE] = str(path)
+        folder = Path(worker.local_directory) / "af-token"
+        for variable, token in self._tokens.items():
+            path = folder / variable.lower()
+            _write_private(path, token)
+            os.environ[variable] = str(path)
+        os.environ.update(self._plain_env)
 
 
 def ship_token(client: Any, token: str | None = None) -> None:
-    """Give every worker of the client's cluster, present and future, the current token."""
-    client.register_plugin(BearerTokenPlugin(token or read_token()), name=PLUGIN_NAME)
+    """Give every worker of the client's cluster, present and future, the current token files."""
+    tokens = {ENV_TOKEN_FILE: token or read_token()}
+    access = os.environ.get(ENV_ACCESS_TOKEN_FILE)
+    if access and Path(access).exists():
+        tokens[ENV_ACCESS_TOKEN_FILE] = Path(access).read_text().strip()
+    plain = {k: os.environ[k] for k in ("X509_CERT_DIR",) if k in os.environ}
+    client.register_plugin(BearerTokenPlugin(tokens, plain), name=PLUGIN_NAME)

@@ -16,6 +16,7 @@ with what the facility needs on top:
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import os
 import time
@@ -25,9 +26,10 @@ import requests
 from oauthenticator.generic import GenericOAuthenticator
 from traitlets import Unicode
 
+from af import data_tokens
 from facility.model import Facility
 from hub_config.runtime import load_runtime
-from hub_config.tokens import ENV_TOKEN_FILE, TokenFiles
+from hub_config.tokens import ACCESS_TOKEN_FILE_NAME, ENV_ACCESS_TOKEN_FILE, ENV_TOKEN_FILE, TokenFiles
 
 
 class OIDCConfigError(RuntimeError):
@@ -92,14 +94,28 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         else:
             model = await super().refresh_user(user, handler, **kwargs)
         if isinstance(model, dict) and (model.get("auth_state") or {}).get("access_token"):
-            self._write_token_file(user.name, model["auth_state"])
+            self._write_token_files(user.name, model["auth_state"])
         return model
 
-    def _write_token_file(self, username: str, auth_state: dict[str, Any]) -> str | None:
+    def _write_token_files(self, username: str, auth_state: dict[str, Any]) -> dict[str, str]:
+        """Write the user's token files; returns the environment that points a server at them."""
         files = self.token_files
-        if files is None or not auth_state.get("access_token"):
-            return None
-        return str(files.write(username, auth_state["access_token"]))
+        access_token = auth_state.get("access_token")
+        if files is None or not access_token:
+            return {}
+        env = {ENV_ACCESS_TOKEN_FILE: str(files.write(username, access_token, ACCESS_TOKEN_FILE_NAME))}
+        runtime = load_runtime()
+        if data_tokens.enabled(runtime):
+            # The data lake checks macaroons, not the provider's tokens: a data token for this user,
+            # living as long as the access token, renewed with it.
+            remaining = auth_state.get("expires_at", 0) - time.time()
+            lifetime = dt.timedelta(seconds=max(remaining, 60))
+            prefixes = runtime["data"].get("prefixes") or ["/"]
+            token = data_tokens.mint(runtime, username, prefixes, lifetime)
+            env.update(data_tokens.client_env(runtime, files.write(username, token)))
+        else:
+            env[ENV_TOKEN_FILE] = str(files.write(username, access_token))
+        return env
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """Check the request, then give the new server the path of the user's token file."""
@@ -114,10 +130,10 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         # Written here, kept fresh by refresh_user; only its path reaches the server.
         await _maybe_await(super().pre_spawn_start(user, spawner))
         auth_state = await user.get_auth_state()
-        path = self._write_token_file(user.name, auth_state or {})
-        if path:
+        env = self._write_token_files(user.name, auth_state or {})
+        if env:
             # A new dict: the configured environment is shared by every spawner.
-            spawner.environment = {**spawner.environment, ENV_TOKEN_FILE: path}
+            spawner.environment = {**spawner.environment, **env}
 
     async def post_spawn_stop(self, user: Any, spawner: Any) -> None:
         await _maybe_await(super().post_spawn_stop(user, spawner))

@@ -16,7 +16,10 @@ from pathlib import Path
 from hub_config.auth import USERNAME_PATTERN
 
 ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
+ENV_ACCESS_TOKEN_FILE = "AF_ACCESS_TOKEN_FILE"  # noqa: S105 - a variable name
+# bearer_token: what storage accepts ($BEARER_TOKEN_FILE); access_token: the OIDC access token.
 TOKEN_FILE_NAME = "bearer_token"  # noqa: S105 - a file name
+ACCESS_TOKEN_FILE_NAME = "access_token"  # noqa: S105 - a file name
 
 
 def write_private(path: Path, text: str) -> None:
@@ -37,14 +40,14 @@ class TokenFiles:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
-    def path_for(self, username: str) -> Path:
+    def path_for(self, username: str, name: str = TOKEN_FILE_NAME) -> Path:
         # Usernames were checked at login already; checked again because they become a path here.
         if not re.fullmatch(USERNAME_PATTERN, username):
             raise ValueError(f"{username!r} cannot be used as a folder name")
-        return self.root / username / TOKEN_FILE_NAME
+        return self.root / username / name
 
-    def write(self, username: str, token: str) -> Path:
-        path = self.path_for(username)
+    def write(self, username: str, token: str, name: str = TOKEN_FILE_NAME) -> Path:
+        path = self.path_for(username, name)
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)
         path.parent.mkdir(mode=0o700, exist_ok=True)
@@ -53,4 +56,5 @@ class TokenFiles:
         return path
 
     def remove(self, username: str) -> None:
-        self.path_for(username).unlink(missing_ok=True)
+        for name in (TOKEN_FILE_NAME, ACCESS_TOKEN_FILE_NAME):
+            self.path_for(username, name).unlink(missing_ok=True)

@@ -37,9 +37,8 @@ USERS = {
 
 def _facility(issuer: str) -> dict[str, Any]:
     raw = copy.deepcopy(embedded_raw())
-    raw.pop("data", None)  # no XRootD here: this module is about login, allowances and tokens
+    raw["data"]["require_token"] = True  # the data lake accepts only the tokens the hub hands out
     local = raw["backends"][0]
-    local.pop("data_cache", None)
     local["resources"]["cores"] = {"default": 1, "min": 1, "max": 2}
     local["dask"]["worker_memory_gb"] = {"default": 1, "min": 1, "max": 4}
     cms_only = copy.deepcopy(local)
@@ -186,10 +185,21 @@ def test_gateway_holds_users_to_their_allowance(oidc_facility: OIDCFacility) -> 
 
 TOKEN_IN_NOTEBOOK = """
 import os, stat
-path = os.environ["BEARER_TOKEN_FILE"]
-info = os.stat(path)
-print("MODE", oct(stat.S_IMODE(info.st_mode)), oct(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode)))
-print("TOKEN", open(path).read())
+for variable in ("AF_ACCESS_TOKEN_FILE", "BEARER_TOKEN_FILE"):
+    path = os.environ[variable]
+    mode = oct(stat.S_IMODE(os.stat(path).st_mode)), oct(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode))
+    print(variable, "MODE", *mode)
+print("TOKEN", open(os.environ["AF_ACCESS_TOKEN_FILE"]).read())
+"""
+
+READ_THROUGH_CACHE = """
+import os, subprocess
+url = {url!r}
+def read(env):
+    done = subprocess.run(["xrdcp", "--force", "--nopbar", url, "/dev/null"], env=env, capture_output=True, text=True)
+    return "OK" if done.returncode == 0 else "REFUSED " + done.stderr.strip().splitlines()[-1]
+print("WITH_TOKEN", read(dict(os.environ)))
+print("WITHOUT", read({{k: v for k, v in os.environ.items() if k != "BEARER_TOKEN_FILE"}}))
 """
 
 TOKEN_ON_WORKERS = """
@@ -199,12 +209,15 @@ cluster = new_cluster("local", workers=1, worker_cores=1, worker_memory_gb=1, sh
 client = cluster.get_client()
 client.wait_for_workers(1, timeout=120)
 def token_file():
-    path = os.environ["BEARER_TOKEN_FILE"]
-    return path, oct(stat.S_IMODE(os.stat(path).st_mode)), open(path).read()
-(path, mode, token), = client.run(token_file).values()
+    path = os.environ["AF_ACCESS_TOKEN_FILE"]
+    import subprocess
+    read = subprocess.run(["xrdcp", "--force", "--nopbar", {lake_file!r}, "/dev/null"], capture_output=True)
+    return path, oct(stat.S_IMODE(os.stat(path).st_mode)), open(path).read(), read.returncode
+(path, mode, token, read), = client.run(token_file).values()
 print("WORKER_FILE", path)
 print("WORKER_MODE", mode)
 print("WORKER_TOKEN", token)
+print("WORKER_READ", read)
 print("CLUSTER", cluster.name)
 """
 
@@ -223,10 +236,11 @@ def test_token_file_in_the_notebook_is_private_and_refreshed_before_expiry(
 ) -> None:
     alice, url, api_token = alice_notebook
     out = execute_in_kernel(url, api_token, TOKEN_IN_NOTEBOOK)
-    assert "MODE 0o600 0o700" in out
+    assert "AF_ACCESS_TOKEN_FILE MODE 0o600 0o700" in out and "BEARER_TOKEN_FILE MODE 0o600 0o700" in out
     first = re.search(r"TOKEN (\S+)", out).group(1)
     assert oidc_facility.provider.userinfo(first).json()["preferred_username"] == "alice"
-    token_file = oidc_facility.state_dir / "tokens" / "alice" / "bearer_token"
+    token_file = oidc_facility.state_dir / "tokens" / "alice" / "access_token"
+    first_data_token = (token_file.parent / "bearer_token").read_text()
     # Keep using the hub as a browser would; the hub renews the token before it runs out.
     deadline = time.monotonic() + ACCESS_TOKEN_TTL + 15
     while token_file.read_text() == first and time.monotonic() < deadline:
@@ -236,31 +250,52 @@ def test_token_file_in_the_notebook_is_private_and_refreshed_before_expiry(
     assert second != first, "the hub did not refresh the access token"
     assert oidc_facility.provider.userinfo(second).ok
     assert f"TOKEN {second}" in execute_in_kernel(url, api_token, TOKEN_IN_NOTEBOOK)
+    assert (token_file.parent / "bearer_token").read_text() != first_data_token  # data token renewed too
     # Refreshed before expiry: the first token was still valid when it was replaced; later it is refused.
     while oidc_facility.provider.userinfo(first).ok and time.monotonic() < deadline + ACCESS_TOKEN_TTL:
         time.sleep(1)
     assert oidc_facility.provider.userinfo(first).status_code == 401
 
 
-def test_token_reaches_dask_workers_and_no_log_or_command_line(oidc_facility: OIDCFacility, alice_notebook) -> None:
+@pytest.fixture(scope="module")
+def lake_file(oidc_facility: OIDCFacility) -> str:
+    data = oidc_facility.runtime["data"]
+    target = Path(data["origin"]["local_root"]) / "store" / "oidc-test" / "events.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("alice's events\n")
+    return f"{data['caches']['local-xcache']['url']}//store/oidc-test/events.txt"
+
+
+def test_notebook_reads_the_data_lake_with_its_token(oidc_facility: OIDCFacility, alice_notebook, lake_file) -> None:
+    _, url, api_token = alice_notebook
+    out = execute_in_kernel(url, api_token, READ_THROUGH_CACHE.format(url=lake_file))
+    assert "WITH_TOKEN OK" in out
+    assert "WITHOUT REFUSED" in out and "Auth failed" in out
+
+
+def test_token_reaches_dask_workers_and_no_log_or_command_line(
+    oidc_facility: OIDCFacility, alice_notebook, lake_file
+) -> None:
     alice, url, api_token = alice_notebook
-    out = execute_in_kernel(url, api_token, TOKEN_ON_WORKERS)
-    token = (oidc_facility.state_dir / "tokens" / "alice" / "bearer_token").read_text()
+    out = execute_in_kernel(url, api_token, TOKEN_ON_WORKERS.format(lake_file=lake_file))
+    assert "WORKER_READ 0" in out  # the worker read the data lake with the shipped data token
+    token = (oidc_facility.state_dir / "tokens" / "alice" / "access_token").read_text()
     worker_token = re.search(r"WORKER_TOKEN (\S+)", out).group(1)
     assert "WORKER_MODE 0o600" in out
     # The workers hold alice's current token (the hub may have renewed the notebook's copy since).
     assert oidc_facility.provider.userinfo(worker_token).json()["preferred_username"] == "alice"
     worker_file = Path(re.search(r"WORKER_FILE (\S+)", out).group(1))
     assert stat.S_IMODE(worker_file.parent.stat().st_mode) == 0o700
-    # Neither token is in any process's command line or environment, nor in any log of the facility.
+    data_token = (oidc_facility.state_dir / "tokens" / "alice" / "bearer_token").read_text()
+    secrets = (worker_token, token, data_token)
+    # No token is in any process's command line or environment, nor in any log of the facility.
     for proc in psutil.process_iter(["cmdline", "environ"]):
-        text = " ".join(proc.info["cmdline"] or []) + " ".join(
-            f"{k}={v}" for k, v in (proc.info["environ"] or {}).items()
-        )
-        assert worker_token not in text and token not in text, f"token visible in process {proc.pid}"
+        environ = " ".join(f"{k}={v}" for k, v in (proc.info["environ"] or {}).items())
+        text = " ".join(proc.info["cmdline"] or []) + environ
+        assert not any(s in text for s in secrets), f"a token is visible in process {proc.pid}"
     for log in (oidc_facility.state_dir / "logs").glob("*.log"):
         content = log.read_text(errors="replace")
-        assert worker_token not in content and token not in content, f"token in {log}"
+        assert not any(s in content for s in secrets), f"a token is in {log}"
     cluster = re.search(r"CLUSTER (\S+)", out).group(1)
     TestIsolation.alice_cluster = cluster
 
