@@ -18,7 +18,7 @@ from dask_gateway import GatewayCluster
 from tornado.ioloop import PeriodicCallback
 
 from dask_backends import catalog
-from dask_backends.client import gateway
+from dask_backends.client import new_cluster
 
 REFRESH_MS = 1000
 
@@ -113,14 +113,11 @@ class ClusterWidget(w.VBox):
             raise RuntimeError("this widget already manages a cluster: stop it first")
         catalog.check_workers(self.chosen, self.workers.value)
         self.status.value = f"Starting a cluster on {html.escape(self.chosen['label'])}…"
-        gw = gateway(self.chosen["name"], self.api_token)
         try:
-            self.cluster = gw.new_cluster(shutdown_on_close=True, **self.options())
+            self.cluster = new_cluster(self.chosen["name"], api_token=self.api_token, **self.options())
         except Exception:
             self.status.value = "No cluster."
             raise
-        finally:
-            gw.close()  # the cluster keeps its own connection to the gateway
         self.apply_scaling()
         self.create_button.disabled = True
         self.backend.disabled = True

@@ -32,9 +32,10 @@ if not CHROMIUM.exists():
     pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)", allow_module_level=True)
 
 
-@pytest.fixture
-def shots(artifacts: Path) -> Path:
-    folder = artifacts / "browser"
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    """test-artifacts/browser, emptied once per run of this module."""
+    folder = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
@@ -142,6 +143,15 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
         raise AssertionError(f"connect cell output: {output.text_content(timeout=5000)!r}") from None
     expect(output).to_contain_text(name)
     page.screenshot(path=shots / "06-notebook-connected.png")
+
+    # 7b. The same choices as an ipywidget in the notebook (the cell after the connect code).
+    page.keyboard.insert_text("from dask_backends.widget import ClusterWidget\nClusterWidget()")
+    page.keyboard.press("Shift+Enter")
+    widget = page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(2).locator(".jp-OutputArea-output").first
+    expect(widget.locator("select").first).to_contain_text("This machine (this machine)", timeout=60_000)
+    expect(widget.get_by_role("button", name="Create")).to_be_visible()
+    expect(widget).to_contain_text("Workers 0 to 4")
+    page.screenshot(path=shots / "06b-notebook-widget.png")
 
     # 8. Stop it from the panel: it leaves the gateway's list.
     cluster.locator(".af-dask-stop").click()
