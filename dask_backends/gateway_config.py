@@ -53,3 +53,7 @@ if backend.kind == "slurm":
     from dask_backends.slurm import configure as configure_slurm
 
     configure_slurm(c, runtime["facility_file"], backend, state)
+if backend.kind == "htcondor":
+    from dask_backends.htcondor import configure_gateway as configure_htcondor
+
+    configure_htcondor(c, fac, backend, runtime["facility_file"], state)

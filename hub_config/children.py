@@ -97,9 +97,11 @@ def slurm_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: 
 
 
 def htcondor_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: FacilitySpawner) -> ChildConfig:
-    from batchspawner import CondorSpawner
+    from hub_config.condor import FacilityCondorSpawner, condor_child_config
 
-    return CondorSpawner, _batch_common(fac, backend, request, parent)
+    config = _batch_common(fac, backend, request, parent)
+    name, template = parent.user.name, parent.home_dir_template
+    return FacilityCondorSpawner, condor_child_config(fac, backend, request, name, template, config)
 
 
 CHILDREN: dict[str, Callable[..., ChildConfig]] = {

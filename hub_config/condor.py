@@ -1,0 +1,270 @@
+"""Notebook servers as HTCondor jobs: batchspawner's CondorSpawner with the project's submit template.
+
+What differs from upstream CondorSpawner:
+- the submit description is hub_config/templates/htcondor_notebook.sub.j2; every value passes
+  dask_backends.htcondor.submit_value (no line breaks, no $( macros), strings in ClassAd
+  expressions are escaped, the command is written in HTCondor's quoted `arguments` syntax and the
+  environment travels through condor_submit's own environment (`getenv` lists names only);
+- users need not exist on the hub host (no pwd lookups); the HTCondor tools run as the hub's user
+  or as the site's `htcondor_job_user`, from the site's chroot if it has one;
+- a job that HTCondor refuses, holds, that stays idle past `pending_timeout_seconds` or that ends
+  before its server reports in fails the spawn with a message saying which, removes the job and
+  leaves the hub clean for the next spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from batchspawner import CondorSpawner, JobStatus
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from traitlets import Callable, Float, Int, Unicode, default
+
+from dask_backends import htcondor
+from dask_backends.container import data_cache_environment, job_argv, uses_container
+from facility.model import Backend, Facility
+from facility.validation import SpawnRequest
+
+# Submit language, not HTML: every expression's value is finalized through submit_value.
+_templates = Environment(  # noqa: S701
+    loader=PackageLoader("hub_config", "templates"),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    finalize=htcondor.submit_value,
+)
+
+
+def render_notebook_submit(values: dict[str, Any]) -> str:
+    """The submit description of a notebook server."""
+    return _templates.get_template("htcondor_notebook.sub.j2").render(**values)
+
+
+class FacilityCondorSpawner(CondorSpawner):
+    """CondorSpawner configured per spawn by hub_config.children.htcondor_child."""
+
+    exec_prefix = Unicode("", help="Prefix of the HTCondor tools' command lines; the tools' argv is in `site`.").tag(
+        config=True
+    )
+    site = Unicode("{}", help="The backend's facility.yaml `site` settings, as JSON.").tag(config=True)
+    job_wrapper = Callable(
+        allow_none=True, help="argv -> argv of the job (dask_backends.container.job_argv with image and backend)."
+    ).tag(config=True)
+    job_workdir = Unicode(help="Folder the job starts in and writes its log to (shared with the nodes).").tag(
+        config=True
+    )
+    memory_mb = Int(1024).tag(config=True)
+    walltime_seconds = Int(0).tag(config=True)
+    gpus = Int(0).tag(config=True)
+    accounting_group = Unicode("").tag(config=True)
+    requirements = Unicode("").tag(config=True)
+    notebook_host = Unicode("", help="Address the hub reaches job servers at; empty: the execute host.").tag(
+        config=True
+    )
+    pending_timeout = Float(300, help="Seconds a job may stay idle before the spawn gives up.").tag(config=True)
+
+    @property
+    def site_settings(self) -> dict[str, Any]:
+        return json.loads(self.site)
+
+    def _tool(self, name: str, *args: str) -> str:
+        return shlex.join([*htcondor.condor_argv(self.site_settings, name), *args])
+
+    @default("batch_submit_cmd")
+    def _default_submit_cmd(self) -> str:
+        return self._tool("condor_submit", "-terse")
+
+    @default("batch_query_cmd")
+    def _default_query_cmd(self) -> str:
+        # {job_id} is filled in by batchspawner; it is always cluster.proc from parse_job_id.
+        return self._tool("condor_q") + " {job_id} -af:j JobStatus RemoteHost"
+
+    @default("batch_cancel_cmd")
+    def _default_cancel_cmd(self) -> str:
+        return self._tool("condor_rm") + " {job_id}"
+
+    @default("req_homedir")
+    def _req_homedir_default(self) -> str:
+        return self.job_workdir
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        # Hub users are not accounts on the hub host: no pwd lookups (upstream's UserEnvMixin).
+        env["USER"] = self.user.name
+        env["HOME"] = self.job_workdir
+        return env
+
+    def parse_job_id(self, output: str) -> str:
+        return htcondor.parse_submit_output(output)
+
+    def _state(self) -> tuple[int, str]:
+        fields = (self.job_status or "").split()
+        if len(fields) >= 2 and fields[1].isdigit():
+            return int(fields[1]), (fields[2] if len(fields) > 2 else "")
+        return 0, ""
+
+    def state_ispending(self) -> bool:
+        return self._state()[0] == 1
+
+    def state_isrunning(self) -> bool:
+        return self._state()[0] == 2
+
+    def state_gethost(self) -> str:
+        if self.notebook_host:
+            return self.notebook_host
+        return self._state()[1].rpartition("@")[2] or "127.0.0.1"
+
+    def job_log(self, job_id: str) -> str:
+        """The end of the job's output, for error messages."""
+        try:
+            lines = (Path(self.job_workdir) / f"notebook-{job_id.split('.')[0]}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(lines.splitlines()[-15:])
+
+    async def _get_batch_script(self, **subvars: Any) -> str:
+        # Only the spawner's own (validated) traits reach the description, never raw user_options.
+        env = self.get_env()
+        argv = [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()]
+        argv = self.job_wrapper(argv) if self.job_wrapper else argv
+        return render_notebook_submit(
+            {
+                "executable": argv[0],
+                "arguments": htcondor.condor_arguments(argv[1:]),
+                "getenv": htcondor.getenv_names(env),
+                "job_dir": self.job_workdir,
+                "cores": int(self.req_nprocs or 1),
+                "memory_mb": self.memory_mb,
+                "gpus": self.gpus,
+                "accounting_group": self.accounting_group,
+                "username": self.user.name,
+                "username_ad": htcondor.classad_string(self.user.name),
+                "requirements": self.requirements,
+                "walltime_seconds": self.walltime_seconds,
+            }
+        )
+
+    async def submit_batch_script(self) -> str:
+        workdir = Path(self.job_workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ids = htcondor.job_user_ids(self.site_settings)
+        if ids:
+            os.chown(workdir, *ids)  # the job writes its log and the server its files here
+        try:
+            job_id = await super().submit_batch_script()
+        except htcondor.SubmitValueError as exc:
+            raise RuntimeError(f"Cannot write your HTCondor job: {exc}") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"HTCondor refused the notebook job: {exc}") from None
+        self._submitted_at = time.monotonic()
+        self._submitted_job = job_id
+        return job_id
+
+    async def _query(self, *attributes: str) -> str:
+        try:
+            return await self.run_command(self._tool("condor_q", self.job_id, "-af", *attributes))
+        except RuntimeError:
+            return ""
+
+    async def _watch_job(self) -> str:
+        """Return a message once the job is held, stays idle too long, or leaves the queue."""
+        while True:
+            await asyncio.sleep(1)
+            job_id = self.job_id
+            if not job_id:
+                continue
+            status = await self.query_job_status()
+            state = self._state()[0]
+            waited = time.monotonic() - getattr(self, "_submitted_at", time.monotonic())
+            if state == 5:
+                reason = await self._query("HoldReason")
+                return f"HTCondor put your notebook job {job_id} on hold: {reason.strip() or 'no reason given'}."
+            if status == JobStatus.PENDING and waited > self.pending_timeout:
+                return (
+                    f"Your notebook job {job_id} stayed idle in HTCondor for {waited:.0f} s: no machine in the "
+                    "pool matches its requirements or has the resources free. It was removed; choose fewer "
+                    "resources or another queue and start again."
+                )
+            if status == JobStatus.NOTFOUND:
+                return self._ended_message(job_id)
+
+    def _ended_message(self, job_id: str) -> str:
+        log = self.job_log(job_id)
+        return f"Your notebook job {job_id} left the HTCondor queue before the notebook server started." + (
+            f" Last lines of its log:\n{log}" if log else ""
+        )
+
+    async def start(self) -> tuple[str, int]:
+        self._submitted_job = ""
+        starting = asyncio.ensure_future(super().start())
+        watching = asyncio.ensure_future(self._watch_job())
+        try:
+            done, _ = await asyncio.wait({starting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the hub's start_timeout: it calls stop() next
+            starting.cancel()
+            watching.cancel()
+            raise
+        if starting in done:
+            watching.cancel()
+            error = starting.exception()
+            if error is None:
+                return starting.result()
+            if not self._submitted_job or str(error).startswith(("HTCondor refused", "Cannot write")):
+                raise error
+            message = self._ended_message(self._submitted_job)  # batchspawner saw it vanish first
+        else:
+            starting.cancel()
+            message = watching.result()
+        self.log.warning("Spawn of %s failed: %s", self.user.name, message)
+        self.job_id = self._submitted_job
+        if self.job_id:
+            with contextlib.suppress(RuntimeError):  # the job may be gone already
+                await self.cancel_batch_job()
+        self.clear_state()
+        raise RuntimeError(message)
+
+
+def condor_child_config(
+    fac: Facility,
+    backend: Backend,
+    request: SpawnRequest,
+    username: str,
+    home_dir_template: str,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """FacilityCondorSpawner traits for a validated request, on top of the common batch config.
+
+    site keys read: htcondor_chroot, htcondor_bin, htcondor_job_user, htcondor_requirements,
+    pending_timeout_seconds, job_dir, notebook_host, plus the container keys of
+    dask_backends.container.
+    """
+    backend = htcondor.with_default_environment(backend)
+    site = backend.site or {}
+    image = fac.image(request.image)
+    env = {**config.get("environment", {}), **data_cache_environment(fac, backend)}
+    if site.get("job_dir"):
+        workdir = str(Path(str(site["job_dir"])) / "notebooks" / username)
+    else:
+        workdir = str(Path(home_dir_template.format(username=username)).expanduser())
+    config.update(
+        environment=env,
+        site=json.dumps(site),
+        job_workdir=workdir,
+        memory_mb=request.memory_gb * 1024,
+        walltime_seconds=(request.walltime_hours or 0) * 3600,
+        gpus=request.gpus,
+        accounting_group=request.queue or str(site.get("htcondor_accounting_group", "")),
+        requirements=str(site.get("htcondor_requirements", "")),
+        notebook_host=str(site.get("notebook_host", "")),
+        pending_timeout=float(site.get("pending_timeout_seconds", 300)),
+        job_wrapper=functools.partial(job_argv, fac, backend, image, gpus=request.gpus),
+    )
+    if uses_container(backend):
+        config["cmd"] = ["jupyterhub-singleuser"]  # the image's own, not the hub host's
+    return config

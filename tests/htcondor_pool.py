@@ -1,0 +1,233 @@
+"""A real HTCondor personal pool for the tests, run from the Debian 13 chroot that
+scripts/test-install.d/30-htcondor.sh builds (HTCondor is not packaged for Debian 12).
+
+The pool's daemons run inside the chroot; the folders jobs need (the project with its venv, the
+Python the venv was made from, /tmp with the tests' state) are bind-mounted at the same paths,
+so a job sees the same files as the hub and the gateway. `stop()` stops the daemons and
+unmounts everything it mounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dask_backends.htcondor import condor_argv
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHROOT = "/var/lib/analysis-facility/htcondor-trixie"
+CONFIG_FILE = "etc/condor/config.d/90-analysis-facility-tests.conf"
+
+# The settings that run jobs in a chroot without cgroups or namespaces (../shared/FACTS.md),
+# with short intervals so a job starts within seconds of its submission.
+POOL_CONFIG = """\
+use ROLE : CentralManager
+use ROLE : Submit
+use ROLE : Execute
+CONDOR_HOST = 127.0.0.1
+NETWORK_INTERFACE = 127.0.0.1
+USE_SHARED_PORT = False
+SEC_DEFAULT_AUTHENTICATION_METHODS = FS, CLAIMTOBE
+ALLOW_READ = *
+ALLOW_WRITE = *
+ALLOW_NEGOTIATOR = *
+ALLOW_ADMINISTRATOR = *
+ALLOW_DAEMON = *
+MOUNT_UNDER_SCRATCH =
+USE_PID_NAMESPACES = False
+USE_CGROUPS = False
+# Enough slots for a notebook, a Dask scheduler and workers on a 2-core test machine.
+NUM_CPUS = 16
+MEMORY = 32768
+START = True
+SUSPEND = False
+PREEMPT = False
+KILL = False
+NEGOTIATOR_INTERVAL = 2
+NEGOTIATOR_MIN_INTERVAL = 1
+NEGOTIATOR_CYCLE_DELAY = 1
+SCHEDD_INTERVAL = 2
+PERIODIC_EXPR_INTERVAL = 2
+UPDATE_INTERVAL = 2
+STARTER_UPDATE_INTERVAL = 2
+SCHEDD_MIN_INTERVAL = 1
+"""
+
+
+def _python_home() -> Path | None:
+    """The Python installation the project's venv was created from (its programs live there)."""
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    if not cfg.exists():
+        return None
+    for line in cfg.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            home = Path(value.strip())
+            return home.parent if home.name == "bin" else home
+    return None
+
+
+class HTCondorPool:
+    """Configure, start and stop a personal pool in a chroot; all mounts are undone by stop()."""
+
+    def __init__(self, chroot: str | os.PathLike[str] = DEFAULT_CHROOT, binds: tuple[Path, ...] = ()):
+        self.chroot = Path(chroot)
+        self.binds = [ROOT, Path(sys.prefix).resolve(), Path("/tmp"), *binds]
+        home = _python_home()
+        if home:
+            self.binds.append(home)
+        self.mounted: list[Path] = []
+        # Job folders and Dask staging: a folder the job account can enter (pytest's tmp is 0700).
+        self.job_dir = Path(tempfile.mkdtemp(prefix="af-htcondor-jobs-"))
+        self.job_dir.chmod(0o755)
+
+    job_user = "afjob"
+    python = str(Path(sys.prefix) / "bin" / "python")
+
+    @property
+    def site(self) -> dict[str, str]:
+        """The facility.yaml `site` keys of an htcondor backend that uses this pool."""
+        return {"htcondor_chroot": str(self.chroot), "htcondor_job_user": self.job_user}
+
+    def backend_entry(self, name: str = "grid") -> dict[str, Any]:
+        """A facility.yaml htcondor backend on this pool, jobs in this Python environment."""
+        return {
+            "name": name,
+            "kind": "htcondor",
+            "label": "Test grid site (HTCondor)",
+            "description": "HTCondor personal pool started by the tests.",
+            "resources": {
+                # The pool has 16 CPUs: 32 cores is a request no machine ever matches.
+                "cores": {"default": 1, "min": 1, "max": 32},
+                "memory_gb": {"default": 1, "min": 1, "max": 8},
+                "walltime_hours": {"default": 1, "min": 1, "max": 4},
+            },
+            "queues": [{"name": "group_physics", "label": "Physics"}, {"name": "group_cms", "label": "CMS"}],
+            "dask": {
+                "workers": {"default": 0, "min": 0, "max": 4},
+                "worker_cores": {"default": 1, "min": 1, "max": 2},
+                "worker_memory_gb": {"default": 1, "min": 1, "max": 2},
+                "idle_timeout_minutes": 30,
+            },
+            "data_cache": "local-xcache",
+            "container_runtime": "none",
+            "site": {
+                **self.site,
+                "environment": sys.prefix,
+                "pending_timeout_seconds": 8,
+                "job_dir": str(self.job_dir),
+            },
+        }
+
+    def unusable_reason(self) -> str | None:
+        if os.geteuid() != 0:
+            return "the HTCondor test pool runs in a chroot, which needs root"
+        if not (self.chroot / ".af-complete").exists():
+            return f"no HTCondor chroot at {self.chroot}: run scripts/test-install.d/30-htcondor.sh (make test does)"
+        return None
+
+    def tool(self, name: str, *args: str) -> list[str]:
+        return [*condor_argv(self.site, name), *args]
+
+    def run(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(self.tool(name, *args), capture_output=True, text=True, timeout=60, check=check)
+
+    def _mount(self, *args: str, target: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", *args, str(target)], check=True)
+        self.mounted.append(target)
+
+    def start(self, timeout: float = 60) -> None:
+        self.stop()  # a pool left by an interrupted run
+        self._mount("-t", "proc", "proc", target=self.chroot / "proc")
+        self._mount("--rbind", "/dev", target=self.chroot / "dev")
+        for path in sorted({p.resolve() for p in self.binds}):
+            self._mount("--bind", str(path), target=self.chroot / str(path).lstrip("/"))
+        (self.chroot / CONFIG_FILE).write_text(POOL_CONFIG)
+        # A fresh queue: jobs of an earlier, interrupted session must not come back.
+        for stale in (self.chroot / "var/spool/condor").glob("job_queue.log*"):
+            stale.unlink()
+        # The daemons run as the chroot's `condor` user and need their folders (a missing
+        # /run/condor makes the master restart condor_procd without end).
+        folders = ["/run/condor", "/var/lock/condor", "/var/log/condor", "/var/spool/condor", "/var/lib/condor/execute"]
+        for folder in folders:
+            (self.chroot / folder.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["chroot", str(self.chroot), "chown", "-R", "condor:condor", *folders], check=True)
+        # Jobs run as an unprivileged account (HTCondor maps root's jobs to nobody it can run);
+        # it must reach the venv's Python under the chroot's /root.
+        if subprocess.run(["chroot", str(self.chroot), "id", self.job_user], capture_output=True).returncode:
+            subprocess.run(
+                ["chroot", str(self.chroot), "useradd", "--system", "--no-create-home", self.job_user], check=True
+            )
+        (self.chroot / "root").chmod(0o711)
+        subprocess.run(["chroot", str(self.chroot), "condor_master"], check=True, timeout=30)
+        try:
+            self._wait_until_up(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_up(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            slots = self.run("condor_status", "-af", "Name", check=False)
+            schedd = self.run("condor_q", "-totals", check=False)
+            if slots.returncode == 0 and slots.stdout.strip() and schedd.returncode == 0:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"HTCondor pool in {self.chroot} did not come up in {timeout} s")
+
+    def job_ids(self) -> list[str]:
+        """Every job in the queue, whoever submitted it."""
+        out = self.run("condor_q", "-allusers", "-af:j", "JobStatus").stdout
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        if (self.chroot / "proc" / "self").exists():
+            subprocess.run(
+                ["chroot", str(self.chroot), "condor_off", "-master", "-fast"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            self._wait_for_daemons_to_exit()
+        # Everything mounted under the chroot, deepest first (also mounts left by a killed run).
+        prefix = str(self.chroot.resolve()) + "/"
+        with open("/proc/mounts") as mounts:
+            targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+        for target in sorted(targets, key=len, reverse=True):
+            subprocess.run(["umount", "-l", target], check=False)
+        self.mounted.clear()
+
+    def remove_job_dir(self) -> None:
+        shutil.rmtree(self.job_dir, ignore_errors=True)
+
+    def _wait_for_daemons_to_exit(self, timeout: float = 30) -> None:
+        root = str(self.chroot.resolve())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._daemon_pids(root):
+                return
+            time.sleep(0.5)
+        for pid in self._daemon_pids(root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+    @staticmethod
+    def _daemon_pids(root: str) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(entry / "root") == root:
+                        pids.append(int(entry.name))
+                except OSError:
+                    continue
+        return pids

@@ -1,0 +1,309 @@
+"""Notebook servers and Dask clusters on a real HTCondor personal pool.
+
+The pool (condor_master and its daemons from Debian 13's htcondor, in the chroot that
+scripts/test-install.d/30-htcondor.sh builds) is started by tests/htcondor_pool.py; the facility
+is the embedded one plus an htcondor backend pointing at it, started with `af up`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from dask_gateway import Gateway, JupyterHubAuth
+
+from dask_backends import htcondor
+from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.htcondor_pool import HTCondorPool
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[HTCondorPool]:
+    pool = HTCondorPool()
+    reason = pool.unusable_reason()
+    if reason:
+        pool.remove_job_dir()
+        pytest.skip(reason)
+    pool.start()
+    yield pool
+    pool.stop()
+    pool.remove_job_dir()
+
+
+@pytest.fixture(scope="module")
+def grid(start_facility, pool: HTCondorPool) -> RunningFacility:
+    raw = copy.deepcopy(embedded_raw())
+    raw["backends"].append(pool.backend_entry("grid"))
+    raw["hub"]["start_timeout_seconds"] = 90
+    return start_facility(raw)
+
+
+def _form(**overrides: str) -> dict[str, str]:
+    fields = {
+        "backend": "grid",
+        "image": "coffea-2026",
+        "cores": "1",
+        "memory_gb": "1",
+        "queue": "group_physics",
+        "walltime_hours": "1",
+    }
+    return {**fields, **overrides}
+
+
+def _spawn_outcome(session: HubSession, timeout: float = 120) -> dict:
+    """Follow the hub's progress stream of a spawn until it is ready or has failed."""
+    reply = session.api("GET", f"/users/{session.username}/server/progress", stream=True)
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    for line in reply.iter_lines(decode_unicode=True):
+        if time.monotonic() > deadline:
+            break
+        if line and line.startswith("data:"):
+            last = json.loads(line[5:])
+            if last.get("ready") or last.get("failed"):
+                break
+    reply.close()
+    return last
+
+
+def _jobs(pool: HTCondorPool, attribute: str, value: str) -> list[str]:
+    out = pool.run("condor_q", "-allusers", "-af:j", attribute).stdout
+    return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [value]]
+
+
+def _wait_for_notebook_job(pool: HTCondorPool, user: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = _jobs(pool, "JupyterHubUser", user)
+        if ids:
+            return ids[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no HTCondor job of {user} appeared")
+
+
+def _job_ad(pool: HTCondorPool, job_id: str, *attributes: str) -> list[str]:
+    return pool.run("condor_q", job_id, "-af", *attributes).stdout.split()
+
+
+def _until(check, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _wait_gone(session: HubSession, timeout: float = 30) -> None:
+    _until(lambda: session.server() is None, f"{session.username}'s server to be gone", timeout)
+
+
+def test_notebook_server_runs_as_an_htcondor_job_and_answers_through_the_hub(grid, pool) -> None:
+    alice = grid.login("alice")
+    reply = alice.post_spawn_form(_form(cores="2", memory_gb="2", walltime_hours="2", queue="group_cms"))
+    assert reply.status_code == 200, reply.text[-2000:]
+    job = _wait_for_notebook_job(pool, "alice")
+    cpus, memory, group, runtime = _job_ad(pool, job, "RequestCpus", "RequestMemory", "AcctGroup", "MaxRuntime")
+    assert (cpus, memory, group, runtime) == ("2", "2048", "group_cms", "7200")
+    server = alice.wait_ready(timeout=90)
+    url, token = f"{alice.url}{server['url']}", alice.token()
+    status = requests.get(f"{url}api/status", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert status.status_code == 200 and "started" in status.json()
+    alice.stop_server()
+    _until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
+
+
+def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, pool) -> None:
+    erin = grid.login("erin")
+    # 32 cores: no slot matches, so the job is surely still idle when it is removed.
+    reply = erin.api("POST", "/users/erin/server", json={"user_options": _form(cores="32")})
+    assert reply.status_code in (201, 202), reply.text
+    job = _wait_for_notebook_job(pool, "erin")
+    pool.run("condor_rm", job)
+    outcome = _spawn_outcome(erin, timeout=60)
+    assert outcome.get("failed"), outcome
+    assert f"notebook job {job} left the HTCondor queue before the notebook server started" in outcome["message"]
+    _wait_gone(erin)
+    # The hub is clean: the next spawn is accepted and reaches the pool at once.
+    reply = erin.api("POST", "/users/erin/server", json={"user_options": _form()})
+    assert reply.status_code in (201, 202), reply.text
+    _wait_for_notebook_job(pool, "erin")
+    erin.wait_ready(timeout=90)
+    erin.stop_server()
+    _until(lambda: pool.job_ids() == [], "the queue to empty", timeout=30)
+
+
+def test_job_idle_too_long_is_removed_with_a_clear_message(grid, pool) -> None:
+    dave = grid.login("dave")
+    reply = dave.api("POST", "/users/dave/server", json={"user_options": _form(cores="32")})
+    assert reply.status_code in (201, 202), reply.text
+    job = _wait_for_notebook_job(pool, "dave")
+    outcome = _spawn_outcome(dave, timeout=60)
+    assert outcome.get("failed"), outcome
+    assert f"notebook job {job} stayed idle in HTCondor" in outcome["message"]
+    assert "no machine in the pool matches" in outcome["message"]
+    assert pool.job_ids() == [], "the idle job was not removed"
+    _wait_gone(dave)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"queue": 'group_physics\n+Owner = "root"'}, "is not available; choose one of: group_physics, group_cms"),
+        ({"queue": "$(CONDOR_HOST)"}, "is not available; choose one of"),
+        ({"memory_gb": "1\nrequirements = True"}, "is not a whole number"),
+    ],
+)
+def test_form_values_with_submit_language_never_reach_htcondor(grid, pool, options, message) -> None:
+    frank = grid.login("frank")
+    reply = frank.api("POST", "/users/frank/server", json={"user_options": _form(**options)})
+    assert reply.status_code == 400, reply.text
+    assert message in reply.json()["message"]
+    assert frank.server() is None
+    assert pool.job_ids() == []
+
+
+def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) -> None:
+    token = grid.login("grace").token()
+    gateway = Gateway(grid.runtime["gateways"]["grid"]["url"], auth=JupyterHubAuth(api_token=token))
+    cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1)
+    try:
+        cluster.scale(2)
+        client = cluster.get_client()
+        client.wait_for_workers(2, timeout=120)
+        assert len(_jobs(pool, "DaskGatewayRole", "worker")) == 2
+        assert len(_jobs(pool, "DaskGatewayRole", "scheduler")) == 1
+        assert client.submit(sum, range(101)).result(timeout=60) == 5050
+        caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
+        assert set(caches.values()) == {"root://127.0.0.1:11095"}  # the backend's data_cache
+        cluster.scale(1)
+        _until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 1, "scale down to 1 worker")
+        cluster.adapt(minimum=2, maximum=3)
+        _until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 2, "adaptive scaling up to 2")
+        client.close()
+    finally:
+        cluster.shutdown()
+        gateway.close()
+    _until(lambda: pool.job_ids() == [], "every Dask job to leave the queue", timeout=60)
+
+
+def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:
+    """The quoting helpers against condor_submit itself: what a job receives is what was meant."""
+    folder = Path(pool.job_dir) / "echo"
+    folder.mkdir(exist_ok=True)
+    os.chown(folder, *htcondor.job_user_ids(pool.site))  # the job account writes its output here
+    out = folder / "echo.json"
+    tricky = ["a b", "it's", 'say "hi"', "$(CONDOR_HOST)", "`id`; reboot", "\\"]
+    description = "\n".join(
+        [
+            f"executable = {htcondor.submit_value(pool.python)}",
+            "arguments = "
+            + htcondor.condor_arguments(
+                ["-c", "import json,os,sys; print(json.dumps([sys.argv[1:], os.environ['AF_X']]))", *tricky]
+            ),
+            "getenv = " + htcondor.getenv_names({"AF_X": ""}),
+            "transfer_executable = false",
+            "should_transfer_files = NO",
+            f"output = {out}",
+            f"error = {out}.err",
+            "+Marker = " + htcondor.classad_string('x" || true || "'),
+            "queue",
+        ]
+    )
+    submitted = subprocess.run(
+        pool.tool("condor_submit", "-terse"),
+        input=description,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AF_X": "$(HOME) 'q' \"d\""},
+        timeout=60,
+        check=True,
+    )
+    job = htcondor.parse_submit_output(submitted.stdout)
+    assert _job_ad(pool, job, "Marker") == ['x"', "||", "true", "||", '"']  # one string attribute, not code
+    _until(lambda: out.exists() and out.read_text().strip(), "the echo job's output", timeout=60)
+    argv, env_value = json.loads(out.read_text())
+    assert argv == tricky
+    assert env_value == "$(HOME) 'q' \"d\""
+
+
+# Submit language helpers and the notebook template (no daemons needed).
+
+
+@pytest.mark.parametrize("value", ["alice\nrequirements = True", "x\r+Owner = 1", "$(CONDOR_HOST)", "a\0b"])
+def test_values_that_would_change_a_submit_description_are_refused(value) -> None:
+    with pytest.raises(htcondor.SubmitValueError):
+        htcondor.submit_value(value)
+    if "$" not in value:  # arguments write $ as $(DOLLAR), so only line breaks and NUL are refused there
+        with pytest.raises(htcondor.SubmitValueError):
+            htcondor.condor_arguments(["ok", value])
+
+
+def test_classad_strings_escape_quotes_and_backslashes() -> None:
+    assert htcondor.classad_string('a"b\\c') == '"a\\"b\\\\c"'
+
+
+def test_notebook_submit_description_carries_the_request_and_refuses_bad_values() -> None:
+    from hub_config.condor import render_notebook_submit
+
+    values = {
+        "executable": "/env/bin/batchspawner-singleuser",
+        "arguments": htcondor.condor_arguments(["/env/bin/jupyterhub-singleuser", "--x=$HOME; reboot"]),
+        "getenv": htcondor.getenv_names({"JUPYTERHUB_API_TOKEN": "t", "PATH": "/bin"}),
+        "job_dir": "/jobs/alice",
+        "cores": 2,
+        "memory_mb": 4096,
+        "gpus": 1,
+        "accounting_group": "group_cms",
+        "username": "alice",
+        "username_ad": htcondor.classad_string("alice"),
+        "requirements": "",
+        "walltime_seconds": 7200,
+    }
+    lines = render_notebook_submit(values).splitlines()
+    for line in [
+        "executable = /env/bin/batchspawner-singleuser",
+        "arguments = \"'/env/bin/jupyterhub-singleuser' '--x=$(DOLLAR)HOME; reboot'\"",
+        "getenv = JUPYTERHUB_API_TOKEN, PATH",
+        "request_cpus = 2",
+        "request_memory = 4096M",
+        "request_gpus = 1",
+        "accounting_group = group_cms",
+        "accounting_group_user = alice",
+        '+JupyterHubUser = "alice"',
+        "+MaxRuntime = 7200",
+        "queue",
+    ]:
+        assert line in lines, line
+    for bad in [{"username": "alice\nqueue 100"}, {"accounting_group": "g\n+Owner = 1"}, {"job_dir": "$(SPOOL)"}]:
+        with pytest.raises(htcondor.SubmitValueError):
+            render_notebook_submit({**values, **bad})
+
+
+def test_backend_parses_condor_output() -> None:
+    assert htcondor.parse_submit_output("12.0 - 12.0\n") == "12.0"
+    with pytest.raises(ValueError, match="printed no job id"):
+        htcondor.parse_submit_output("ERROR: Failed to connect to local queue manager")
+    states = htcondor.parse_states("12.0 1\n13.0 2\n14.0 5\n15.0 4\nnoise\n")
+    assert states == {"12.0": 1, "13.0": 2, "14.0": 5, "15.0": 4}
+    backend = htcondor.HTCondorBackend.__new__(htcondor.HTCondorBackend)
+    live = htcondor.HTCondorBackend.parse_job_states(backend, "12.0 1\n13.0 2\n14.0 5\n15.0 4\n16.0 7\n")
+    assert live == {"12.0": True, "13.0": True, "14.0": False, "15.0": False, "16.0": True}
+
+
+def test_condor_tools_run_natively_or_from_a_chroot() -> None:
+    assert htcondor.condor_argv({}, "condor_q") == ["condor_q"]
+    assert htcondor.condor_argv({"htcondor_bin": "/opt/condor/bin"}, "condor_rm") == ["/opt/condor/bin/condor_rm"]
+    assert htcondor.condor_argv({"htcondor_chroot": "/srv/c", "htcondor_job_user": "afjob"}, "condor_submit") == [
+        shutil.which("chroot"), "--userspec=afjob:afjob", "/srv/c", "/usr/bin/condor_submit",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown HTCondor tool"):
+        htcondor.condor_argv({}, "rm")
