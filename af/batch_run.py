@@ -251,3 +251,6 @@ def run_slurm(request: RunRequest) -> None:
 
 
 register_runner("slurm", run_slurm)
+
+# HTCondor's runner lives in its own module; importing it registers it next to Slurm's.
+import af.htcondor_run  # noqa: E402,F401
