@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,21 @@ class HTCondorPool:
                 except OSError:
                     continue
         return pids
+
+
+@contextlib.contextmanager
+def benchmark_backend(workdir: Path) -> Iterator[dict[str, Any]]:
+    """For benchmarks/startup.py: an htcondor backend entry on a pool started for the run."""
+    pool = HTCondorPool()
+    reason = pool.unusable_reason()
+    if reason:
+        pool.remove_job_dir()
+        raise RuntimeError(reason)
+    pool.start()
+    try:
+        entry = pool.backend_entry()
+        entry["site"]["pending_timeout_seconds"] = 300  # timing runs wait, they do not give up
+        yield entry
+    finally:
+        pool.stop()
+        pool.remove_job_dir()
