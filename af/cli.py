@@ -16,6 +16,7 @@ import facility
 from af import supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
+from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
 
 console = Console()
@@ -180,6 +181,8 @@ def check_facility(path: Path) -> None:
 
 
 main.add_command(data_commands)
+main.add_command(run_command)
+
 
 if __name__ == "__main__":
     main()

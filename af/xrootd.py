@@ -12,9 +12,11 @@ private folder (root's home, a test's temporary folder); the cache folder is han
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,6 +138,16 @@ def config_dir(runtime: dict[str, Any]) -> Path:
     return Path(runtime["state_dir"]) / "xrootd"
 
 
+def admin_dir(runtime: dict[str, Any]) -> Path:
+    """XRootD's admin folder (Unix sockets, pid files, event FIFOs), one per facility instance.
+
+    In the temporary folder, not the state folder: XRootD checks these paths with access(), which
+    ignores the capability that lets it traverse a private state folder, and socket paths are short.
+    """
+    digest = hashlib.sha256(runtime["state_dir"].encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"af-xrd-{digest}"
+
+
 def managed_servers(runtime: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(component name, settings) of each XRootD server this facility runs, origin first."""
     data = runtime.get("data") or {}
@@ -178,11 +190,12 @@ def write_configs(runtime: dict[str, Any]) -> list[Path]:
     """Create the servers' folders and write their configuration files; returns the files."""
     data = runtime.get("data") or {}
     written = []
+    config_dir(runtime).mkdir(parents=True, exist_ok=True)
     data_tokens.prepare(runtime)  # secret, TLS and service token when data.require_token
+    admin = admin_dir(runtime)
+    admin.mkdir(parents=True, exist_ok=True)
+    _hand_over(admin)
     for name, server in managed_servers(runtime):
-        admin = config_dir(runtime) / "admin" / name
-        admin.mkdir(parents=True, exist_ok=True)
-        _hand_over(admin)
         root = Path(server["local_root"])
         root.mkdir(parents=True, exist_ok=True)
         if name == ORIGIN_NAME:

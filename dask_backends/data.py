@@ -28,6 +28,7 @@ ENV_PREFIXES = "AF_DATA_PREFIXES"
 CATALOGUE_PATH = "/store/af/catalogue.json"
 TREE_NAME = "Events"
 PROBE_TIMEOUT_S = 3
+STAT_TIMEOUT_S = 15
 PROBE_MEMORY_S = 30.0  # how long a probe's answer is trusted, so a file list does not ping per file
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,15 @@ def _server(url: str) -> str:
 
 
 def data_environment(fac: Any, backend: Any, runtime: dict[str, Any] | None = None) -> dict[str, str]:
-    """$AF_DATA_* for a backend's notebooks and workers: the running facility's URLs when it runs them."""
+    """$AF_DATA_* for a backend's notebooks and workers: the running facility's URLs when it runs them.
+
+    runtime None: the running facility's runtime.json named by $AF_RUNTIME (the hub and gateways have it).
+    """
+    if runtime is None and os.environ.get("AF_RUNTIME"):
+        try:
+            runtime = json.loads(Path(os.environ["AF_RUNTIME"]).read_text())
+        except FileNotFoundError:
+            runtime = None
     data = (runtime or {}).get("data") or {}
     if data:
         env = {ENV_ORIGIN: data["origin"]["url"]}
@@ -154,9 +163,16 @@ class DataLake:
         """Size in bytes of a file in the lake; DataFileNotFound if it is not there."""
         path = self.path_of(path_or_url)
         server = self.server(use_cache)
-        status, info = _xrootd_client().FileSystem(server).stat(path, timeout=30)
+        status, info = _xrootd_client().FileSystem(server).stat(path, timeout=STAT_TIMEOUT_S)
+        if not status.ok and server == self.cache and not _not_found(status):
+            # The cache answered a ping a moment ago but fails now: remember it as down, use the origin.
+            reason = status.message.strip()
+            log.warning("XCache %s failed (%s); reading from the origin %s instead", server, reason, self.origin)
+            self._probes[server] = (time.monotonic(), False)
+            server = self.origin
+            status, info = _xrootd_client().FileSystem(server).stat(path, timeout=STAT_TIMEOUT_S)
         if not status.ok:
-            if status.errno == 3011 or "No such file" in status.message:  # kXR_NotFound
+            if _not_found(status):
                 raise DataFileNotFound(f"no file {path} in the data lake ({server}): {status.message.strip()}")
             raise DataLakeError(f"cannot reach {path} on {server}: {status.message.strip()}")
         return int(info.size)
@@ -167,7 +183,7 @@ class DataLake:
         with _xrootd_client().File() as handle:
             status, _ = handle.open(f"{server}/{path}", timeout=30)
             if not status.ok:
-                if status.errno == 3011 or "No such file" in status.message:
+                if _not_found(status):
                     raise DataFileNotFound(f"no file {path} in the data lake ({server}): {status.message.strip()}")
                 raise DataLakeError(f"cannot open {path} on {server}: {status.message.strip()}")
             status, data = handle.read(timeout=60)
@@ -182,7 +198,7 @@ class DataLake:
         self.stat(path_or_url, use_cache)  # a clear DataFileNotFound before uproot's own errors
         # uproot's own XRootD source: its fsspec route fails on the first read (xrootd 6.2 client).
         options.setdefault("handler", uproot.source.xrootd.XRootDSource)
-        return uproot.open(self.url(path_or_url, use_cache), **options)
+        return uproot.open(self.url(path_or_url, use_cache), **options)  # stat left a failed cache marked down
 
     # --- the dataset catalogue --------------------------------------------------------------------
 
@@ -218,6 +234,10 @@ class DataLake:
                 "metadata": {"sample": sample, **meta},
             }
         return result
+
+
+def _not_found(status: Any) -> bool:
+    return status.errno == 3011 or "No such file" in status.message  # kXR_NotFound
 
 
 def _from_runtime_file() -> tuple[str, str | None, tuple[str, ...]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from dask_gateway_server.options import Integer, Options, Select
 
+from dask_backends.data import data_environment
 from facility import allowances
 from facility.model import Backend, Facility, Range
 
@@ -105,4 +106,8 @@ def cluster_config(fac: Facility, backend: Backend, options: Any) -> dict[str, A
     gpus = getattr(options, "worker_gpus", 0)
     if gpus:
         config["environment"]["AF_WORKER_GPUS"] = str(gpus)
+    if backend.kind == "local":
+        # Workers on this host read the running facility's data lake (its effective ports); batch and
+        # cloud workers get their site's cache from facility.yaml (dask_backends.container).
+        config["environment"].update(data_environment(fac, backend))
     return config

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import facility
+from dask_backends.data import data_environment
 from hub_config.auth import USERNAME_PATTERN, invert_groups
 from hub_config.runtime import gateway_service_name, load_runtime
 
@@ -53,6 +54,7 @@ if any(b.is_batch for b in fac.backends):
 c.FacilitySpawner.facility_file = runtime["facility_file"]
 c.FacilitySpawner.home_dir_template = str(state / "home" / "{username}")
 c.FacilitySpawner.gateway_urls = {name: gw["url"] for name, gw in runtime["gateways"].items()}
+c.FacilitySpawner.data_environments = {b.name: data_environment(fac, b, runtime) for b in fac.backends}
 c.Spawner.cmd = [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 if os.geteuid() == 0:

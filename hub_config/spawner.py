@@ -59,6 +59,10 @@ class FacilitySpawner(WrapSpawner):
         config=True,
         help="dask-gateway address per backend name, handed to notebooks so dask_backends can reach them.",
     )
+    data_environments = Dict(
+        config=True,
+        help="$AF_DATA_* (data-lake origin and cache URLs) per backend name, for dask_backends.data.",
+    )
     home_dir_template = Unicode(
         "~/af-home/{username}", config=True, help="Home folder of local-backend notebook servers."
     )
@@ -153,4 +157,5 @@ class FacilitySpawner(WrapSpawner):
         if backend.name in gateways:
             env["DASK_GATEWAY__ADDRESS"] = gateways[backend.name]
             env["DASK_GATEWAY__AUTH__TYPE"] = "jupyterhub"
+        env.update(self.data_environments.get(backend.name, {}))
         return env
