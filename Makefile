@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 AF := $(VENV)/bin/af
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test install install-system lint format clean
+.PHONY: up down status test install install-system lint format clean bench
 
 up: install
 	$(AF) up
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard script
 
 test: install
 	bash scripts/run-tests.sh
+
+# Measurements (minutes; not part of `make test`): results in benchmarks/results/.
+bench: install
+	$(PY) -m benchmarks.data_path
 
 lint: install
 	$(VENV)/bin/ruff check .
