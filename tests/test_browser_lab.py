@@ -96,9 +96,6 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     # 4. JupyterLab, with the Dask panel in the left sidebar.
     page.wait_for_url(re.compile(rf"/user/{USER}/lab"), timeout=120_000)
     page.wait_for_selector("#jp-main-dock-panel")
-    news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's "news?" toast covers the page
-    if news.is_visible(timeout=5000):
-        news.click()
     page.click('.jp-SideBar [data-id="af-dask-panel"]')
     panel = page.locator("#af-dask-panel")
     expect(panel.locator("select.af-dask-backend")).to_contain_text("This machine")
@@ -106,7 +103,16 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     expect(panel.locator(".af-dask-empty")).to_be_visible()
     page.screenshot(path=shots / "03-lab-dask-panel.png")
 
-    # 5. Create a cluster with one worker and see the worker arrive.
+    # 5. A value the gateway refuses: its status and message are shown in the panel.
+    panel.locator('input[name="worker_cores"]').fill("99")
+    panel.locator(".af-dask-create").click()
+    error = panel.locator(".af-dask-error")
+    expect(error).to_contain_text("422: dask-gateway of 'local': worker_cores must be <= 2")
+    page.screenshot(path=shots / "04a-gateway-error.png")
+    error.locator("button").click()  # dismiss
+    panel.locator('input[name="worker_cores"]').fill("1")
+
+    # 6. Create a cluster with one worker and see the worker arrive.
     panel.locator('input[name="worker_memory_gb"]').fill("1")
     panel.locator('input[name="workers"]').fill("1")
     panel.locator(".af-dask-create").click()
@@ -115,7 +121,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     name = cluster.get_attribute("data-name")
     page.screenshot(path=shots / "04-cluster-running.png")
 
-    # 6. Its dashboard, in a JupyterLab tab.
+    # 7. Its dashboard, in a JupyterLab tab.
     cluster.locator(".af-dask-dashboard-button").click()
     frame_element = page.locator(".af-dask-dashboard iframe")
     expect(frame_element).to_have_attribute("src", re.compile(rf"/clusters/{name}/status"))
@@ -125,7 +131,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     page.wait_for_timeout(2000)  # let bokeh draw its plots
     page.screenshot(path=shots / "05-dashboard.png")
 
-    # 7. A notebook: insert the connect code from the panel and run it.
+    # 8. A notebook: insert the connect code from the panel and run it.
     page.click('.jp-LauncherCard[data-category="Notebook"]')
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook")
     # A cell run before the kernel is connected is dropped: wait for it, as a user would.
@@ -144,7 +150,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     expect(output).to_contain_text(name)
     page.screenshot(path=shots / "06-notebook-connected.png")
 
-    # 7b. The same choices as an ipywidget in the notebook (the cell after the connect code).
+    # 8b. The same choices as an ipywidget in the notebook (the cell after the connect code).
     page.keyboard.insert_text("from dask_backends.widget import ClusterWidget\nClusterWidget()")
     page.keyboard.press("Shift+Enter")
     widget = page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(2).locator(".jp-OutputArea-output").first
@@ -153,7 +159,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     expect(widget).to_contain_text("Workers 0 to 4")
     page.screenshot(path=shots / "06b-notebook-widget.png")
 
-    # 8. Stop it from the panel: it leaves the gateway's list.
+    # 9. Stop it from the panel: it leaves the gateway's list.
     cluster.locator(".af-dask-stop").click()
     expect(panel.locator(".af-dask-empty")).to_be_visible(timeout=60_000)
     page.screenshot(path=shots / "07-cluster-stopped.png")

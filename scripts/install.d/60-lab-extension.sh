@@ -12,6 +12,8 @@ if [[ ! -x .venv/bin/jupyter-builder ]]; then
   echo "lab-extension: .venv has no JupyterLab yet; built after the Python install"
   exit 0
 fi
+# JupyterLab's "get Jupyter news?" prompt fetches from the internet, which facility nodes often cannot reach.
+.venv/bin/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1
 sources_hash=$(cat "$EXT"/package.json "$EXT"/tsconfig.json "$EXT"/pyproject.toml "$EXT"/src/*.ts "$EXT"/style/* \
   "$EXT"/af_dask_lab/*.py "$EXT"/jupyter-config/server-config/*.json | sha256sum | cut -d' ' -f1)
 stamp=.venv/.af-dask-lab.sha256
