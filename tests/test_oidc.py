@@ -333,6 +333,18 @@ class TestIsolation:
         alice_session = alice_notebook[0]
         assert alice_session.server() is not None and alice_session.server()["ready"]
 
+    def test_bob_cannot_find_alices_dashboard(self, oidc_facility, alice_notebook, bob) -> None:
+        # dask-gateway's proxy serves a dashboard to whoever knows the cluster's name (not
+        # authenticated: dask/dask-gateway#570). The name is only ever shown to its owner and
+        # carries 122 random bits; other names lead nowhere, so dashboards cannot be enumerated.
+        assert self.alice_cluster, "test_token_reaches_dask_workers must run first"
+        assert re.fullmatch(r"[0-9a-f]{32}", self.alice_cluster)  # a uuid4: 122 random bits
+        address = oidc_facility.runtime["gateways"]["local"]["url"]
+        with Gateway(address, auth=JupyterHubAuth(api_token=bob.token())) as gateway:
+            assert gateway.list_clusters() == []
+        guessed = requests.get(f"{address}/clusters/{os.urandom(16).hex()}/status", timeout=30)
+        assert guessed.status_code == 404
+
     def test_bob_cannot_list_connect_or_stop_alices_cluster(self, oidc_facility, alice_notebook, bob) -> None:
         assert self.alice_cluster, "test_token_reaches_dask_workers must run first"
         address = oidc_facility.runtime["gateways"]["local"]["url"]
