@@ -7,6 +7,8 @@ and from $AF_DASK_GATEWAYS (the backends this user may use).
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import facility
@@ -34,9 +36,24 @@ def describe_backend(fac: Facility, backend: Backend, address: str) -> dict[str,
     }
 
 
+@lru_cache(maxsize=4)
+def _load(path: Path, mtime_ns: int) -> Facility:
+    return facility.load(path)
+
+
+def current_facility() -> Facility:
+    """facility.yaml ($AF_FACILITY), parsed again only when the file changes: the panel polls often."""
+    path = facility.default_path()
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError:
+        return facility.load(path)  # raises FacilityError naming the file
+    return _load(path, mtime_ns)
+
+
 def user_backends(fac: Facility | None = None) -> list[dict[str, Any]]:
     """The backends this notebook's user may start clusters on, in facility.yaml order."""
-    fac = fac or facility.load()
+    fac = fac or current_facility()
     gateways = available_backends()
     return [describe_backend(fac, b, gateways[b.name]) for b in fac.backends if b.name in gateways]
 

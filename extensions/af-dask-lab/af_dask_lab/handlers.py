@@ -32,7 +32,7 @@ START_TIMEOUT_S = 120
 
 def _backends() -> list[dict[str, Any]]:
     try:
-        return catalog.user_backends(facility.load())
+        return catalog.user_backends(catalog.current_facility())
     except facility.FacilityError as exc:
         raise GatewayError(500, "", f"facility.yaml cannot be read: {exc}") from None
     except RuntimeError as exc:  # $AF_DASK_GATEWAYS missing: not started by the facility's hub
