@@ -15,6 +15,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from dask_backends.data import data_environment
 from facility import cvmfs
 from facility.model import Backend, Facility, Image
 
@@ -88,13 +89,6 @@ def export_lines(environment: Mapping[str, str]) -> str:
 
 
 def data_cache_environment(fac: Facility, backend: Backend) -> dict[str, str]:
-    """Where jobs of this backend read data: its site's XCache, else the origin."""
-    if fac.data is None:
-        return {}
-    env = {"AF_DATA_ORIGIN": fac.data.origin_url}
-    cache = fac.data.cache(backend.data_cache)
-    if cache is not None:
-        env["AF_DATA_CACHE"] = cache.url
-    if fac.data.prefixes:
-        env["AF_DATA_PREFIXES"] = ":".join(fac.data.prefixes)
-    return env
+    """Where jobs of this backend read data ($AF_DATA_*): dask_backends.data's answer, which
+    prefers the running facility's URLs (runtime.json named by $AF_RUNTIME) to facility.yaml's."""
+    return data_environment(fac, backend)

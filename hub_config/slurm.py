@@ -236,7 +236,7 @@ def slurm_child_config(
     """
     site = backend.site or {}
     wrapping = job_wrapping(fac, backend, fac.image(request.image), gpus=request.gpus)
-    env = {**config.get("environment", {}), **data_cache_environment(fac, backend)}
+    env = {**data_cache_environment(fac, backend), **config.get("environment", {})}
     exec_prefix = ""
     if site.get("slurm_conf"):
         env["SLURM_CONF"] = str(site["slurm_conf"])

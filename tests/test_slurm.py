@@ -195,7 +195,8 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         assert len(slurm.job_ids("dask-gateway")) == 3  # scheduler + 2 workers
         assert client.submit(sum, range(101)).result(timeout=60) == 5050
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
-        assert set(caches.values()) == {"root://127.0.0.1:11095"}  # the backend's data_cache
+        # Workers read through the backend's data_cache, at the URL the running facility gave it.
+        assert set(caches.values()) == {hpc.runtime["data"]["caches"]["local-xcache"]["url"]}
         cluster.scale(1)
         _until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "scale down to 1 worker")
         cluster.adapt(minimum=2, maximum=3)
