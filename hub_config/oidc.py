@@ -11,7 +11,9 @@ with what the facility needs on top:
   access token expires (every ``refresh_age_seconds``, the hub renews a token that would expire
   before the next check);
 - the current access token is written to a per-user token file (hub_config.tokens) whose path,
-  never the token, reaches the notebook as ``$BEARER_TOKEN_FILE``.
+  never the token, reaches the notebook as ``$AF_ACCESS_TOKEN_FILE``; ``$BEARER_TOKEN_FILE`` (what
+  storage clients read) points at the same token or, when the facility's data lake requires
+  tokens (af.data_tokens), at a data-lake token minted for the user with the same lifetime.
 """
 
 from __future__ import annotations

@@ -124,6 +124,24 @@ def test_af_up_refuses_to_start_without_the_client_secret(tmp_path: Path) -> Non
     assert "$AF_TEST_OIDC_SECRET is not set" in result.stderr
 
 
+def test_af_up_names_an_identity_provider_that_does_not_answer(tmp_path: Path, monkeypatch) -> None:
+    raw = _facility(f"http://127.0.0.1:{free_port_block(1)}")  # nothing listens there
+    raw.pop("data")
+    raw["backends"] = raw["backends"][:1]
+    raw["backends"][0].pop("data_cache")
+    monkeypatch.setenv("AF_TEST_OIDC_SECRET", CLIENT_SECRET)
+    state = tmp_path / "state"
+    try:
+        result = run_af(
+            state, "up", "--facility", str(write_yaml(tmp_path / "f.yaml", raw)), "--timeout", "15", check=False
+        )
+        assert result.returncode != 0
+        hub_log = (state / "logs" / "hub.log").read_text()
+        assert f"cannot read the OpenID configuration of {raw['auth']['oidc']['issuer']}" in hub_log
+    finally:
+        run_af(state, "down", check=False)
+
+
 def test_browserless_login_through_the_provider_gives_groups_and_admin(oidc_facility: OIDCFacility) -> None:
     alice = _hub_user(oidc_facility.oidc_login("alice"))
     assert alice["name"] == "alice" and alice["groups"] == ["cms"] and not alice["admin"]
@@ -300,14 +318,15 @@ def test_token_reaches_dask_workers_and_no_log_or_command_line(
     TestIsolation.alice_cluster = cluster
 
 
+@pytest.fixture(scope="module")
+def bob(oidc_facility: OIDCFacility) -> HubSession:
+    return oidc_facility.oidc_login("bob")
+
+
 class TestIsolation:
     """bob, logged in through the same provider, tries to reach alice's things through every interface."""
 
     alice_cluster: str = ""
-
-    @pytest.fixture(scope="class")
-    def bob(self, oidc_facility: OIDCFacility) -> HubSession:
-        return oidc_facility.oidc_login("bob")
 
     def test_bob_cannot_use_alices_server_or_files(self, oidc_facility, alice_notebook, bob) -> None:
         _, url, _ = alice_notebook
