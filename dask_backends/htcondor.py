@@ -12,6 +12,7 @@ The helpers at the top write HTCondor's submit language safely; batchspawner's C
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,7 +30,7 @@ from traitlets import Integer, Unicode
 import facility
 from dask_backends.container import data_cache_environment, job_argv
 
-CONDOR_TOOLS = ("condor_submit", "condor_q", "condor_rm", "condor_history", "condor_status")
+CONDOR_TOOLS = ("condor_submit", "condor_q", "condor_rm", "condor_hold", "condor_history", "condor_status")
 # HTCondor JobStatus codes: which count as "the job may still run".
 JOB_STATUS = {
     1: "idle",
@@ -236,15 +237,20 @@ class HTCondorBackend(JobQueueBackend):
         if staging_dir and not os.path.exists(staging_dir):
             staging_dir = None  # already cleaned up; the launcher would answer nothing
         cmd, env = self.get_stop_cmd_env(job_id)
-        code, stdout, stderr = await self.do_as_user(
-            user=username, action="stop", cmd=cmd, env=env, staging_dir=staging_dir
-        )
-        # A job that already ended or left the queue is what stopping wants (condor_rm of a job
-        # that completes meanwhile fails with "Job not found" or an empty "(null)" message).
-        if code != 0 and "not found" not in stderr + stdout:
-            still_there = await self.check_jobs([job_id])
-            if still_there.get(job_id):
-                raise RuntimeError(f"condor_rm {job_id} failed: {stderr or stdout}")
+        # condor_rm can fail while the schedd is busy (a loaded submit node): try again before
+        # concluding; a job that already ended or left the queue is what stopping wants.
+        for attempt in range(3):
+            code, stdout, stderr = await self.do_as_user(
+                user=username, action="stop", cmd=cmd, env=env, staging_dir=staging_dir if attempt == 0 else None
+            )
+            if code == 0 or "not found" in stderr + stdout:
+                return
+            self.log.warning("condor_rm %s failed (attempt %d): %s", job_id, attempt + 1, (stderr or stdout).strip())
+            await asyncio.sleep(1 + attempt)
+        with contextlib.suppress(Exception):
+            if not (await self.check_jobs([job_id])).get(job_id):
+                return
+        raise RuntimeError(f"condor_rm {job_id} failed: {stderr or stdout}")
 
     # --- the jobqueue backend interface ---
     def get_submit_cmd_env_stdin(self, cluster, worker=None):

@@ -110,7 +110,13 @@ class FacilityCondorSpawner(CondorSpawner):
         return 0, ""
 
     def state_ispending(self) -> bool:
-        return self._state()[0] == 1
+        # While starting, a held job counts as waiting: _watch_job reports it with its hold reason.
+        state = self._state()[0]
+        return state == 1 or (state == 5 and getattr(self, "_starting", False))
+
+    def state_isunknown(self) -> bool:
+        # condor_q failed (its error is the status text), as opposed to answering "no such job".
+        return bool(self.job_status.strip()) and self._state()[0] == 0
 
     def state_isrunning(self) -> bool:
         return self._state()[0] == 2
@@ -202,6 +208,13 @@ class FacilityCondorSpawner(CondorSpawner):
 
     async def start(self) -> tuple[str, int]:
         self._submitted_job = ""
+        self._starting = True
+        try:
+            return await self._start_and_watch()
+        finally:
+            self._starting = False
+
+    async def _start_and_watch(self) -> tuple[str, int]:
         starting = asyncio.ensure_future(super().start())
         watching = asyncio.ensure_future(self._watch_job())
         try:

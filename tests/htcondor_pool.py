@@ -152,6 +152,7 @@ class HTCondorPool:
         for path in sorted({p.resolve() for p in self.binds}):
             self._mount("--bind", str(path), target=self.chroot / str(path).lstrip("/"))
         (self.chroot / CONFIG_FILE).write_text(POOL_CONFIG)
+        shutil.copyfile("/etc/hosts", self.chroot / "etc/hosts")  # the host's name resolves inside too
         # A fresh queue: jobs of an earlier, interrupted session must not come back.
         for stale in (self.chroot / "var/spool/condor").glob("job_queue.log*"):
             stale.unlink()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -102,6 +103,11 @@ def _until(check, what: str, timeout: float = 90) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _cache_url(running: RunningFacility) -> str:
+    """The XCache the grid backend reads through, on the port `af up` gave it."""
+    return running.runtime["data"]["caches"]["local-xcache"]["url"]
+
+
 def _wait_gone(session: HubSession, timeout: float = 30) -> None:
     _until(lambda: session.server() is None, f"{session.username}'s server to be gone", timeout)
 
@@ -139,6 +145,19 @@ def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, 
     erin.wait_ready(timeout=90)
     erin.stop_server()
     _until(lambda: pool.job_ids() == [], "the queue to empty", timeout=30)
+
+
+def test_job_held_while_starting_gives_its_hold_reason_and_a_clean_hub(grid, pool) -> None:
+    ivan = grid.login("ivan")
+    reply = ivan.api("POST", "/users/ivan/server", json={"user_options": _form(cores="32")})
+    assert reply.status_code in (201, 202), reply.text
+    job = _wait_for_notebook_job(pool, "ivan")
+    pool.run("condor_hold", "-reason", "scratch disk full on the node", job)
+    outcome = _spawn_outcome(ivan, timeout=60)
+    assert outcome.get("failed"), outcome
+    assert f"HTCondor put your notebook job {job} on hold: scratch disk full on the node" in outcome["message"]
+    _wait_gone(ivan)
+    _until(lambda: pool.job_ids() == [], "the held job to be removed", timeout=30)
 
 
 def test_job_idle_too_long_is_removed_with_a_clear_message(grid, pool) -> None:
@@ -183,7 +202,7 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         assert len(_jobs(pool, "DaskGatewayRole", "scheduler")) == 1
         assert client.submit(sum, range(101)).result(timeout=60) == 5050
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
-        assert set(caches.values()) == {"root://127.0.0.1:11095"}  # the backend's data_cache
+        assert set(caches.values()) == {_cache_url(grid)}  # the backend's data_cache
         cluster.scale(1)
         _until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 1, "scale down to 1 worker")
         cluster.adapt(minimum=2, maximum=3)
@@ -233,6 +252,46 @@ def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:
     argv, env_value = json.loads(out.read_text())
     assert argv == tricky
     assert env_value == "$(HOME) 'q' \"d\""
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(cell) for cell in cells[1:]]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _readable_folder(pool: HTCondorPool, name: str) -> Path:
+    """A notebook folder the job account can read (pytest's tmp_path is private to root)."""
+    folder = Path(pool.job_dir) / name
+    folder.mkdir()
+    return folder
+
+
+def test_af_run_on_htcondor_returns_the_executed_notebook(grid, pool, tmp_path) -> None:
+    cell = "import os\nprint('ANSWER', x * 2, 'CACHE', os.environ['AF_DATA_CACHE'])"
+    notebook = _notebook(_readable_folder(pool, "nb-ok") / "double.ipynb", "x = 1", cell)
+    result = grid.af("run", str(notebook), "--backend", "grid", "-p", "x", "21", "--run-dir", str(tmp_path / "run"))
+    job = re.search(r"Submitted double.ipynb as HTCondor job (\d+\.\d+)", result.stderr)
+    assert job, result.stderr
+    executed = (tmp_path / "run" / "double.ipynb").read_text()
+    assert f"ANSWER 42 CACHE {_cache_url(grid)}" in executed  # the parameter, and the site's data cache
+    assert "Executing" in (tmp_path / "run" / "run.log").read_text()  # papermill's log from the job
+    assert pool.job_ids() == []
+
+
+def test_af_run_on_htcondor_of_a_failing_notebook_exits_non_zero(grid, pool, tmp_path) -> None:
+    notebook = _notebook(_readable_folder(pool, "nb-fail") / "fails.ipynb", "n = 0", "print('before'); 1 / n")
+    result = grid.af("run", str(notebook), "--backend", "grid", "--run-dir", str(tmp_path / "run"), check=False)
+    assert result.returncode == 1, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "failed (exit code 1)" in message and "ZeroDivisionError" in message
+    assert (tmp_path / "run" / "fails.ipynb").exists()  # papermill keeps the notebook up to the failing cell
+    assert pool.job_ids() == []
 
 
 # Submit language helpers and the notebook template (no daemons needed).
@@ -307,3 +366,61 @@ def test_condor_tools_run_natively_or_from_a_chroot() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown HTCondor tool"):
         htcondor.condor_argv({}, "rm")
+
+
+def _gateway_description(tmp_path: Path, container_runtime: str) -> tuple[list[str], dict[str, str], str]:
+    """What HTCondorBackend submits for a worker, on the example site's grid backend."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from tests.harness import ROOT, write_facility
+
+    raw = yaml.safe_load((ROOT / "examples" / "site-facility.yaml").read_text())
+    grid = next(b for b in raw["backends"] if b["name"] == "tier2")
+    grid.update(container_runtime=container_runtime, site={"environment": "/opt/af-env"})
+    backend = htcondor.HTCondorBackend(
+        facility_file=str(write_facility(tmp_path / "facility.yaml", raw)),
+        facility_backend="tier2",
+        staging_root="/shared/dask",
+        api_url="http://gateway.example.org:8000/api",
+    )
+    config = htcondor.HTCondorClusterConfig(
+        worker_cores=2,
+        worker_memory=3 * 2**30,
+        accounting_group="group_cms",
+        max_idle_seconds=600,
+        environment={"AF_IMAGE": "registry.example.org/analysis-facility/notebook:2026.9"},
+        scheduler_cmd=["dask", "scheduler"],
+        worker_cmd=["dask", "worker"],
+    )
+    # The two objects dask-gateway hands a backend: plain records of the cluster and the worker.
+    cluster = SimpleNamespace(
+        name="c0ffee", username="alice", config=config, token="tok", scheduler_address="tls://x:1"
+    )
+    return backend.get_submit_cmd_env_stdin(cluster, SimpleNamespace(name="w1"))
+
+
+def test_gateway_worker_job_runs_in_the_images_cvmfs_path_with_apptainer(tmp_path) -> None:
+    cmd, env, description = _gateway_description(tmp_path, "apptainer")
+    lines = description.splitlines()
+    assert "executable = apptainer" in lines
+    args = next(line for line in lines if line.startswith("arguments = "))
+    assert (
+        "'exec' '/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook:2026.9' 'dask' 'worker'"
+        in args
+    )
+    assert "request_cpus = 2" in lines and "request_memory = 3072M" in lines
+    assert "accounting_group = group_cms" in lines
+    assert "periodic_remove = (JobStatus == 1 && time() - QDate > 600)" in lines
+    assert "initialdir = /shared/dask/alice/c0ffee" in lines
+    assert env["AF_DATA_CACHE"].startswith("root://")  # the grid site's cache travels with the job
+    assert lines[-1] == "queue" and cmd[-1] == "-terse"
+
+
+def test_gateway_worker_job_without_container_uses_the_configured_environment(tmp_path) -> None:
+    _, env, description = _gateway_description(tmp_path, "none")
+    executable = next(line for line in description.splitlines() if line.startswith("executable = "))
+    assert executable == "executable = /opt/af-env/bin/dask"
+    getenv = next(line for line in description.splitlines() if line.startswith("getenv = "))
+    assert "DASK_GATEWAY_API_TOKEN" in getenv and "tok" not in description  # values travel in the environment
