@@ -1,6 +1,6 @@
 """Start-up times per backend: spawn request -> notebook ready, cluster request -> 2 workers ready.
 
-    .venv/bin/python -m benchmarks.startup --backends local,slurm [--repeats 2] [--out benchmarks/results]
+    .venv/bin/python -m benchmarks.startup --backends local,slurm,htcondor [--repeats 2] [--out benchmarks/results]
 
 Starts one real facility (`af up`) holding every backend asked for (batch backends on the test
 daemons of tests/), measures through the hub's REST API and the dask-gateway client as a user
@@ -154,7 +154,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--backends", default="local,slurm", help="backend kinds, comma-separated; local is the baseline"
+        "--backends", default="local,slurm,htcondor", help="backend kinds, comma-separated; local is the baseline"
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
