@@ -127,6 +127,9 @@ def run(
         schema=NanoAODSchema,
         chunksize=chunksize,
         savemetrics=True,
+        # Fresh per run: coffea's default cache is keyed by file name, and `af data generate` rewrites
+        # files under the same names (a stale entry chunks the new file by the old entry count).
+        metadata_cache={},
     )
     # uproot's own XRootD source for root:// URLs (the fsspec route fails with the xrootd 6.2 client).
     remote = any(str(url).startswith("root://") for entry in fileset.values() for url in entry["files"])

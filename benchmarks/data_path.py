@@ -160,19 +160,24 @@ def main() -> None:
         root = Path(data["origin"]["local_root"])
         lake = DataLake(origin=data["origin"]["url"], cache=data["caches"]["local-xcache"]["url"])
 
-        # Calibrate on a small sample, then generate enough events for min-seconds per pass.
+        # Calibrate on a small sample, then grow the dataset until one local pass takes min-seconds.
         run_af(state, "data", "generate", "--sample", "ttbar", "--events", str(CALIBRATION_EVENTS), "--files", "1")
         calibration = _analysis(_local_fileset(lake.fileset(["ttbar"], use_cache=False), lake, root))
         events = int(calibration["events_per_s_per_core"] * args.min_seconds * 1.25)
-        per_sample = {"ttbar": events * 2 // 3, "wjets": events // 3}
-        for sample, count in per_sample.items():
-            files = max(1, round(count / EVENTS_PER_FILE))
-            run_af(state, "data", "generate", "--sample", sample, "--events", str(count), "--files", str(files))
-        samples = list(per_sample)
+        samples = ["ttbar", "wjets"]
+        for _attempt in range(3):
+            per_sample = {"ttbar": events * 2 // 3, "wjets": events // 3}
+            for sample, count in per_sample.items():
+                files = max(1, round(count / EVENTS_PER_FILE))
+                run_af(state, "data", "generate", "--sample", sample, "--events", str(count), "--files", str(files))
+            through_origin = lake.fileset(samples, use_cache=False)
+            local = _analysis(_local_fileset(through_origin, lake, root))
+            if local["seconds"] >= args.min_seconds:
+                break
+            events = int(events * args.min_seconds * 1.2 / local["seconds"])
         through_cache = lake.fileset(samples, use_cache=True)
-        through_origin = lake.fileset(samples, use_cache=False)
         analysis = {
-            "local": _analysis(_local_fileset(through_origin, lake, root)),
+            "local": local,
             "cold cache": _analysis(through_cache),
             "warm cache": _analysis(through_cache),
             "origin": _analysis(through_origin),
@@ -180,7 +185,8 @@ def main() -> None:
         baseline = analysis["local"]["events_per_s_per_core"]
         for mode in analysis.values():
             mode["ratio_to_local"] = mode["events_per_s_per_core"] / baseline
-        assert len({round(m["hist_sum"], 3) for m in analysis.values()}) == 1, "read paths disagree"
+        # Every read path must give the same histograms (recorded, and reported below if not).
+        same_histograms = len({m["hist_sum"] for m in analysis.values()}) == 1
 
         blobs = _write_blobs(root)
         reads = {
@@ -207,6 +213,7 @@ def main() -> None:
             },
             "calibration": calibration,
             "analysis": analysis,
+            "same_histograms_on_every_path": same_histograms,
             "sequential_read": reads,
         }
     finally:
@@ -222,6 +229,8 @@ def main() -> None:
         )
     for name, read in reads.items():
         print(f"{name:<11} {read['bytes_per_s'] / 1e6:>10,.0f} MB/s ({read['ratio_to_origin']:.2f}x origin)")
+    if not same_histograms:
+        print("WARNING: the read paths gave different histograms:", {m: r["hist_sum"] for m, r in analysis.items()})
     print(f"wrote {args.out / 'data_path.json'} and {args.out / 'data_path.png'}")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -16,9 +18,10 @@ import numpy as np
 import pytest
 
 from af import supervise
+from af.data import COFFEA_VERSION
 from af.runtime import StateDir
 from dask_backends.data import DataFileNotFound, DataLake, DataLakeError, UnknownDataset
-from tests.harness import ROOT, RunningFacility
+from tests.harness import AF, ROOT, RunningFacility, execute_in_kernel
 
 EVENTS = 3000  # per sample, in two files
 
@@ -106,6 +109,44 @@ def test_missing_file_and_unknown_dataset_are_clear_errors(lake: dict[str, Any])
         client.url("root://elsewhere.example.org:1094//store/x.root")
 
 
+def _af_data(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*AF, "data", *args], cwd=ROOT, env={**os.environ, "COLUMNS": "200", **env}, capture_output=True, text=True
+    )
+
+
+def test_import_samples_offline_is_a_clear_error(tmp_path: Path) -> None:
+    # An empty download cache and an index nobody answers: pip really fails, as it would offline.
+    offline = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
+    offline |= {"PIP_RETRIES": "0", "PIP_TIMEOUT": "2", "PIP_FIND_LINKS": "", "PIP_NO_INDEX": ""}
+    result = _af_data("import-samples", "--lake", str(tmp_path / "lake"), env=offline)
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"could not download coffea {COFFEA_VERSION}'s source distribution from PyPI" in message
+    assert "Offline?" in message and "--sdist PATH" in message
+    missing = _af_data("import-samples", "--sdist", str(tmp_path / "nope.tar.gz"), "--lake", str(tmp_path), env={})
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_imported_cms_samples_are_real_nanoaod(tmp_path: Path) -> None:
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    sdist = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "analysis-facility"
+    if not (sdist / f"coffea-{COFFEA_VERSION}.tar.gz").is_file():
+        pytest.skip("coffea's sdist is not downloaded; scripts/test-install.d/45-coffea-samples.sh fetches it")
+    result = _af_data("import-samples", "--lake", str(tmp_path), env={})
+    assert result.returncode == 0, result.stderr
+    catalogue = json.loads((tmp_path / "store/af/catalogue.json").read_text())
+    entry = catalogue["samples"]["cms_dy"]
+    assert entry["kind"] == "cms-nanoaod" and entry["events"] == 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = NanoEventsFactory.from_root(
+            {str(tmp_path / entry["files"][0]["path"].lstrip("/")): "Events"}, schemaclass=NanoAODSchema
+        ).events()
+    assert len(events) == 40 and ak.sum(ak.num(events.Muon)) > 0
+
+
 def _notebook(path: Path, *sources: str) -> Path:
     cells = [nbformat.v4.new_code_cell(s) for s in sources]
     cells[0].metadata["tags"] = ["parameters"]
@@ -158,6 +199,43 @@ def test_af_run_ttbar_notebook_reads_through_the_cache(
     assert f"{EVENTS} events in" in printed
     assert (run_dir / "histograms.root").stat().st_size > 0
     assert all(path.exists() for path in cached)
+
+
+IN_HUB_ANALYSIS = """
+import os, warnings
+from coffea import processor
+from dask_backends import new_cluster
+from dask_backends.data import DataLake
+from analyses import ttbar
+warnings.simplefilter("ignore")
+lake = DataLake.from_environment()
+fileset = lake.fileset(["ttbar", "wjets"], n_files=1)
+cluster = new_cluster("local", workers=1, worker_cores=1, worker_memory_gb=2)
+client = cluster.get_client()
+client.wait_for_workers(1, timeout=120)
+print("WORKER_CACHE", set(client.run(lambda: os.environ.get("AF_DATA_CACHE")).values()))
+output = ttbar.run(fileset, processor.DaskExecutor(client=client, status=False))
+print("NOTEBOOK_CACHE", lake.cache)
+print("EVENTS", output["events"], "FILLED", output["hist"].sum().value > 0)
+cluster.close()
+"""
+
+
+def test_notebook_runs_the_analysis_on_a_gateway_cluster_through_the_cache(
+    embedded: RunningFacility, lake: dict[str, Any]
+) -> None:
+    dora = embedded.login("dora")
+    reply = dora.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
+    assert reply.status_code == 200, reply.text[-2000:]
+    server = dora.wait_ready()
+    try:
+        out = execute_in_kernel(f"{dora.url}{server['url']}", dora.token(), IN_HUB_ANALYSIS, timeout=240)
+    finally:
+        dora.stop_server()
+    cache = embedded.runtime["data"]["caches"]["local-xcache"]["url"]
+    assert f"NOTEBOOK_CACHE {cache}" in out
+    assert f"WORKER_CACHE {{'{cache}'}}" in out  # the gateway's workers read through the same cache
+    assert f"EVENTS {EVENTS} FILLED True" in out
 
 
 # Last: stopping the cache leaves this process's XRootD client waiting on it for a while.
