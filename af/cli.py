@@ -131,6 +131,7 @@ def down(state: StateDir) -> None:
     """Stop every process of the facility, including notebook servers and Dask clusters."""
     was_running = supervise.supervisord_pid(state) is not None
     swept = supervise.stop_all(state)
+    xrootd.remove_admin_dir(state.read_runtime())
     if was_running or swept:
         console.print(
             f"Stopped the facility in {state.root}" + (f" ({swept} leftover processes ended)" if swept else "")

@@ -148,6 +148,12 @@ def admin_dir(runtime: dict[str, Any]) -> Path:
     return Path(tempfile.gettempdir()) / f"af-xrd-{digest}"
 
 
+def remove_admin_dir(runtime: dict[str, Any] | None) -> None:
+    """After the servers stopped: their sockets and pid files in the temporary folder go too."""
+    if runtime and managed_servers(runtime):
+        shutil.rmtree(admin_dir(runtime), ignore_errors=True)
+
+
 def managed_servers(runtime: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(component name, settings) of each XRootD server this facility runs, origin first."""
     data = runtime.get("data") or {}
