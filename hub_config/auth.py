@@ -5,14 +5,20 @@ A real site sets ``auth.type: oidc`` instead (oauthenticator, see hub_config.oid
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from traitlets import Dict, List, Unicode
 
+from af import data_tokens
+from hub_config.runtime import load_runtime
+
 # Letters, digits and . _ @ - only (e-mail style names from OIDC pass): no path separators,
 # spaces or shell metacharacters can reach a path, a job name or a batch script.
 USERNAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,63}$"
+# Without OIDC there is no access token to follow: a data-lake token for a working day per start.
+LOCAL_DATA_TOKEN_HOURS = 12
 
 
 class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
@@ -24,6 +30,21 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
         config=True,
         help="username -> groups, inverted from facility.yaml's auth.groups.",
     )
+
+    def pre_spawn_start(self, user: Any, spawner: Any) -> None:
+        """A data-lake token for the new server when the facility's data lake requires tokens."""
+        from hub_config.tokens import token_files_of, write_user_tokens  # it imports this module
+
+        runtime = load_runtime()
+        if data_tokens.enabled(runtime):
+            lifetime = dt.timedelta(hours=LOCAL_DATA_TOKEN_HOURS)
+            env = write_user_tokens(token_files_of(runtime), runtime, user.name, None, lifetime)
+            spawner.environment = {**spawner.environment, **env}  # a new dict: the configured one is shared
+
+    def post_spawn_stop(self, user: Any, spawner: Any) -> None:
+        from hub_config.tokens import token_files_of
+
+        token_files_of(load_runtime()).remove(user.name)
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
         model = await super().authenticate(handler, data)

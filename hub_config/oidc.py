@@ -28,10 +28,9 @@ import requests
 from oauthenticator.generic import GenericOAuthenticator
 from traitlets import Unicode
 
-from af import data_tokens
 from facility.model import Facility
 from hub_config.runtime import load_runtime
-from hub_config.tokens import ACCESS_TOKEN_FILE_NAME, ENV_ACCESS_TOKEN_FILE, ENV_TOKEN_FILE, TokenFiles
+from hub_config.tokens import TokenFiles, write_user_tokens
 
 
 class OIDCConfigError(RuntimeError):
@@ -105,19 +104,10 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         access_token = auth_state.get("access_token")
         if files is None or not access_token:
             return {}
-        env = {ENV_ACCESS_TOKEN_FILE: str(files.write(username, access_token, ACCESS_TOKEN_FILE_NAME))}
-        runtime = load_runtime()
-        if data_tokens.enabled(runtime):
-            # The data lake checks macaroons, not the provider's tokens: a data token for this user,
-            # living as long as the access token, renewed with it.
-            remaining = auth_state.get("expires_at", 0) - time.time()
-            lifetime = dt.timedelta(seconds=max(remaining, 60))
-            prefixes = runtime["data"].get("prefixes") or ["/"]
-            token = data_tokens.mint(runtime, username, prefixes, lifetime)
-            env.update(data_tokens.client_env(runtime, files.write(username, token)))
-        else:
-            env[ENV_TOKEN_FILE] = str(files.write(username, access_token))
-        return env
+        # A data-lake token (if the lake wants one) lives as long as the access token, renewed with it.
+        remaining = auth_state.get("expires_at", 0) - time.time()
+        lifetime = dt.timedelta(seconds=max(remaining, 60))
+        return write_user_tokens(files, load_runtime(), username, access_token, lifetime)
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """Check the request, then give the new server the path of the user's token file."""

@@ -9,10 +9,13 @@ path does.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from pathlib import Path
+from typing import Any
 
+from af import data_tokens
 from hub_config.auth import USERNAME_PATTERN
 
 ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
@@ -58,3 +61,28 @@ class TokenFiles:
     def remove(self, username: str) -> None:
         for name in (TOKEN_FILE_NAME, ACCESS_TOKEN_FILE_NAME):
             self.path_for(username, name).unlink(missing_ok=True)
+
+
+def write_user_tokens(
+    files: TokenFiles, runtime: dict[str, Any], username: str, access_token: str | None, lifetime: dt.timedelta
+) -> dict[str, str]:
+    """Write a user's token files; returns the environment that points a notebook server at them.
+
+    The OIDC access token (if any) goes to ``access_token``. ``bearer_token`` holds what storage
+    accepts: a data-lake token for this user when the facility's data lake requires tokens
+    (af.data_tokens, valid for `lifetime`), else the access token itself.
+    """
+    env: dict[str, str] = {}
+    if access_token:
+        env[ENV_ACCESS_TOKEN_FILE] = str(files.write(username, access_token, ACCESS_TOKEN_FILE_NAME))
+    if data_tokens.enabled(runtime):
+        prefixes = runtime["data"].get("prefixes") or ["/"]
+        token = data_tokens.mint(runtime, username, prefixes, lifetime)
+        env.update(data_tokens.client_env(runtime, files.write(username, token)))
+    elif access_token:
+        env[ENV_TOKEN_FILE] = str(files.write(username, access_token))
+    return env
+
+
+def token_files_of(runtime: dict[str, Any]) -> TokenFiles:
+    return TokenFiles(Path(runtime["state_dir"]) / "tokens")

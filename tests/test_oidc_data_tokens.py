@@ -18,7 +18,7 @@ import pytest
 from pymacaroons import Macaroon
 
 from af import data_tokens
-from tests.harness import RunningFacility, embedded_raw
+from tests.harness import RunningFacility, embedded_raw, execute_in_kernel
 
 CONTENT = b"events for alice\n" * 64
 FILE = "/store/tokens-test/sample.txt"
@@ -109,3 +109,29 @@ def test_reads_without_a_valid_token_are_refused(lake: RunningFacility, tmp_path
     # No token, a forged or an expired one: authentication fails; a token for other paths: permission denied.
     reason = result.stderr.lower()
     assert "auth failed" in reason or "permission denied" in reason, result.stderr
+
+
+NOTEBOOK_READ = """
+import os, subprocess
+def read(env):
+    done = subprocess.run(["xrdcp", "--force", "--nopbar", {url!r}, "/dev/null"], env=env, capture_output=True)
+    return "OK" if done.returncode == 0 else "REFUSED"
+print("MODE", oct(os.stat(os.environ["BEARER_TOKEN_FILE"]).st_mode & 0o777))
+print("WITH_TOKEN", read(dict(os.environ)))
+print("WITHOUT", read({{k: v for k, v in os.environ.items() if k != "BEARER_TOKEN_FILE"}}))
+"""
+
+
+def test_notebooks_get_a_data_token_from_the_hub(lake: RunningFacility) -> None:
+    carol = lake.login("carol")
+    reply = carol.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
+    assert reply.status_code == 200, reply.text[-1000:]
+    server = carol.wait_ready()
+    try:
+        out = execute_in_kernel(
+            f"{carol.url}{server['url']}", carol.token(), NOTEBOOK_READ.format(url=f"{_urls(lake)['cache']}/{FILE}")
+        )
+        assert "MODE 0o600" in out and "WITH_TOKEN OK" in out and "WITHOUT REFUSED" in out
+    finally:
+        carol.stop_server()
+    assert not (lake.state_dir / "tokens" / "carol" / "bearer_token").exists()  # removed with the server
