@@ -23,7 +23,10 @@ BASE: dict[str, Any] = {
             "name": "cpu",
             "kind": "local",
             "label": "CPU",
-            "resources": {"cores": {"default": 1, "min": 1, "max": 8}, "memory_gb": {"default": 2, "min": 1, "max": 32}},
+            "resources": {
+                "cores": {"default": 1, "min": 1, "max": 8},
+                "memory_gb": {"default": 2, "min": 1, "max": 32},
+            },
             "dask": {"workers": {"max": 20}, "worker_memory_gb": {"default": 2, "min": 1, "max": 16}},
         },
         {
