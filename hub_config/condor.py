@@ -14,17 +14,14 @@ What differs from upstream CondorSpawner:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import json
 import os
 import shlex
-import time
 from pathlib import Path
 from typing import Any
 
-from batchspawner import CondorSpawner, JobStatus
+from batchspawner import CondorSpawner
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from traitlets import Callable, Float, Int, Unicode, default
 
@@ -32,6 +29,7 @@ from dask_backends import htcondor
 from dask_backends.container import data_cache_environment, job_argv, uses_container
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
+from hub_config.batch import WatchedStartMixin
 
 # Submit language, not HTML: every expression's value is finalized through submit_value.
 _templates = Environment(  # noqa: S701
@@ -47,7 +45,7 @@ def render_notebook_submit(values: dict[str, Any]) -> str:
     return _templates.get_template("htcondor_notebook.sub.j2").render(**values)
 
 
-class FacilityCondorSpawner(CondorSpawner):
+class FacilityCondorSpawner(WatchedStartMixin, CondorSpawner):
     """CondorSpawner configured per spawn by hub_config.children.htcondor_child."""
 
     exec_prefix = Unicode("", help="Prefix of the HTCondor tools' command lines; the tools' argv is in `site`.").tag(
@@ -69,6 +67,7 @@ class FacilityCondorSpawner(CondorSpawner):
         config=True
     )
     pending_timeout = Float(300, help="Seconds a job may stay idle before the spawn gives up.").tag(config=True)
+    reraised_errors = ("HTCondor refused", "Cannot write")
 
     @property
     def site_settings(self) -> dict[str, Any]:
@@ -168,8 +167,6 @@ class FacilityCondorSpawner(CondorSpawner):
             raise RuntimeError(f"Cannot write your HTCondor job: {exc}") from None
         except RuntimeError as exc:
             raise RuntimeError(f"HTCondor refused the notebook job: {exc}") from None
-        self._submitted_at = time.monotonic()
-        self._submitted_job = job_id
         return job_id
 
     async def _query(self, *attributes: str) -> str:
@@ -178,69 +175,24 @@ class FacilityCondorSpawner(CondorSpawner):
         except RuntimeError:
             return ""
 
-    async def _watch_job(self) -> str:
-        """Return a message once the job is held, stays idle too long, or leaves the queue."""
-        while True:
-            await asyncio.sleep(1)
-            job_id = self.job_id
-            if not job_id:
-                continue
-            status = await self.query_job_status()
-            state = self._state()[0]
-            waited = time.monotonic() - getattr(self, "_submitted_at", time.monotonic())
-            if state == 5:
-                reason = await self._query("HoldReason")
-                return f"HTCondor put your notebook job {job_id} on hold: {reason.strip() or 'no reason given'}."
-            if status == JobStatus.PENDING and waited > self.pending_timeout:
-                return (
-                    f"Your notebook job {job_id} stayed idle in HTCondor for {waited:.0f} s: no machine in the "
-                    "pool matches its requirements or has the resources free. It was removed; choose fewer "
-                    "resources or another queue and start again."
-                )
-            if status == JobStatus.NOTFOUND:
-                return self._ended_message(job_id)
+    async def _held_message(self, job_id: str) -> str | None:
+        if self._state()[0] != 5:
+            return None
+        reason = await self._query("HoldReason")
+        return f"HTCondor put your notebook job {job_id} on hold: {reason.strip() or 'no reason given'}."
 
-    def _ended_message(self, job_id: str) -> str:
+    async def _pending_message(self, job_id: str, waited: float) -> str:
+        return (
+            f"Your notebook job {job_id} stayed idle in HTCondor for {waited:.0f} s: no machine in the "
+            "pool matches its requirements or has the resources free. It was removed; choose fewer "
+            "resources or another queue and start again."
+        )
+
+    async def _ended_message(self, job_id: str) -> str:
         log = self.job_log(job_id)
         return f"Your notebook job {job_id} left the HTCondor queue before the notebook server started." + (
             f" Last lines of its log:\n{log}" if log else ""
         )
-
-    async def start(self) -> tuple[str, int]:
-        self._submitted_job = ""
-        self._starting = True
-        try:
-            return await self._start_and_watch()
-        finally:
-            self._starting = False
-
-    async def _start_and_watch(self) -> tuple[str, int]:
-        starting = asyncio.ensure_future(super().start())
-        watching = asyncio.ensure_future(self._watch_job())
-        try:
-            done, _ = await asyncio.wait({starting, watching}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the hub's start_timeout: it calls stop() next
-            starting.cancel()
-            watching.cancel()
-            raise
-        if starting in done:
-            watching.cancel()
-            error = starting.exception()
-            if error is None:
-                return starting.result()
-            if not self._submitted_job or str(error).startswith(("HTCondor refused", "Cannot write")):
-                raise error
-            message = self._ended_message(self._submitted_job)  # batchspawner saw it vanish first
-        else:
-            starting.cancel()
-            message = watching.result()
-        self.log.warning("Spawn of %s failed: %s", self.user.name, message)
-        self.job_id = self._submitted_job
-        if self.job_id:
-            with contextlib.suppress(RuntimeError):  # the job may be gone already
-                await self.cancel_batch_job()
-        self.clear_state()
-        raise RuntimeError(message)
 
 
 def condor_child_config(

@@ -13,22 +13,20 @@ What differs from upstream SlurmSpawner:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import shlex
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from batchspawner import JobStatus, SlurmSpawner
+from batchspawner import SlurmSpawner
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from traitlets import Float, List, Unicode, default
 
 from dask_backends.container import JobWrapping, data_cache_environment, job_wrapping, uses_container
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
+from hub_config.batch import WatchedStartMixin
 
 # What may stand on an #SBATCH line: names, numbers, paths, gres and time specs. No blanks,
 # quotes, newlines or shell characters; anything else is refused, not escaped.
@@ -60,7 +58,7 @@ def render_notebook_script(values: dict[str, Any]) -> str:
     return _templates.get_template("slurm_notebook.sh.j2").render(**values)
 
 
-class FacilitySlurmSpawner(SlurmSpawner):
+class FacilitySlurmSpawner(WatchedStartMixin, SlurmSpawner):
     """SlurmSpawner configured per spawn by hub_config.children.slurm_child."""
 
     exec_prefix = Unicode("", help="Prefix of sbatch/squeue/scancel; empty runs them as the hub's user.").tag(
@@ -143,8 +141,6 @@ class FacilitySlurmSpawner(SlurmSpawner):
                     "try again later or tell the facility's operators"
                 ) from None
             raise RuntimeError(f"Slurm refused the notebook job: {exc}") from None
-        self._submitted_at = time.monotonic()
-        self._submitted_job = job_id
         return job_id
 
     async def _job_reason(self) -> str:
@@ -173,52 +169,12 @@ class FacilitySlurmSpawner(SlurmSpawner):
             f" Last lines of its log:\n{log}" if log else ""
         )
 
-    async def _watch_job(self) -> str:
-        """Return a message once the job stays pending too long or ends before the server is up."""
-        while True:
-            await asyncio.sleep(1)
-            job_id = self.job_id
-            if not job_id:
-                continue
-            status = await self.query_job_status()
-            waited = time.monotonic() - getattr(self, "_submitted_at", time.monotonic())
-            if status == JobStatus.PENDING and waited > self.pending_timeout:
-                reason = await self._job_reason()
-                return (
-                    f"Your notebook job {job_id} stayed pending in Slurm for {waited:.0f} s (reason: {reason}); "
-                    "it was cancelled. Choose another partition or fewer resources and start again."
-                )
-            if status == JobStatus.NOTFOUND:
-                return await self._ended_message(job_id)
-
-    async def start(self) -> tuple[str, int]:
-        self._submitted_job = ""
-        starting = asyncio.ensure_future(super().start())
-        watching = asyncio.ensure_future(self._watch_job())
-        try:
-            done, _ = await asyncio.wait({starting, watching}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the hub's start_timeout: it calls stop() next
-            starting.cancel()
-            watching.cancel()
-            raise
-        if starting in done:
-            watching.cancel()
-            error = starting.exception()
-            if error is None:
-                return starting.result()
-            if not self._submitted_job:
-                raise error
-            # batchspawner saw the job vanish first: say what happened to it.
-            message = await self._ended_message(self._submitted_job)
-        else:
-            starting.cancel()
-            message = watching.result()
-        self.log.warning("Spawn of %s failed: %s", self.user.name, message)
-        if self.job_id:
-            with contextlib.suppress(RuntimeError):  # the job may be gone already
-                await self.cancel_batch_job()
-        self.clear_state()
-        raise RuntimeError(message)
+    async def _pending_message(self, job_id: str, waited: float) -> str:
+        reason = await self._job_reason()
+        return (
+            f"Your notebook job {job_id} stayed pending in Slurm for {waited:.0f} s (reason: {reason}); "
+            "it was cancelled. Choose another partition or fewer resources and start again."
+        )
 
 
 def slurm_child_config(
