@@ -10,28 +10,23 @@ copied next to the requested output, and a failed run exits non-zero.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import facility
+from af.batch_job import fetch_results, follow_job, new_job_dir, stage_notebook
 from af.run import RunFailed, RunRequest, register_runner
 from dask_backends.container import data_cache_environment, job_argv
 from facility.model import Backend, Facility
 from hub_config.slurm import directive
 
-PAPERMILL_PROGRESS = re.compile(r"(\d{1,3})%\|")
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL"}
 
 
@@ -108,14 +103,6 @@ def batch_script(
     return "\n".join(lines)
 
 
-def _job_dir(backend: Backend) -> Path:
-    base = (backend.site or {}).get("job_dir")
-    root = Path(str(base)) / "af-run" if base else Path.cwd() / ".af-run"
-    path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    path.mkdir(parents=True)
-    return path
-
-
 def _job_state(backend: Backend, job_id: str) -> str:
     queued = _slurm(backend, "squeue", "-h", "-j", job_id, "-o", "%T")
     if queued.returncode == 0 and queued.stdout.strip():
@@ -149,11 +136,8 @@ def submit_notebook(
         request = facility.validate_spawn(fac, {**options, "backend": backend.name}, set(), is_admin=True)
     except facility.RequestError as exc:
         raise BatchRunError(f"cannot run on {backend.name!r}: {exc}") from None
-    job_dir = _job_dir(backend)
-    shutil.copyfile(notebook, job_dir / "input.ipynb")
-    (job_dir / "parameters.json").write_text(json.dumps(parameters))  # JSON is YAML: papermill -f reads it
-    papermill = ["papermill", "input.ipynb", "output.ipynb", "-f", "parameters.json", "--progress-bar"]
-    papermill += ["--cwd", str(notebook.resolve().parent)]  # relative paths as in a local run
+    job_dir = new_job_dir(backend)
+    papermill = stage_notebook(job_dir, notebook, parameters)
     script = batch_script(fac, backend, request, job_dir, papermill)
     # sbatch's environment is the job's (--export=ALL): the site's data cache goes with it.
     job_env = {**data_cache_environment(fac, backend), **(environment or {})}
@@ -162,43 +146,25 @@ def submit_notebook(
         raise BatchRunError(f"Slurm refused the job: {submitted.stderr.strip() or submitted.stdout.strip()}")
     job_id = submitted.stdout.strip().splitlines()[-1].split(";")[0]
     console.print(f"Submitted [bold]{notebook.name}[/] as Slurm job {job_id} on {backend.name} ({job_dir})")
-    state = "PENDING"
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}% of cells"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(f"job {job_id}: {state}", total=100)
-        try:
-            while state not in FINISHED and state != "GONE":
-                time.sleep(poll_seconds)
-                state = _job_state(backend, job_id)
-                done = PAPERMILL_PROGRESS.findall(_read(job_dir / "job.log"))
-                progress.update(task, description=f"job {job_id}: {state}", completed=int(done[-1]) if done else 0)
-        except KeyboardInterrupt:
-            _slurm(backend, "scancel", job_id)
-            raise BatchRunError(f"interrupted: Slurm job {job_id} cancelled") from None
-    exit_text = _read(job_dir / "exit_code").strip()
+    try:
+        state = follow_job(
+            job_id,
+            job_dir,
+            lambda: _job_state(backend, job_id),
+            console,
+            first_state="PENDING",
+            final_states=FINISHED | {"GONE"},
+            poll_seconds=poll_seconds,
+        )
+    except KeyboardInterrupt:
+        _slurm(backend, "scancel", job_id)
+        raise BatchRunError(f"interrupted: Slurm job {job_id} cancelled") from None
+    log = log or output.with_suffix(".log")
+    _, exit_text = fetch_results(job_dir, output, log)
     exit_code = int(exit_text) if exit_text.isdigit() else -1
     if state == "GONE":
         state = "COMPLETED" if exit_code == 0 else "FAILED"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    log = log or output.with_suffix(".log")
-    log.write_text(_read(job_dir / "job.log"))
-    if (job_dir / "output.ipynb").exists():
-        shutil.copyfile(job_dir / "output.ipynb", output)
     return BatchRunResult(job_id, state, exit_code, output, log)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def run_on_batch_backend(

@@ -9,20 +9,15 @@ progress; at the end the executed notebook and the job's log are copied to the r
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 import facility
+from af.batch_job import fetch_results, follow_job, new_job_dir, stage_notebook
 from af.run import RunFailed, RunRequest, register_runner
 from dask_backends import htcondor
 from dask_backends.container import data_cache_environment, job_argv
@@ -31,7 +26,6 @@ from facility.model import Backend
 # The job records papermill's exit status itself: HTCondor's own ExitCode is gone from condor_q
 # once the job leaves the queue, and condor_history may be disabled at a site.
 EXIT_RECORDER = 'status=0; "$@" || status=$?; echo "$status" > exit_code; exit "$status"'
-PAPERMILL_PROGRESS = re.compile(r"(\d{1,3})%\|")
 
 
 def _tool(backend: Backend, name: str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None):
@@ -43,10 +37,7 @@ def _tool(backend: Backend, name: str, *args: str, stdin: str | None = None, env
 
 
 def _job_dir(backend: Backend) -> Path:
-    base = (backend.site or {}).get("job_dir")
-    root = Path(str(base)) / "af-run" if base else Path.cwd() / ".af-run"
-    path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    path.mkdir(parents=True)
+    path = new_job_dir(backend)
     ids = htcondor.job_user_ids(backend.site)
     if ids:
         os.chown(path, *ids)  # the job writes its log, exit status and output notebook here
@@ -95,10 +86,7 @@ def run_htcondor(request: RunRequest) -> None:
     except facility.RequestError as exc:
         raise RunFailed(f"cannot run on {backend.name!r}: {exc}") from None
     job_dir = _job_dir(backend)
-    shutil.copyfile(request.notebook, job_dir / "input.ipynb")
-    (job_dir / "parameters.json").write_text(json.dumps(request.parameters))  # JSON is YAML: papermill -f reads it
-    papermill = ["papermill", "input.ipynb", "output.ipynb", "-f", "parameters.json", "--progress-bar"]
-    papermill += ["--cwd", str(request.notebook.resolve().parent)]  # relative paths as in a local run
+    papermill = stage_notebook(job_dir, request.notebook, request.parameters)
     argv = job_argv(fac, backend, fac.image(spawn.image), papermill)
     env = {
         "HOME": str(job_dir),
@@ -116,12 +104,7 @@ def run_htcondor(request: RunRequest) -> None:
     job_id = htcondor.parse_submit_output(submitted.stdout)
     console.print(f"Submitted [bold]{request.notebook.name}[/] as HTCondor job {job_id} on {backend.name} ({job_dir})")
     _wait(backend, job_id, job_dir, console)
-    request.run_dir.mkdir(parents=True, exist_ok=True)
-    log = (job_dir / "job.log").read_text(errors="replace") if (job_dir / "job.log").exists() else ""
-    request.log.write_text(log)
-    if (job_dir / "output.ipynb").exists():
-        shutil.copyfile(job_dir / "output.ipynb", request.output)
-    exit_text = (job_dir / "exit_code").read_text().strip() if (job_dir / "exit_code").exists() else ""
+    log, exit_text = fetch_results(job_dir, request.output, request.log)
     if exit_text != "0":
         lines = log.splitlines()
         error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
@@ -129,32 +112,21 @@ def run_htcondor(request: RunRequest) -> None:
         raise RunFailed(f"HTCondor job {job_id} failed (exit code {code}): {error.strip()}")
 
 
-def _wait(backend: Backend, job_id: str, job_dir: Path, console: Console, poll_seconds: float = 1.0) -> None:
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}% of cells"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(f"job {job_id}: idle", total=100)
-        try:
-            while True:
-                time.sleep(poll_seconds)
-                status, hold_reason = _state(backend, job_id)
-                if status == 0:
-                    return
-                if status == 5:
-                    _tool(backend, "condor_rm", job_id)
-                    raise RunFailed(f"HTCondor put job {job_id} on hold ({hold_reason}); it was removed")
-                log = (job_dir / "job.log").read_text(errors="replace") if (job_dir / "job.log").exists() else ""
-                done = PAPERMILL_PROGRESS.findall(log)
-                name = htcondor.JOB_STATUS.get(status, str(status))
-                progress.update(task, description=f"job {job_id}: {name}", completed=int(done[-1]) if done else 0)
-        except KeyboardInterrupt:
+def _wait(backend: Backend, job_id: str, job_dir: Path, console: Console) -> None:
+    def poll() -> str | None:
+        status, hold_reason = _state(backend, job_id)
+        if status == 0:
+            return None
+        if status == 5:
             _tool(backend, "condor_rm", job_id)
-            raise RunFailed(f"interrupted: HTCondor job {job_id} removed") from None
+            raise RunFailed(f"HTCondor put job {job_id} on hold ({hold_reason}); it was removed")
+        return htcondor.JOB_STATUS.get(status, str(status))
+
+    try:
+        follow_job(job_id, job_dir, poll, console, first_state="idle")
+    except KeyboardInterrupt:
+        _tool(backend, "condor_rm", job_id)
+        raise RunFailed(f"interrupted: HTCondor job {job_id} removed") from None
 
 
 register_runner("htcondor", run_htcondor)
