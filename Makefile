@@ -20,7 +20,7 @@ status:
 install: $(STAMP)
 
 # images/requirements.lock constrains the host too: hub, notebook and Dask workers run the same versions.
-$(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard scripts/install.d/*.sh) $(wildcard extensions/*/src/*.ts extensions/*/af_dask_lab/*.py)
+$(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard scripts/install.d/*.sh scripts/lib/*.sh) $(wildcard extensions/*/src/*.ts extensions/*/af_dask_lab/*.py)
 	bash scripts/install-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

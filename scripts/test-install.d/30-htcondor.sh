@@ -10,8 +10,8 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "htcondor: need root to build the HTCondor chroot at $CHROOT" >&2; exit 1
 fi
 if ! command -v debootstrap >/dev/null; then
-  apt-get -o DPkg::Lock::Timeout=300 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq debootstrap >/dev/null
+  source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+  apt_install_missing htcondor debootstrap
 fi
 # The Debian mirror this machine's apt already uses (deb822 or one-line sources).
 MIRROR=$(grep -hoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \

@@ -5,10 +5,5 @@ set -euo pipefail
 if [[ -x /usr/bin/chromium ]]; then
   exit 0
 fi
-if [[ $(id -u) -ne 0 ]]; then
-  echo "browser: need root to install Debian chromium" >&2; exit 1
-fi
-echo "browser: apt-get install chromium"
-# Another apt run (a parallel install step) may hold the lock: wait for it rather than fail.
-apt-get -o DPkg::Lock::Timeout=600 update -qq
-DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+apt_install_missing browser chromium
