@@ -16,6 +16,7 @@ import facility
 from af import supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
+from af.data import seed_empty_lake
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
 
@@ -82,8 +83,14 @@ def _wait_until_up(parts: list[Component], state: StateDir, timeout: float) -> l
 )
 @click.option("--port", type=int, default=None, help="Public port (default: the port of hub.bind_url).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for start-up.")
+@click.option(
+    "--sample-data/--no-sample-data",
+    default=True,
+    show_default=True,
+    help="Write the default generated samples into the facility's own data lake when it is empty.",
+)
 @click.pass_obj
-def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: float) -> None:
+def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: float, sample_data: bool) -> None:
     """Start the facility on loopback and print its URL and how to log in."""
     fac, source = _load_facility(facility_file)
     if supervise.supervisord_pid(state) is not None:
@@ -114,6 +121,8 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     if missing:
         logs = ", ".join(str(state.log(n)) for n in missing)
         _fail(f"{', '.join(missing)} did not start within {timeout:.0f} s; see {logs}. `af down` cleans up.")
+    if sample_data:
+        seed_empty_lake(runtime)
     secrets = runtime["secrets"]
     console.print(f"\n[bold]{fac.title}[/] is up at [link]{runtime['public_url']}[/link]")
     if fac.auth.type == "local":

@@ -159,7 +159,11 @@ def generate(state: StateDir, samples: tuple[str, ...], events: int, files: int,
     """Write NanoAOD-schema files of ttbar-like and W+jets-like events into the data lake."""
     if files > events:
         _fail(f"--files {files} is more than --events {events}: each file needs at least one event", 2)
-    root = lake_root(state, lake)
+    generate_samples(lake_root(state, lake), samples or ("ttbar", "wjets"), events, files, seed)
+
+
+def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: int, seed: int) -> None:
+    """Write the samples into the lake folder `root` with a progress bar and list them in its catalogue."""
     catalogue = read_catalogue(root)
     columns = (
         TextColumn("{task.description:>8}"),
@@ -169,7 +173,7 @@ def generate(state: StateDir, samples: tuple[str, ...], events: int, files: int,
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        for sample in samples or ("ttbar", "wjets"):
+        for sample in samples:
             entries = write_sample(root, sample, events, files, seed, progress)
             catalogue["samples"][sample] = {
                 "kind": "generated",
@@ -179,7 +183,21 @@ def generate(state: StateDir, samples: tuple[str, ...], events: int, files: int,
                 "files": entries,
             }
             write_catalogue(root, catalogue)
-    console.print(f"Wrote {', '.join(samples or ('ttbar', 'wjets'))} into {root}; catalogue {CATALOGUE_PATH}")
+    console.print(f"Wrote {', '.join(samples)} into {root}; catalogue {CATALOGUE_PATH}")
+
+
+def seed_empty_lake(runtime: dict[str, Any], events: int = 50_000, files: int = 2) -> bool:
+    """Give a facility's own, still empty data lake the default samples, so the example notebook
+    runs right after `af up`. Returns whether it wrote anything."""
+    origin = (runtime.get("data") or {}).get("origin") or {}
+    if not origin.get("managed"):
+        return False
+    root = Path(origin["local_root"])
+    if read_catalogue(root)["samples"]:
+        return False
+    console.print(f"The data lake is empty: writing the default samples ({events} events each) into {root}")
+    generate_samples(root, ("ttbar", "wjets"), events, files, seed=2026)
+    return True
 
 
 def cache_dir() -> Path:

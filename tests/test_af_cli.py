@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
 import psutil
 
+from af.data import CATALOGUE_PATH
 from af.runtime import StateDir
 from af.supervise import instance_processes, port_open, supervisord_pid
 from tests.harness import embedded_raw, free_port_block, run_af, write_facility
+
+CATALOGUE = CATALOGUE_PATH.lstrip("/")
 
 
 def _ports(runtime: dict) -> list[int]:
@@ -30,6 +34,9 @@ def test_lifecycle_status_second_up_and_clean_down(start_facility) -> None:
             if "│" in line
         ), status.stdout
     assert "logs/hub.log" in status.stdout
+    # The facility's own data lake was empty: `af up` gave it the default samples for the example notebook.
+    catalogue = json.loads((Path(running.runtime["data"]["origin"]["local_root"]) / CATALOGUE).read_text())
+    assert {name: entry["events"] for name, entry in catalogue["samples"].items()} == {"ttbar": 50_000, "wjets": 50_000}
 
     first_pid = supervisord_pid(state)
     again = running.af("up", "--facility", str(running.facility_file))
