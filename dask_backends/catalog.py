@@ -16,8 +16,6 @@ from dask_backends.client import available_backends
 from dask_backends.options import cluster_options
 from facility.model import Backend, Facility
 
-KIND_LABELS = {"local": "this machine", "kubernetes": "cloud", "slurm": "HPC / Slurm", "htcondor": "grid / HTCondor"}
-
 
 def describe_backend(fac: Facility, backend: Backend, address: str) -> dict[str, Any]:
     """A JSON-ready description of one backend: labels, worker limits and cluster option fields."""
@@ -26,7 +24,7 @@ def describe_backend(fac: Facility, backend: Backend, address: str) -> dict[str,
         "name": backend.name,
         "label": backend.label,
         "kind": backend.kind,
-        "kind_label": KIND_LABELS.get(backend.kind, backend.kind),
+        "kind_label": backend.kind_label,
         "description": backend.description,
         "gateway": address,
         "workers": {"min": workers.min, "max": workers.max, "default": workers.default},

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BATCH_KINDS = ("slurm", "htcondor")
+# How the spawn form and the Dask panel name each kind of backend for users.
+KIND_LABELS = {"local": "this machine", "kubernetes": "cloud", "slurm": "HPC / Slurm", "htcondor": "grid / HTCondor"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ class Backend:
     @property
     def is_batch(self) -> bool:
         return self.kind in BATCH_KINDS
+
+    @property
+    def kind_label(self) -> str:
+        """What users are told about where this backend runs; offloaded pods run at an HPC centre."""
+        if self.kind == "kubernetes" and self.site.get("offload"):
+            return "HPC via interLink"
+        return KIND_LABELS.get(self.kind, self.kind)
 
     def allows_user(self, groups: set[str] | frozenset[str], is_admin: bool = False) -> bool:
         """Whether a user with these groups may use this backend."""

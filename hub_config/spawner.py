@@ -24,8 +24,6 @@ import facility
 from facility.model import Backend, Facility
 from hub_config import children
 
-KIND_LABELS = {"local": "local", "kubernetes": "cloud", "slurm": "HPC / Slurm", "htcondor": "grid / HTCondor"}
-
 _templates = Environment(loader=PackageLoader("hub_config", "templates"), autoescape=select_autoescape(["html"]))
 
 
@@ -42,7 +40,6 @@ def number_fields(backend: Backend) -> list[tuple[str, str, Any]]:
 def render_form(fac: Facility, backends: list[Backend]) -> str:
     return _templates.get_template("spawn_form.html").render(
         backends=backends,
-        kind_labels=KIND_LABELS,
         images_for=fac.images_for,
         default_image=fac.default_image.name,
         number_fields=number_fields,
@@ -126,7 +123,7 @@ class FacilitySpawner(WrapSpawner):
         yield {"progress": 10, "message": f"Request checked: {sizes}, image {opts.get('image')}"}
         yield {
             "progress": 20,
-            "message": f"Submitted to backend {backend.label!r} ({KIND_LABELS.get(backend.kind, backend.kind)}) "
+            "message": f"Submitted to backend {backend.label!r} ({backend.kind_label}) "
             f"through {type(self.child_spawner).__name__}",
         }
         if type(self.child_spawner).progress is not Spawner.progress:  # the child has real events

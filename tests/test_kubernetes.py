@@ -224,6 +224,8 @@ def test_form_offers_only_listed_offload_targets(site_file, alice, bob):
         parent = hub_spawner(user, site_file)
         form = render_form(fac, parent.allowed_backends())
         assert ('value="hpc-offload"' in form) is expected
+        # Users are told an offload target runs at an HPC centre, not in the cloud.
+        assert ("HPC via interLink" in form) is expected
         assert 'value="cloud"' in form
     parent = hub_spawner(alice, site_file)
     with pytest.raises(Exception, match="'elsewhere' is not available; choose one of: login, cloud"):
