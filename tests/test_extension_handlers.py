@@ -131,6 +131,8 @@ def test_backends_come_from_facility_yaml_and_the_users_gateways(lab: LabServer)
     assert list(backends) == ["local", "offline"]
     local = backends["local"]
     assert local["label"] == "This machine" and local["workers"] == {"min": 0, "max": 4, "default": 2}
+    # The option fields are the gateway's for this user; the gateway that is down leaves facility.yaml's.
+    assert local["options_source"] == "gateway" and backends["offline"]["options_source"] == "facility.yaml"
     fields = {o["field"]: o["spec"] for o in local["options"]}
     assert fields["worker_cores"] == {"type": "int", "min": 1, "max": 2}
     assert fields["worker_memory_gb"]["max"] == 4 and "worker_gpus" not in fields  # no GPUs on this backend

@@ -84,13 +84,23 @@ class AfDaskHandler(APIHandler):
         self.finish({"message": exc.message, "backend": exc.backend, "status": exc.status})
 
 
+async def _users_options(backend: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's option fields for this user (narrowed to their groups' allowance); facility.yaml's
+    backend-wide fields when the gateway does not answer, so the panel still shows the backend."""
+    try:
+        return {**backend, "options": await GatewayAPI(backend["name"]).options(), "options_source": "gateway"}
+    except GatewayError:
+        return {**backend, "options_source": "facility.yaml"}
+
+
 class BackendsHandler(AfDaskHandler):
     @web.authenticated
     async def get(self) -> None:
         try:
-            self.finish({"backends": _backends()})
+            backends = _backends()
         except GatewayError as exc:
-            self.fail(exc)
+            return self.fail(exc)
+        self.finish({"backends": list(await asyncio.gather(*(_users_options(b) for b in backends)))})
 
 
 class ClustersHandler(AfDaskHandler):
