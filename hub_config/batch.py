@@ -73,9 +73,15 @@ class WatchedStartMixin:
         watching = asyncio.ensure_future(self._watch_job())
         try:
             done, _ = await asyncio.wait({starting, watching}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the hub's start_timeout: it calls stop() next
+        except asyncio.CancelledError:  # the hub's start_timeout, or a stop while pending: it calls stop() next
             starting.cancel()
             watching.cancel()
+            # Cancelled mid-query, batchspawner takes the job for gone and clears the job id;
+            # stop() needs it to cancel the job.
+            await asyncio.wait({starting, watching})
+            if not starting.cancelled():
+                starting.exception()  # retrieved: its "job has disappeared" is not what happened
+            self.job_id = self._submitted_job
             raise
         if starting in done:
             watching.cancel()
