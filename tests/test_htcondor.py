@@ -22,7 +22,8 @@ import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
 from dask_backends import htcondor
-from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.batch_helpers import spawn_form, spawn_outcome, until, wait_gone, write_notebook
+from tests.harness import RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
 
 
@@ -48,31 +49,7 @@ def grid(start_facility, pool: HTCondorPool) -> RunningFacility:
 
 
 def _form(**overrides: str) -> dict[str, str]:
-    fields = {
-        "backend": "grid",
-        "image": "coffea-2026",
-        "cores": "1",
-        "memory_gb": "1",
-        "queue": "group_physics",
-        "walltime_hours": "1",
-    }
-    return {**fields, **overrides}
-
-
-def _spawn_outcome(session: HubSession, timeout: float = 120) -> dict:
-    """Follow the hub's progress stream of a spawn until it is ready or has failed."""
-    reply = session.api("GET", f"/users/{session.username}/server/progress", stream=True)
-    deadline = time.monotonic() + timeout
-    last: dict = {}
-    for line in reply.iter_lines(decode_unicode=True):
-        if time.monotonic() > deadline:
-            break
-        if line and line.startswith("data:"):
-            last = json.loads(line[5:])
-            if last.get("ready") or last.get("failed"):
-                break
-    reply.close()
-    return last
+    return spawn_form("grid", "group_physics", **overrides)
 
 
 def _jobs(pool: HTCondorPool, attribute: str, value: str) -> list[str]:
@@ -94,22 +71,9 @@ def _job_ad(pool: HTCondorPool, job_id: str, *attributes: str) -> list[str]:
     return pool.run("condor_q", job_id, "-af", *attributes).stdout.split()
 
 
-def _until(check, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _cache_url(running: RunningFacility) -> str:
     """The XCache the grid backend reads through, on the port `af up` gave it."""
     return running.runtime["data"]["caches"]["local-xcache"]["url"]
-
-
-def _wait_gone(session: HubSession, timeout: float = 30) -> None:
-    _until(lambda: session.server() is None, f"{session.username}'s server to be gone", timeout)
 
 
 def test_notebook_server_runs_as_an_htcondor_job_and_answers_through_the_hub(grid, pool) -> None:
@@ -124,7 +88,7 @@ def test_notebook_server_runs_as_an_htcondor_job_and_answers_through_the_hub(gri
     status = requests.get(f"{url}api/status", headers={"Authorization": f"token {token}"}, timeout=30)
     assert status.status_code == 200 and "started" in status.json()
     alice.stop_server()
-    _until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
+    until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
 
 
 def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, pool) -> None:
@@ -134,17 +98,17 @@ def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, 
     assert reply.status_code in (201, 202), reply.text
     job = _wait_for_notebook_job(pool, "erin")
     pool.run("condor_rm", job)
-    outcome = _spawn_outcome(erin, timeout=60)
+    outcome = spawn_outcome(erin, timeout=60)
     assert outcome.get("failed"), outcome
     assert f"notebook job {job} left the HTCondor queue before the notebook server started" in outcome["message"]
-    _wait_gone(erin)
+    wait_gone(erin)
     # The hub is clean: the next spawn is accepted and reaches the pool at once.
     reply = erin.api("POST", "/users/erin/server", json={"user_options": _form()})
     assert reply.status_code in (201, 202), reply.text
     _wait_for_notebook_job(pool, "erin")
     erin.wait_ready(timeout=90)
     erin.stop_server()
-    _until(lambda: pool.job_ids() == [], "the queue to empty", timeout=30)
+    until(lambda: pool.job_ids() == [], "the queue to empty", timeout=30)
 
 
 def test_job_held_while_starting_gives_its_hold_reason_and_a_clean_hub(grid, pool) -> None:
@@ -153,11 +117,11 @@ def test_job_held_while_starting_gives_its_hold_reason_and_a_clean_hub(grid, poo
     assert reply.status_code in (201, 202), reply.text
     job = _wait_for_notebook_job(pool, "ivan")
     pool.run("condor_hold", "-reason", "scratch disk full on the node", job)
-    outcome = _spawn_outcome(ivan, timeout=60)
+    outcome = spawn_outcome(ivan, timeout=60)
     assert outcome.get("failed"), outcome
     assert f"HTCondor put your notebook job {job} on hold: scratch disk full on the node" in outcome["message"]
-    _wait_gone(ivan)
-    _until(lambda: pool.job_ids() == [], "the held job to be removed", timeout=30)
+    wait_gone(ivan)
+    until(lambda: pool.job_ids() == [], "the held job to be removed", timeout=30)
 
 
 def test_job_idle_too_long_is_removed_with_a_clear_message(grid, pool) -> None:
@@ -165,12 +129,12 @@ def test_job_idle_too_long_is_removed_with_a_clear_message(grid, pool) -> None:
     reply = dave.api("POST", "/users/dave/server", json={"user_options": _form(cores="32")})
     assert reply.status_code in (201, 202), reply.text
     job = _wait_for_notebook_job(pool, "dave")
-    outcome = _spawn_outcome(dave, timeout=60)
+    outcome = spawn_outcome(dave, timeout=60)
     assert outcome.get("failed"), outcome
     assert f"notebook job {job} stayed idle in HTCondor" in outcome["message"]
     assert "no machine in the pool matches" in outcome["message"]
     assert pool.job_ids() == [], "the idle job was not removed"
-    _wait_gone(dave)
+    wait_gone(dave)
 
 
 @pytest.mark.parametrize(
@@ -204,14 +168,14 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
         assert set(caches.values()) == {_cache_url(grid)}  # the backend's data_cache
         cluster.scale(1)
-        _until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 1, "scale down to 1 worker")
+        until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 1, "scale down to 1 worker", timeout=90)
         cluster.adapt(minimum=2, maximum=3)
-        _until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 2, "adaptive scaling up to 2")
+        until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 2, "adaptive scaling up to 2", timeout=90)
         client.close()
     finally:
         cluster.shutdown()
         gateway.close()
-    _until(lambda: pool.job_ids() == [], "every Dask job to leave the queue", timeout=60)
+    until(lambda: pool.job_ids() == [], "every Dask job to leave the queue", timeout=60)
 
 
 def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:
@@ -248,21 +212,10 @@ def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:
     )
     job = htcondor.parse_submit_output(submitted.stdout)
     assert _job_ad(pool, job, "Marker") == ['x"', "||", "true", "||", '"']  # one string attribute, not code
-    _until(lambda: out.exists() and out.read_text().strip(), "the echo job's output", timeout=60)
+    until(lambda: out.exists() and out.read_text().strip(), "the echo job's output", timeout=60)
     argv, env_value = json.loads(out.read_text())
     assert argv == tricky
     assert env_value == "$(HOME) 'q' \"d\""
-
-
-def _notebook(path: Path, *cells: str) -> Path:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={"tags": ["parameters"]})]
-    nb.cells += [nbformat.v4.new_code_cell(cell) for cell in cells[1:]]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 def _readable_folder(pool: HTCondorPool, name: str) -> Path:
@@ -274,7 +227,7 @@ def _readable_folder(pool: HTCondorPool, name: str) -> Path:
 
 def test_af_run_on_htcondor_returns_the_executed_notebook(grid, pool, tmp_path) -> None:
     cell = "import os\nprint('ANSWER', x * 2, 'CACHE', os.environ['AF_DATA_CACHE'])"
-    notebook = _notebook(_readable_folder(pool, "nb-ok") / "double.ipynb", "x = 1", cell)
+    notebook = write_notebook(_readable_folder(pool, "nb-ok") / "double.ipynb", "x = 1", cell)
     result = grid.af("run", str(notebook), "--backend", "grid", "-p", "x", "21", "--run-dir", str(tmp_path / "run"))
     job = re.search(r"Submitted double.ipynb as HTCondor job (\d+\.\d+)", result.stderr)
     assert job, result.stderr
@@ -285,7 +238,7 @@ def test_af_run_on_htcondor_returns_the_executed_notebook(grid, pool, tmp_path) 
 
 
 def test_af_run_on_htcondor_of_a_failing_notebook_exits_non_zero(grid, pool, tmp_path) -> None:
-    notebook = _notebook(_readable_folder(pool, "nb-fail") / "fails.ipynb", "n = 0", "print('before'); 1 / n")
+    notebook = write_notebook(_readable_folder(pool, "nb-fail") / "fails.ipynb", "n = 0", "print('before'); 1 / n")
     result = grid.af("run", str(notebook), "--backend", "grid", "--run-dir", str(tmp_path / "run"), check=False)
     assert result.returncode == 1, result.stderr
     message = " ".join(result.stderr.split())

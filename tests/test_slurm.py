@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 import shlex
 import time
@@ -18,7 +17,8 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
-from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.batch_helpers import spawn_form, spawn_outcome, until, wait_gone, write_notebook
+from tests.harness import RunningFacility, embedded_raw
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
 
@@ -41,31 +41,7 @@ def hpc(start_facility, slurm: SlurmCluster) -> RunningFacility:
 
 
 def _form(**overrides: str) -> dict[str, str]:
-    fields = {
-        "backend": "hpc",
-        "image": "coffea-2026",
-        "cores": "1",
-        "memory_gb": "1",
-        "queue": "cpu",
-        "walltime_hours": "1",
-    }
-    return {**fields, **overrides}
-
-
-def _spawn_outcome(session: HubSession, timeout: float = 120) -> dict:
-    """Follow the hub's progress stream of a spawn until it is ready or has failed."""
-    reply = session.api("GET", f"/users/{session.username}/server/progress", stream=True)
-    deadline = time.monotonic() + timeout
-    last: dict = {}
-    for line in reply.iter_lines(decode_unicode=True):
-        if time.monotonic() > deadline:
-            break
-        if line and line.startswith("data:"):
-            last = json.loads(line[5:])
-            if last.get("ready") or last.get("failed"):
-                break
-    reply.close()
-    return last
+    return spawn_form("hpc", "cpu", **overrides)
 
 
 def _wait_for_job(slurm: SlurmCluster, name: str, timeout: float = 30) -> str:
@@ -80,13 +56,6 @@ def _wait_for_job(slurm: SlurmCluster, name: str, timeout: float = 30) -> str:
 
 def _job(slurm: SlurmCluster, job_id: str) -> str:
     return slurm.scontrol("-o", "show", "job", job_id).stdout
-
-
-def _wait_gone(session: HubSession, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while session.server() is not None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert session.server() is None
 
 
 def test_notebook_server_runs_as_a_slurm_job_and_answers_through_the_hub(hpc, slurm) -> None:
@@ -123,11 +92,11 @@ def test_job_slurm_refuses_gives_a_clear_message_and_a_clean_hub(hpc, slurm) -> 
         "POST", "/users/carol/server", json={"user_options": _form(queue="gpu", gpus="1", gpu_type="h100")}
     )
     assert reply.status_code in (201, 202), reply.text
-    outcome = _spawn_outcome(carol)
+    outcome = spawn_outcome(carol)
     assert outcome.get("failed"), outcome
     assert "Slurm refused the notebook job" in outcome["message"]
     assert "Requested node configuration is not available" in outcome["message"]
-    _wait_gone(carol)
+    wait_gone(carol)
     # The hub is clean: the next spawn is accepted and reaches Slurm at once.
     reply = carol.api("POST", "/users/carol/server", json={"user_options": _form()})
     assert reply.status_code in (201, 202), reply.text
@@ -141,12 +110,12 @@ def test_job_pending_too_long_is_cancelled_with_a_clear_message(hpc, slurm) -> N
     reply = dave.api("POST", "/users/dave/server", json={"user_options": _form(queue="down")})
     assert reply.status_code in (201, 202), reply.text
     job = _wait_for_job(slurm, "jupyter-dave")
-    outcome = _spawn_outcome(dave, timeout=60)
+    outcome = spawn_outcome(dave, timeout=60)
     assert outcome.get("failed"), outcome
     assert f"notebook job {job} stayed pending in Slurm" in outcome["message"]
     assert "PartitionDown" in outcome["message"]
     assert slurm.job_ids("jupyter-dave") == [], "the pending job was not cancelled"
-    _wait_gone(dave)
+    wait_gone(dave)
 
 
 def test_job_killed_while_starting_gives_a_clear_message_and_a_clean_hub(hpc, slurm) -> None:
@@ -155,11 +124,11 @@ def test_job_killed_while_starting_gives_a_clear_message_and_a_clean_hub(hpc, sl
     assert reply.status_code in (201, 202), reply.text
     job = _wait_for_job(slurm, "jupyter-erin")
     slurm.run("scancel", job)
-    outcome = _spawn_outcome(erin, timeout=60)
+    outcome = spawn_outcome(erin, timeout=60)
     assert outcome.get("failed"), outcome
     assert f"notebook job {job} ended before the notebook server started" in outcome["message"]
     assert "CANCELLED" in outcome["message"]
-    _wait_gone(erin)
+    wait_gone(erin)
     reply = erin.api("POST", "/users/erin/server", json={"user_options": _form()})
     assert reply.status_code in (201, 202), reply.text
     erin.wait_ready(timeout=90)
@@ -198,9 +167,9 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         # Workers read through the backend's data_cache, at the URL the running facility gave it.
         assert set(caches.values()) == {hpc.runtime["data"]["caches"]["local-xcache"]["url"]}
         cluster.scale(1)
-        _until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "scale down to 1 worker")
+        until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "scale down to 1 worker")
         cluster.adapt(minimum=2, maximum=3)
-        _until(lambda: len(slurm.job_ids("dask-gateway")) == 3, "adaptive scaling up to its minimum of 2")
+        until(lambda: len(slurm.job_ids("dask-gateway")) == 3, "adaptive scaling up to its minimum of 2")
         client.close()
     finally:
         cluster.shutdown()
@@ -215,7 +184,7 @@ def test_gpu_dask_workers_ask_slurm_for_gres(hpc, slurm) -> None:
     try:
         scheduler = _wait_for_job(slurm, "dask-gateway")
         cluster.scale(1)
-        _until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "a GPU worker job")
+        until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "a GPU worker job")
         worker = next(j for j in slurm.job_ids("dask-gateway") if j != scheduler)
         assert "gres:gpu:1" in _job(slurm, worker)
         assert "TresPerNode" not in _job(slurm, scheduler)  # the scheduler asks for no GPU
@@ -223,15 +192,6 @@ def test_gpu_dask_workers_ask_slurm_for_gres(hpc, slurm) -> None:
         cluster.shutdown()
         gateway.close()
     assert slurm.wait_no_jobs() == []
-
-
-def _until(check, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # Job command and batch script generation (no daemons needed).
@@ -346,20 +306,9 @@ def test_slurm_notebook_job_runs_in_the_chosen_image_with_apptainer() -> None:
     assert config["environment"]["AF_DATA_CACHE"] == "root://xcache.hpc.example.org:1094"
 
 
-def _notebook(path, *cells: str):
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={"tags": ["parameters"]})]
-    nb.cells += [nbformat.v4.new_code_cell(cell) for cell in cells[1:]]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
 def test_af_run_on_slurm_returns_the_executed_notebook(hpc, slurm, tmp_path) -> None:
     cell = "import os\nprint('ANSWER', x * 2, 'JOB', os.environ['SLURM_JOB_ID'])"
-    notebook = _notebook(tmp_path / "double.ipynb", "x = 1", cell)
+    notebook = write_notebook(tmp_path / "double.ipynb", "x = 1", cell)
     result = hpc.af("run", str(notebook), "--backend", "hpc", "-p", "x", "21", "--run-dir", str(tmp_path / "run"))
     job = re.search(r"Submitted double.ipynb as Slurm job (\d+)", result.stderr)
     assert job, result.stderr
@@ -370,7 +319,7 @@ def test_af_run_on_slurm_returns_the_executed_notebook(hpc, slurm, tmp_path) -> 
 
 
 def test_af_run_on_slurm_of_a_failing_notebook_exits_non_zero(hpc, slurm, tmp_path) -> None:
-    notebook = _notebook(tmp_path / "fails.ipynb", "n = 0", "print('before'); 1 / n")
+    notebook = write_notebook(tmp_path / "fails.ipynb", "n = 0", "print('before'); 1 / n")
     result = hpc.af("run", str(notebook), "--backend", "hpc", "--run-dir", str(tmp_path / "run"), check=False)
     assert result.returncode == 1
     message = " ".join(result.stderr.split())
@@ -386,10 +335,10 @@ def test_slurm_controller_down_gives_a_clear_message_and_a_clean_hub(hpc, slurm)
     try:
         reply = ivan.api("POST", "/users/ivan/server", json={"user_options": _form()})
         assert reply.status_code in (201, 202), reply.text
-        outcome = _spawn_outcome(ivan, timeout=60)
+        outcome = spawn_outcome(ivan, timeout=60)
         assert outcome.get("failed"), outcome
         assert "Slurm's controller does not answer, so your notebook job was not submitted" in outcome["message"]
-        _wait_gone(ivan)
+        wait_gone(ivan)
     finally:
         slurm.start_controller()
     reply = ivan.api("POST", "/users/ivan/server", json={"user_options": _form()})
