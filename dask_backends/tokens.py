@@ -18,6 +18,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from dask_backends.private_file import write_private
+
 ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
 ENV_ACCESS_TOKEN_FILE = "AF_ACCESS_TOKEN_FILE"  # noqa: S105 - the OIDC access token, when it differs
 PLUGIN_NAME = "af-bearer-token"
@@ -44,14 +46,7 @@ def read_token() -> str:
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+    write_private(path, text)
 
 
 class BearerTokenPlugin(WorkerPlugin):

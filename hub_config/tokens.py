@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from af import data_tokens
+from dask_backends.private_file import write_private
 from hub_config.auth import USERNAME_PATTERN
 
 ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
@@ -23,18 +24,6 @@ ENV_ACCESS_TOKEN_FILE = "AF_ACCESS_TOKEN_FILE"  # noqa: S105 - a variable name
 # bearer_token: what storage accepts ($BEARER_TOKEN_FILE); access_token: the OIDC access token.
 TOKEN_FILE_NAME = "bearer_token"  # noqa: S105 - a file name
 ACCESS_TOKEN_FILE_NAME = "access_token"  # noqa: S105 - a file name
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write text to path readable by its owner only (0600), replacing any older file atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    tmp.replace(path)
 
 
 class TokenFiles:
