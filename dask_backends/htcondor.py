@@ -252,6 +252,18 @@ class HTCondorBackend(JobQueueBackend):
                 return
         raise RuntimeError(f"condor_rm {job_id} failed: {stderr or stdout}")
 
+    async def do_stop_cluster(self, cluster):
+        await super().do_stop_cluster(cluster)
+        # A worker stopped while its condor_submit was in flight has a job the gateway never
+        # recorded: remove whatever is left with the cluster's tag.
+        constraint = f"DaskGatewayCluster == {classad_string(cluster.name)}"
+        cmd = [*self._tool("condor_rm"), "-constraint", constraint]
+        code, stdout, stderr = await self.do_as_user(
+            user=cluster.username, action="stop", cmd=cmd, env={}, staging_dir=None
+        )
+        if code != 0 and "Couldn't find" not in stdout + stderr:
+            self.log.warning("Sweeping the jobs of cluster %s failed: %s", cluster.name, (stderr or stdout).strip())
+
     # --- the jobqueue backend interface ---
     def get_submit_cmd_env_stdin(self, cluster, worker=None):
         fac, backend = self._facility

@@ -121,9 +121,21 @@ class FacilitySlurmBackend(SlurmBackend):
         late = (
             [f"--partition={self.site['dask_gpu_partition']}"] if gpus and self.site.get("dask_gpu_partition") else []
         )
+        late.append(f"--job-name={cluster_job_name(cluster.name)}")
         # sbatch reads SLURM_CONF; upstream's --export lists what the job gets (not SLURM_CONF).
         env = {**env, **self._slurm_env()}
         return [cmd[0], *extra, *cmd[1:], *late], env, script
+
+    async def do_stop_cluster(self, cluster: Any) -> None:
+        await super().do_stop_cluster(cluster)
+        # A worker stopped while its sbatch was in flight has a job the gateway never recorded:
+        # cancel whatever is left under the cluster's job name.
+        sweep = [self.cancel_command, f"--name={cluster_job_name(cluster.name)}"]
+        code, stdout, stderr = await self.do_as_user(
+            user=cluster.username, action="stop", cmd=sweep, env=self._slurm_env(), staging_dir=None
+        )
+        if code != 0:
+            self.log.warning("Sweeping the jobs of cluster %s failed: %s", cluster.name, (stderr or stdout).strip())
 
     def get_stop_cmd_env(self, job_id: str) -> tuple[list[str], dict[str, str]]:
         cmd, env = super().get_stop_cmd_env(job_id)
@@ -132,6 +144,11 @@ class FacilitySlurmBackend(SlurmBackend):
     def get_status_cmd_env(self, job_ids: list[str]) -> tuple[list[str], dict[str, str]]:
         cmd, env = super().get_status_cmd_env(job_ids)
         return cmd, {**env, **self._slurm_env()}
+
+
+def cluster_job_name(cluster_name: str) -> str:
+    """Slurm job name of every job of one gateway cluster (names are the gateway's hex UUIDs)."""
+    return f"dask-gateway-{cluster_name}"
 
 
 def configure(c: Any, facility_file: str, backend: Backend, state: Path) -> None:

@@ -187,10 +187,10 @@ PartitionName=down Nodes={NODE} MaxTime=INFINITE State=DOWN
         return self.run("scontrol", *args, check=check)
 
     def job_ids(self, name: str | None = None) -> list[str]:
-        """Jobs that are still queued or running (squeue), optionally by job name."""
+        """Jobs that are still queued or running (squeue), optionally by the start of their job name."""
         argv = ["squeue", "-h", "-o", "%i %j %T"]
         rows = [line.split() for line in self.run(*argv).stdout.splitlines() if line.strip()]
-        return [row[0] for row in rows if name is None or row[1] == name]
+        return [row[0] for row in rows if name is None or row[1].startswith(name)]
 
     def wait_no_jobs(self, timeout: float = 60) -> list[str]:
         deadline = time.monotonic() + timeout

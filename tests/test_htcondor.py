@@ -172,6 +172,18 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         cluster.adapt(minimum=2, maximum=3)
         until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 2, "adaptive scaling up to 2", timeout=90)
         client.close()
+        # A worker job the gateway never recorded (stopped while its condor_submit was in flight) goes too.
+        leaked = "\n".join(
+            [
+                "executable = /bin/sleep",
+                "arguments = 300",
+                "initialdir = /tmp",
+                "should_transfer_files = NO",
+                "+DaskGatewayCluster = " + htcondor.classad_string(cluster.name),
+                "queue",
+            ]
+        )
+        subprocess.run(pool.tool("condor_submit"), input=leaked, capture_output=True, text=True, timeout=60, check=True)
     finally:
         cluster.shutdown()
         gateway.close()

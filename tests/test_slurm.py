@@ -171,6 +171,8 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         cluster.adapt(minimum=2, maximum=3)
         until(lambda: len(slurm.job_ids("dask-gateway")) == 3, "adaptive scaling up to its minimum of 2")
         client.close()
+        # A worker job the gateway never recorded (stopped while its sbatch was in flight) goes too.
+        slurm.run("sbatch", f"--job-name=dask-gateway-{cluster.name}", "--partition=cpu", "--wrap=sleep 300")
     finally:
         cluster.shutdown()
         gateway.close()
