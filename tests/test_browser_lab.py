@@ -91,7 +91,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     log = page.locator("#progress-log").text_content()
     page.evaluate("document.querySelector('#progress-details').open = true")
     page.screenshot(path=shots / "02-spawn-progress.png")
-    assert "Request checked: 1 cores, 2 GB" in log and "'This machine' (local)" in log
+    assert "Request checked: 1 cores, 2 GB" in log and "'This machine' (this machine)" in log
 
     # 4. JupyterLab, with the Dask panel in the left sidebar.
     page.wait_for_url(re.compile(rf"/user/{USER}/lab"), timeout=120_000)
@@ -171,6 +171,7 @@ def test_spawn_form_shows_only_the_chosen_backends_fields(page, shots: Path) -> 
     from hub_config.spawner import render_form
 
     fac = facility.load(Path(__file__).resolve().parent.parent / "examples" / "site-facility.yaml")
+    page.goto("about:blank")  # independent of where the previous test left the shared page
     page.set_content(f"<form id='spawn_form'>{render_form(fac, list(fac.backends))}</form>")
     visible = page.locator(".af-options fieldset:visible")
     expect = sync_api.expect
