@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from traitlets import Integer, Unicode
 
 import facility
 from dask_backends.container import data_cache_environment, job_argv
+from dask_backends.launcher import run_launcher
 
 CONDOR_TOOLS = ("condor_submit", "condor_q", "condor_rm", "condor_hold", "condor_history", "condor_status")
 # HTCondor JobStatus codes: which count as "the job may still run".
@@ -210,28 +210,10 @@ class HTCondorBackend(JobQueueBackend):
         # first, hand it over, then submit.
         ids = job_user_ids(self._facility[1].site)
         if action == "start" and kwargs.get("staging_dir") and ids:
-            await self._launch("start", {**kwargs, "cmd": ["true"], "env": {}, "stdin": None})
+            await run_launcher("start", {**kwargs, "cmd": ["true"], "env": {}, "stdin": None})
             _chown_tree(kwargs["staging_dir"], *ids)
             kwargs = {**kwargs, "staging_dir": None, "files": None}
-        return await self._launch(action, kwargs)
-
-    async def _launch(self, action: str, kwargs: dict[str, Any]) -> tuple[int, str, str]:
-        # dask-gateway's launcher, run as this process's user instead of through `sudo -u user`.
-        proc = await asyncio.create_subprocess_exec(
-            self.dask_gateway_jobqueue_launcher,
-            env={},
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await proc.communicate(json.dumps({**kwargs, "action": action}).encode("utf8"))
-        out, err = stdout.decode("utf8", "replace"), stderr.decode("utf8", "replace")
-        if proc.returncode != 0 or not out.strip():
-            raise RuntimeError(f"dask-gateway-jobqueue-launcher failed ({proc.returncode}): {out} {err}")
-        result = json.loads(out)
-        if not result["ok"]:
-            raise RuntimeError(result["error"])
-        return result["returncode"], result["stdout"], result["stderr"]
+        return await run_launcher(action, kwargs)
 
     async def stop_job(self, username, job_id, staging_dir=None):
         if staging_dir and not os.path.exists(staging_dir):
@@ -353,7 +335,6 @@ def configure_gateway(
     c.HTCondorBackend.facility_file = facility_file
     c.HTCondorBackend.facility_backend = backend.name
     c.HTCondorBackend.staging_root = os.path.join(shared_dir(site, str(state)), "dask-gateway", backend.name)
-    c.HTCondorBackend.dask_gateway_jobqueue_launcher = launcher_path()
     c.HTCondorClusterConfig.accounting_group = str(site.get("htcondor_accounting_group", ""))
     c.HTCondorClusterConfig.requirements = str(site.get("htcondor_requirements", ""))
     c.HTCondorClusterConfig.max_idle_seconds = int(site.get("pending_timeout_seconds", 0))
@@ -387,8 +368,3 @@ def _policy_lines(config: HTCondorClusterConfig) -> dict[str, str]:
     if remove:
         lines["periodic_remove"] = " || ".join(remove)
     return lines
-
-
-def launcher_path() -> str:
-    """dask-gateway's jobqueue launcher of this Python environment."""
-    return str(Path(sys.prefix) / "bin" / "dask-gateway-jobqueue-launcher")

@@ -14,11 +14,8 @@ site keys read: slurm_conf, account, qos, sbatch_options, and the container keys
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from traitlets import Integer, Unicode, default
 
 import facility
 from dask_backends.container import data_cache_environment, job_argv
+from dask_backends.launcher import run_launcher
 from facility.model import Backend, Facility, Image
 
 
@@ -71,26 +69,7 @@ class FacilitySlurmBackend(SlurmBackend):
         return fac.default_image
 
     async def do_as_user(self, user: str, action: str, **kwargs: Any) -> tuple[int, str, str]:
-        # Upstream runs `sudo -nHu <user> dask-gateway-jobqueue-launcher`; here the gateway's own
-        # user submits (the users of a single-node facility have no accounts to sudo to).
-        kwargs["action"] = action
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dask_gateway_server.backends.jobqueue.launcher",
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")},
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await proc.communicate(json.dumps(kwargs).encode())
-        out, err = stdout.decode("utf8", "replace"), stderr.decode("utf8", "replace")
-        if proc.returncode != 0:
-            raise RuntimeError(f"dask-gateway-jobqueue-launcher exited {proc.returncode}: {err or out}")
-        result = json.loads(out)
-        if not result["ok"]:
-            raise RuntimeError(result["error"])
-        return result["returncode"], result["stdout"], result["stderr"]
+        return await run_launcher(action, kwargs)
 
     def get_staging_directory(self, cluster: Any) -> str:
         return os.path.join(self.staging_root, cluster.name)
