@@ -85,6 +85,12 @@ def follow_job(
     return state
 
 
+def last_error_line(log: str) -> str:
+    """The line of a job's log that names the error (papermill's last "...Error"), else its last line."""
+    lines = log.splitlines()
+    return next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "").strip()
+
+
 def fetch_results(job_dir: Path, output: Path, log: Path) -> tuple[str, str]:
     """Copy the job's log to `log` and the executed notebook (if any) to `output`.
 

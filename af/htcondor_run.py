@@ -1,6 +1,6 @@
 """`af run --backend <htcondor backend>`: run a notebook with papermill as an HTCondor job.
 
-Like the Slurm runner (af/batch_run.py): the notebook and its parameters (a JSON file, so no value
+Like the Slurm runner (af/slurm_run.py): the notebook and its parameters (a JSON file, so no value
 passes through a shell or the submit language) go to a job folder on the shared file system
 (`site.job_dir`, else `.af-run/` under the current folder); the job runs papermill through
 dask_backends.container; a progress display shows the job's HTCondor state and papermill's cell
@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 import facility
-from af.batch_job import fetch_results, follow_job, new_job_dir, stage_notebook
+from af.batch_job import fetch_results, follow_job, last_error_line, new_job_dir, stage_notebook
 from af.run import RunFailed, RunRequest, register_runner
 from dask_backends import htcondor
 from dask_backends.container import data_cache_environment, job_argv
@@ -106,10 +106,8 @@ def run_htcondor(request: RunRequest) -> None:
     _wait(backend, job_id, job_dir, console)
     log, exit_text = fetch_results(job_dir, request.output, request.log)
     if exit_text != "0":
-        lines = log.splitlines()
-        error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
         code = exit_text or "none: the job was removed before papermill ended"
-        raise RunFailed(f"HTCondor job {job_id} failed (exit code {code}): {error.strip()}")
+        raise RunFailed(f"HTCondor job {job_id} failed (exit code {code}): {last_error_line(log)}")
 
 
 def _wait(backend: Backend, job_id: str, job_dir: Path, console: Console) -> None:

@@ -5,7 +5,7 @@ executed notebook and `run.log` (papermill's log and the cells' output). A faili
 run with exit status 1, a message naming the cell, and the partial output notebook kept.
 
 Each backend kind has one runner function in RUNNERS; `local` runs the kernel on this host. Batch
-kinds register theirs from af.batch_run (`register_runner`), loaded when present.
+kinds register theirs from af.slurm_run and af.htcondor_run (`register_runner`).
 """
 
 from __future__ import annotations
@@ -110,13 +110,13 @@ def run_local(request: RunRequest) -> None:
 register_runner("local", run_local)
 
 
+# The batch runners import this module to register themselves, so they are loaded on first use.
+BATCH_RUNNER_MODULES = ("af.slurm_run", "af.htcondor_run")
+
+
 def _load_batch_runners() -> None:
-    """af.batch_run registers the Slurm / HTCondor runners when it is part of this installation."""
-    try:
-        importlib.import_module("af.batch_run")
-    except ModuleNotFoundError as exc:
-        if exc.name != "af.batch_run":
-            raise
+    for module in BATCH_RUNNER_MODULES:
+        importlib.import_module(module)
 
 
 def parse_parameters(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 
 import facility
-from af.batch_job import fetch_results, follow_job, new_job_dir, stage_notebook
+from af.batch_job import fetch_results, follow_job, last_error_line, new_job_dir, stage_notebook
 from af.run import RunFailed, RunRequest, register_runner
 from dask_backends.container import data_cache_environment, job_argv
 from facility.model import Backend, Facility
@@ -167,34 +167,6 @@ def submit_notebook(
     return BatchRunResult(job_id, state, exit_code, output, log)
 
 
-def run_on_batch_backend(
-    fac: Facility,
-    backend: Backend,
-    notebook: Path,
-    output: Path,
-    parameters: dict[str, Any],
-    options: dict[str, Any] | None = None,
-    console: Console | None = None,
-) -> int:
-    """`af run`'s entry for batch backends: run, report, and return the exit status."""
-    console = console or Console(stderr=True)
-    try:
-        result = submit_notebook(fac, backend, notebook, output, parameters, options or {}, console)
-    except BatchRunError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
-    if result.ok:
-        console.print(f"Executed notebook: {result.output}\nJob log: {result.log}")
-        return 0
-    tail = "\n".join(result.log.read_text(errors="replace").splitlines()[-20:])
-    console.print(
-        f"[red]error:[/] Slurm job {result.job_id} ended {result.state} (exit code {result.exit_code}); "
-        f"job log: {result.log}" + (f", partial notebook: {result.output}" if result.output.exists() else "")
-    )
-    console.print(tail, markup=False, highlight=False)
-    return 1
-
-
 def run_slurm(request: RunRequest) -> None:
     """af.run's runner for Slurm backends: raise RunFailed when the job does not succeed."""
     result = submit_notebook(
@@ -209,14 +181,8 @@ def run_slurm(request: RunRequest) -> None:
         log=request.log,
     )
     if not result.ok:
-        lines = result.log.read_text(errors="replace").splitlines()
-        error = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
-        raise RunFailed(
-            f"Slurm job {result.job_id} ended {result.state} (exit code {result.exit_code}): {error.strip()}"
-        )
+        error = last_error_line(result.log.read_text(errors="replace"))
+        raise RunFailed(f"Slurm job {result.job_id} ended {result.state} (exit code {result.exit_code}): {error}")
 
 
 register_runner("slurm", run_slurm)
-
-# HTCondor's runner lives in its own module; importing it registers it next to Slurm's.
-import af.htcondor_run  # noqa: E402,F401
