@@ -102,6 +102,12 @@ def _write_blobs(root: Path) -> list[str]:
     return paths
 
 
+def _label_bars(axes: Any, bars: Any, labels: list[str]) -> None:
+    """Write each bar's ratio on top of it."""
+    for bar, label in zip(bars, labels, strict=True):
+        axes.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
+
+
 def _plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -113,25 +119,13 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     names = list(modes)
     rates = [modes[m]["events_per_s_per_core"] / 1e3 for m in names]
     bars = left.bar(names, rates, color=["#555555", "#1f77b4", "#2ca02c", "#ff7f0e"])
-    for bar, mode in zip(bars, names, strict=True):
-        left.annotate(
-            f"{modes[mode]['ratio_to_local']:.2f}x",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-        )
+    _label_bars(left, bars, [f"{modes[m]['ratio_to_local']:.2f}x" for m in names])
     left.set_ylabel("thousand events / s per core")
     left.set_title("ttbar analysis (coffea), by read path")
     reads = results["sequential_read"]
     read_names = list(reads)
     bars = right.bar(read_names, [reads[r]["bytes_per_s"] / 1e6 for r in read_names], color="#9467bd")
-    for bar, name in zip(bars, read_names, strict=True):
-        right.annotate(
-            f"{reads[name]['ratio_to_origin']:.2f}x origin",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-        )
+    _label_bars(right, bars, [f"{reads[r]['ratio_to_origin']:.2f}x origin" for r in read_names])
     right.set_ylabel("MB / s")
     right.set_title("sequential read, 8 MiB requests")
     fig.suptitle(f"Data path on {results['machine']['cpus']} cores, loopback XRootD {results['machine']['note']}")
