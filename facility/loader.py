@@ -29,6 +29,7 @@ from facility.model import (
     Image,
     Queue,
     Range,
+    UnixAccounts,
 )
 
 DEFAULT_CVMFS_ROOT = "/cvmfs"
@@ -279,6 +280,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             groups={g: tuple(users) for g, users in (auth_raw.get("groups") or {}).items()},
             oidc=oidc,
             allowances=tuple(_build_allowance(a) for a in auth_raw.get("allowances", [])),
+            unix_accounts=UnixAccounts(**(auth_raw.get("unix_accounts") or {})),
         ),
         hub=Hub(
             bind_url=hub_raw.get("bind_url", "http://127.0.0.1:8000"),

@@ -142,12 +142,26 @@ class Allowance:
 
 
 @dataclass(frozen=True)
+class UnixAccounts:
+    """auth.unix_accounts: which Unix account runs each user's processes (see af.accounts)."""
+
+    mode: str = "per-user"
+    prefix: str = "af-"
+    group: str = "af-users"
+
+    @property
+    def per_user(self) -> bool:
+        return self.mode == "per-user"
+
+
+@dataclass(frozen=True)
 class Auth:
     type: str
     admin_users: tuple[str, ...]
     groups: dict[str, tuple[str, ...]]
     oidc: OIDC | None
     allowances: tuple[Allowance, ...] = ()
+    unix_accounts: UnixAccounts = field(default_factory=UnixAccounts)
 
 
 @dataclass(frozen=True)
