@@ -89,11 +89,13 @@ def plan_runtime(
             "url": f"http://127.0.0.1:{gw_port}",
             "api_token": old_gw.get("api_token") or secrets.token_hex(32),
         }
+    # The hub's Dask dashboard service (hub_config/dashboard_service.py) listens above the gateways.
+    dashboards_port = public + 10 + 2 * len(host_backends)
     return {
         "state_dir": str(state.root),
         "facility_file": str(facility_file),
         "public_url": f"http://127.0.0.1:{public}",
-        "ports": {"public": public, "hub_api": public + 1, "proxy_api": public + 2},
+        "ports": {"public": public, "hub_api": public + 1, "proxy_api": public + 2, "dashboards": dashboards_port},
         "gateways": gateways,
         # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).
         "data": plan_data(fac, state.root, port),
@@ -106,6 +108,8 @@ def plan_runtime(
             "admin_password": old.get("admin_password") or secrets.token_urlsafe(32),
             "gateway_db_key": old.get("gateway_db_key") or Fernet.generate_key().decode(),
             "crypt_key": old.get("crypt_key") or secrets.token_hex(32),  # JupyterHub's auth_state (tokens)
+            # Dask dashboard keys derive from it (dask_backends.dashboard_guard); gateways and hub only.
+            "dashboard_secret": old.get("dashboard_secret") or secrets.token_hex(32),
         },
     }
 

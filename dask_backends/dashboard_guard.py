@@ -1,0 +1,115 @@
+"""Dask dashboards only for their cluster's owner.
+
+distributed's scheduler and worker HTTP servers (dashboard, JSON, Prometheus, bokeh websockets)
+answer anyone who reaches their port, and dask-gateway's proxy forwards `/clusters/<name>/` to
+the scheduler's without asking who is calling (dask/dask-gateway#570). Every user on the host
+shares loopback, so binding to 127.0.0.1 protects nothing.
+
+This module closes that gap in two parts:
+
+- `dashboard_key(secret, username, cluster)`: an HMAC of the owner's name and the cluster's
+  name under the facility's secret. Only the gateway (which puts it into the scheduler's and
+  workers' environment, `DashboardKeyMixin`) and the hub's dashboard service
+  (hub_config/dashboard_service.py, which computes it for the logged-in user) know the secret.
+- a preload (`--preload dask_backends.dashboard_guard`, set in gateway_config.py) for the
+  scheduler and the workers: their HTTP server answers 403 to any request, websocket upgrades
+  included, that does not carry the key in the `X-AF-Dashboard-Key` header.
+
+The Nanny opens no HTTP server, so scheduler and worker are all there is to guard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from typing import Any
+
+from tornado import httputil, web
+from tornado.routing import Router
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
+
+KEY_HEADER = "X-AF-Dashboard-Key"
+ENV_KEY = "AF_DASHBOARD_KEY"
+
+logger = logging.getLogger("distributed.af.dashboard_guard")
+
+
+def dashboard_key(secret: str, username: str, cluster_name: str) -> str:
+    """The key that opens `cluster_name`'s dashboard, bound to its owner `username`."""
+    if not secret:
+        raise ValueError("the facility's dashboard secret is empty")
+    # NUL cannot occur in either name, so ("ab", "c") and ("a", "bc") give different keys.
+    message = f"{username}\0{cluster_name}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+class _Refused(web.RequestHandler):
+    """What a request without the right key gets, whatever its method or path."""
+
+    def prepare(self) -> None:
+        self.set_status(403)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("403: this Dask dashboard is only for its cluster's owner, through the facility's hub\n")
+
+
+class KeyGuard(Router):
+    """Routes a request to the server's own application only when it carries the cluster's key."""
+
+    def __init__(self, application: Router, key: str):
+        self.application = application
+        self.key = key.encode()
+        self.refused = web.Application([(r".*", _Refused)])
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> httputil.HTTPMessageDelegate | None:
+        offered = request.headers.get(KEY_HEADER, "").encode()
+        if hmac.compare_digest(offered, self.key):
+            return self.application.find_handler(request, **kwargs)
+        return self.refused.find_handler(request, **kwargs)
+
+
+def guard_http_server(server: Any, key: str) -> None:
+    """Put KeyGuard in front of a distributed Scheduler's or Worker's HTTP server."""
+    http_server = getattr(server, "http_server", None)
+    if http_server is None:
+        return  # no HTTP server (dashboard disabled): nothing to guard
+    callback = http_server.request_callback
+    if isinstance(callback, KeyGuard):
+        return
+    # tornado's HTTPServer reads request_callback for every request, so this takes effect at once.
+    http_server.request_callback = KeyGuard(callback, key)
+
+
+def dask_setup(server: Any) -> None:
+    """Preload entry point for `dask scheduler` and `dask worker`."""
+    key = os.environ.pop(ENV_KEY, "")  # popped: tasks running on the workers need not see it
+    if not key:
+        # Refuse to start rather than serve an open dashboard.
+        raise RuntimeError(f"${ENV_KEY} is not set: the gateway must give every scheduler and worker its key")
+    guard_http_server(server, key)
+    logger.info("Dashboard requires the cluster's key (%s header)", KEY_HEADER)
+
+
+class DashboardKeyMixin(LoggingConfigurable):
+    """For dask-gateway backends: give each cluster's scheduler and workers their dashboard key.
+
+    The key goes into their environment after everything else, so a user's own `environment`
+    cluster option cannot replace it.
+    """
+
+    dashboard_secret = Unicode(
+        "", config=True, help="Facility secret the dashboard keys derive from (runtime.json secrets)."
+    )
+
+    def _with_dashboard_key(self, env: dict[str, str], cluster: Any) -> dict[str, str]:
+        if not self.dashboard_secret:
+            raise RuntimeError("DashboardKeyMixin.dashboard_secret is not configured")
+        return {**env, ENV_KEY: dashboard_key(self.dashboard_secret, cluster.username, cluster.name)}
+
+    def get_scheduler_env(self, cluster: Any) -> dict[str, str]:
+        return self._with_dashboard_key(super().get_scheduler_env(cluster), cluster)
+
+    def get_worker_env(self, cluster: Any) -> dict[str, str]:
+        return self._with_dashboard_key(super().get_worker_env(cluster), cluster)
