@@ -20,6 +20,8 @@ from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 from dask_backends.tokens import ENV_TOKEN_FILE, ship_token
 
 ENV_GATEWAYS = "AF_DASK_GATEWAYS"
+# Where the hub serves each backend's dashboards to their owners (hub_config/dashboard_service.py).
+ENV_DASHBOARDS = "AF_DASK_DASHBOARDS_URL"
 
 
 def available_backends() -> dict[str, str]:
@@ -43,6 +45,16 @@ def gateway_address(backend: str | None = None) -> tuple[str, str]:
     return name, gateways[name]
 
 
+def dashboard_address(backend: str) -> str | None:
+    """The public address under which a backend's dashboards open (`<it>/clusters/<name>/status`).
+
+    None outside the facility's notebooks: dask-gateway then links its own proxy route, which
+    refuses everyone (the dashboards need the key only the hub's dashboard service adds).
+    """
+    base = os.environ.get(ENV_DASHBOARDS)
+    return f"{base.rstrip('/')}/{backend}" if base else None
+
+
 class GatewayUnavailable(ConnectionError):
     """The backend's dask-gateway does not answer."""
 
@@ -59,7 +71,12 @@ def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway
             f"the dask-gateway of backend {name!r} at {address} does not answer ({exc}); "
             "the facility may be down: ask its operator, or run `af status` on the facility host"
         ) from None
-    return Gateway(address=address, auth=JupyterHubAuth(api_token=api_token), asynchronous=False)
+    return Gateway(
+        address=address,
+        public_address=dashboard_address(name),  # so cluster.dashboard_link opens through the hub
+        auth=JupyterHubAuth(api_token=api_token),
+        asynchronous=False,
+    )
 
 
 def new_cluster(

@@ -9,7 +9,8 @@ This module closes that gap in two parts:
 
 - `dashboard_key(secret, username, cluster)`: an HMAC of the owner's name and the cluster's
   name under the facility's secret. Only the gateway (which puts it into the scheduler's and
-  workers' environment, `DashboardKeyMixin`) and the hub's dashboard service
+  workers' environment, `DashboardKeyMixin`, put in front of every backend class by
+  `with_dashboard_keys` in gateway_config.py) and the hub's dashboard service
   (hub_config/dashboard_service.py, which computes it for the logged-in user) know the secret.
 - a preload (`--preload dask_backends.dashboard_guard`, set in gateway_config.py) for the
   scheduler and the workers: their HTTP server answers 403 to any request, websocket upgrades
@@ -30,6 +31,7 @@ from tornado import httputil, web
 from tornado.routing import Router
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
+from traitlets.utils.importstring import import_item
 
 KEY_HEADER = "X-AF-Dashboard-Key"
 ENV_KEY = "AF_DASHBOARD_KEY"
@@ -113,3 +115,15 @@ class DashboardKeyMixin(LoggingConfigurable):
 
     def get_worker_env(self, cluster: Any) -> dict[str, str]:
         return self._with_dashboard_key(super().get_worker_env(cluster), cluster)
+
+
+def with_dashboard_keys(backend_class: str | type) -> type:
+    """`backend_class` (a dask-gateway backend, or its import path) with DashboardKeyMixin in front.
+
+    One subclass for whatever backend facility.yaml picks (local, per-user local, Slurm,
+    HTCondor), under the same name, so `c.<BackendClass>.<trait>` configuration still applies.
+    """
+    base = import_item(backend_class) if isinstance(backend_class, str) else backend_class
+    if issubclass(base, DashboardKeyMixin):
+        return base
+    return type(base.__name__, (DashboardKeyMixin, base), {"__module__": base.__module__, "__doc__": base.__doc__})

@@ -154,5 +154,8 @@ class FacilitySpawner(WrapSpawner):
         if backend.name in gateways:
             env["DASK_GATEWAY__ADDRESS"] = gateways[backend.name]
             env["DASK_GATEWAY__AUTH__TYPE"] = "jupyterhub"
+            dashboards = self.environment.get("AF_DASK_DASHBOARDS_URL")  # the hub's dashboard service
+            if dashboards:
+                env["DASK_GATEWAY__PUBLIC_ADDRESS"] = f"{dashboards}/{backend.name}"
         env.update(self.data_environments.get(backend.name, {}))
         return env

@@ -12,7 +12,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from dask_backends.client import gateway_address
+from dask_backends.client import dashboard_address, gateway_address
 
 # Running and starting clusters; stopped and failed ones are history, not shown in the panel.
 LIVE_STATUSES = "PENDING,RUNNING"
@@ -37,6 +37,8 @@ class GatewayAPI:
         except (ValueError, RuntimeError) as exc:
             raise GatewayError(404, backend, str(exc)) from None
         self.token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        # Dashboards open through the hub's dashboard service, which adds the owner's key.
+        self.dashboard_address = dashboard_address(self.backend) or self.address
 
     async def call(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
         request = HTTPRequest(
@@ -96,8 +98,15 @@ class GatewayAPI:
         await self.call("DELETE", f"/api/v1/clusters/{name}")
 
     async def counts(self, name: str) -> dict[str, Any] | None:
-        """The scheduler's own counts (workers, cores, tasks) through the gateway's dashboard route."""
+        """The scheduler's own counts (workers, cores, tasks), read from its dashboard as its owner."""
+        request = HTTPRequest(
+            f"{self.dashboard_address}/clusters/{name}/json/counts.json",
+            headers={"Authorization": f"token {self.token}"},
+            follow_redirects=False,
+            request_timeout=5,
+        )
         try:
-            return await self.call("GET", f"/clusters/{name}/json/counts.json", timeout=5)
-        except GatewayError:
+            reply = await AsyncHTTPClient().fetch(request)
+        except (HTTPClientError, OSError):
             return None  # the dashboard is not up yet; the panel shows "starting"
+        return json.loads(reply.body)
