@@ -47,16 +47,24 @@ class Account:
         """Command prefix that runs a program as this account (setpriv, util-linux; no sudo needed)."""
         return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--"]
 
-    def preexec_fn(self):  # noqa: ANN201 - a callable for subprocess' preexec_fn
-        """Switch a forked child to this account (for subprocess.Popen(preexec_fn=...))."""
+    def preexec_fn(self, cwd: Path | None = None):  # noqa: ANN201 - a callable for subprocess' preexec_fn
+        """Switch a forked child to this account (for subprocess.Popen(preexec_fn=...)), then chdir to cwd."""
         uid, gid, name = self.uid, self.gid, self.name
+        groups = os.getgrouplist(name, gid)  # looked up before the fork: no NSS calls in the child
+        folder = str(cwd) if cwd is not None else None
 
         def switch() -> None:
-            os.initgroups(name, gid)
+            os.setgroups(groups)
             os.setgid(gid)
             os.setuid(uid)
+            if folder is not None:
+                os.chdir(folder)
 
         return switch
+
+    def environment(self) -> dict[str, str]:
+        """The login variables of this account, for a process started as it."""
+        return {"USER": self.name, "LOGNAME": self.name, "HOME": str(self.home), "SHELL": "/bin/bash"}
 
 
 def unix_name(hub_name: str, prefix: str = "af-") -> str:
@@ -92,23 +100,44 @@ def ensure_account(hub_name: str, settings: UnixAccounts, extra_roots: Sequence[
     """
     account = lookup(hub_name, settings)
     if account is None:
-        if os.geteuid() != 0:
-            raise AccountError(
-                f"cannot create the Unix account for {hub_name!r}: per-user accounts need the facility "
-                "to run as root (or set auth.unix_accounts.mode: shared for a one-person facility)"
-            )
+        require_root(f"cannot create the Unix account for {hub_name!r}")
         _ensure_group(settings.group)
         name = unix_name(hub_name, settings.prefix)
-        _run_locked(
-            ["useradd", "--create-home", "--home-dir", str(HOME_ROOT / name), "--shell", "/bin/bash"]
-            + ["--user-group", "--groups", settings.group, "--comment", f"{GECOS_MARKER} {hub_name}", name]
-        )
+        try:
+            _run_locked(
+                ["useradd", "--create-home", "--home-dir", str(HOME_ROOT / name), "--shell", "/bin/bash"]
+                + ["--user-group", "--groups", settings.group, "--comment", f"{GECOS_MARKER} {hub_name}", name]
+            )
+        except AccountError:
+            # The hub and a gateway may create the same account at once: the other one won.
+            if lookup(hub_name, settings) is None:
+                raise
         account = lookup(hub_name, settings)
         assert account is not None
     account.home.chmod(0o700)
     for root in extra_roots:
         _mirror_account(account, settings.group, Path(root))
     return account
+
+
+def require_root(what: str) -> None:
+    """Refuse clearly when per-user accounts are asked of a facility that does not run as root."""
+    if os.geteuid() != 0:
+        raise AccountError(
+            f"{what}: per-user Unix accounts (auth.unix_accounts.mode: per-user, the default) need the "
+            "facility to run as root; set auth.unix_accounts.mode: shared in facility.yaml for a "
+            "one-person facility"
+        )
+
+
+def ensure_group(group: str) -> int:
+    """The gid of the facility group, created if missing (root only)."""
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        require_root(f"cannot create the Unix group {group!r}")
+    _ensure_group(group)
+    return grp.getgrnam(group).gr_gid
 
 
 def _ensure_group(group: str, root: Path | None = None, gid: int | None = None) -> None:
@@ -122,7 +151,21 @@ def _ensure_group(group: str, root: Path | None = None, gid: int | None = None) 
     elif _has_entry(root / "etc" / "group", group):
         return
     gid_args = ["--gid", str(gid)] if gid is not None else []
-    _run_locked(["groupadd", *root_args, *gid_args, group])
+    try:
+        _run_locked(["groupadd", *root_args, *gid_args, group])
+    except AccountError:
+        # Another process (the hub, a gateway) may have added it meanwhile.
+        exists = _has_entry(root / "etc" / "group", group) if root else _group_exists(group)
+        if not exists:
+            raise
+
+
+def _group_exists(group: str) -> bool:
+    try:
+        grp.getgrnam(group)
+        return True
+    except KeyError:
+        return False
 
 
 def _has_entry(table: Path, name: str) -> bool:

@@ -13,7 +13,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import facility
-from af import supervise, xrootd
+from af import host_access, supervise, xrootd
+from af.accounts import AccountError
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
 from af.data import seed_empty_lake
@@ -93,6 +94,10 @@ def _wait_until_up(parts: list[Component], state: StateDir, timeout: float) -> l
 def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: float, sample_data: bool) -> None:
     """Start the facility on loopback and print its URL and how to log in."""
     fac, source = _load_facility(facility_file)
+    try:
+        host_access.check_can_run(fac)
+    except AccountError as exc:
+        _fail(str(exc), 2)
     if supervise.supervisord_pid(state) is not None:
         console.print(f"The facility in {state.root} is already running; not starting a second copy.")
         _print_status(state)
@@ -116,6 +121,10 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         _fail("cannot start: " + "; ".join(lines) + ". Stop that process or choose another port with --port.")
     write_runtime(state, runtime)
     xrootd.write_configs(runtime)
+    granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants
+    if granted:
+        group = fac.auth.unix_accounts.group
+        console.print(f"Group {group} may pass through (ACL, no listing): " + ", ".join(map(str, granted)))
     supervise.start_supervisord(state, parts)
     missing = _wait_until_up(parts, state, timeout)
     if missing:

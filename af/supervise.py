@@ -35,6 +35,8 @@ def supervisor_config(state: StateDir, parts: list[Component]) -> str:
         f"logfile={state.log('supervisord')}",
         f"pidfile={state.supervisor_pid}",
         f"directory={state.root}",
+        # What the hub and gateways create (databases, logs, folders) is private unless made otherwise.
+        "umask=077",
         "loglevel=info",
         "",
         "[unix_http_server]",

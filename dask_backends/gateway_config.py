@@ -42,6 +42,10 @@ c.DBBackendBase.db_encrypt_keys = [runtime["secrets"]["gateway_db_key"]]
 c.DBBackendBase.stop_clusters_on_shutdown = True
 if backend.kind == "local":
     c.LocalBackend.clusters_directory = str(state / "clusters")
+    if fac.auth.unix_accounts.per_user:  # schedulers and workers as the user's own Unix account
+        c.DaskGateway.backend_class = "dask_backends.local.PerUserLocalBackend"
+        c.PerUserLocalBackend.account_prefix = fac.auth.unix_accounts.prefix
+        c.PerUserLocalBackend.account_group = fac.auth.unix_accounts.group
     # Marks schedulers and workers as this instance's, so `af down` can find any left behind.
     from dask_gateway_server.backends.local import LocalBackend
 

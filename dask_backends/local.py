@@ -1,11 +1,53 @@
 """Local backend: Dask schedulers and workers as processes on the facility host.
 
-dask-gateway's UnsafeLocalBackend runs them as the gateway's own user, which is what the
-embedded, single-host facility wants; a shared production host uses a batch or cloud backend.
+With ``auth.unix_accounts.mode: per-user`` (the default) they run as the user's own Unix account
+through dask-gateway's LocalBackend (setuid processes, a 0700 working folder per cluster holding
+its TLS key), with the hub user mapped onto the facility account (af.accounts), created if the
+user asks for a cluster before ever starting a notebook. With ``shared`` they run as the
+gateway's own user (UnsafeLocalBackend), for a one-person facility.
 """
 
-from dask_gateway_server.backends.local import UnsafeLocalBackend
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
+from traitlets import Unicode
+
+from af.accounts import Account, ensure_account
+from facility.model import UnixAccounts
 
 
 class FacilityLocalBackend(UnsafeLocalBackend):
-    """UnsafeLocalBackend configured from facility.yaml by dask_backends.gateway_config."""
+    """Shared mode: UnsafeLocalBackend configured from facility.yaml by dask_backends.gateway_config."""
+
+
+class PerUserLocalBackend(LocalBackend):
+    """Per-user mode: each cluster's scheduler and workers run as the facility account of its user."""
+
+    account_prefix = Unicode("af-", config=True, help="auth.unix_accounts.prefix of facility.yaml.")
+    account_group = Unicode("af-users", config=True, help="auth.unix_accounts.group of facility.yaml.")
+
+    def account(self, hub_name: str) -> Account:
+        return ensure_account(hub_name, UnixAccounts("per-user", self.account_prefix, self.account_group))
+
+    def set_file_permissions(self, paths: list[str], username: str) -> None:
+        # dask-gateway 2026.3 passes the TLS file names with list.extend(str), i.e. one character
+        # each (a chown of "/" among them): hand over the folders and the TLS files by name instead.
+        account = self.account(username)
+        workdir = paths[0]
+        folders = [workdir, self.get_certs_directory(workdir), self.get_logs_directory(workdir)]
+        for path in [*folders, *self._get_tls_paths(workdir)]:
+            os.chown(path, account.uid, account.gid, follow_symlinks=False)
+
+    def make_preexec_fn(self, cluster: Any) -> Any:
+        return self.account(cluster.username).preexec_fn(cwd=cluster.state["workdir"])
+
+    def get_env(self, cluster: Any) -> dict[str, str]:
+        env = super().get_env(cluster)
+        env.update(self.account(cluster.username).environment())
+        # Worker scratch space (and the token plugin's files) inside the cluster's private folder,
+        # not in a /tmp/dask-scratch-space shared by every user.
+        env["DASK_TEMPORARY_DIRECTORY"] = cluster.state["workdir"]
+        return env

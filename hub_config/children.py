@@ -43,6 +43,12 @@ def _common(fac: Facility, backend: Backend, request: SpawnRequest, parent: Faci
 
 def local_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: FacilitySpawner) -> ChildConfig:
     config = _common(fac, backend, request, parent)
+    accounts = fac.auth.unix_accounts
+    if accounts.per_user:  # the user's own Unix account (af.accounts), created on first use
+        from hub_config.local_accounts import PerUserLocalSpawner
+
+        config.update(account_prefix=accounts.prefix, account_group=accounts.group)
+        return PerUserLocalSpawner, config
     config["home_dir_template"] = parent.home_dir_template
     return SimpleLocalProcessSpawner, config
 

@@ -30,7 +30,7 @@ from traitlets import Unicode
 
 from facility.model import Facility
 from hub_config.runtime import load_runtime
-from hub_config.tokens import TokenFiles, write_user_tokens
+from hub_config.tokens import TokenFiles, unix_accounts_of, write_user_tokens
 
 
 class OIDCConfigError(RuntimeError):
@@ -66,7 +66,7 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
 
     @property
     def token_files(self) -> TokenFiles | None:
-        return TokenFiles(self.token_dir) if self.token_dir else None
+        return TokenFiles(self.token_dir, unix_accounts_of(load_runtime())) if self.token_dir else None
 
     def build_auth_state_dict(self, token_info: dict[str, Any], user_info: dict[str, Any]) -> dict[str, Any]:
         state = super().build_auth_state_dict(token_info, user_info)

@@ -2,7 +2,10 @@
 
 The hub writes each user's current OIDC access token to ``<root>/<username>/bearer_token``:
 the root folder is 0711 (others may pass through but not list it), each user's folder 0700 and
-the file 0600, replaced atomically so a reader never sees half a token. The token itself never
+the file 0600, replaced atomically so a reader never sees half a token. With per-user Unix
+accounts (auth.unix_accounts) the folder is root:<the user's private group> 0750 and the file
+0640: the user's account can read it, only root can write there, so no user can redirect the
+hub's writes with a link. The token itself never
 goes into an environment variable, a command line, a job script or a log line: only the file's
 path does.
 """
@@ -15,8 +18,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import facility
 from af import data_tokens
+from af.accounts import ensure_account
 from dask_backends.private_file import write_private
+from facility.model import UnixAccounts
 from hub_config.auth import USERNAME_PATTERN
 
 ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
@@ -29,8 +35,9 @@ ACCESS_TOKEN_FILE_NAME = "access_token"  # noqa: S105 - a file name
 class TokenFiles:
     """Where the hub keeps each user's token file, and how it writes and removes them."""
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], accounts: UnixAccounts | None = None):
         self.root = Path(root)
+        self.accounts = accounts if accounts is not None and accounts.per_user else None
 
     def path_for(self, username: str, name: str = TOKEN_FILE_NAME) -> Path:
         # Usernames were checked at login already; checked again because they become a path here.
@@ -43,8 +50,14 @@ class TokenFiles:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        path.parent.chmod(0o700)
-        write_private(path, token)
+        if self.accounts is None:
+            path.parent.chmod(0o700)
+            write_private(path, token)
+            return path
+        gid = ensure_account(username, self.accounts).gid
+        os.chown(path.parent, 0, gid, follow_symlinks=False)
+        path.parent.chmod(0o750)
+        write_private(path, token, group=gid)
         return path
 
     def remove(self, username: str) -> None:
@@ -73,5 +86,9 @@ def write_user_tokens(
     return env
 
 
+def unix_accounts_of(runtime: dict[str, Any]) -> UnixAccounts:
+    return facility.load(runtime["facility_file"]).auth.unix_accounts
+
+
 def token_files_of(runtime: dict[str, Any]) -> TokenFiles:
-    return TokenFiles(Path(runtime["state_dir"]) / "tokens")
+    return TokenFiles(Path(runtime["state_dir"]) / "tokens", unix_accounts_of(runtime))
