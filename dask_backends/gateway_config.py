@@ -10,6 +10,7 @@ from pathlib import Path
 
 import facility
 from dask_backends.backends import backend_class_for
+from dask_backends.dashboard_guard import with_dashboard_keys
 from dask_backends.options import cluster_options_per_user
 from hub_config.runtime import gateway_service_name, load_runtime
 
@@ -33,8 +34,11 @@ c.JupyterHubAuthenticator.jupyterhub_service_name = gateway_service_name(name)
 c.DaskGateway.backend_class = backend_class_for(backend.kind)
 c.Backend.cluster_options = cluster_options_per_user(fac, backend)  # narrowed to each user's allowance
 # distributed 2026 dropped the dask-scheduler / dask-worker scripts that dask-gateway defaults to.
-c.ClusterConfig.scheduler_cmd = ["dask", "scheduler"]
-c.ClusterConfig.worker_cmd = ["dask", "worker"]
+# Dashboards only for their owner: schedulers and workers refuse HTTP requests without their
+# cluster's key (dask_backends.dashboard_guard), which only the gateway and the hub can compute.
+c.ClusterConfig.scheduler_cmd = ["dask", "scheduler", "--preload", "dask_backends.dashboard_guard"]
+c.ClusterConfig.worker_cmd = ["dask", "worker", "--preload", "dask_backends.dashboard_guard"]
+c.DashboardKeyMixin.dashboard_secret = runtime["secrets"]["dashboard_secret"]
 c.ClusterConfig.cluster_max_workers = backend.dask.workers.max
 c.ClusterConfig.idle_timeout = backend.dask.idle_timeout_minutes * 60
 c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
@@ -61,3 +65,5 @@ if backend.kind == "htcondor":
     from dask_backends.htcondor import configure_gateway as configure_htcondor
 
     configure_htcondor(c, fac, backend, runtime["facility_file"], state)
+# Whichever backend class was chosen above gives its clusters their dashboard keys.
+c.DaskGateway.backend_class = with_dashboard_keys(c.DaskGateway.backend_class)

@@ -68,6 +68,7 @@ def notebook_environment(embedded: RunningFacility, tmp: Path) -> dict[str, str]
         "AF_FACILITY": str(facility_file),
         "AF_DASK_GATEWAYS": json.dumps(gateways),
         "AF_BACKEND": "local",
+        "AF_DASK_DASHBOARDS_URL": f"{embedded.url}/services/dask-dashboards",
         "JUPYTERHUB_API_TOKEN": embedded.login("lab-user").token("af-dask-lab test"),
     }
 
@@ -151,8 +152,10 @@ def test_cluster_lifecycle_through_the_panel_api(lab: LabServer, notebook_env: d
         assert cluster["status"] == "RUNNING" and cluster["options"]["worker_memory_gb"] == 1
         assert f"gateway('local').connect('{name}')" in cluster["connect_code"]
         lab.wait_workers("local", name, 1)
-        # The dashboard link answers (the gateway proxies it to the scheduler's bokeh dashboard).
-        dashboard = requests.get(cluster["dashboard_link"], timeout=30)
+        # The dashboard link answers its owner (the hub's dashboard service adds the cluster's key).
+        assert cluster["dashboard_link"].startswith(f"{notebook_env['AF_DASK_DASHBOARDS_URL']}/local/clusters/")
+        owner = {"Authorization": f"token {notebook_env['JUPYTERHUB_API_TOKEN']}"}
+        dashboard = requests.get(cluster["dashboard_link"], headers=owner, timeout=30)
         assert dashboard.status_code == 200 and "Dask" in dashboard.text
 
         scaled = lab.call("PATCH", f"clusters/local/{name}", {"workers": 2})
