@@ -2,8 +2,10 @@
 
 Like dask-gateway's Slurm and PBS backends it submits the scheduler and each worker as one job
 through dask-gateway's jobqueue launcher, polls their states in bulk and removes them on stop.
-Unlike them it runs the launcher as the gateway's own user (no sudo): facility users are hub
-accounts, not Unix accounts, and the pool maps jobs to its own users.
+In per-user mode (auth.unix_accounts) jobs are submitted and removed as the user's own Unix
+account, so HTCondor runs them as it, and each user's staging folders (TLS key and certificate)
+belong to that account alone; without sudo (dask_backends.launcher). In shared mode the gateway's
+own user (or the site's `htcondor_job_user`) submits, as before.
 
 The helpers at the top write HTCondor's submit language safely; batchspawner's CondorSpawner
 (hub_config/condor.py) and `af run --backend htcondor` use them too.
@@ -27,8 +29,10 @@ from dask_gateway_server.traitlets import Type
 from traitlets import Integer, Unicode
 
 import facility
+from af.accounts import Account, lookup
+from af.batch_accounts import chroot_argv, job_account
 from dask_backends.container import data_cache_environment, job_argv
-from dask_backends.launcher import run_launcher
+from dask_backends.launcher import prepare_staging_root, run_launcher, user_staging_root
 
 CONDOR_TOOLS = ("condor_submit", "condor_q", "condor_rm", "condor_hold", "condor_history", "condor_status")
 # HTCondor JobStatus codes: which count as "the job may still run".
@@ -93,13 +97,15 @@ def getenv_names(environment: Mapping[str, str]) -> str:
     return ", ".join(sorted(environment)) or "false"
 
 
-def condor_argv(site: Mapping[str, Any] | None, tool: str) -> list[str]:
+def condor_argv(site: Mapping[str, Any] | None, tool: str, account: Account | None = None) -> list[str]:
     """The argv that runs one HTCondor command line tool at this site.
 
     site keys: `htcondor_chroot` (HTCondor installed in a chroot, as in the test pool; its tools
     are run through chroot(8), which needs root), `htcondor_bin` (folder of the tools; default:
     found on PATH, or /usr/bin inside the chroot) and `htcondor_job_user` (the account jobs are
     submitted as when the facility runs as root: HTCondor never runs a job as root).
+    `account`: the user's own Unix account (per-user mode, af.batch_accounts); it replaces
+    `htcondor_job_user`, so HTCondor runs the job as that account.
     """
     if tool not in CONDOR_TOOLS:
         raise ValueError(f"unknown HTCondor tool {tool!r}")
@@ -109,8 +115,13 @@ def condor_argv(site: Mapping[str, Any] | None, tool: str) -> list[str]:
     bin_dir = site.get("htcondor_bin") or ("/usr/bin" if chroot else "")
     program = os.path.join(str(bin_dir), tool) if bin_dir else tool
     # Full paths: dask-gateway's launcher runs commands with the job's environment, without PATH.
+    if chroot and account is not None:
+        return chroot_argv(account, chroot, program)
     if chroot:
         return [_system_program("chroot"), *([f"--userspec={user}:{user}"] if user else []), str(chroot), program]
+    if account is not None and os.geteuid() == 0:
+        setpriv, *switch = account.setpriv_argv()
+        return [_system_program(setpriv), *switch, program]
     if user and os.geteuid() == 0:
         return [_system_program("runuser"), "-u", str(user), "--", program]
     return [program]
@@ -195,20 +206,52 @@ class HTCondorBackend(JobQueueBackend):
         fac = facility.load(self.facility_file or None)
         return fac, with_default_environment(fac.backend(self.facility_backend))
 
-    def _tool(self, name: str) -> list[str]:
-        return condor_argv(self._facility[1].site, name)
+    def _account(self, username: str) -> Account | None:
+        """The user's Unix account in per-user mode (do_start_cluster created it); None in shared mode."""
+        fac, _ = self._facility
+        if not fac.auth.unix_accounts.per_user:
+            return None
+        account = lookup(username, fac.auth.unix_accounts)
+        if account is None:
+            raise RuntimeError(f"the Unix account of {username!r} does not exist")
+        return account
 
-    # --- where files live: per gateway user, not per Unix user (users are hub accounts) ---
+    def _tool(self, name: str, username: str | None = None) -> list[str]:
+        """A tool's argv: as `username`'s account where the launcher cannot switch to it itself."""
+        site = self._facility[1].site or {}
+        account = self._account(username) if username else None
+        if account is None:
+            return condor_argv(site, name)
+        if site.get("htcondor_chroot"):
+            return condor_argv(site, name, account)  # chroot(8) needs root: the launcher stays root
+        # The launcher already runs as the account (do_as_user).
+        return condor_argv({k: v for k, v in site.items() if k != "htcondor_job_user"}, name)
+
+    # --- where files live: per gateway user (and their Unix account in per-user mode) ---
     def get_staging_directory(self, cluster) -> str:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$", cluster.username):
             raise ValueError(f"username {cluster.username!r} cannot name a folder")
         return os.path.join(self.staging_root, cluster.username, cluster.name)
 
+    async def do_start_cluster(self, cluster):
+        fac, backend = self._facility
+        # A user may create a cluster before ever starting a notebook: create the account first.
+        await asyncio.to_thread(job_account, fac, backend, cluster.username)
+        async for state in super().do_start_cluster(cluster):
+            yield state
+
     async def do_as_user(self, user, action, **kwargs):
-        # The launcher writes the staging folder (TLS key and certificate) readable by its own
-        # user only. When jobs run as another account (`htcondor_job_user`), create the folder
-        # first, hand it over, then submit.
-        ids = job_user_ids(self._facility[1].site)
+        account = self._account(user)
+        site = self._facility[1].site or {}
+        if account is not None and not site.get("htcondor_chroot"):
+            user_staging_root(self.staging_root, user, account)
+            return await run_launcher(action, kwargs, account)
+        # The launcher runs as root here and writes the staging folder readable by root only.
+        # When jobs run as another account (the user's, or `htcondor_job_user`), create the
+        # folder first, hand it over (owner only), then submit.
+        ids = (account.uid, account.gid) if account is not None else job_user_ids(site)
+        if account is not None:
+            user_staging_root(self.staging_root, user, account)
         if action == "start" and kwargs.get("staging_dir") and ids:
             await run_launcher("start", {**kwargs, "cmd": ["true"], "env": {}, "stdin": None})
             _chown_tree(kwargs["staging_dir"], *ids)
@@ -218,7 +261,8 @@ class HTCondorBackend(JobQueueBackend):
     async def stop_job(self, username, job_id, staging_dir=None):
         if staging_dir and not os.path.exists(staging_dir):
             staging_dir = None  # already cleaned up; the launcher would answer nothing
-        cmd, env = self.get_stop_cmd_env(job_id)
+        cmd = [*self._tool("condor_rm", username), _checked_job_id(job_id)]
+        env: dict[str, str] = {}
         # condor_rm can fail while the schedd is busy (a loaded submit node): try again before
         # concluding; a job that already ended or left the queue is what stopping wants.
         for attempt in range(3):
@@ -239,7 +283,7 @@ class HTCondorBackend(JobQueueBackend):
         # A worker stopped while its condor_submit was in flight has a job the gateway never
         # recorded: remove whatever is left with the cluster's tag.
         constraint = f"DaskGatewayCluster == {classad_string(cluster.name)}"
-        cmd = [*self._tool("condor_rm"), "-constraint", constraint]
+        cmd = [*self._tool("condor_rm", cluster.username), "-constraint", constraint]
         code, stdout, stderr = await self.do_as_user(
             user=cluster.username, action="stop", cmd=cmd, env={}, staging_dir=None
         )
@@ -296,7 +340,7 @@ class HTCondorBackend(JobQueueBackend):
         if config.extra_submit_lines:
             description += "\n" + config.extra_submit_lines
         description += "\nqueue\n"
-        cmd = [*self._tool("condor_submit"), "-terse"]
+        cmd = [*self._tool("condor_submit", cluster.username), "-terse"]
         return cmd, env, description
 
     def get_stop_cmd_env(self, job_id):
@@ -304,7 +348,8 @@ class HTCondorBackend(JobQueueBackend):
 
     def get_status_cmd_env(self, job_ids):
         ids = [_checked_job_id(j) for j in job_ids]
-        return [*self._tool("condor_q"), *ids, "-af:j", "JobStatus"], {"PATH": os.environ.get("PATH", "")}
+        # The gateway's own user asks about every user's jobs.
+        return [*self._tool("condor_q"), "-allusers", *ids, "-af:j", "JobStatus"], {"PATH": os.environ.get("PATH", "")}
 
     def parse_job_states(self, stdout):
         return {job_id: status in LIVE_STATES for job_id, status in parse_states(stdout).items()}
@@ -325,6 +370,7 @@ def _chown_tree(path: str, uid: int, gid: int) -> None:
         os.chown(folder, uid, gid)
         for name in files:
             os.chown(os.path.join(folder, name), uid, gid)
+            os.chmod(os.path.join(folder, name), 0o600)  # the TLS key: its owner only
 
 
 def configure_gateway(
@@ -335,6 +381,7 @@ def configure_gateway(
     c.HTCondorBackend.facility_file = facility_file
     c.HTCondorBackend.facility_backend = backend.name
     c.HTCondorBackend.staging_root = os.path.join(shared_dir(site, str(state)), "dask-gateway", backend.name)
+    prepare_staging_root(c.HTCondorBackend.staging_root, fac)
     c.HTCondorClusterConfig.accounting_group = str(site.get("htcondor_accounting_group", ""))
     c.HTCondorClusterConfig.requirements = str(site.get("htcondor_requirements", ""))
     c.HTCondorClusterConfig.max_idle_seconds = int(site.get("pending_timeout_seconds", 0))

@@ -1,7 +1,9 @@
-"""dask-gateway's jobqueue launcher, run as the gateway's own user.
+"""dask-gateway's jobqueue launcher, run as the user's own Unix account or the gateway's own user.
 
-Upstream runs `sudo -nHu <user> dask-gateway-jobqueue-launcher`; the users of a single-node
-facility are hub accounts with no Unix account to sudo to, so the gateway's own user submits.
+Upstream runs `sudo -nHu <user> dask-gateway-jobqueue-launcher`. Here the gateway runs as root
+and switches with setpriv (util-linux) to the user's account in per-user mode
+(af.batch_accounts), so the launcher writes the staging folder (TLS key and certificate) as that
+account and submits as it; in shared mode it runs as the gateway's own user, as before.
 The Slurm and HTCondor gateway backends both call this from their `do_as_user`.
 """
 
@@ -11,16 +13,24 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from af.accounts import Account, grant_traverse
+from facility.model import Facility
 
-async def run_launcher(action: str, payload: dict[str, Any]) -> tuple[int, str, str]:
+
+async def run_launcher(action: str, payload: dict[str, Any], account: Account | None = None) -> tuple[int, str, str]:
     """Run one launcher action (start / stop); returns the command's (returncode, stdout, stderr)."""
+    run_as = account.setpriv_argv() if account is not None else []
+    home = str(account.home) if account is not None else os.environ.get("HOME", "/")
     proc = await asyncio.create_subprocess_exec(
+        *run_as,
         sys.executable,
         "-m",
         "dask_gateway_server.backends.jobqueue.launcher",
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")},
+        # The launcher starts the batch command in $HOME: the account's own home.
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home},
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -33,3 +43,32 @@ async def run_launcher(action: str, payload: dict[str, Any]) -> tuple[int, str, 
     if not result["ok"]:
         raise RuntimeError(result["error"])
     return result["returncode"], result["stdout"], result["stderr"]
+
+
+def user_staging_root(staging_root: str | os.PathLike[str], folder: str, account: Account | None) -> Path:
+    """`staging_root/folder`, the parent of one user's cluster staging folders.
+
+    With an account it is created owned by the account, mode 0700, so the launcher (running as
+    the account) can create cluster folders in it and no other account can look inside.
+    """
+    path = Path(staging_root) / folder
+    path.mkdir(parents=True, exist_ok=True)
+    if account is not None:
+        os.chown(path, account.uid, account.gid)
+        path.chmod(0o700)
+    return path
+
+
+def prepare_staging_root(staging_root: str | os.PathLike[str], fac: Facility) -> None:
+    """Create the gateway's staging root; in per-user mode let users' accounts pass through to it.
+
+    The gateway runs with umask 077 below the closed state folder (af.host_access): each folder
+    on the way gets the facility group's pass-through ACL entry (no listing), as `af up` does.
+    """
+    path = Path(staging_root)
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for folder in missing:
+        folder.chmod(0o711)  # pass through only: each user's or cluster's folder below is private
+    if fac.auth.unix_accounts.per_user:
+        grant_traverse([path], fac.auth.unix_accounts.group)

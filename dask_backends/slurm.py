@@ -1,9 +1,11 @@
 """dask-gateway on Slurm: dask-gateway-server's SlurmBackend configured from facility.yaml.
 
 What this adds to upstream's SlurmBackend:
-- jobs are submitted by running dask-gateway-jobqueue-launcher as the gateway's own user, not
-  through `sudo -u <user>` (single-node and test facilities, where hub users are no accounts);
-- the staging folders live under the gateway's state folder, not in users' home folders;
+- jobs are submitted and cancelled by dask-gateway-jobqueue-launcher running as the user's own
+  Unix account in per-user mode (auth.unix_accounts; setpriv, not `sudo -u <user>`), so Slurm runs
+  them as that account; in shared mode as the gateway's own user;
+- the staging folders live under the gateway's state folder, not in users' home folders; in
+  per-user mode in a folder per user that only the user's account can enter;
 - scheduler and worker commands run through dask_backends.container (apptainer on the image's
   CVMFS path, or the configured environment), every argument shell-quoted;
 - GPU workers ask Slurm for `--gres=gpu[:TYPE]:N`; workers carry the backend's data-cache settings;
@@ -14,7 +16,9 @@ site keys read: slurm_conf, account, qos, sbatch_options, and the container keys
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,9 @@ from dask_gateway_server.backends.jobqueue.slurm import SlurmBackend, SlurmClust
 from traitlets import Integer, Unicode, default
 
 import facility
+from af.batch_accounts import job_account
 from dask_backends.container import data_cache_environment, job_argv
-from dask_backends.launcher import run_launcher
+from dask_backends.launcher import prepare_staging_root, run_launcher, user_staging_root
 from facility.model import Backend, Facility, Image
 
 
@@ -68,10 +73,23 @@ class FacilitySlurmBackend(SlurmBackend):
                 return image
         return fac.default_image
 
+    @property
+    def per_user(self) -> bool:
+        return self._facility()[0].auth.unix_accounts.per_user
+
     async def do_as_user(self, user: str, action: str, **kwargs: Any) -> tuple[int, str, str]:
-        return await run_launcher(action, kwargs)
+        fac, backend = self._facility()
+        # Created on first use: a user may create a cluster before ever starting a notebook.
+        account = await asyncio.to_thread(job_account, fac, backend, user)
+        if account is not None:
+            user_staging_root(self.staging_root, user, account)
+        return await run_launcher(action, kwargs, account)
 
     def get_staging_directory(self, cluster: Any) -> str:
+        if self.per_user:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$", cluster.username):
+                raise ValueError(f"username {cluster.username!r} cannot name a folder")
+            return os.path.join(self.staging_root, cluster.username, cluster.name)
         return os.path.join(self.staging_root, cluster.name)
 
     def get_worker_env(self, cluster: Any) -> dict[str, str]:
@@ -136,7 +154,7 @@ def configure(c: Any, facility_file: str, backend: Backend, state: Path) -> None
     c.FacilitySlurmBackend.facility_file = facility_file
     c.FacilitySlurmBackend.backend_name = backend.name
     c.FacilitySlurmBackend.staging_root = str(state / "staging")
-    (state / "staging").mkdir(parents=True, exist_ok=True)
+    prepare_staging_root(state / "staging", facility.load(facility_file or None))
     partition = site.get("dask_partition") or (backend.queues[0].name if backend.queues else "")
     c.FacilitySlurmClusterConfig.partition = str(partition)
     c.FacilitySlurmClusterConfig.account = str(site.get("account", ""))

@@ -12,8 +12,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
+from typing import Any
 
 from batchspawner import JobStatus
+from traitlets import HasTraits, List, Unicode
+
+from af.accounts import Account, AccountError, ensure_account
+from af.batch_accounts import account_from_record, account_record
+from facility.model import Facility, UnixAccounts
+
+
+class JobAccountMixin(HasTraits):
+    """Submit, query and cancel a user's batch jobs as the user's own Unix account (per-user mode).
+
+    Mix in before WatchedStartMixin. start() creates the account on first use (also inside
+    `account_chroots`, where the batch system's daemons look accounts up) and hands it to
+    `use_account`, where each spawner switches its commands, working folder and environment to it.
+    The account is kept in the spawner's state, so after a hub restart a running job is still
+    queried and cancelled as its owner. Empty `account_prefix`: shared mode, the hub's own user.
+    """
+
+    account_prefix = Unicode("", help="auth.unix_accounts.prefix in per-user mode; empty: shared mode.").tag(
+        config=True
+    )
+    account_group = Unicode("af-users", help="auth.unix_accounts.group.").tag(config=True)
+    account_chroots = List(Unicode(), help="Chroots of the batch system that need the account too.").tag(config=True)
+
+    account: Account | None = None
+
+    def use_account(self, account: Account) -> None:
+        """Switch this spawner's commands, working folder and environment to `account`."""
+        raise NotImplementedError
+
+    async def start(self) -> tuple[str, int]:
+        if self.account_prefix:
+            settings = UnixAccounts("per-user", self.account_prefix, self.account_group)
+            roots = [Path(p) for p in self.account_chroots]
+            try:
+                # useradd takes a moment: not on the hub's event loop.
+                account = await asyncio.to_thread(ensure_account, self.user.name, settings, roots)
+            except AccountError as exc:
+                raise RuntimeError(f"Cannot start your server: {exc}") from None
+            self.account = account
+            self.use_account(account)
+        return await super().start()  # type: ignore[misc]
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()  # type: ignore[misc]
+        if self.account is not None:
+            state["unix_account"] = account_record(self.account)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)  # type: ignore[misc]
+        account = account_from_record(state.get("unix_account") or {})
+        if account is not None:
+            self.account = account
+            self.use_account(account)
+
+
+def account_settings(fac: Facility, chroots: list[str]) -> dict[str, Any]:
+    """JobAccountMixin traits from facility.yaml's auth.unix_accounts (nothing in shared mode)."""
+    accounts = fac.auth.unix_accounts
+    if not accounts.per_user:
+        return {}
+    return {"account_prefix": accounts.prefix, "account_group": accounts.group, "account_chroots": chroots}
 
 
 class WatchedStartMixin:

@@ -5,8 +5,10 @@ What differs from upstream CondorSpawner:
   dask_backends.htcondor.submit_value (no line breaks, no $( macros), strings in ClassAd
   expressions are escaped, the command is written in HTCondor's quoted `arguments` syntax and the
   environment travels through condor_submit's own environment (`getenv` lists names only);
-- users need not exist on the hub host (no pwd lookups); the HTCondor tools run as the hub's user
-  or as the site's `htcondor_job_user`, from the site's chroot if it has one;
+- in per-user mode (auth.unix_accounts) condor_submit, condor_q and condor_rm run as the user's
+  own Unix account (hub_config.batch.JobAccountMixin; chroot --userspec where HTCondor lives in
+  a chroot), so HTCondor runs the job as that account, in its home folder; in shared mode they
+  run as the hub's user or as the site's `htcondor_job_user`. No pwd lookups of hub names;
 - a job that HTCondor refuses, holds, that stays idle past `pending_timeout_seconds` or that ends
   before its server reports in fails the spawn with a message saying which, removes the job and
   leaves the hub clean for the next spawn.
@@ -25,11 +27,12 @@ from batchspawner import CondorSpawner
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from traitlets import Callable, Float, Int, Unicode, default
 
+from af.accounts import Account
 from dask_backends import htcondor
 from dask_backends.container import data_cache_environment, job_argv, uses_container
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
-from hub_config.batch import WatchedStartMixin
+from hub_config.batch import JobAccountMixin, WatchedStartMixin, account_settings
 
 # Submit language, not HTML: every expression's value is finalized through submit_value.
 _templates = Environment(  # noqa: S701
@@ -45,7 +48,7 @@ def render_notebook_submit(values: dict[str, Any]) -> str:
     return _templates.get_template("htcondor_notebook.sub.j2").render(**values)
 
 
-class FacilityCondorSpawner(WatchedStartMixin, CondorSpawner):
+class FacilityCondorSpawner(JobAccountMixin, WatchedStartMixin, CondorSpawner):
     """CondorSpawner configured per spawn by hub_config.children.htcondor_child."""
 
     exec_prefix = Unicode("", help="Prefix of the HTCondor tools' command lines; the tools' argv is in `site`.").tag(
@@ -74,7 +77,10 @@ class FacilityCondorSpawner(WatchedStartMixin, CondorSpawner):
         return json.loads(self.site)
 
     def _tool(self, name: str, *args: str) -> str:
-        return shlex.join([*htcondor.condor_argv(self.site_settings, name), *args])
+        return shlex.join([*htcondor.condor_argv(self.site_settings, name, self.account), *args])
+
+    def use_account(self, account: Account) -> None:
+        self.job_workdir = self.req_homedir = str(account.home)
 
     @default("batch_submit_cmd")
     def _default_submit_cmd(self) -> str:
@@ -94,7 +100,10 @@ class FacilityCondorSpawner(WatchedStartMixin, CondorSpawner):
         return self.job_workdir
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
-        # Hub users are not accounts on the hub host: no pwd lookups (upstream's UserEnvMixin).
+        # No pwd lookups of hub names (upstream's UserEnvMixin): the account's own variables, if any.
+        if self.account is not None:
+            env.update(self.account.environment())
+            return env
         env["USER"] = self.user.name
         env["HOME"] = self.job_workdir
         return env
@@ -158,7 +167,7 @@ class FacilityCondorSpawner(WatchedStartMixin, CondorSpawner):
     async def submit_batch_script(self) -> str:
         workdir = Path(self.job_workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        ids = htcondor.job_user_ids(self.site_settings)
+        ids = None if self.account is not None else htcondor.job_user_ids(self.site_settings)
         if ids:
             os.chown(workdir, *ids)  # the job writes its log and the server its files here
         try:
@@ -217,7 +226,9 @@ def condor_child_config(
         workdir = str(Path(str(site["job_dir"])) / "notebooks" / username)
     else:
         workdir = str(Path(home_dir_template.format(username=username)).expanduser())
+    chroot = site.get("htcondor_chroot")
     config.update(
+        account_settings(fac, [str(chroot)] if chroot else []),
         environment=env,
         site=json.dumps(site),
         job_workdir=workdir,

@@ -3,9 +3,10 @@
 What differs from upstream SlurmSpawner:
 - the script is hub_config/templates/slurm_notebook.sh.j2; values on #SBATCH lines must be plain
   names and numbers, the command is shlex-quoted (container wrapping from dask_backends.container);
-- users need not exist on the hub host (no pwd lookups); Slurm commands run as the hub's own user
-  with the site's SLURM_CONF (single-node and test facilities; sites with per-user submission set
-  `exec_prefix` themselves);
+- in per-user mode (auth.unix_accounts) sbatch, squeue, scontrol and scancel run as the user's
+  own Unix account (setpriv, hub_config.batch.JobAccountMixin), so Slurm runs the job as that
+  account, in its home folder; in shared mode they run as the hub's own user. Either way with
+  the site's SLURM_CONF and without pwd lookups of hub names;
 - a job that Slurm refuses, that stays pending past `pending_timeout` or that ends before its
   server reports in fails the spawn with a message saying which, cancels the job and leaves the
   hub clean for the next spawn.
@@ -23,10 +24,11 @@ from batchspawner import SlurmSpawner
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from traitlets import Float, List, Unicode, default
 
+from af.accounts import Account
 from dask_backends.container import JobWrapping, data_cache_environment, job_wrapping, uses_container
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
-from hub_config.batch import WatchedStartMixin
+from hub_config.batch import JobAccountMixin, WatchedStartMixin, account_settings
 
 # What may stand on an #SBATCH line: names, numbers, paths, gres and time specs. No blanks,
 # quotes, newlines or shell characters; anything else is refused, not escaped.
@@ -58,7 +60,7 @@ def render_notebook_script(values: dict[str, Any]) -> str:
     return _templates.get_template("slurm_notebook.sh.j2").render(**values)
 
 
-class FacilitySlurmSpawner(WatchedStartMixin, SlurmSpawner):
+class FacilitySlurmSpawner(JobAccountMixin, WatchedStartMixin, SlurmSpawner):
     """SlurmSpawner configured per spawn by hub_config.children.slurm_child."""
 
     exec_prefix = Unicode("", help="Prefix of sbatch/squeue/scancel; empty runs them as the hub's user.").tag(
@@ -75,9 +77,21 @@ class FacilitySlurmSpawner(WatchedStartMixin, SlurmSpawner):
     pending_timeout = Float(300, help="Seconds a job may stay pending before the spawn gives up.").tag(config=True)
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
-        # Hub users are not accounts on the hub host: no pwd lookups (upstream's UserEnvMixin).
-        env["USER"] = self.user.name
+        # No pwd lookups of hub names (upstream's UserEnvMixin): the account's own variables, if any.
+        if self.account is not None:
+            env.update(self.account.environment())
+        else:
+            env["USER"] = self.user.name
         return env
+
+    def use_account(self, account: Account) -> None:
+        self.job_workdir = self.req_homedir = str(account.home)
+
+    async def run_command(self, cmd: str, input: str | None = None, env: dict[str, str] | None = None) -> str:  # noqa: A002
+        # Every Slurm command (submit, query, cancel, the messages' lookups) as the job's owner.
+        if self.account is not None:
+            cmd = f"{shlex.join(self.account.setpriv_argv())} {cmd}"
+        return await super().run_command(cmd, input=input, env=env)
 
     @default("req_homedir")
     def _req_homedir_default(self) -> str:
@@ -201,6 +215,7 @@ def slurm_child_config(
     if request.gpus:
         gres = f"gpu:{request.gpu_type}:{request.gpus}" if request.gpu_type else f"gpu:{request.gpus}"
     config.update(
+        account_settings(fac, []),
         environment=env,
         exec_prefix=exec_prefix,
         req_partition=request.queue,
@@ -212,8 +227,9 @@ def slurm_child_config(
         job_prefix=list(wrapping.prefix),
         job_program_dir=wrapping.program_dir,
     )
-    # The job's folder (log, working directory): site.job_dir/<user> on the shared file system,
-    # else the user's home folder as the local backend lays it out.
+    # The job's folder (log, working directory): the account's home in per-user mode (set when
+    # the spawn starts), else site.job_dir/<user> on the shared file system, else the user's home
+    # folder as the local backend lays it out.
     if site.get("job_dir"):
         config["job_workdir"] = str(Path(str(site["job_dir"])) / username)
     else:

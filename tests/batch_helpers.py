@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.harness import HubSession
+from tests.harness import HubSession, RunningFacility, execute_in_kernel
 
 
 def spawn_form(backend: str, queue: str, /, **overrides: str) -> dict[str, str]:
@@ -64,3 +66,67 @@ def write_notebook(path: Path, *cells: str) -> Path:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
     return path
+
+
+# Per-user Unix accounts (auth.unix_accounts, per-user by default): what a batch job runs as.
+
+WHO_AND_TOKEN = """
+import os, pwd
+print("WHO", os.getuid(), pwd.getpwuid(os.getuid()).pw_name, os.getcwd())
+for path in {paths!r}:
+    try:
+        open(path).read()
+        print("READ", path, "ok")
+    except PermissionError:
+        print("READ", path, "refused")
+"""
+
+
+def account_of(hub_name: str):  # noqa: ANN201 - af.accounts.Account
+    """The facility account of a hub user (created if missing), as the facility's defaults name it."""
+    from af.accounts import ensure_account
+    from facility.model import UnixAccounts
+
+    return ensure_account(hub_name, UnixAccounts())
+
+
+def as_account(hub_name: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run a command as a hub user's facility account."""
+    return subprocess.run([*account_of(hub_name).setpriv_argv(), *argv], capture_output=True, text=True, timeout=60)
+
+
+def check_notebooks_run_as_own_accounts(running: RunningFacility, form: dict[str, str]) -> None:
+    """alice's and bob's batch notebooks run as af-alice and af-bob in their homes; bob cannot read
+    alice's token file (written by the hub as for a login) nor her home, alice can read her own."""
+    from hub_config.tokens import token_files_of
+
+    token = token_files_of(running.runtime).write("alice", "alice-secret-token")
+    secret = account_of("alice").home / "private.txt"
+    sessions = {name: running.login(name) for name in ("alice", "bob")}
+    for session in sessions.values():
+        reply = session.post_spawn_form(form)
+        assert reply.status_code == 200, reply.text[-2000:]
+    try:
+        secret.write_text("alice's notes")
+        os.chown(secret, account_of("alice").uid, account_of("alice").gid)
+        secret.chmod(0o600)
+        for name, session in sessions.items():
+            server = session.wait_ready(timeout=90)
+            code = WHO_AND_TOKEN.format(paths=[str(token), str(secret)])
+            out = execute_in_kernel(f"{session.url}{server['url']}", session.token(), code)
+            account = account_of(name)
+            assert f"WHO {account.uid} {account.name} {account.home}" in out, out
+            verdict = "ok" if name == "alice" else "refused"
+            assert f"READ {token} {verdict}" in out and f"READ {secret} {verdict}" in out, out
+    finally:
+        for session in sessions.values():
+            session.stop_server()
+        secret.unlink(missing_ok=True)
+        token_files_of(running.runtime).remove("alice")
+
+
+def check_private_to(path: Path, owner: str, other: str) -> None:
+    """`path` is readable by `owner`'s account and not by `other`'s."""
+    assert as_account(owner, "cat", str(path)).returncode == 0, f"{owner} cannot read {path}"
+    refused = as_account(other, "cat", str(path))
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused

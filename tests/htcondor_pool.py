@@ -2,9 +2,9 @@
 scripts/test-install.d/30-htcondor.sh builds (HTCondor is not packaged for Debian 12).
 
 The pool's daemons run inside the chroot; the folders jobs need (the project with its venv, the
-Python the venv was made from, /tmp with the tests' state) are bind-mounted at the same paths,
-so a job sees the same files as the hub and the gateway. `stop()` stops the daemons and
-unmounts everything it mounted.
+Python the venv was made from, /tmp with the tests' state, /home with the users' accounts' homes)
+are bind-mounted at the same paths, so a job sees the same files as the hub and the gateway.
+`stop()` stops the daemons and unmounts everything it mounted.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class HTCondorPool:
 
     def __init__(self, chroot: str | os.PathLike[str] = DEFAULT_CHROOT, binds: tuple[Path, ...] = ()):
         self.chroot = Path(chroot)
-        self.binds = [ROOT, Path(sys.prefix).resolve(), Path("/tmp"), *binds]
+        self.binds = [ROOT, Path(sys.prefix).resolve(), Path("/tmp"), Path("/home"), *binds]
         home = _python_home()
         if home:
             self.binds.append(home)
@@ -135,10 +135,13 @@ class HTCondorPool:
         return None
 
     def tool(self, name: str, *args: str) -> list[str]:
+        """A tool's argv as the pool's job account (submissions)."""
         return [*condor_argv(self.site, name), *args]
 
     def run(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(self.tool(name, *args), capture_output=True, text=True, timeout=60, check=check)
+        """Run a tool as root, the pool's queue super user (queries, and removing or holding anyone's job)."""
+        argv = [*condor_argv({"htcondor_chroot": str(self.chroot)}, name), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=check)
 
     def _mount(self, *args: str, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)

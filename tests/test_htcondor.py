@@ -22,7 +22,16 @@ import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
 from dask_backends import htcondor
-from tests.batch_helpers import spawn_form, spawn_outcome, until, wait_gone, write_notebook
+from tests.batch_helpers import (
+    account_of,
+    check_notebooks_run_as_own_accounts,
+    check_private_to,
+    spawn_form,
+    spawn_outcome,
+    until,
+    wait_gone,
+    write_notebook,
+)
 from tests.harness import RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
 
@@ -89,6 +98,12 @@ def test_notebook_server_runs_as_an_htcondor_job_and_answers_through_the_hub(gri
     assert status.status_code == 200 and "started" in status.json()
     alice.stop_server()
     until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
+
+
+def test_notebook_jobs_run_as_each_users_own_account(grid, pool) -> None:
+    """HTCondor runs alice's and bob's notebook jobs as af-alice and af-bob: bob cannot read alice's token."""
+    check_notebooks_run_as_own_accounts(grid, _form())
+    until(lambda: pool.job_ids() == [], "the notebook jobs to leave the queue", timeout=30)
 
 
 def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, pool) -> None:
@@ -167,6 +182,11 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         assert client.submit(sum, range(101)).result(timeout=60) == 5050
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
         assert set(caches.values()) == {_cache_url(grid)}  # the backend's data_cache
+        # Scheduler and workers run as grace's account; her staging folder (TLS key) is hers alone.
+        uid = account_of("grace").uid
+        assert set(client.run(os.getuid).values()) == {uid} and client.run_on_scheduler(os.getuid) == uid
+        staging = Path(pool.job_dir) / "dask-gateway" / "grid" / "grace" / cluster.name
+        check_private_to(staging / "dask.pem", "grace", "bob")
         cluster.scale(1)
         until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 1, "scale down to 1 worker", timeout=90)
         cluster.adapt(minimum=2, maximum=3)
@@ -183,7 +203,8 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
                 "queue",
             ]
         )
-        subprocess.run(pool.tool("condor_submit"), input=leaked, capture_output=True, text=True, timeout=60, check=True)
+        submit = htcondor.condor_argv(pool.site, "condor_submit", account_of("grace"))
+        subprocess.run(submit, input=leaked, capture_output=True, text=True, timeout=60, check=True)
     finally:
         cluster.shutdown()
         gateway.close()

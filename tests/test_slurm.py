@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 import shlex
 import time
@@ -17,7 +18,16 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
-from tests.batch_helpers import spawn_form, spawn_outcome, until, wait_gone, write_notebook
+from tests.batch_helpers import (
+    account_of,
+    check_notebooks_run_as_own_accounts,
+    check_private_to,
+    spawn_form,
+    spawn_outcome,
+    until,
+    wait_gone,
+    write_notebook,
+)
 from tests.harness import RunningFacility, embedded_raw
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
@@ -72,6 +82,12 @@ def test_notebook_server_runs_as_a_slurm_job_and_answers_through_the_hub(hpc, sl
     assert status.status_code == 200 and "started" in status.json()
     alice.stop_server()
     assert slurm.wait_no_jobs(timeout=30) == [], "stopping the server left its Slurm job behind"
+
+
+def test_notebook_jobs_run_as_each_users_own_account(hpc, slurm) -> None:
+    """Slurm runs alice's and bob's notebook jobs as af-alice and af-bob: bob cannot read alice's token."""
+    check_notebooks_run_as_own_accounts(hpc, _form())
+    assert slurm.wait_no_jobs(timeout=30) == []
 
 
 def test_gpu_request_reaches_slurm_as_gres(hpc, slurm) -> None:
@@ -166,13 +182,19 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
         # Workers read through the backend's data_cache, at the URL the running facility gave it.
         assert set(caches.values()) == {hpc.runtime["data"]["caches"]["local-xcache"]["url"]}
+        # Scheduler and workers run as grace's account; her staging folder (TLS key) is hers alone.
+        uid = account_of("grace").uid
+        assert set(client.run(os.getuid).values()) == {uid} and client.run_on_scheduler(os.getuid) == uid
+        staging = hpc.state_dir / "gateways" / "hpc" / "staging" / "grace" / cluster.name
+        check_private_to(staging / "dask.pem", "grace", "bob")
         cluster.scale(1)
         until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "scale down to 1 worker")
         cluster.adapt(minimum=2, maximum=3)
         until(lambda: len(slurm.job_ids("dask-gateway")) == 3, "adaptive scaling up to its minimum of 2")
         client.close()
         # A worker job the gateway never recorded (stopped while its sbatch was in flight) goes too.
-        slurm.run("sbatch", f"--job-name=dask-gateway-{cluster.name}", "--partition=cpu", "--wrap=sleep 300")
+        sbatch = ["sbatch", f"--job-name=dask-gateway-{cluster.name}", "--partition=cpu", "--wrap=sleep 300"]
+        slurm.run(*account_of("grace").setpriv_argv(), *sbatch)
     finally:
         cluster.shutdown()
         gateway.close()
