@@ -354,6 +354,19 @@ def test_condor_tools_run_natively_or_from_a_chroot() -> None:
         htcondor.condor_argv({}, "rm")
 
 
+def test_condor_tools_run_as_the_users_account_in_per_user_mode() -> None:
+    from af.accounts import Account
+
+    alice = Account("nobody-here", "af-nobody-here", 2001, 2002, Path("/home/af-nobody-here"))  # no groups
+    site = {"htcondor_chroot": "/srv/c", "htcondor_job_user": "afjob"}  # the account replaces afjob
+    assert htcondor.condor_argv(site, "condor_rm", alice)[1:] == [
+        "--userspec=2001:2002", "--groups=2002", "/srv/c", "/usr/bin/condor_rm",
+    ]  # fmt: skip
+    assert htcondor.condor_argv({}, "condor_q", alice)[1:] == [
+        "--reuid=2001", "--regid=2002", "--init-groups", "--", "condor_q",
+    ]  # fmt: skip
+
+
 def _gateway_description(tmp_path: Path, container_runtime: str) -> tuple[list[str], dict[str, str], str]:
     """What HTCondorBackend submits for a worker, on the example site's grid backend."""
     from types import SimpleNamespace

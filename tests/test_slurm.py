@@ -13,6 +13,7 @@ import re
 import shlex
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -328,6 +329,29 @@ def test_slurm_notebook_job_runs_in_the_chosen_image_with_apptainer() -> None:
     assert config["req_account"] == "af-users" and config["job_workdir"] == "/home/alice"
     assert config["exec_prefix"] == "env SLURM_CONF='/etc/slurm x/slurm.conf'"
     assert config["environment"]["AF_DATA_CACHE"] == "root://xcache.hpc.example.org:1094"
+
+
+def test_batch_spawners_take_the_account_from_facility_yaml_and_keep_it_across_hub_restarts() -> None:
+    from af.accounts import Account
+    from facility.model import UnixAccounts
+    from hub_config.batch import account_settings
+    from hub_config.slurm import FacilitySlurmSpawner
+
+    fac, _ = _site_facility("none")
+    assert account_settings(fac, ["/srv/c"]) == {
+        "account_prefix": "af-", "account_group": "af-users", "account_chroots": ["/srv/c"],
+    }  # fmt: skip
+    shared = dataclasses.replace(fac, auth=dataclasses.replace(fac.auth, unix_accounts=UnixAccounts("shared")))
+    assert account_settings(shared, ["/srv/c"]) == {}  # shared mode: the hub's own user, as before
+    # The account is part of the spawner's state: after a hub restart the job is still queried
+    # and cancelled as its owner, from its home folder.
+    alice = Account("alice", "af-alice", 2001, 2002, Path("/home/af-alice"))
+    spawner = FacilitySlurmSpawner(job_workdir="/jobs/alice")
+    spawner.account = alice
+    restored = FacilitySlurmSpawner(job_workdir="/jobs/alice")
+    restored.load_state(spawner.get_state())
+    assert restored.account == alice and restored.job_workdir == "/home/af-alice"
+    assert restored.user_env({})["HOME"] == "/home/af-alice"
 
 
 def test_af_run_on_slurm_returns_the_executed_notebook(hpc, slurm, tmp_path) -> None:
