@@ -10,6 +10,7 @@ import copy
 import html
 import os
 import re
+import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -21,7 +22,15 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
-from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel, free_port_block, run_af
+from tests.harness import (
+    HubSession,
+    RunningFacility,
+    embedded_raw,
+    execute_in_kernel,
+    facility_folder,
+    free_port_block,
+    run_af,
+)
 from tests.harness import write_facility as write_yaml
 from tests.oidc_provider.fixture import Provider, oidc_login, write_settings
 
@@ -76,7 +85,7 @@ class OIDCFacility(RunningFacility):
 
 @pytest.fixture(scope="module")
 def oidc_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCFacility]:
-    root = tmp_path_factory.mktemp("oidc")
+    root = facility_folder("oidc")
     hub_port = free_port_block()
     provider_port = free_port_block(2)
     client = {
@@ -100,6 +109,7 @@ def oidc_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OIDCFaci
         run_af(running.state_dir, "down", check=False)
         provider.stop()
         os.environ.pop("AF_TEST_OIDC_SECRET", None)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _backend_choices(form: str) -> list[str]:
@@ -254,7 +264,8 @@ def test_token_file_in_the_notebook_is_private_and_refreshed_before_expiry(
 ) -> None:
     alice, url, api_token = alice_notebook
     out = execute_in_kernel(url, api_token, TOKEN_IN_NOTEBOOK)
-    assert "AF_ACCESS_TOKEN_FILE MODE 0o600 0o700" in out and "BEARER_TOKEN_FILE MODE 0o600 0o700" in out
+    # alice's own file (0600) in a folder only root writes to, readable by her account's group (0750).
+    assert "AF_ACCESS_TOKEN_FILE MODE 0o600 0o750" in out and "BEARER_TOKEN_FILE MODE 0o600 0o750" in out
     first = re.search(r"TOKEN (\S+)", out).group(1)
     assert oidc_facility.provider.userinfo(first).json()["preferred_username"] == "alice"
     token_file = oidc_facility.state_dir / "tokens" / "alice" / "access_token"
@@ -352,15 +363,18 @@ class TestIsolation:
         alice_session = alice_notebook[0]
         assert alice_session.server() is not None and alice_session.server()["ready"]
 
-    def test_bob_cannot_find_alices_dashboard(self, oidc_facility, alice_notebook, bob) -> None:
-        # dask-gateway's proxy serves a dashboard to whoever knows the cluster's name (not
-        # authenticated: dask/dask-gateway#570). The name is only ever shown to its owner and
-        # carries 122 random bits; other names lead nowhere, so dashboards cannot be enumerated.
+    def test_bob_cannot_open_alices_dashboard(self, oidc_facility, alice_notebook, bob) -> None:
+        # Even knowing the cluster's name, bob gets no dashboard: the hub's dashboard service
+        # adds the key of (bob, cluster), which alice's scheduler refuses; the gateway's own
+        # route, without any key, is refused too (tests/test_dashboard_auth.py goes further).
         assert self.alice_cluster, "test_token_reaches_dask_workers must run first"
-        assert re.fullmatch(r"[0-9a-f]{32}", self.alice_cluster)  # a uuid4: 122 random bits
         address = oidc_facility.runtime["gateways"]["local"]["url"]
         with Gateway(address, auth=JupyterHubAuth(api_token=bob.token())) as gateway:
             assert gateway.list_clusters() == []
+        through_hub = f"{oidc_facility.url}/services/dask-dashboards/local/clusters/{self.alice_cluster}/status"
+        page = bob.http.get(through_hub, timeout=30)
+        assert page.status_code == 404 and "have no running Dask cluster" in page.text
+        assert requests.get(f"{address}/clusters/{self.alice_cluster}/status", timeout=30).status_code == 403
         guessed = requests.get(f"{address}/clusters/{os.urandom(16).hex()}/status", timeout=30)
         assert guessed.status_code == 404
 
