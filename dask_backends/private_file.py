@@ -6,19 +6,18 @@ import os
 from pathlib import Path
 
 
-def write_private(path: Path, text: str, group: int | None = None) -> None:
+def write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
     """Write text to path readable by its owner only (0600), replacing any older file atomically.
 
-    With `group`, members of that group (a user's private group) may read it too (0640): how the
-    hub, as root, hands a token file to a user's own Unix account.
+    With `owner` (uid, gid) the file is handed to that account: how the hub, as root, gives a token
+    file to a user's own Unix account (XRootD's token client reads only a file the user owns).
     """
-    mode = 0o600 if group is None else 0o640
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        if group is not None:
-            os.fchown(fd, -1, group)
-        os.fchmod(fd, mode)
+        os.fchmod(fd, 0o600)
+        if owner is not None:
+            os.fchown(fd, *owner)
         os.write(fd, text.encode())
     finally:
         os.close(fd)

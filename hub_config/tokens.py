@@ -4,8 +4,8 @@ The hub writes each user's current OIDC access token to ``<root>/<username>/bear
 the root folder is 0711 (others may pass through but not list it), each user's folder 0700 and
 the file 0600, replaced atomically so a reader never sees half a token. With per-user Unix
 accounts (auth.unix_accounts) the folder is root:<the user's private group> 0750 and the file
-0640: the user's account can read it, only root can write there, so no user can redirect the
-hub's writes with a link. The token itself never
+belongs to the user's account (0600, as XRootD's token client demands): only root can write in
+the folder, so no user can redirect the hub's writes with a link. The token itself never
 goes into an environment variable, a command line, a job script or a log line: only the file's
 path does.
 """
@@ -54,10 +54,10 @@ class TokenFiles:
             path.parent.chmod(0o700)
             write_private(path, token)
             return path
-        gid = ensure_account(username, self.accounts).gid
-        os.chown(path.parent, 0, gid, follow_symlinks=False)
+        account = ensure_account(username, self.accounts)
+        os.chown(path.parent, 0, account.gid, follow_symlinks=False)
         path.parent.chmod(0o750)
-        write_private(path, token, group=gid)
+        write_private(path, token, owner=(account.uid, account.gid))
         return path
 
     def remove(self, username: str) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import RunningFacility, embedded_raw, free_port_block, run_af, write_facility
+from tests.harness import RunningFacility, embedded_raw, facility_folder, free_port_block, run_af, write_facility
 
 StartFacility = Callable[[dict[str, Any]], RunningFacility]
 
@@ -17,9 +18,11 @@ StartFacility = Callable[[dict[str, Any]], RunningFacility]
 def start_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartFacility]:
     """Start a facility from a facility.yaml dict on free loopback ports; all are stopped at the end."""
     started: list[RunningFacility] = []
+    roots: list[Path] = []
 
     def start(raw: dict[str, Any]) -> RunningFacility:
-        root = tmp_path_factory.mktemp("facility")
+        root = facility_folder("facility")
+        roots.append(root)
         state = root / "state"
         port = free_port_block()
         raw = {**raw, "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}"}}
@@ -31,6 +34,8 @@ def start_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartFa
     yield start
     for running in started:
         run_af(running.state_dir, "down", check=False)
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

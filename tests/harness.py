@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -49,6 +50,16 @@ def _port_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def facility_folder(name: str) -> Path:
+    """A 0700 folder for one test facility's files, outside pytest's base temporary folder.
+
+    `af up` lets per-user accounts pass through the folders above the state folder with an ACL
+    (af.host_access); every new pytest session chmods its base folder (/tmp/pytest-of-root) to
+    0700, which drops such an ACL entry while another session's facility still runs.
+    """
+    return Path(tempfile.mkdtemp(prefix=f"af-test-{name}-"))
 
 
 def write_facility(path: Path, raw: dict[str, Any]) -> Path:

@@ -227,7 +227,7 @@ def test_a_colliding_site_account_is_refused(fac: RunningFacility, colliding_acc
     assert session.server() is None
 
 
-def test_per_user_accounts_without_root_are_refused(fac: RunningFacility, bob: Notebook, tmp_path: Path) -> None:
+def test_per_user_accounts_without_root_are_refused(fac: RunningFacility, bob: Notebook) -> None:
     # From bob's notebook: making an account for someone else.
     message = bob.run(
         "from af.accounts import ensure_account, AccountError\n"
@@ -253,9 +253,11 @@ def test_per_user_accounts_without_root_are_refused(fac: RunningFacility, bob: N
     assert not Path("/home/af-bob/af-state/runtime.json").exists()
 
 
-def test_token_folder_is_root_owned_and_group_readable(fac: RunningFacility, alice: Notebook) -> None:
+def test_token_file_belongs_to_the_account_in_a_root_owned_folder(fac: RunningFacility, alice: Notebook) -> None:
     folder = fac.state_dir / "tokens" / "alice"
     token = folder / "bearer_token"
-    group = pwd.getpwnam("af-alice").pw_gid
-    assert (folder.stat().st_uid, folder.stat().st_gid, stat.S_IMODE(folder.stat().st_mode)) == (0, group, 0o750)
-    assert (token.stat().st_uid, token.stat().st_gid, stat.S_IMODE(token.stat().st_mode)) == (0, group, 0o640)
+    account = pwd.getpwnam("af-alice")
+    uid, gid = account.pw_uid, account.pw_gid
+    # Only root writes in the folder (no link can redirect the hub's writes); the file is alice's, 0600.
+    assert (folder.stat().st_uid, folder.stat().st_gid, stat.S_IMODE(folder.stat().st_mode)) == (0, gid, 0o750)
+    assert (token.stat().st_uid, token.stat().st_gid, stat.S_IMODE(token.stat().st_mode)) == (uid, gid, 0o600)
