@@ -21,7 +21,7 @@ import html
 import logging
 import os
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, web, websocket
@@ -77,11 +77,17 @@ class DashboardProxy(HubOAuthenticated, websocket.WebSocketHandler):
         self.secret = secret
 
     # --- where the request goes ---
-    def _target(self, backend: str, cluster: str, page: str) -> tuple[str, dict[str, str]]:
+    def _target(self, backend: str, cluster: str) -> tuple[str, dict[str, str]]:
         if backend not in self.gateways:
             self._refuse(404, f"There is no Dask backend named {backend!r} here.")
         user = self.current_user["name"]
-        url = f"{self.gateways[backend]}/clusters/{cluster}/{page}"
+        # Forward the page as the browser wrote it (still percent-encoded: distributed's info
+        # pages carry encoded worker addresses), and never let it climb out of the cluster's route.
+        root = f"{self._cluster_root(backend, cluster)}/"
+        raw_page = self.request.path[len(root) :] if self.request.path.startswith(root) else None
+        if raw_page is None or any(part in (".", "..") for part in unquote(raw_page).split("/")):
+            self._refuse(404, "There is no such dashboard page.")
+        url = f"{self.gateways[backend]}/clusters/{cluster}/{raw_page}"
         if self.request.query:
             url += f"?{self.request.query}"
         headers = {k: v for k, v in self.request.headers.get_all() if k.lower() not in SKIPPED_HEADERS}
@@ -110,7 +116,7 @@ class DashboardProxy(HubOAuthenticated, websocket.WebSocketHandler):
     # --- HTTP ---
     @web.authenticated
     async def get(self, backend: str, cluster: str, page: str) -> None:
-        url, headers = self._target(backend, cluster, page)
+        url, headers = self._target(backend, cluster)
         if self.request.headers.get("Upgrade", "").lower() == "websocket":
             await self._open_websocket(backend, cluster, page, url, headers)
             return

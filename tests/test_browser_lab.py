@@ -124,7 +124,9 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     # 7. Its dashboard, in a JupyterLab tab.
     cluster.locator(".af-dask-dashboard-button").click()
     frame_element = page.locator(".af-dask-dashboard iframe")
-    expect(frame_element).to_have_attribute("src", re.compile(rf"/clusters/{name}/status"))
+    # Through the hub's dashboard service, which adds the owner's key (hub_config/dashboard_service.py).
+    through_service = re.compile(rf"/services/dask-dashboards/local/clusters/{name}/status")
+    expect(frame_element).to_have_attribute("src", through_service)
     frame = frame_element.element_handle().content_frame()
     frame.wait_for_load_state("load")
     assert "Dask" in frame.title()

@@ -137,6 +137,17 @@ def test_owner_sees_the_dashboard_through_the_hub(owner: HubSession, cluster: Cl
     assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
 
 
+def test_a_crafted_path_cannot_leave_the_clusters_route(
+    embedded: RunningFacility, owner: HubSession, cluster: Cluster
+) -> None:
+    climb = cluster.link.replace("/status", "/%2e%2e/%2e%2e/api/v1/clusters/")
+    assert owner.http.get(climb, timeout=60).status_code == 404
+    # Straight to the service's port, past the hub's proxy (which may clean the path itself).
+    direct = climb.replace(embedded.url, f"http://127.0.0.1:{embedded.runtime['ports']['dashboards']}")
+    reply = requests.get(direct, headers={"Authorization": f"token {owner.token()}"}, timeout=60)
+    assert reply.status_code == 404 and "no such dashboard page" in reply.text
+
+
 def test_another_user_is_refused(embedded: RunningFacility, other: HubSession, cluster: Cluster) -> None:
     page = other.http.get(cluster.link, timeout=60)
     assert page.status_code == 404
