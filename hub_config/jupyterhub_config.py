@@ -64,18 +64,19 @@ if os.geteuid() == 0:
     # Debian machine that is root, which jupyter-server refuses unless told.
     c.Spawner.args = ["--ServerApp.allow_root=True"]
 c.Spawner.http_timeout = 60
-c.Spawner.environment = {
-    "AF_FACILITY": runtime["facility_file"],
-    "AF_INSTANCE": runtime["state_dir"],
-    "AF_DASK_DASHBOARDS_URL": dashboards_prefix(runtime["public_url"]),
-}
+c.Spawner.environment = {"AF_FACILITY": runtime["facility_file"], "AF_INSTANCE": runtime["state_dir"]}
+# The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
+serve_dashboards = "dashboards" in ports
+if serve_dashboards:
+    c.Spawner.environment["AF_DASK_DASHBOARDS_URL"] = dashboards_prefix(runtime["public_url"])
 c.Spawner.server_token_scopes = [
     "users:activity!user",
     "access:servers!server",
     "read:users:name!user",
     "read:users:groups!user",  # dask-gateway checks backend groups with this
     *[f"access:services!service={gateway_service_name(name)}" for name in runtime["gateways"]],
-    f"access:services!service={DASHBOARD_SERVICE}",  # the Dask panel reads its clusters' counts there
+    # the Dask panel reads its clusters' counts there
+    *([f"access:services!service={DASHBOARD_SERVICE}"] if serve_dashboards else []),
 ]
 
 # dask-gateway: one gateway service per backend that runs here; users reach those they may use.
@@ -87,16 +88,17 @@ c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services"]},
 ]
 # Dask dashboards, each only for its cluster's owner, through the hub (hub_config/dashboard_service.py).
-c.JupyterHub.services.append(
-    {
-        "name": DASHBOARD_SERVICE,
-        "url": f"http://127.0.0.1:{ports['dashboards']}",
-        "command": [sys.executable, "-m", "hub_config.dashboard_service"],
-        "environment": {"AF_RUNTIME": os.environ["AF_RUNTIME"], "AF_INSTANCE": runtime["state_dir"]},
-        "oauth_no_confirm": True,
-        "display": False,
-    }
-)
+if serve_dashboards:
+    c.JupyterHub.services.append(
+        {
+            "name": DASHBOARD_SERVICE,
+            "url": f"http://127.0.0.1:{ports['dashboards']}",
+            "command": [sys.executable, "-m", "hub_config.dashboard_service"],
+            "environment": {"AF_RUNTIME": os.environ["AF_RUNTIME"], "AF_INSTANCE": runtime["state_dir"]},
+            "oauth_no_confirm": True,
+            "display": False,
+        }
+    )
 
 if fac.hub.idle_cull_minutes:
     c.JupyterHub.services.append(
