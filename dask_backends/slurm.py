@@ -32,6 +32,8 @@ from dask_backends.container import data_cache_environment, job_argv
 from dask_backends.launcher import prepare_staging_root, run_launcher, user_staging_root
 from facility.model import Backend, Facility, Image
 
+LATE_SWEEP_SECONDS = 5
+
 
 class FacilitySlurmClusterConfig(SlurmClusterConfig):
     """SlurmClusterConfig plus the GPUs each worker asks for."""
@@ -42,6 +44,8 @@ class FacilitySlurmClusterConfig(SlurmClusterConfig):
 
 class FacilitySlurmBackend(SlurmBackend):
     """SlurmBackend for one facility.yaml backend (set by dask_backends.gateway_config)."""
+
+    _late_sweeps: set[asyncio.Future] = set()  # kept referenced until done
 
     facility_file = Unicode(help="facility.yaml the gateway serves.", config=True)
     backend_name = Unicode(help="Name of the Slurm backend in facility.yaml.", config=True)
@@ -126,13 +130,24 @@ class FacilitySlurmBackend(SlurmBackend):
     async def do_stop_cluster(self, cluster: Any) -> None:
         await super().do_stop_cluster(cluster)
         # A worker stopped while its sbatch was in flight has a job the gateway never recorded:
-        # cancel whatever is left under the cluster's job name.
-        sweep = [self.cancel_command, f"--name={cluster_job_name(cluster.name)}"]
-        code, stdout, stderr = await self.do_as_user(
-            user=cluster.username, action="stop", cmd=sweep, env=self._slurm_env(), staging_dir=None
-        )
+        # cancel whatever is left under the cluster's job name, now and once more a little later
+        # (such an sbatch may still be running now; the gateway does not wait for it).
+        await self._sweep(cluster.username, cluster.name)
+        late = asyncio.ensure_future(self._sweep(cluster.username, cluster.name, delay=LATE_SWEEP_SECONDS))
+        self._late_sweeps.add(late)
+        late.add_done_callback(self._late_sweeps.discard)
+
+    async def _sweep(self, username: str, cluster_name: str, delay: float = 0) -> None:
+        await asyncio.sleep(delay)
+        sweep = [self.cancel_command, f"--name={cluster_job_name(cluster_name)}"]
+        try:
+            code, stdout, stderr = await self.do_as_user(
+                user=username, action="stop", cmd=sweep, env=self._slurm_env(), staging_dir=None
+            )
+        except Exception as exc:  # the late sweep runs on its own: say why, never raise into nothing
+            code, stdout, stderr = 1, "", str(exc)
         if code != 0:
-            self.log.warning("Sweeping the jobs of cluster %s failed: %s", cluster.name, (stderr or stdout).strip())
+            self.log.warning("Sweeping the jobs of cluster %s failed: %s", cluster_name, (stderr or stdout).strip())
 
     def get_stop_cmd_env(self, job_id: str) -> tuple[list[str], dict[str, str]]:
         cmd, env = super().get_stop_cmd_env(job_id)
