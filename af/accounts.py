@@ -120,6 +120,19 @@ def ensure_account(hub_name: str, settings: UnixAccounts, extra_roots: Sequence[
     return account
 
 
+def remove_account(hub_name: str, settings: UnixAccounts) -> bool:
+    """Delete the hub user's facility account and its home (root only); False if there was none.
+
+    Only an account this module created (lookup refuses others). Its processes must have ended.
+    """
+    account = lookup(hub_name, settings)
+    if account is None:
+        return False
+    require_root(f"cannot remove the Unix account of {hub_name!r}")
+    _run_locked(["userdel", "--remove", account.name])
+    return True
+
+
 def require_root(what: str) -> None:
     """Refuse clearly when per-user accounts are asked of a facility that does not run as root."""
     if os.geteuid() != 0:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import facility
+from af.accounts import remove_account
 from tests.harness import RunningFacility
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,6 +59,9 @@ def page() -> Iterator[sync_api.Page]:
 @pytest.fixture
 def lab_user(embedded: RunningFacility) -> Iterator[str]:
     """A user of the embedded facility whose notebook server is stopped after the test."""
+    # A first login: no JupyterLab workspace (open notebook, open panel) left in the account's
+    # home by an earlier run of this test.
+    remove_account(USER, facility.load(embedded.facility_file).auth.unix_accounts)
     yield USER
     embedded.login(USER).stop_server()
 
