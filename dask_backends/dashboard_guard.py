@@ -58,21 +58,24 @@ class _Refused(web.RequestHandler):
 
 
 class KeyGuard(Router):
-    """Routes a request to the server's own application only when it carries the cluster's key."""
+    """Routes a request to the server's own application only when it carries the cluster's key.
 
-    def __init__(self, application: Router, key: str):
+    Without a key (None) every request is refused.
+    """
+
+    def __init__(self, application: Router, key: str | None):
         self.application = application
-        self.key = key.encode()
+        self.key = key.encode() if key else None
         self.refused = web.Application([(r".*", _Refused)])
 
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> httputil.HTTPMessageDelegate | None:
         offered = request.headers.get(KEY_HEADER, "").encode()
-        if hmac.compare_digest(offered, self.key):
+        if self.key is not None and hmac.compare_digest(offered, self.key):
             return self.application.find_handler(request, **kwargs)
         return self.refused.find_handler(request, **kwargs)
 
 
-def guard_http_server(server: Any, key: str) -> None:
+def guard_http_server(server: Any, key: str | None) -> None:
     """Put KeyGuard in front of a distributed Scheduler's or Worker's HTTP server."""
     http_server = getattr(server, "http_server", None)
     if http_server is None:
@@ -87,11 +90,13 @@ def guard_http_server(server: Any, key: str) -> None:
 def dask_setup(server: Any) -> None:
     """Preload entry point for `dask scheduler` and `dask worker`."""
     key = os.environ.pop(ENV_KEY, "")  # popped: tasks running on the workers need not see it
-    if not key:
-        # Refuse to start rather than serve an open dashboard.
-        raise RuntimeError(f"${ENV_KEY} is not set: the gateway must give every scheduler and worker its key")
-    guard_http_server(server, key)
-    logger.info("Dashboard requires the cluster's key (%s header)", KEY_HEADER)
+    # distributed logs and ignores a preload that raises, which would leave the dashboard open:
+    # without a key the guard goes up all the same and refuses everyone.
+    guard_http_server(server, key or None)
+    if key:
+        logger.info("Dashboard requires the cluster's key (%s header)", KEY_HEADER)
+    else:
+        logger.error("$%s is not set: this dashboard refuses every request", ENV_KEY)
 
 
 class DashboardKeyMixin(LoggingConfigurable):

@@ -10,6 +10,7 @@ dask_backends/dashboard_guard.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -116,6 +117,29 @@ def test_key_is_bound_to_owner_and_cluster() -> None:
     }
     with pytest.raises(ValueError, match="secret is empty"):
         dashboard_key("", "alice", "c1")
+
+
+@pytest.mark.parametrize("key", ["a-cluster-key", ""], ids=["with-key", "key-missing"])
+def test_guard_preload_on_a_real_scheduler(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """The preload guards the scheduler's HTTP server; without a key it refuses everyone (fails closed:
+    distributed would only log a preload that raised, and serve an open dashboard)."""
+    from distributed import Scheduler
+    from tornado.httpclient import AsyncHTTPClient
+
+    monkeypatch.setenv("AF_DASHBOARD_KEY", key)
+
+    async def statuses() -> list[int]:
+        async with Scheduler(
+            host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0", preload=["dask_backends.dashboard_guard"]
+        ) as scheduler:
+            url = f"http://127.0.0.1:{scheduler.http_server.port}/health"
+            http = AsyncHTTPClient()
+            return [
+                (await http.fetch(url, headers=headers, raise_error=False)).code
+                for headers in ({}, {KEY_HEADER: "wrong"}, {KEY_HEADER: key})
+            ]
+
+    assert asyncio.run(statuses()) == ([403, 403, 200] if key else [403, 403, 403])
 
 
 def test_dashboard_links_point_to_the_hub_service(embedded: RunningFacility, cluster: Cluster) -> None:
