@@ -5,12 +5,14 @@ alice starts a cluster from her notebook. Its dashboard opens for her through th
 the same hub, gets a page saying he has no such cluster; an anonymous browser is sent to the
 hub's login; the gateway's own `/clusters/<name>/` route and the scheduler's and workers' HTTP
 ports answer 403 to anyone without the cluster's key (hub_config/dashboard_service.py,
-dask_backends/dashboard_guard.py).
+dask_backends/dashboard_guard.py). The same holds for a cluster on a real single-node Slurm, whose
+jobs get their key through sbatch's environment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import shutil
@@ -26,7 +28,8 @@ from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
 from dask_backends.dashboard_guard import KEY_HEADER, dashboard_key
-from tests.harness import HubSession, RunningFacility, execute_in_kernel
+from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel
+from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
 # dask_gateway.Gateway.__del__ closes a second time after close() and trips over its stopped loop
 # (dask-gateway 2026.3 with distributed 2026.8): noise at garbage collection, not a failure here.
@@ -259,3 +262,43 @@ def test_bokeh_dashboard_renders_live_in_a_browser(
     assert frames and all(url == ws_url for url in frames), frames[:3]
     assert len(frames) > 2, "bokeh's websocket carried no updates"
     assert re.search(r"Dask", page.title())
+
+
+@pytest.fixture(scope="module")
+def slurm_facility(start_facility) -> Iterator[RunningFacility]:
+    """The embedded facility plus a backend on a real single-node Slurm (tests/slurm_cluster.py)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    slurm = SlurmCluster().start()
+    try:
+        raw = copy.deepcopy(embedded_raw())
+        raw["backends"].append(slurm.backend_entry("hpc"))
+        yield start_facility(raw)
+    finally:
+        slurm.stop()
+
+
+def test_dashboard_of_a_slurm_cluster_is_its_owners_only(slurm_facility: RunningFacility) -> None:
+    owner, other = slurm_facility.login(OWNER), slurm_facility.login(OTHER)
+    address = slurm_facility.runtime["gateways"]["hpc"]["url"]
+    base = f"{slurm_facility.url}/services/dask-dashboards/hpc"
+    gateway = Gateway(address, public_address=base, auth=JupyterHubAuth(api_token=owner.token()))
+    cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1)
+    try:
+        cluster.scale(1)
+        with cluster.get_client(set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=120)
+            info = client.scheduler_info()
+        assert cluster.dashboard_link == f"{base}/clusters/{cluster.name}/status"
+        page = owner.http.get(cluster.dashboard_link, timeout=60)
+        assert page.status_code == 200 and "bokeh" in page.text  # the scheduler job got its key
+        refused = other.http.get(cluster.dashboard_link, timeout=60)
+        assert refused.status_code == 404 and f"You ({OTHER}) have no running Dask cluster" in refused.text
+        assert requests.get(f"{address}/clusters/{cluster.name}/status", timeout=30).status_code == 403
+        ports = [info["services"]["dashboard"], *(w["services"]["dashboard"] for w in info["workers"].values())]
+        for port in ports:
+            assert requests.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 403, port
+    finally:
+        cluster.shutdown()
+        gateway.close()
