@@ -243,15 +243,23 @@ class HTCondorBackend(JobQueueBackend):
     async def do_as_user(self, user, action, **kwargs):
         account = self._account(user)
         site = self._facility[1].site or {}
-        if account is not None and not site.get("htcondor_chroot"):
-            user_staging_root(self.staging_root, user, account)
-            return await run_launcher(action, kwargs, account)
-        # The launcher runs as root here and writes the staging folder readable by root only.
-        # When jobs run as another account (the user's, or `htcondor_job_user`), create the
-        # folder first, hand it over (owner only), then submit.
-        ids = (account.uid, account.gid) if account is not None else job_user_ids(site)
         if account is not None:
             user_staging_root(self.staging_root, user, account)
+            if not site.get("htcondor_chroot"):
+                return await run_launcher(action, kwargs, account)
+            # chroot(8) needs root: the staging folder is written (or removed) by the launcher as
+            # the account, never by root inside the account's folder; then the HTCondor command
+            # runs from a root launcher as `chroot --userspec=<account>` (self._tool).
+            if kwargs.get("staging_dir"):
+                files_only = {"cmd": ["true"], "env": {}, "staging_dir": kwargs["staging_dir"]}
+                if action == "start":
+                    files_only.update(stdin=None, files=kwargs.get("files"))
+                await run_launcher(action, files_only, account)
+                kwargs = {**kwargs, "staging_dir": None, **({"files": None} if action == "start" else {})}
+            return await run_launcher(action, kwargs)
+        # Shared mode: the launcher runs as root and writes the staging folder readable by root
+        # only. When jobs run as `htcondor_job_user`, create the folder first, hand it over, submit.
+        ids = job_user_ids(site)
         if action == "start" and kwargs.get("staging_dir") and ids:
             await run_launcher("start", {**kwargs, "cmd": ["true"], "env": {}, "stdin": None})
             _chown_tree(kwargs["staging_dir"], *ids)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ def user_staging_root(staging_root: str | os.PathLike[str], folder: str, account
     With an account it is created owned by the account, mode 0700, so the launcher (running as
     the account) can create cluster folders in it and no other account can look inside.
     """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", folder):
+        raise ValueError(f"{folder!r} cannot name a staging folder")
     path = Path(staging_root) / folder
     path.mkdir(parents=True, exist_ok=True)
     if account is not None:

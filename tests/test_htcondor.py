@@ -209,6 +209,7 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         cluster.shutdown()
         gateway.close()
     until(lambda: pool.job_ids() == [], "every Dask job to leave the queue", timeout=60)
+    until(lambda: not staging.exists(), "the cluster's staging folder to be removed", timeout=30)
 
 
 def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:

@@ -200,6 +200,7 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         cluster.shutdown()
         gateway.close()
     assert slurm.wait_no_jobs() == [], "stopping the cluster left Slurm jobs behind"
+    until(lambda: not staging.exists(), "the cluster's staging folder to be removed", timeout=30)
 
 
 def test_gpu_dask_workers_ask_slurm_for_gres(hpc, slurm) -> None:
