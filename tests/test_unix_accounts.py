@@ -261,3 +261,23 @@ def test_token_file_belongs_to_the_account_in_a_root_owned_folder(fac: RunningFa
     # Only root writes in the folder (no link can redirect the hub's writes); the file is alice's, 0600.
     assert (folder.stat().st_uid, folder.stat().st_gid, stat.S_IMODE(folder.stat().st_mode)) == (0, gid, 0o750)
     assert (token.stat().st_uid, token.stat().st_gid, stat.S_IMODE(token.stat().st_mode)) == (uid, gid, 0o600)
+
+
+def test_shared_mode_runs_everything_as_the_facilitys_own_user(start_facility: StartFacility) -> None:
+    """auth.unix_accounts.mode: shared keeps the one-account facility: no account is made for the user."""
+    raw = copy.deepcopy(embedded_raw())
+    raw["auth"]["unix_accounts"] = {"mode": "shared"}
+    shared = start_facility(raw)
+    carol = _notebook(shared, "carol-shared")
+    seen = carol.run_json("import os, json; print(json.dumps({'uid': os.getuid(), 'home': os.environ['HOME']}))")
+    assert seen == {"uid": os.geteuid(), "home": str(shared.state_dir / "home" / "carol-shared")}
+    with _gateway(shared, carol.session) as gateway:
+        cluster = gateway.new_cluster()
+        try:
+            with cluster.get_client() as client:
+                assert client.run_on_scheduler(os.getuid) == os.geteuid()
+        finally:
+            cluster.shutdown()
+    with pytest.raises(KeyError):
+        pwd.getpwnam(unix_name("carol-shared"))
+    carol.session.stop_server()
