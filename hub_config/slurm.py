@@ -63,9 +63,9 @@ def render_notebook_script(values: dict[str, Any]) -> str:
 class FacilitySlurmSpawner(JobAccountMixin, WatchedStartMixin, SlurmSpawner):
     """SlurmSpawner configured per spawn by hub_config.children.slurm_child."""
 
-    exec_prefix = Unicode("", help="Prefix of sbatch/squeue/scancel; empty runs them as the hub's user.").tag(
-        config=True
-    )
+    exec_prefix = Unicode(
+        "", help="Prefix of sbatch/squeue/scancel (SLURM_CONF); per-user mode runs the whole line as the account."
+    ).tag(config=True)
     req_srun = Unicode("").tag(config=True)  # the server runs in the batch step; scancel ends it
     job_prefix = List(Unicode(), help="Container runtime command the server runs under (job_wrapping).").tag(
         config=True
