@@ -5,8 +5,8 @@ alice starts a cluster from her notebook. Its dashboard opens for her through th
 the same hub, gets a page saying he has no such cluster; an anonymous browser is sent to the
 hub's login; the gateway's own `/clusters/<name>/` route and the scheduler's and workers' HTTP
 ports answer 403 to anyone without the cluster's key (hub_config/dashboard_service.py,
-dask_backends/dashboard_guard.py). The same holds for a cluster on a real single-node Slurm, whose
-jobs get their key through sbatch's environment.
+dask_backends/dashboard_guard.py). The same holds for clusters on a real single-node Slurm and a
+real HTCondor pool, whose jobs get their key through the submit command's environment.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tornado.websocket import websocket_connect
 
 from dask_backends.dashboard_guard import KEY_HEADER, dashboard_key
 from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel
+from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
 # dask_gateway.Gateway.__del__ closes a second time after close() and trips over its stopped loop
@@ -264,25 +265,39 @@ def test_bokeh_dashboard_renders_live_in_a_browser(
     assert re.search(r"Dask", page.title())
 
 
-@pytest.fixture(scope="module")
-def slurm_facility(start_facility) -> Iterator[RunningFacility]:
-    """The embedded facility plus a backend on a real single-node Slurm (tests/slurm_cluster.py)."""
-    reason = unavailable_reason()
+def _start_batch_system(kind: str) -> Any:
+    """A real single-node Slurm or HTCondor pool (tests/slurm_cluster.py, tests/htcondor_pool.py)."""
+    if kind == "slurm":
+        reason = unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+        return SlurmCluster().start()
+    pool = HTCondorPool()
+    reason = pool.unusable_reason()
     if reason:
         pytest.skip(reason)
-    slurm = SlurmCluster().start()
+    pool.start()
+    return pool
+
+
+@pytest.fixture(scope="module", params=["slurm", "htcondor"])
+def batch_facility(request: pytest.FixtureRequest, start_facility) -> Iterator[RunningFacility]:
+    """The embedded facility plus a backend `batch` on a real batch system."""
+    system = _start_batch_system(request.param)
     try:
         raw = copy.deepcopy(embedded_raw())
-        raw["backends"].append(slurm.backend_entry("hpc"))
+        raw["backends"].append(system.backend_entry("batch"))
         yield start_facility(raw)
     finally:
-        slurm.stop()
+        system.stop()
+        if request.param == "htcondor":
+            system.remove_job_dir()
 
 
-def test_dashboard_of_a_slurm_cluster_is_its_owners_only(slurm_facility: RunningFacility) -> None:
-    owner, other = slurm_facility.login(OWNER), slurm_facility.login(OTHER)
-    address = slurm_facility.runtime["gateways"]["hpc"]["url"]
-    base = f"{slurm_facility.url}/services/dask-dashboards/hpc"
+def test_dashboard_of_a_batch_cluster_is_its_owners_only(batch_facility: RunningFacility) -> None:
+    owner, other = batch_facility.login(OWNER), batch_facility.login(OTHER)
+    address = batch_facility.runtime["gateways"]["batch"]["url"]
+    base = f"{batch_facility.url}/services/dask-dashboards/batch"
     gateway = Gateway(address, public_address=base, auth=JupyterHubAuth(api_token=owner.token()))
     cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1)
     try:
@@ -292,7 +307,7 @@ def test_dashboard_of_a_slurm_cluster_is_its_owners_only(slurm_facility: Running
             info = client.scheduler_info()
         assert cluster.dashboard_link == f"{base}/clusters/{cluster.name}/status"
         page = owner.http.get(cluster.dashboard_link, timeout=60)
-        assert page.status_code == 200 and "bokeh" in page.text  # the scheduler job got its key
+        assert page.status_code == 200 and "bokeh" in page.text  # the scheduler's job got its key
         refused = other.http.get(cluster.dashboard_link, timeout=60)
         assert refused.status_code == 404 and f"You ({OTHER}) have no running Dask cluster" in refused.text
         assert requests.get(f"{address}/clusters/{cluster.name}/status", timeout=30).status_code == 403
