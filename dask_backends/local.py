@@ -41,6 +41,14 @@ class PerUserLocalBackend(LocalBackend):
         for path in [*folders, *self._get_tls_paths(workdir)]:
             os.chown(path, account.uid, account.gid, follow_symlinks=False)
 
+    async def start_process(self, cluster: Any, cmd: list[str], env: dict[str, str], name: str) -> int:
+        pid = await super().start_process(cluster, cmd, env, name)
+        # The gateway (root) opened the log file: let the user read their own scheduler and worker logs.
+        account = self.account(cluster.username)
+        log = os.path.join(self.get_logs_directory(cluster.state["workdir"]), f"{name}.log")
+        os.chown(log, account.uid, account.gid, follow_symlinks=False)
+        return pid
+
     def make_preexec_fn(self, cluster: Any) -> Any:
         return self.account(cluster.username).preexec_fn(cwd=cluster.state["workdir"])
 
