@@ -114,7 +114,8 @@ def ensure_account(hub_name: str, settings: UnixAccounts, extra_roots: Sequence[
                 raise
         account = lookup(hub_name, settings)
         assert account is not None
-    account.home.chmod(0o700)
+    if os.geteuid() == 0:
+        account.home.chmod(0o700)  # useradd's HOME_MODE may be wider
     for root in extra_roots:
         _mirror_account(account, settings.group, Path(root))
     return account
