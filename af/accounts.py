@@ -162,14 +162,19 @@ def _ensure_group(group: str, root: Path | None = None, gid: int | None = None) 
             return
         except KeyError:
             pass
-    elif _has_entry(root / "etc" / "group", group):
-        return
+    else:
+        entry = _entry(root / "etc" / "group", group)
+        if entry is not None:
+            if gid is not None and entry[2] != str(gid):
+                # A host group re-created with another gid: the chroot's copy follows it.
+                _run_locked(["groupmod", *root_args, "--gid", str(gid), group])
+            return
     gid_args = ["--gid", str(gid)] if gid is not None else []
     try:
         _run_locked(["groupadd", *root_args, *gid_args, group])
     except AccountError:
         # Another process (the hub, a gateway) may have added it meanwhile.
-        exists = _has_entry(root / "etc" / "group", group) if root else _group_exists(group)
+        exists = _entry(root / "etc" / "group", group) is not None if root else _group_exists(group)
         if not exists:
             raise
 
@@ -182,20 +187,30 @@ def _group_exists(group: str) -> bool:
         return False
 
 
-def _has_entry(table: Path, name: str) -> bool:
-    return any(line.split(":", 1)[0] == name for line in table.read_text().splitlines())
+def _entry(table: Path, name: str) -> list[str] | None:
+    """The fields of `name`'s line in an /etc/passwd- or /etc/group-style file, or None."""
+    for line in table.read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return fields
+    return None
 
 
 def _mirror_account(account: Account, facility_group: str, root: Path) -> None:
-    if _has_entry(root / "etc" / "passwd", account.name):
-        return
     _ensure_group(facility_group, root, grp.getgrnam(facility_group).gr_gid)
     _ensure_group(account.name, root, account.gid)
-    _run_locked(
-        ["useradd", "--root", str(root), "--uid", str(account.uid), "--gid", str(account.gid)]
-        + ["--no-create-home", "--home-dir", str(account.home), "--shell", "/bin/bash"]
-        + ["--groups", facility_group, "--comment", f"{GECOS_MARKER} {account.hub_name}", account.name]
-    )
+    entry = _entry(root / "etc" / "passwd", account.name)
+    if entry is None:
+        _run_locked(
+            ["useradd", "--root", str(root), "--uid", str(account.uid), "--gid", str(account.gid)]
+            + ["--no-create-home", "--home-dir", str(account.home), "--shell", "/bin/bash"]
+            + ["--groups", facility_group, "--comment", f"{GECOS_MARKER} {account.hub_name}", account.name]
+        )
+    elif entry[2:4] != [str(account.uid), str(account.gid)]:
+        # The host account was re-created with other ids since it was mirrored: follow the host.
+        _run_locked(
+            ["usermod", "--root", str(root), "--uid", str(account.uid), "--gid", str(account.gid), account.name]
+        )
 
 
 def _run_locked(argv: list[str], attempts: int = 20) -> None:

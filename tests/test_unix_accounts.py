@@ -283,3 +283,41 @@ def test_shared_mode_runs_everything_as_the_facilitys_own_user(start_facility: S
     with pytest.raises(KeyError):
         pwd.getpwnam(unix_name("carol-shared"))
     carol.session.stop_server()
+
+
+def test_mirrored_account_follows_the_host_account_into_a_chroot(tmp_path: Path) -> None:
+    """The HTCondor chroot gets the account with the host's ids, also after the host account changed."""
+    from af.accounts import ensure_account, lookup, remove_account
+    from facility.model import UnixAccounts
+
+    settings = UnixAccounts()
+    chroot = tmp_path / "chroot"
+    (chroot / "etc").mkdir(parents=True)
+    for table in ("passwd", "group", "shadow", "gshadow"):
+        root_line = next(line for line in Path("/etc", table).read_text().splitlines() if line.startswith("root:"))
+        (chroot / "etc" / table).write_text(root_line + "\n")
+    hub_name = "mirror-check"
+    remove_account(hub_name, settings)
+
+    def chroot_ids(name: str) -> tuple[str, str]:
+        line = next(x for x in (chroot / "etc" / "passwd").read_text().splitlines() if x.startswith(name + ":"))
+        return line.split(":")[2], line.split(":")[3]
+
+    try:
+        first = ensure_account(hub_name, settings, extra_roots=[chroot])
+        assert chroot_ids(first.name) == (str(first.uid), str(first.gid))
+        # The site re-numbers the host account; the next use carries the new ids into the chroot.
+        subprocess.run(["groupmod", "--gid", str(first.gid + 500), first.name], check=True)
+        subprocess.run(
+            ["usermod", "--uid", str(first.uid + 500), "--gid", str(first.gid + 500), first.name], check=True
+        )
+        renumbered = lookup(hub_name, settings)
+        assert renumbered is not None and renumbered.uid == first.uid + 500
+        ensure_account(hub_name, settings, extra_roots=[chroot])
+        assert chroot_ids(first.name) == (str(first.uid + 500), str(first.gid + 500))
+        group_line = next(
+            x for x in (chroot / "etc" / "group").read_text().splitlines() if x.startswith(first.name + ":")
+        )
+        assert group_line.split(":")[2] == str(first.gid + 500)
+    finally:
+        remove_account(hub_name, settings)
