@@ -111,11 +111,9 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     except MissingDependency as exc:
         _fail(str(exc))
     taken = [(p, who) for p in parts if (who := supervise.who_listens(p.port))]
-    taken += [
-        (None, f"port {gw['api_port']}")
-        for gw in runtime["gateways"].values()
-        if supervise.port_open(gw["api_port"], 0.3)
-    ]
+    # Ports the hub and gateways bind themselves (gateway APIs, the hub's dashboard service).
+    own_ports = [gw["api_port"] for gw in runtime["gateways"].values()] + [runtime["ports"]["dashboards"]]
+    taken += [(None, f"port {port}") for port in own_ports if supervise.port_open(port, 0.3)]
     if taken:
         lines = [f"port {p.port} for {p.name} is taken by {who}" if p else f"{who} is taken" for p, who in taken]
         _fail("cannot start: " + "; ".join(lines) + ". Stop that process or choose another port with --port.")

@@ -1,11 +1,14 @@
 """Start-up times per backend: spawn request -> notebook ready, cluster request -> 2 workers ready.
 
-    .venv/bin/python -m benchmarks.startup --backends local,slurm,htcondor [--repeats 2] [--out benchmarks/results]
+    .venv/bin/python -m benchmarks.startup --backends local,slurm,htcondor [--accounts shared,per-user]
+                                           [--repeats 2] [--out benchmarks/results]
 
-Starts one real facility (`af up`) holding every backend asked for (batch backends on the test
-daemons of tests/), measures through the hub's REST API and the dask-gateway client as a user
-would, and writes startup.json and startup.png. The `local` backend is the baseline, measured in
-the same run on the same machine.
+Starts one real facility (`af up`) per account mode (auth.unix_accounts.mode) holding every
+backend asked for (batch backends on the test daemons of tests/), measures through the hub's
+REST API and the dask-gateway client as a user would, and writes startup.json and startup.png.
+Results are keyed "<kind> (<mode>)"; `local (shared)` is the baseline, measured in the same run
+on the same machine. Every repeat is a new user, so a per-user spawn includes creating the Unix
+account (first login); the accounts are removed again at the end.
 
 A batch backend registers itself in PROVIDERS: a context manager that starts its daemons and
 yields the facility.yaml backend entry pointing at them.
@@ -87,34 +90,48 @@ def _start(raw: dict[str, Any], root: Path) -> RunningFacility:
     return running
 
 
-def run(kinds: list[str], repeats: int) -> dict[str, Any]:
+def run(kinds: list[str], repeats: int, modes: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="af-bench-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
+        # Test facilities live outside /root and pytest's folders; per-user accounts pass through /tmp.
+        root.chmod(0o755)
         raw = copy.deepcopy(embedded_raw())
         raw["backends"] = []
         for kind in kinds:
             entry = stack.enter_context(_provider(kind)(root / kind))
             entry = {**entry, "name": f"bench-{kind}"}
             raw["backends"].append(entry)
-        running = _start(raw, root)
-        try:
-            for kind in kinds:
-                name = f"bench-{kind}"
-                spawn = [time_spawn(running, f"bench{kind}{i}", name) for i in range(repeats)]
-                cluster = [time_cluster(running, f"bench{kind}{i}", name) for i in range(repeats)]
-                results[kind] = {"spawn_to_ready_s": spawn, "cluster_to_2_workers_s": cluster}
-                print(f"{kind}: spawn->ready {spawn} s, cluster->2 workers {cluster} s", flush=True)
-        finally:
-            run_af(running.state_dir, "down", check=False)
+        for mode in modes:
+            raw["auth"] = {**raw.get("auth", {}), "unix_accounts": {"mode": mode}}
+            users = [f"bench{kind}{i}" for kind in kinds for i in range(repeats)]
+            running = _start(raw, root / mode)
+            try:
+                for kind in kinds:
+                    name, key = f"bench-{kind}", f"{kind} ({mode})"
+                    spawn = [time_spawn(running, f"bench{kind}{i}", name) for i in range(repeats)]
+                    cluster = [time_cluster(running, f"bench{kind}{i}", name) for i in range(repeats)]
+                    results[key] = {"spawn_to_ready_s": spawn, "cluster_to_2_workers_s": cluster}
+                    print(f"{key}: spawn->ready {spawn} s, cluster->2 workers {cluster} s", flush=True)
+            finally:
+                run_af(running.state_dir, "down", check=False)
+                _remove_accounts(users)
     return {
         "benchmark": "startup",
-        "baseline": "local",
+        "baseline": f"local ({modes[0]})",
         "machine": {"node": platform.node(), "python": platform.python_version(), "cpus": _cpus()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "repeats": repeats,
         "results": results,
     }
+
+
+def _remove_accounts(users: list[str]) -> None:
+    from af.accounts import remove_account
+    from facility.model import UnixAccounts
+
+    for user in users:
+        remove_account(user, UnixAccounts())
 
 
 def _cpus() -> int:
@@ -134,7 +151,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ("spawn_to_ready_s", "spawn request -> notebook ready"),
         ("cluster_to_2_workers_s", "cluster -> 2 workers"),
     ]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(max(7, 1.8 * len(kinds)), 4))
     width = 0.8 / len(metrics)
     for offset, (key, label) in enumerate(metrics):
         means = [sum(report["results"][k][key]) / len(report["results"][k][key]) for k in kinds]
@@ -145,7 +162,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.plot([x] * len(report["results"][kind][key]), report["results"][kind][key], "k.", ms=4)
     ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(len(kinds))], kinds)
     ax.set_ylabel("seconds")
-    ax.set_title(f"Start-up per backend (baseline: local; {report['machine']['cpus']} cores)")
+    ax.set_title(f"Start-up per backend (baseline: {report['baseline']}; {report['machine']['cpus']} cores)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -156,6 +173,11 @@ def main() -> None:
     parser.add_argument(
         "--backends", default="local,slurm,htcondor", help="backend kinds, comma-separated; local is the baseline"
     )
+    parser.add_argument(
+        "--accounts",
+        default="shared,per-user",
+        help="auth.unix_accounts modes, comma-separated; the first is the baseline",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -163,7 +185,10 @@ def main() -> None:
     unknown = [k for k in kinds if k != "local" and k not in PROVIDERS]
     if unknown:
         parser.error(f"no benchmark provider for {', '.join(unknown)}; known: local, {', '.join(PROVIDERS)}")
-    report = run(kinds, args.repeats)
+    modes = [m.strip() for m in args.accounts.split(",") if m.strip()]
+    if not modes or set(modes) - {"shared", "per-user"}:
+        parser.error("--accounts takes shared and/or per-user")
+    report = run(kinds, args.repeats, modes)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "startup.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.out / "startup.png")

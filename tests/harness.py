@@ -30,15 +30,25 @@ AF = [sys.executable, "-m", "af.cli"]
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
+# Blocks already handed out in this test session: a block chosen before its facility binds it
+# still looks free, and the kernel readily hands the same ephemeral port out again.
+_handed_out: list[range] = []
+
+
 def free_port_block(size: int = 20) -> int:
-    """A base port with `size` consecutive free ports above it (the facility's port layout)."""
+    """A base port with `size` consecutive free ports above it (the facility's port layout).
+
+    Never overlaps a block handed out earlier in this process, bound yet or not.
+    """
     for _ in range(200):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1]
-        if base + size > 65000:
+        block = range(base, base + size)
+        if block.stop > 65000 or any(block.start < r.stop and r.start < block.stop for r in _handed_out):
             continue
-        if all(_port_free(base + i) for i in range(size)):
+        if all(_port_free(port) for port in block):
+            _handed_out.append(block)
             return base
     raise RuntimeError("no block of free ports found")
 
