@@ -29,6 +29,7 @@ class Component:
     health_path: str | None  # HTTP path that answers when up; None: the port accepting is enough
     env: dict[str, str] = field(default_factory=dict)
     priority: int = 50
+    health_port: int | None = None  # where health_path is asked, when not `port`
 
 
 def find_program(name: str, hint: str) -> str:
@@ -71,7 +72,10 @@ def components(runtime: dict[str, Any]) -> list[Component]:
                 str(Path(hub_config.__file__).parent / "jupyterhub_config.py"),
             ],
             port=ports["hub_api"],
+            # Asked through the proxy: the hub answers on its own port before it has put its
+            # routes into the proxy, and a login in that window gets the proxy's 404.
             health_path="/hub/health",
+            health_port=ports["public"],
             env={**base_env, **{k: os.environ[k] for k in runtime.get("hub_env", []) if k in os.environ}},
             priority=20,
         ),

@@ -167,10 +167,11 @@ def stop_all(state: StateDir, timeout: float = 40.0) -> int:
 
 
 def http_ok(port: int, path: str, timeout: float = 2.0) -> bool:
+    """Whether GET path answers with success or a redirect (an error page is not "up")."""
     conn = HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
-        return conn.getresponse().status < 500
+        return conn.getresponse().status < 400
     except OSError:
         return False
     finally:
@@ -186,7 +187,9 @@ def port_open(port: int, timeout: float = 1.0) -> bool:
 
 
 def is_up(part: Component) -> bool:
-    return http_ok(part.port, part.health_path) if part.health_path else port_open(part.port)
+    if part.health_path:
+        return http_ok(part.health_port or part.port, part.health_path)
+    return port_open(part.port)
 
 
 def who_listens(port: int) -> str | None:
