@@ -83,6 +83,7 @@ def time_cluster(running: RunningFacility, username: str, backend: str, workers:
 
 
 def _start(raw: dict[str, Any], root: Path) -> RunningFacility:
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port_block()
     raw = {**raw, "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}", "start_timeout_seconds": 300}}
     running = RunningFacility(root / "state", write_facility(root / "facility.yaml", raw))

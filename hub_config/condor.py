@@ -166,7 +166,11 @@ class FacilityCondorSpawner(JobAccountMixin, WatchedStartMixin, CondorSpawner):
 
     async def submit_batch_script(self) -> str:
         workdir = Path(self.job_workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        if not workdir.exists():
+            workdir.parent.mkdir(parents=True, exist_ok=True)
+            # The hub runs with umask 077: the job's user must still pass through to its folder.
+            workdir.parent.chmod(workdir.parent.stat().st_mode | 0o011)
+            workdir.mkdir(exist_ok=True)
         ids = None if self.account is not None else htcondor.job_user_ids(self.site_settings)
         if ids:
             os.chown(workdir, *ids)  # the job writes its log and the server its files here

@@ -106,6 +106,27 @@ def test_notebook_jobs_run_as_each_users_own_account(grid, pool) -> None:
     until(lambda: pool.job_ids() == [], "the notebook jobs to leave the queue", timeout=30)
 
 
+def test_shared_mode_runs_notebook_jobs_as_the_sites_job_user(start_facility, pool) -> None:
+    """auth.unix_accounts.mode: shared: the job runs as site.htcondor_job_user in a folder the hub made."""
+    from tests.batch_helpers import WHO_AND_TOKEN
+    from tests.harness import execute_in_kernel
+
+    raw = copy.deepcopy(embedded_raw())
+    raw["backends"].append(pool.backend_entry("grid"))
+    raw["auth"]["unix_accounts"] = {"mode": "shared"}
+    shared = start_facility(raw)
+    sam = shared.login("sam")
+    reply = sam.post_spawn_form(_form())
+    assert reply.status_code == 200, reply.text[-2000:]
+    try:
+        server = sam.wait_ready(timeout=90)
+        out = execute_in_kernel(f"{sam.url}{server['url']}", sam.token(), WHO_AND_TOKEN.format(paths=[]))
+        assert f" {pool.job_user} {pool.job_dir / 'notebooks' / 'sam'}" in out, out
+    finally:
+        sam.stop_server()
+    until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
+
+
 def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, pool) -> None:
     erin = grid.login("erin")
     # 32 cores: no slot matches, so the job is surely still idle when it is removed.
