@@ -107,7 +107,7 @@ def test_notebook_jobs_run_as_each_users_own_account(grid, pool) -> None:
 
 
 def test_shared_mode_runs_notebook_jobs_as_the_sites_job_user(start_facility, pool) -> None:
-    """auth.unix_accounts.mode: shared: the job runs as site.htcondor_job_user in a folder the hub made."""
+    """auth.unix_accounts.mode: shared: jobs run as site.htcondor_job_user, in folders the hub and gateway made."""
     from tests.batch_helpers import WHO_AND_TOKEN
     from tests.harness import execute_in_kernel
 
@@ -122,9 +122,18 @@ def test_shared_mode_runs_notebook_jobs_as_the_sites_job_user(start_facility, po
         server = sam.wait_ready(timeout=90)
         out = execute_in_kernel(f"{sam.url}{server['url']}", sam.token(), WHO_AND_TOKEN.format(paths=[]))
         assert f" {pool.job_user} {pool.job_dir / 'notebooks' / 'sam'}" in out, out
+        with Gateway(shared.runtime["gateways"]["grid"]["url"], auth=JupyterHubAuth(api_token=sam.token())) as gateway:
+            cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1)
+            try:
+                cluster.scale(1)
+                with cluster.get_client() as client:
+                    client.wait_for_workers(1, timeout=120)
+                    assert client.submit(sum, range(11)).result(timeout=60) == 55
+            finally:
+                cluster.shutdown()
     finally:
         sam.stop_server()
-    until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
+    until(lambda: pool.job_ids() == [], "the notebook and Dask jobs to leave the queue", timeout=60)
 
 
 def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, pool) -> None:
