@@ -17,16 +17,9 @@ import pytest
 
 import facility
 from af.accounts import remove_account
+from tests.browser import CHROMIUM, chromium_page
 from tests.harness import RunningFacility
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 USER = "browser-user"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
@@ -45,15 +38,8 @@ def shots() -> Path:
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[sync_api.Page]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(60_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+    with chromium_page(1440, 900) as new_page:
+        yield new_page
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
 from dask_backends.dashboard_guard import KEY_HEADER, dashboard_key
+from tests.browser import CHROMIUM, chromium_page
 from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
@@ -38,8 +39,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 OWNER, OTHER = "dash-alice", "dash-bob"
 
 START_CLUSTER = """
@@ -225,18 +224,11 @@ def test_gateway_route_and_own_ports_refuse_requests_without_the_key(
 
 @pytest.fixture
 def browser_page() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
+    pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(60_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+    with chromium_page(1280, 800) as page:
+        yield page
 
 
 def test_bokeh_dashboard_renders_live_in_a_browser(
