@@ -157,11 +157,8 @@ def ensure_group(group: str) -> int:
 def _ensure_group(group: str, root: Path | None = None, gid: int | None = None) -> None:
     root_args = ["--root", str(root)] if root else []
     if root is None:
-        try:
-            grp.getgrnam(group)
+        if _group_exists(group):
             return
-        except KeyError:
-            pass
     else:
         entry = _entry(root / "etc" / "group", group)
         if entry is not None:

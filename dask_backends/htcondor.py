@@ -261,8 +261,7 @@ class HTCondorBackend(JobQueueBackend):
         # only. When jobs run as `htcondor_job_user`, create the folder first, hand it over, submit.
         ids = job_user_ids(site)
         if action == "start" and kwargs.get("staging_dir") and ids:
-            # The gateway's umask is 077: the job user must still pass through the user's folder.
-            user_staging_root(self.staging_root, user, None).chmod(0o711)
+            user_staging_root(self.staging_root, user, None)  # the job user passes through (0711)
             await run_launcher("start", {**kwargs, "cmd": ["true"], "env": {}, "stdin": None})
             _chown_tree(kwargs["staging_dir"], *ids)
             kwargs = {**kwargs, "staging_dir": None, "files": None}

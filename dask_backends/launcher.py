@@ -50,7 +50,9 @@ def user_staging_root(staging_root: str | os.PathLike[str], folder: str, account
     """`staging_root/folder`, the parent of one user's cluster staging folders.
 
     With an account it is created owned by the account, mode 0700, so the launcher (running as
-    the account) can create cluster folders in it and no other account can look inside.
+    the account) can create cluster folders in it and no other account can look inside. Without
+    one (shared mode) it is 0711: the gateway's umask is 077, and the site's job user (HTCondor's
+    `htcondor_job_user`) must still pass through to the cluster folders.
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", folder):
         raise ValueError(f"{folder!r} cannot name a staging folder")
@@ -59,6 +61,8 @@ def user_staging_root(staging_root: str | os.PathLike[str], folder: str, account
     if account is not None:
         os.chown(path, account.uid, account.gid)
         path.chmod(0o700)
+    else:
+        path.chmod(0o711)
     return path
 
 
