@@ -118,7 +118,18 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         lines = [f"port {p.port} for {p.name} is taken by {who}" if p else f"{who} is taken" for p, who in taken]
         _fail("cannot start: " + "; ".join(lines) + ". Stop that process or choose another port with --port.")
     write_runtime(state, runtime)
-    xrootd.write_configs(runtime)
+    try:
+        xrootd.write_configs(runtime)
+    except xrootd.XRootDSetupError as exc:
+        _fail(str(exc))
+    origin = (runtime.get("data") or {}).get("origin", {})
+    if origin.get("managed"):
+        extras = xrootd.origin_root_extras(Path(origin["local_root"]), runtime["data"]["prefixes"])
+        if extras:
+            console.print(
+                f"[yellow]Warning:[/] {origin['local_root']} holds {', '.join(extras)} beside the exported "
+                "prefixes; every data-lake reader can list those names. Move them elsewhere."
+            )
     granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants
     if granted:
         group = fac.auth.unix_accounts.group

@@ -16,6 +16,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,12 @@ def _common(port: int, local_root: str, admin: Path, exports: list[str]) -> list
     return [
         f"xrd.port {port}",
         "xrd.network nodnr",  # loopback: no reverse-DNS lookups of clients
+        # XRootD 5.5 listens on every interface and has no bind address: the servers the facility
+        # runs are on loopback, so every other host is refused at connection time.
+        "xrd.allow host localhost",
         f"oss.localroot {local_root}",
-        *[f"all.export {prefix}" for prefix in exports],
+        # Read-only in XRootD's own view, not only through the files' modes.
+        *[f"all.export {prefix} r/o" for prefix in exports],
         f"all.adminpath {admin}",
         f"all.pidpath {admin}",
     ]
@@ -141,17 +146,50 @@ def config_dir(runtime: dict[str, Any]) -> Path:
 def admin_dir(runtime: dict[str, Any]) -> Path:
     """XRootD's admin folder (Unix sockets, pid files, event FIFOs), one per facility instance.
 
-    In the temporary folder, not the state folder: XRootD checks these paths with access(), which
-    ignores the capability that lets it traverse a private state folder, and socket paths are short.
+    Not in the state folder: XRootD checks these paths with access(), which ignores the capability
+    that lets it traverse a private state folder, and socket paths must be short. Not a predictable
+    name in the world-writable /tmp either (another account could make it first): under /run when
+    the facility runs as root, else under the user's $XDG_RUNTIME_DIR, else /tmp with its owner
+    checked (prepare_admin_dir).
     """
     digest = hashlib.sha256(runtime["state_dir"].encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"af-xrd-{digest}"
+    if os.geteuid() == 0:
+        return Path("/run/analysis-facility") / f"xrd-{digest}"
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"af-xrd-{digest}"
 
 
-def remove_admin_dir(runtime: dict[str, Any] | None) -> None:
-    """After the servers stopped: their sockets and pid files in the temporary folder go too."""
-    if runtime and managed_servers(runtime):
-        shutil.rmtree(admin_dir(runtime), ignore_errors=True)
+def prepare_admin_dir(admin: Path) -> None:
+    """Create the admin folder, private to the account XRootD runs as; refuse one made by someone else."""
+    admin.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        os.mkdir(admin, 0o700)
+    except FileExistsError:
+        info = os.lstat(admin)
+        owners = {os.geteuid()} | ({pwd.getpwnam(UNPRIVILEGED_USER).pw_uid} if os.geteuid() == 0 else set())
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in owners:
+            raise XRootDSetupError(
+                f"{admin} exists but was not made by the facility (owner uid {info.st_uid}, or not a folder); "
+                "remove it, or stop whoever made it"
+            ) from None
+        admin.chmod(0o700)
+    _hand_over(admin)
+
+
+class XRootDSetupError(RuntimeError):
+    """A folder XRootD needs cannot be made safely."""
+
+
+def origin_root_extras(local_root: Path, prefixes: list[str]) -> list[str]:
+    """Entries at the top of the origin's folder that no export covers.
+
+    XRootD refuses to open `..` paths but lists `/store/..`: the names of whatever else lies
+    beside the exported folders would be visible to every reader.
+    """
+    tops = {prefix.strip("/").split("/")[0] for prefix in prefixes or ["/"]}
+    if "" in tops or not local_root.is_dir():
+        return []
+    return sorted(entry.name for entry in local_root.iterdir() if entry.name not in tops)
 
 
 def managed_servers(runtime: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -199,8 +237,7 @@ def write_configs(runtime: dict[str, Any]) -> list[Path]:
     config_dir(runtime).mkdir(parents=True, exist_ok=True)
     data_tokens.prepare(runtime)  # secret, TLS and service token when data.require_token
     admin = admin_dir(runtime)
-    admin.mkdir(parents=True, exist_ok=True)
-    _hand_over(admin)
+    prepare_admin_dir(admin)
     for name, server in managed_servers(runtime):
         root = Path(server["local_root"])
         root.mkdir(parents=True, exist_ok=True)
