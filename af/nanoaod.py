@@ -27,6 +27,10 @@ JET_PT_MIN = 15.0  # NanoAOD stores jets above 15 GeV
 SAMPLES = ("ttbar", "wjets", "ttbar_scaleup", "ttbar_scaledown", "ttbar_ME_var", "ttbar_PS_var")
 # Generator settings of the ttbar samples; the variations change one or two of them.
 TTBAR_NOMINAL = {"extra_jets": 1.2, "radiation_pt": 22.0, "top_pt": 90.0, "resolution": 0.10, "negative": 0.0}
+# W+jets is generated with a filter (W + at least two jets, harder radiation), as multi-jet analyses
+# use filtered samples; its cross section is the inclusive one times WJETS_FILTER_EFFICIENCY.
+WJETS = {"extra_jets": 2.2, "min_jets": 2, "radiation_pt": 30.0, "resolution": 0.10}
+WJETS_FILTER_EFFICIENCY = 0.05
 TTBAR_VARIATIONS = {
     "scaleup": {"extra_jets": 1.5, "radiation_pt": 24.0},
     "scaledown": {"extra_jets": 0.95, "radiation_pt": 20.0},
@@ -185,7 +189,7 @@ def generate(sample: str, n: int, rng: np.random.Generator) -> dict[str, ak.Arra
         raise ValueError(f"unknown sample kind {sample!r}; known: {', '.join(SAMPLES)}")
     is_muon = rng.uniform(size=n) < 0.5
     process, variation = process_and_variation(sample)
-    settings = {**TTBAR_NOMINAL, **TTBAR_VARIATIONS.get(variation, {})}
+    settings = {**(TTBAR_NOMINAL if process == "ttbar" else WJETS), **TTBAR_VARIATIONS.get(variation, {})}
     if process == "ttbar":
         top_had = _resonance(n, TOP_MASS, 1.4, settings["top_pt"], rng)
         top_lep = _resonance(n, TOP_MASS, 1.4, settings["top_pt"], rng)
@@ -203,7 +207,9 @@ def generate(sample: str, n: int, rng: np.random.Generator) -> dict[str, ak.Arra
         lepton_mass = np.where(is_muon, MUON_MASS, ELECTRON_MASS)
         lepton, neutrino = _decay(w, lepton_mass, 0.0, rng)
         quarks = []
-        extra = rng.poisson(2.6, n)
+        # W + at least two jets (as generated for a multi-jet selection): enough events reach 4j1b
+        # for a smooth background shape.
+        extra = WJETS["min_jets"] + rng.poisson(settings["extra_jets"], n)
         weight = rng.choice(np.array([1.0, -1.0], dtype=np.float32), n, p=[0.85, 0.15]) * 25.0
     jets = _jets(quarks, extra, n, rng, settings["radiation_pt"], settings["resolution"])
     muons, electrons = _leptons(lepton, is_muon, rng)

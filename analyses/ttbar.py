@@ -221,7 +221,7 @@ def write_histograms(
     histogram: hist.Hist, variations: dict[str, list[str]], path: str, pseudodata: hist.Hist | None = None
 ) -> list[str]:
     """Write `{region}_{process}_{variation}` histograms (the AGC's names) for every process and the
-    variations it has, plus `{region}_pseudodata` when given; returns the names written."""
+    variations it has, plus `{region}_pseudodata_nominal` when given; returns the names written."""
     import uproot
 
     names = []
@@ -233,6 +233,6 @@ def write_histograms(
                     out[key] = histogram[:, region, process, variation]
                     names.append(key)
             if pseudodata is not None:
-                out[f"{region}_pseudodata"] = pseudodata[:, region]
-                names.append(f"{region}_pseudodata")
+                out[f"{region}_pseudodata_nominal"] = pseudodata[:, region]
+                names.append(f"{region}_pseudodata_nominal")
     return names
