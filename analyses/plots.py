@@ -79,7 +79,7 @@ def stack(
     ax.set_xlabel(OBSERVABLES.get(region, "observable [GeV]"))
     ax.set_ylabel("weighted events")
     ax.set_xlim(edges[0], edges[-1])
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend
     ax.legend(title=f"region {region}")
     _label(ax, lumi_pb)
     return ax
@@ -89,9 +89,10 @@ def variations_plot(histogram: hist.Hist, region: str, process: str, names: list
     """One process's nominal and varied shapes in a region."""
     ax = ax or plt.gca()
     for name in names:
-        mplhep.histplot(histogram[:, region, process, name], label=name, ax=ax)
+        mplhep.histplot(histogram[:, region, process, name], label=name, yerr=False, ax=ax)
     ax.set_xlabel(OBSERVABLES.get(region, "observable [GeV]"))
     ax.set_ylabel("weighted events")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.6)  # room for the legend above the curves
     ax.legend(title=f"{process}, {region}", ncols=2, fontsize="small")
     _label(ax, LUMI_PB)
     return ax

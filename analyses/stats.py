@@ -24,6 +24,8 @@ import hist
 import numpy as np
 
 from analyses.definitions import REGIONS
+from analyses.normalisation import LUMI_PB
+from analyses.ttbar import BINS
 
 SIGNAL = "ttbar"
 POI = "ttbar_norm"
@@ -155,6 +157,8 @@ def fit(histogram_file: str | Path, variations: dict[str, list[str]], workdir: s
 
     for name in ("cabinetry", "pyhf"):  # their INFO lines would flood a notebook and run.log
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Empty template bins are expected in the sparse W+jets tails; one warning per template is noise.
+    logging.getLogger("cabinetry.histo").setLevel(logging.ERROR)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cabinetry_config = config(variations, Path(histogram_file).resolve(), workdir / "templates")
@@ -181,15 +185,34 @@ def fit(histogram_file: str | Path, variations: dict[str, list[str]], workdir: s
     )
 
 
-def prefit_postfit_figures(result: FitResult) -> list[dict[str, Any]]:
-    """cabinetry's data/MC figures per region, before and after the fit (keys: figure, region, stage)."""
+def prefit_postfit_figure(result: FitResult, lumi_pb: float = LUMI_PB) -> Any:
+    """One figure: each region (columns) before and after the fit (rows), stacked samples in weighted
+    events with the model's total uncertainty band (cabinetry's predictions) and the pseudo-data."""
     import cabinetry
+    import matplotlib.pyplot as plt
+    import mplhep
 
-    figures = []
-    for stage, fit_results in (("pre-fit", None), ("post-fit", result.fit_results)):
-        prediction = cabinetry.model_utils.prediction(result.model, fit_results=fit_results)
-        for entry in cabinetry.visualize.data_mc(
-            prediction, result.data, config=result.config, close_figure=True, save_figure=False
-        ):
-            figures.append({**entry, "stage": stage})
-    return figures
+    model = result.model
+    observed = np.asarray(result.data[: model.config.nmaindata])
+    edges = np.arange(110.0, BINS[2] + 1, 2 * (BINS[2] - BINS[1]) / BINS[0])  # the REBIN binning
+    fig, axes = plt.subplots(2, len(model.config.channels), figsize=(16, 13), layout="constrained", squeeze=False)
+    for row, fit_results in enumerate((None, result.fit_results)):
+        prediction = cabinetry.model_utils.prediction(model, fit_results=fit_results)
+        for column, channel in enumerate(model.config.channels):
+            ax = axes[row][column]
+            index = model.config.channels.index(channel)
+            yields = np.asarray(prediction.model_yields[index])
+            mplhep.histplot(list(yields), bins=edges, stack=True, histtype="fill", label=model.config.samples, ax=ax)
+            total = yields.sum(axis=0)
+            band = np.asarray(prediction.total_stdev_model_bins[index][-1])
+            ax.stairs(total + band, edges, baseline=total - band, fill=True, facecolor="none", edgecolor="dimgrey")
+            ax.patches[-1].set(hatch="///", linewidth=0, label="uncertainty")
+            data = observed[model.config.channel_slices[channel]]
+            ax.errorbar((edges[:-1] + edges[1:]) / 2, data, yerr=np.sqrt(data), fmt="ko", label="pseudo-data")
+            region = channel.replace("-", " ").split()[0]
+            ax.set_xlabel(REGION_NAMES.get(region, (channel, "observable [GeV]"))[1])
+            ax.set_ylabel("weighted events")
+            ax.set_xlim(edges[0], edges[-1])
+            ax.legend(title=f"{channel.replace('-', ' ')}, {prediction.label}")
+            mplhep.label.exp_label(exp="AGC", data=False, lumi=f"{lumi_pb / 1000:.2f}", com=13, fontsize=16, ax=ax)
+    return fig
