@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet
-
 from af.xrootd import plan_data
 from dask_backends.backends import HOST_KINDS
 from facility.model import Facility
+from facility.secrets import GENERATORS, complete_secrets
 
 ENV_STATE_DIR = "AF_STATE_DIR"
 
@@ -87,7 +85,7 @@ def plan_runtime(
             "port": gw_port,
             "api_port": gw_port + 1,
             "url": f"http://127.0.0.1:{gw_port}",
-            "api_token": old_gw.get("api_token") or secrets.token_hex(32),
+            "api_token": old_gw.get("api_token") or GENERATORS["hex"](),
         }
     # The hub's Dask dashboard service (hub_config/dashboard_service.py) listens above the gateways.
     dashboards_port = public + 10 + 2 * len(host_backends)
@@ -101,16 +99,7 @@ def plan_runtime(
         "data": plan_data(fac, state.root, port),
         # Names (never values) of variables `af up` hands on to the hub, such as the OIDC client secret.
         "hub_env": [fac.auth.oidc.client_secret_env] if fac.auth.type == "oidc" and fac.auth.oidc else [],
-        "secrets": {
-            "cookie_secret": old.get("cookie_secret") or secrets.token_hex(32),
-            "proxy_token": old.get("proxy_token") or secrets.token_hex(32),
-            "user_password": old.get("user_password") or secrets.token_urlsafe(12),
-            "admin_password": old.get("admin_password") or secrets.token_urlsafe(32),
-            "gateway_db_key": old.get("gateway_db_key") or Fernet.generate_key().decode(),
-            "crypt_key": old.get("crypt_key") or secrets.token_hex(32),  # JupyterHub's auth_state (tokens)
-            # Dask dashboard keys derive from it (dask_backends.dashboard_guard); gateways and hub only.
-            "dashboard_secret": old.get("dashboard_secret") or secrets.token_hex(32),
-        },
+        "secrets": complete_secrets(old),
     }
 
 
