@@ -347,9 +347,10 @@ def list_datasets(state: StateDir, lake: Path | None) -> None:
         console.print(f"The data lake in {root} has no datasets yet; run `af data generate`.")
         return
     table = Table(title=f"Datasets in {root}")
-    for column in ("dataset", "kind", "files", "events", "MB"):
+    for column in ("dataset", "kind", "files", "events", "sum of genWeight", "MB"):
         table.add_column(column)
     for name, entry in sorted(samples.items()):
         size = sum(f["bytes"] for f in entry["files"]) / 1e6
-        table.add_row(name, entry["kind"], str(len(entry["files"])), str(entry["events"]), f"{size:.1f}")
+        weights = f"{entry['genWeight_sum']:.6g}" if "genWeight_sum" in entry else "-"
+        table.add_row(name, entry["kind"], str(len(entry["files"])), str(entry["events"]), weights, f"{size:.1f}")
     console.print(table)

@@ -56,7 +56,7 @@ def _plain(fileset: dict[str, Any]) -> dict[str, Any]:
     branches = ["Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagCSVV2", "Jet_jetId", "genWeight"]
     branches += [f"Muon_{f}" for f in ("pt", "eta", "tightId", "sip3d", "pfRelIso04_all")]
     branches += [f"Electron_{f}" for f in ("pt", "eta", "cutBased", "sip3d")]
-    events = 0
+    events, selected = 0, {"4j1b": 0, "4j2b": 0}
     for entry in fileset.values():
         for arrays in uproot.iterate(entry["files"], branches, step_size=CHUNK):
             events += len(arrays)
@@ -72,7 +72,11 @@ def _plain(fileset: dict[str, Any]) -> dict[str, Any]:
             n_b = ak.sum(jets.btagCSVV2 > 0.5, axis=1)
             base = (ak.sum(mu_ok, axis=1) + ak.sum(el_ok, axis=1) == 1) & (ak.num(jets) >= 4)
             weight = np.sign(ak.to_numpy(arrays.genWeight))
-            one_b, two_b = ak.to_numpy(base & (n_b == 1)), ak.to_numpy(base & (n_b >= 2))
+            # the AGC counts 4j1b tags with >= 0.5 and 4j2b tags with > 0.5
+            one_b = ak.to_numpy(base & (ak.sum(jets.btagCSVV2 >= 0.5, axis=1) == 1))
+            two_b = ak.to_numpy(base & (n_b >= 2))
+            selected["4j1b"] += int(one_b.sum())
+            selected["4j2b"] += int(two_b.sum())
             ht.fill(ak.to_numpy(ak.sum(jets.pt[one_b], axis=1)), weight=weight[one_b])
             trijet = ak.combinations(jets[two_b], 3, fields=["a", "b", "c"])
             p4 = trijet.a + trijet.b + trijet.c
@@ -80,7 +84,7 @@ def _plain(fileset: dict[str, Any]) -> dict[str, Any]:
             p4 = p4[tagged]
             best = p4[ak.argmax(p4.pt, axis=1, keepdims=True)]
             mass.fill(ak.to_numpy(ak.flatten(best.mass)), weight=weight[two_b])
-    return {"events": events, "filled": float(ht.sum().value + mass.sum().value)}
+    return {"events": events, "selected": selected, "filled": float(ht.sum().value + mass.sum().value)}
 
 
 def _coffea(fileset: dict[str, Any], with_systematics: bool) -> dict[str, Any]:
@@ -88,7 +92,13 @@ def _coffea(fileset: dict[str, Any], with_systematics: bool) -> dict[str, Any]:
 
     output = ttbar.run(fileset, chunksize=CHUNK, definitions="agc", with_systematics=with_systematics)
     variations = sum(len(v) for v in output["variations"].values())
-    return {"events": output["events"], "filled": float(output["hist"].sum().value), "histograms": variations * 2}
+    selected = {r: sum(flow[r] for flow in output["cutflow"].values()) for r in ("4j1b", "4j2b")}
+    return {
+        "events": output["events"],
+        "selected": selected,
+        "filled": float(output["hist"].sum().value),
+        "histograms": variations * 2,
+    }
 
 
 def _measure(name: str, func: Any, *args: Any) -> dict[str, Any]:
@@ -137,6 +147,10 @@ def main() -> None:
             "agc (coffea), nominal": _measure("agc", _coffea, fileset, False),
             "agc (coffea), all systematics": _measure("agc+syst", _coffea, fileset, True),
         }
+    # The same events pass both implementations: the rates compare like with like.
+    counts = {name: run["selected"] for name, run in runs.items()}
+    if len({tuple(c.values()) for c in counts.values()}) != 1:
+        raise SystemExit(f"the implementations select different events: {counts}")
     plain = runs["plain uproot+awkward, nominal"]["events_per_s_per_core"]
     for run in runs.values():
         run["ratio_to_plain"] = run["events_per_s_per_core"] / plain
