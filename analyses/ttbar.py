@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -140,8 +141,10 @@ class TtbarProcessor(processor.ProcessorABC):
         histogram = new_histogram(self.processes, systematics.all_variations(self.with_systematics))
         gen_weight = ak.to_numpy(events.genWeight) if "genWeight" in events.fields else np.ones(len(events))
         weights = normalisation.event_weights(gen_weight, meta, self.lumi_pb, self.normalisation_mode)
-        # Reproducible jet-resolution smearing: one random stream per chunk.
-        seed = [zlib.crc32(str(meta.get("filename", "")).encode()), int(meta.get("entrystart", 0))]
+        # Reproducible jet-resolution smearing: one random stream per chunk, keyed by the ROOT file's
+        # UUID (the same file through the cache, the origin or the local disk smears the same).
+        key = meta.get("fileuuid") or Path(str(meta.get("filename", ""))).name
+        seed = [zlib.crc32(str(key).encode()), int(meta.get("entrystart", 0))]
         cutflow = fill_events(
             histogram,
             events.Electron,

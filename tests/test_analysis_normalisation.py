@@ -120,3 +120,19 @@ def test_generated_catalogue_records_weight_sums(tmp_path: Path) -> None:
         assert (weights < 0).any()  # W+jets has negative weights: sums differ from the event count
         assert entry["genWeight_sign_sum"] < entry["events"]
     assert data.weight_sums(entries)["genWeight_sum"] == pytest.approx(sum(e["genWeight_sum"] for e in entries))
+
+
+def test_same_file_under_another_path_gives_identical_histograms(tmp_path: Path) -> None:
+    """The jet-resolution smearing is seeded by the ROOT file's UUID, so reading a file through the
+    cache or from the local disk fills the same pt_res_up histograms."""
+    import shutil
+
+    fileset = _fileset(tmp_path)
+    original = next(iter(fileset["ttbar"]["files"]))
+    copy = tmp_path / "elsewhere" / "copy.root"
+    copy.parent.mkdir()
+    shutil.copy(original, copy)
+    moved = {**fileset, "ttbar": {**fileset["ttbar"], "files": {str(copy): "Events"}}}
+    first, second = ttbar.run(fileset)["hist"], ttbar.run(moved)["hist"]
+    assert first[:, :, "ttbar", "pt_res_up"].sum().value > 0
+    assert np.array_equal(first.values(flow=True), second.values(flow=True))
