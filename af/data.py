@@ -41,8 +41,12 @@ CMS_SAMPLES = {
 }
 GENERATED_DIR = "/store/af/generated"
 CMS_DIR = "/store/af/cms"
-CROSS_SECTIONS_PB = {"ttbar": 831.76, "wjets": 61526.7}
+# By process (a ttbar variation has ttbar's). The generated W+jets sample is filtered (W + >= 2 jets,
+# af.nanoaod.WJETS): the AGC's inclusive 61526.7 pb times the filter efficiency 0.05.
+CROSS_SECTIONS_PB = {"ttbar": 831.76, "wjets": 61526.7 * 0.05}
 WRITE_CHUNK = 100_000
+# The kinds `af data generate` writes (af.nanoaod.SAMPLES; listed here so the CLI loads without numpy).
+SAMPLE_KINDS = ("ttbar", "wjets", "ttbar_scaleup", "ttbar_scaledown", "ttbar_ME_var", "ttbar_PS_var")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -113,6 +117,7 @@ def write_sample(
         with uproot.recreate(path) as out:
             tree = None
             written = 0
+            sums = {"genWeight_sum": 0.0, "genWeight_sign_sum": 0.0}
             while written < count:
                 size = min(WRITE_CHUNK, count - written)
                 chunk = nanoaod.generate(sample, size, rng)
@@ -125,11 +130,29 @@ def write_sample(
                         field_name=lambda collection, field: f"{collection}_{field}",
                     )
                 tree.extend(chunk)
+                sums = _add_weight_sums(sums, chunk["genWeight"])
                 written += size
                 if progress is not None:
                     progress.advance(task, size)
-        entries.append({"path": lake_path, "events": count, "bytes": path.stat().st_size})
+        entries.append({"path": lake_path, "events": count, "bytes": path.stat().st_size, **sums})
     return entries
+
+
+def _add_weight_sums(sums: dict[str, float], weights: Any) -> dict[str, float]:
+    """Running sums of genWeight and of its signs: the analysis normalises by them, not by the event count
+    (a sample with negative weights has fewer effective events than entries)."""
+    import numpy as np
+
+    values = np.asarray(weights, dtype=np.float64)
+    return {
+        "genWeight_sum": sums["genWeight_sum"] + float(values.sum()),
+        "genWeight_sign_sum": sums["genWeight_sign_sum"] + float(np.sign(values).sum()),
+    }
+
+
+def weight_sums(entries: list[dict[str, Any]]) -> dict[str, float]:
+    """A sample's sums of genWeight and of its signs over its files (for the catalogue)."""
+    return {key: sum(e[key] for e in entries) for key in ("genWeight_sum", "genWeight_sign_sum")}
 
 
 @click.group("data")
@@ -149,24 +172,42 @@ _lake_option = click.option(
 @click.option(
     "--sample",
     "samples",
-    type=click.Choice(["ttbar", "wjets"]),
+    type=click.Choice(list(SAMPLE_KINDS)),
     multiple=True,
-    help="Sample kinds to write (default: both).",
+    help="Sample kinds to write (default: ttbar and wjets).",
+)
+@click.option(
+    "--with-variations",
+    is_flag=True,
+    help="Also write the ttbar variation samples (scaleup, scaledown, ME_var, PS_var) the AGC's fit uses.",
 )
 @click.option("--events", type=click.IntRange(min=1), default=100_000, show_default=True, help="Events per sample.")
 @click.option("--files", type=click.IntRange(min=1), default=2, show_default=True, help="Files per sample.")
 @click.option("--seed", type=int, default=2026, show_default=True, help="Random seed (same seed, same files).")
 @_lake_option
 @click.pass_obj
-def generate(state: StateDir, samples: tuple[str, ...], events: int, files: int, seed: int, lake: Path | None) -> None:
+def generate(
+    state: StateDir,
+    samples: tuple[str, ...],
+    with_variations: bool,
+    events: int,
+    files: int,
+    seed: int,
+    lake: Path | None,
+) -> None:
     """Write NanoAOD-schema files of ttbar-like and W+jets-like events into the data lake."""
     if files > events:
         _fail(f"--files {files} is more than --events {events}: each file needs at least one event", 2)
-    generate_samples(lake_root(state, lake), samples or ("ttbar", "wjets"), events, files, seed)
+    chosen = list(samples or ("ttbar", "wjets"))
+    if with_variations:
+        chosen += [s for s in SAMPLE_KINDS if s.startswith("ttbar_") and s not in chosen]
+    generate_samples(lake_root(state, lake), tuple(chosen), events, files, seed)
 
 
 def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: int, seed: int) -> None:
     """Write the samples into the lake folder `root` with a progress bar and list them in its catalogue."""
+    from af import nanoaod
+
     catalogue = read_catalogue(root)
     columns = (
         TextColumn("{task.description:>8}"),
@@ -178,11 +219,15 @@ def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: i
     with Progress(*columns, console=console) as progress:
         for sample in samples:
             entries = write_sample(root, sample, events, files, seed, progress)
+            process, variation = nanoaod.process_and_variation(sample)
             catalogue["samples"][sample] = {
                 "kind": "generated",
                 "tree": TREE_NAME,
-                "xsec_pb": CROSS_SECTIONS_PB[sample],
+                "process": process,
+                "variation": variation,
+                "xsec_pb": CROSS_SECTIONS_PB[process],
                 "events": sum(e["events"] for e in entries),
+                **weight_sums(entries),
                 "files": entries,
             }
             write_catalogue(root, catalogue)
@@ -272,13 +317,19 @@ def import_samples(state: StateDir, sdist: Path | None, lake: Path | None) -> No
             lake_path = f"{CMS_DIR}/{filename}"
             _on_disk(root, lake_path).write_bytes(source.read())
             with uproot.open(_on_disk(root, lake_path)) as opened:
-                events = int(opened[TREE_NAME].num_entries)
+                tree = opened[TREE_NAME]
+                events = int(tree.num_entries)
+                weights = tree["genWeight"].array(library="np") if "genWeight" in tree else [1.0] * events
+            sums = _add_weight_sums({"genWeight_sum": 0.0, "genWeight_sign_sum": 0.0}, weights)
             catalogue["samples"][dataset] = {
                 "kind": "cms-nanoaod",
                 "tree": TREE_NAME,
                 "source": f"coffea-{COFFEA_VERSION} tests/samples/{filename}",
+                "process": dataset,
+                "variation": "nominal",
                 "events": events,
-                "files": [{"path": lake_path, "events": events, "bytes": member.size}],
+                **sums,
+                "files": [{"path": lake_path, "events": events, "bytes": member.size, **sums}],
             }
             console.print(f"  {dataset:<14} {lake_path} ({events} events)")
     write_catalogue(root, catalogue)
@@ -296,9 +347,10 @@ def list_datasets(state: StateDir, lake: Path | None) -> None:
         console.print(f"The data lake in {root} has no datasets yet; run `af data generate`.")
         return
     table = Table(title=f"Datasets in {root}")
-    for column in ("dataset", "kind", "files", "events", "MB"):
+    for column in ("dataset", "kind", "files", "events", "sum of genWeight", "MB"):
         table.add_column(column)
     for name, entry in sorted(samples.items()):
         size = sum(f["bytes"] for f in entry["files"]) / 1e6
-        table.add_row(name, entry["kind"], str(len(entry["files"])), str(entry["events"]), f"{size:.1f}")
+        weights = f"{entry['genWeight_sum']:.6g}" if "genWeight_sum" in entry else "-"
+        table.add_row(name, entry["kind"], str(len(entry["files"])), str(entry["events"]), weights, f"{size:.1f}")
     console.print(table)

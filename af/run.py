@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ import yaml
 from rich.console import Console
 
 import facility
+from af import run_report
 from af.runtime import StateDir
 from dask_backends.data import data_environment
 from facility.model import Backend, Facility
@@ -70,36 +72,52 @@ def register_runner(kind: str, runner: Runner) -> None:
 
 def run_local(request: RunRequest) -> None:
     """Run the kernel on this host with papermill; raise RunFailed naming the failing cell."""
+    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    handler = logging.FileHandler(request.log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from af.run_log import RunLog
+
+    total_cells = len(nbformat.read(request.notebook, as_version=4).cells) + (1 if request.parameters else 0)
+    log_file = open(request.log, "a")  # noqa: SIM115 - closed in finally, after the handler
+    # papermill's logger carries every output once (stdout INFO, stderr WARNING) and the cell marks:
+    # RunLog writes them to run.log (warnings summarised) and prints each cell's progress.
+    handler = RunLog(log_file, total_cells, console)
     papermill_log = logging.getLogger("papermill")
     papermill_log.addHandler(handler)
     papermill_log.setLevel(logging.INFO)
+    papermill_log.propagate = False  # not also to the root logger's stderr
     saved = {k: os.environ.get(k) for k in request.environment}
     os.environ.update(request.environment)  # the kernel inherits this process's environment
+    # The kernel inherits file descriptor 2 too: its own notices (ipykernel's "running over TCP
+    # without encryption") go to run.log instead of the terminal.
+    saved_stderr = os.dup(2)
+    os.dup2(log_file.fileno(), 2)
     try:
-        with open(request.log, "a") as log_file:
-            papermill.execute_notebook(
-                str(request.notebook),
-                str(request.output),
-                parameters=request.parameters,
-                cwd=str(request.run_dir),  # files the notebook writes land in the run folder
-                log_output=True,
-                stdout_file=log_file,
-                stderr_file=log_file,
-                progress_bar=sys.stderr.isatty(),
-                execution_timeout=request.cell_timeout,
-            )
+        papermill.execute_notebook(
+            str(request.notebook),
+            str(request.output),
+            parameters=request.parameters,
+            cwd=str(request.run_dir),  # files the notebook writes land in the run folder
+            log_output=True,
+            progress_bar=False,  # RunLog shows the cells
+            execution_timeout=request.cell_timeout,
+        )
     except PapermillExecutionError as exc:
-        with open(request.log, "a") as log_file:  # the traceback, for whoever reads the log later
-            log_file.write(ANSI_ESCAPE.sub("", "\n".join([f"cell {exc.exec_count} failed:", *exc.traceback])) + "\n")
+        # the traceback, for whoever reads the log later
+        log_file.write(ANSI_ESCAPE.sub("", "\n".join([f"cell {exc.exec_count} failed:", *exc.traceback])) + "\n")
         raise RunFailed(f"cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}") from None
     finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        counts = handler.finish()
+        if counts["warnings"]:
+            console.print(
+                f"  {counts['warnings']} library warnings ({counts['distinct']} distinct), summarised in run.log"
+            )
         papermill_log.removeHandler(handler)
         handler.close()
+        log_file.close()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -235,12 +253,19 @@ def run(
         cell_timeout=cell_timeout,
     )
     console.print(f"Running {notebook.name} on backend {backend.name} ({backend.kind}); output in {folder}")
+    started = time.perf_counter()
     try:
         runner(request)
     except RunFailed as exc:
         kept = f"; partial output notebook: {request.output}" if request.output.exists() else ""
         _fail(f"{notebook.name}: {exc}{kept}; log: {request.log}")
-    console.print(f"[green]Done.[/] Output notebook: {request.output}\nLog: {request.log}")
+    seconds = time.perf_counter() - started
+    written = run_report.write(request.output, backend.name, seconds, values)
+    console.print(
+        f"[green]Done[/] in {seconds:.0f} s. Output notebook: {request.output}\n"
+        f"Figures: {len(written['figures'])} PNG files in {folder / 'figures'}\n"
+        f"Report: {written['report']}\nLog: {request.log}"
+    )
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -1,17 +1,21 @@
-"""ttbar analysis in the style of the IRIS-HEP Analysis Grand Challenge, as a coffea processor.
+"""The ttbar analysis of the IRIS-HEP Analysis Grand Challenge (v2), as a coffea processor.
 
-Selection: exactly one tight lepton (electron or muon, pT > 30 GeV), at least four jets
-(pT > 25 GeV, |eta| < 2.4), at least one b-tagged jet (DeepJet medium working point).
-Regions: `4j1b` (exactly one b tag) fills HT; `4j2b` (two or more) fills the mass of the
-highest-pT trijet that holds a b-tagged jet. Variations: nominal, jet-energy scale +-3 %, and a
-b-tag scale-factor weight +-10 % per b-tagged jet.
+Definitions (objects, b tagging, regions) come from analyses/definitions.py: `agc` follows the AGC
+exactly, `modern` tags b jets with DeepJet. Region `4j1b` fills HT, region `4j2b` the mass of the
+highest-pT trijet holding a b tag, both in 25 bins from 50 to 550 GeV (the AGC's histograms; its
+fit merges them, see analyses/stats.py). Systematic variations: analyses/systematics.py. Events are
+weighted by xsec * L / sum of generator weights (analyses/normalisation.py).
 
-The notebook notebooks/ttbar_analysis.ipynb runs it; benchmarks and tests reuse it.
+Every process of the fileset is on the histogram's process axis, even one without a selected event
+(a statistical model built later finds all its samples). The notebook notebooks/ttbar_analysis.ipynb
+runs it; benchmarks and tests reuse it.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
+from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -19,93 +23,143 @@ import hist
 import numpy as np
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema
+from coffea.nanoevents.methods import vector as coffea_vector
 
-BTAG_MEDIUM = 0.2783  # DeepJet medium working point
-LUMI_PB = 3378.0  # the AGC's integrated luminosity (CMS 2015)
-JES_SHIFT = 0.03
-BTAG_SF_SHIFT = 0.10
-VARIATIONS = ("nominal", "jes_up", "jes_down", "btag_up", "btag_down")
+from analyses import definitions as defs
+from analyses import normalisation, systematics
+from analyses.normalisation import LUMI_PB
+
+__all__ = ["LUMI_PB", "TtbarProcessor", "fill_events", "new_histogram", "run", "sample_keys", "write_histograms"]
+
+BINS = (25, 50.0, 550.0)  # the AGC's observable binning
+VARIATIONS = tuple(systematics.all_variations(True))
 
 
-def new_histogram() -> hist.Hist:
+def new_histogram(processes: list[str], variations: list[str] | tuple[str, ...] = VARIATIONS) -> hist.Hist:
+    """Observable x region x process x variation, with fixed categories so empty processes stay on it."""
     return (
-        hist.Hist.new.Reg(25, 50, 550, name="observable", label="observable [GeV]")
-        .StrCat(["4j1b", "4j2b"], name="region", label="region")
-        .StrCat([], name="process", label="process", growth=True)
-        .StrCat(list(VARIATIONS), name="variation", label="variation")
+        hist.Hist.new.Reg(*BINS, name="observable", label="observable [GeV]")
+        .StrCat(list(defs.REGIONS), name="region", label="region")
+        .StrCat(list(processes), name="process", label="process")
+        .StrCat(list(variations), name="variation", label="variation")
         .Weight()
     )
 
 
-def _objects(events: ak.Array, jet_scale: float) -> tuple[ak.Array, ak.Array, ak.Array]:
-    electrons = events.Electron[
-        (events.Electron.pt > 30) & (abs(events.Electron.eta) < 2.1) & (events.Electron.cutBased == 4)
-    ]
-    muons = events.Muon[
-        (events.Muon.pt > 30) & (abs(events.Muon.eta) < 2.1) & events.Muon.tightId & (events.Muon.pfRelIso04_all < 0.15)
-    ]
-    jets = events.Jet
-    jets = ak.zip(
+def sample_keys(name: str, metadata: dict[str, Any]) -> tuple[str, str]:
+    """(process, variation) of a fileset entry: from its metadata, else the dataset name and nominal."""
+    return metadata.get("process") or metadata.get("sample") or name, metadata.get("variation") or "nominal"
+
+
+def _jets(jets: ak.Array, pt: ak.Array, btag_field: str) -> ak.Array:
+    # Only the fields the definitions read, as Lorentz vectors (coffea's behaviour) for the trijet sums.
+    return ak.zip(
         {
-            "pt": jets.pt * jet_scale,
+            "pt": pt,
             "eta": jets.eta,
             "phi": jets.phi,
-            "mass": jets.mass * jet_scale,
-            "btagDeepFlavB": jets.btagDeepFlavB,
+            "mass": jets.mass,
+            btag_field: jets[btag_field],
+            "jetId": jets.jetId,
         },
         with_name="PtEtaPhiMLorentzVector",
-        behavior=events.behavior,
+        behavior=coffea_vector.behavior,
     )
-    jets = jets[(jets.pt > 25) & (abs(jets.eta) < 2.4)]
-    return electrons, muons, jets
 
 
-def _trijet_mass(jets: ak.Array) -> ak.Array:
-    """Mass of the highest-pT three-jet combination that holds at least one b-tagged jet."""
-    trijet = ak.combinations(jets, 3, fields=["j1", "j2", "j3"])
-    p4 = trijet.j1 + trijet.j2 + trijet.j3
-    max_btag = np.maximum(trijet.j1.btagDeepFlavB, np.maximum(trijet.j2.btagDeepFlavB, trijet.j3.btagDeepFlavB))
-    p4 = p4[max_btag > BTAG_MEDIUM]
-    best = ak.argmax(p4.pt, axis=1, keepdims=True)
-    return ak.flatten(p4[best].mass)
+def fill_events(
+    histogram: hist.Hist,
+    electrons: ak.Array,
+    muons: ak.Array,
+    jets: ak.Array,
+    weights: np.ndarray,
+    process: str,
+    variation: str = "nominal",
+    definitions: str | defs.Definitions = "agc",
+    with_systematics: bool = True,
+    rng: np.random.Generator | None = None,
+) -> dict[str, float]:
+    """Select and fill one chunk of events; returns its cutflow (counts and weighted sums, nominal)."""
+    chosen = defs.get(definitions)
+    rng = rng or np.random.default_rng(0)
+    electrons, muons = chosen.electrons(electrons), chosen.muons(muons)
+    # Variation samples (ME_var, ...) are filled once under their own name; nominal samples get the
+    # kinematic and weight variations too (as in the AGC).
+    systematic_run = with_systematics and variation == "nominal"
+    jet_variations = ["nominal", *systematics.JET_VARIATIONS] if systematic_run else ["nominal"]
+    cutflow: dict[str, float] = {"all": len(weights), "sum_weights": float(np.sum(weights))}
+    for jet_variation in jet_variations:
+        selected_jets = chosen.jets(_jets(jets, systematics.jet_pt(jet_variation, jets.pt, rng), chosen.btag_field))
+        masks = chosen.regions(electrons, muons, selected_jets)
+        for region, mask in masks.items():
+            region_jets = selected_jets[mask]
+            observable = chosen.observable(region, region_jets)
+            region_weights = weights[mask]
+            name = variation if jet_variation == "nominal" else jet_variation
+            histogram.fill(observable=observable, region=region, process=process, variation=name, weight=region_weights)
+            if jet_variation != "nominal":
+                continue
+            cutflow[region] = int(mask.sum())
+            cutflow[f"{region}_weighted"] = float(region_weights.sum())
+            if not systematic_run:
+                continue
+            factors = systematics.btag_weights(region_jets)
+            if process in systematics.SCALE_VARIATION_PROCESSES:
+                factors.update(systematics.scale_weights(len(region_weights)))
+            for weight_name, factor in factors.items():
+                histogram.fill(
+                    observable=observable,
+                    region=region,
+                    process=process,
+                    variation=weight_name,
+                    weight=region_weights * factor,
+                )
+    return cutflow
 
 
 class TtbarProcessor(processor.ProcessorABC):
-    """Fills HT and trijet-mass histograms per region, process and variation."""
+    """Fills HT (4j1b) and trijet mass (4j2b) per region, process and variation."""
+
+    def __init__(
+        self,
+        processes: list[str],
+        definitions: str = "agc",
+        with_systematics: bool = True,
+        normalisation_mode: str = "weights",
+        lumi_pb: float = LUMI_PB,
+    ) -> None:
+        self.processes = list(processes)
+        self.definitions = defs.get(definitions).name
+        self.with_systematics = with_systematics
+        self.normalisation_mode = normalisation_mode
+        self.lumi_pb = lumi_pb
 
     def process(self, events: ak.Array) -> dict[str, Any]:
         started = time.perf_counter()
-        meta = events.metadata
-        process_name = meta.get("sample") or meta["dataset"]
-        histogram = new_histogram()
-        sign = np.sign(ak.to_numpy(events.genWeight)) if "genWeight" in events.fields else np.ones(len(events))
-        xsec, total = meta.get("xsec_pb"), meta.get("events")
-        norm = xsec * LUMI_PB / total if xsec and total else 1.0
-        cutflow = {"all": len(events)}
-        for variation, jet_scale in (("nominal", 1.0), ("jes_up", 1 + JES_SHIFT), ("jes_down", 1 - JES_SHIFT)):
-            electrons, muons, jets = _objects(events, jet_scale)
-            n_btag = ak.sum(jets.btagDeepFlavB > BTAG_MEDIUM, axis=1)
-            selected = (ak.num(electrons) + ak.num(muons) == 1) & (ak.num(jets) >= 4) & (n_btag >= 1)
-            weights = {variation: sign * norm}
-            if variation == "nominal":
-                cutflow["selected"] = int(ak.sum(selected))
-                # b-tag scale-factor uncertainty: a per-b-tagged-jet factor (1 +- 10 %).
-                weights["btag_up"] = weights["nominal"] * (1 + BTAG_SF_SHIFT) ** ak.to_numpy(n_btag)
-                weights["btag_down"] = weights["nominal"] * (1 - BTAG_SF_SHIFT) ** ak.to_numpy(n_btag)
-            one_b = ak.to_numpy(selected & (n_btag == 1))
-            two_b = ak.to_numpy(selected & (n_btag >= 2))
-            ht = ak.to_numpy(ak.sum(jets.pt, axis=1))
-            mass = ak.to_numpy(_trijet_mass(jets[two_b]))
-            for name, weight in weights.items():
-                histogram.fill(
-                    observable=ht[one_b], region="4j1b", process=process_name, variation=name, weight=weight[one_b]
-                )
-                histogram.fill(
-                    observable=mass, region="4j2b", process=process_name, variation=name, weight=weight[two_b]
-                )
+        meta = dict(events.metadata)
+        process, variation = sample_keys(meta["dataset"], meta)
+        histogram = new_histogram(self.processes, systematics.all_variations(self.with_systematics))
+        gen_weight = ak.to_numpy(events.genWeight) if "genWeight" in events.fields else np.ones(len(events))
+        weights = normalisation.event_weights(gen_weight, meta, self.lumi_pb, self.normalisation_mode)
+        # Reproducible jet-resolution smearing: one random stream per chunk, keyed by the ROOT file's
+        # UUID (the same file through the cache, the origin or the local disk smears the same).
+        key = meta.get("fileuuid") or Path(str(meta.get("filename", ""))).name
+        seed = [zlib.crc32(str(key).encode()), int(meta.get("entrystart", 0))]
+        cutflow = fill_events(
+            histogram,
+            events.Electron,
+            events.Muon,
+            events.Jet,
+            weights,
+            process,
+            variation,
+            self.definitions,
+            self.with_systematics,
+            np.random.default_rng(seed),
+        )
         return {
             "hist": histogram,
-            "cutflow": {process_name: cutflow},
+            "cutflow": {meta["dataset"]: cutflow},
             "events": len(events),
             "seconds": time.perf_counter() - started,
         }
@@ -114,14 +168,38 @@ class TtbarProcessor(processor.ProcessorABC):
         return accumulator
 
 
+def _variations_by_process(fileset: dict[str, Any], with_systematics: bool) -> dict[str, list[str]]:
+    sample_variations: dict[str, set[str]] = {}
+    for name, entry in fileset.items():
+        process, variation = sample_keys(name, entry.get("metadata") or {})
+        sample_variations.setdefault(process, set())
+        if variation != "nominal":
+            sample_variations[process].add(variation)
+    return {p: systematics.variations_for(p, v, with_systematics) for p, v in sample_variations.items()}
+
+
 def run(
     fileset: dict[str, Any],
     executor: processor.executor.ExecutorBase | None = None,
     chunksize: int = 100_000,
+    definitions: str = "agc",
+    with_systematics: bool = True,
+    normalisation_mode: str = "weights",
 ) -> dict[str, Any]:
-    """Run the processor over a coffea fileset; returns the accumulated output (hist, cutflow, events)."""
+    """Run the processor over a coffea fileset; returns the accumulated output.
+
+    Keys: hist (every process of the fileset on its axis), variations (process -> the variations it
+    has, for writing and fitting), cutflow (dataset -> counts), events, seconds, metrics.
+    """
     import uproot
 
+    definitions = defs.get(definitions).name
+    # uproot's own XRootD source for root:// URLs (the fsspec route fails with the xrootd 6.2 client).
+    remote = any(str(url).startswith("root://") for entry in fileset.values() for url in entry["files"])
+    options = {"handler": uproot.source.xrootd.XRootDSource} if remote else {}
+    fileset = normalisation.ensure_weight_sums(fileset, options)
+    variations = _variations_by_process(fileset, with_systematics)
+    processes = list(variations)
     runner = processor.Runner(
         executor=executor or processor.IterativeExecutor(),
         schema=NanoAODSchema,
@@ -131,9 +209,33 @@ def run(
         # files under the same names (a stale entry chunks the new file by the old entry count).
         metadata_cache={},
     )
-    # uproot's own XRootD source for root:// URLs (the fsspec route fails with the xrootd 6.2 client).
-    remote = any(str(url).startswith("root://") for entry in fileset.values() for url in entry["files"])
-    options = {"handler": uproot.source.xrootd.XRootDSource} if remote else {}
-    output, metrics = runner(fileset, processor_instance=TtbarProcessor(), treename="Events", uproot_options=options)
+    instance = TtbarProcessor(processes, definitions, with_systematics, normalisation_mode)
+    output, metrics = runner(fileset, processor_instance=instance, treename="Events", uproot_options=options)
+    if "hist" not in output:  # no chunk at all (every file empty): still one histogram with every process
+        output = {"hist": new_histogram(processes, systematics.all_variations(with_systematics)), "cutflow": {}}
+        output.update(events=0, seconds=0.0)
+    output["variations"] = variations
+    output["definitions"] = definitions
     output["metrics"] = metrics
     return output
+
+
+def write_histograms(
+    histogram: hist.Hist, variations: dict[str, list[str]], path: str, pseudodata: hist.Hist | None = None
+) -> list[str]:
+    """Write `{region}_{process}_{variation}` histograms (the AGC's names) for every process and the
+    variations it has, plus `{region}_pseudodata_nominal` when given; returns the names written."""
+    import uproot
+
+    names = []
+    with uproot.recreate(path) as out:
+        for region in defs.REGIONS:
+            for process, names_of_process in variations.items():
+                for variation in names_of_process:
+                    key = f"{region}_{process}_{variation}"
+                    out[key] = histogram[:, region, process, variation]
+                    names.append(key)
+            if pseudodata is not None:
+                out[f"{region}_pseudodata_nominal"] = pseudodata[:, region]
+                names.append(f"{region}_pseudodata_nominal")
+    return names

@@ -229,6 +229,10 @@ class DataLake:
         for sample in samples:
             entries = self.files(sample, n_files)
             meta = {k: v for k, v in catalogue[sample].items() if k != "files"}
+            # Counts and weight sums of the files chosen (n_files), so a partial sample is normalised right.
+            for key in ("events", "genWeight_sum", "genWeight_sign_sum"):
+                if all(key in e for e in entries):
+                    meta[key] = sum(e[key] for e in entries)
             result[sample] = {
                 "files": {self.url(e["path"], use_cache): catalogue[sample].get("tree", TREE_NAME) for e in entries},
                 "metadata": {"sample": sample, **meta},

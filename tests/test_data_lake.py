@@ -193,7 +193,7 @@ def test_af_run_ttbar_notebook_reads_through_the_cache(
     assert result.returncode == 0, result.stdout + result.stderr
     executed = nbformat.read(run_dir / "ttbar_analysis.ipynb", as_version=4)
     images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == 2  # the stacked HT / trijet-mass plots and the variations
+    assert len(images) >= 2  # regions and variations (and the fit, when it converges on these few events)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert f"reading from {lake['client'].cache}" in printed
     assert f"{EVENTS} events in" in printed
