@@ -31,9 +31,12 @@ ORIGIN_NAME = "xrootd-origin"
 ORIGIN_PORT_OFFSET = 3
 FIRST_CACHE_PORT_OFFSET = 4
 MAX_MANAGED_CACHES = 6
-# XCache tuning: pfc.ram below 1g is refused by XRootD 5.5; 1 MiB blocks suit ROOT's basket reads.
-CACHE_RAM = "1g"
-CACHE_BLOCKSIZE = "1m"
+# XCache tuning, directive (with its sub-option, e.g. "pss.setopt WorkerThreads") -> value.
+# pfc.ram below 1g is refused by XRootD 5.5; 1 MiB blocks suit ROOT's basket reads.
+CACHE_TUNING: dict[str, str] = {
+    "pfc.ram": "1g",
+    "pfc.blocksize": "1m",
+}
 
 
 def is_loopback(url: str) -> bool:
@@ -119,7 +122,10 @@ def origin_config(origin: dict[str, Any], prefixes: list[str], admin: Path) -> s
     return "\n".join(lines) + "\n"
 
 
-def cache_config(cache: dict[str, Any], origin_url: str, prefixes: list[str], admin: Path) -> str:
+def cache_config(
+    cache: dict[str, Any], origin_url: str, prefixes: list[str], admin: Path, tuning: dict[str, str] | None = None
+) -> str:
+    """The XCache's configuration; `tuning` overrides CACHE_TUNING's directives (benchmarks sweep them)."""
     parts = urlsplit(origin_url)
     lines = ["# XCache (XRootD proxy file cache), written by `af up` from facility.yaml; edits are overwritten."]
     lines += _common(cache["port"], cache["local_root"], admin, prefixes or ["/"])
@@ -127,8 +133,7 @@ def cache_config(cache: dict[str, Any], origin_url: str, prefixes: list[str], ad
         "ofs.osslib libXrdPss.so",
         f"pss.origin {parts.hostname}:{parts.port or 1094}",
         "pss.cachelib libXrdPfc.so",
-        f"pfc.ram {CACHE_RAM}",
-        f"pfc.blocksize {CACHE_BLOCKSIZE}",
+        *[f"{directive} {value}" for directive, value in {**CACHE_TUNING, **(tuning or {})}.items()],
     ]
     lines += auth_directives("cache")
     return "\n".join(lines) + "\n"
