@@ -71,10 +71,18 @@ class ShapedLink:
             raise FileNotFoundError(
                 f"toxiproxy-server is not built in {toxiproxy_dir()}: run scripts/bench-install.d/10-toxiproxy.sh"
             )
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 (closed with the process)
-        self.process = subprocess.Popen(
-            [str(binary), "-host", "127.0.0.1", "-port", str(self.api_port)], stdout=out, stderr=subprocess.STDOUT
-        )
+        with open(self.log or os.devnull, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [str(binary), "-host", "127.0.0.1", "-port", str(self.api_port)], stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            self._add_proxy()
+        except BaseException:
+            self.__exit__()  # __exit__ does not run when __enter__ raises
+            raise
+        return self
+
+    def _add_proxy(self) -> None:
         _wait(self._answers, f"toxiproxy on port {self.api_port}")
         reply = requests.post(
             f"{self.api}/proxies",
@@ -87,7 +95,6 @@ class ShapedLink:
             timeout=10,
         )
         reply.raise_for_status()
-        return self
 
     def _answers(self) -> bool:
         try:
@@ -167,10 +174,14 @@ class XRootDServer:
                 return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
         # Only then a client: XRootD's client remembers a refused connection for a while.
-        _wait(listens, f"xrootd {self.name} on port {self.port}")
-        status, _ = client.FileSystem(self.url).ping(timeout=10)
-        if not status.ok:
-            raise RuntimeError(f"xrootd {self.name} on port {self.port} does not answer a ping: {status.message}")
+        try:
+            _wait(listens, f"xrootd {self.name} on port {self.port}")
+            status, _ = client.FileSystem(self.url).ping(timeout=10)
+            if not status.ok:
+                raise RuntimeError(f"xrootd {self.name} on port {self.port} does not answer a ping: {status.message}")
+        except BaseException:
+            self.__exit__()  # __exit__ does not run when __enter__ raises
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
