@@ -31,9 +31,14 @@ $(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard script
 test:  # installs first (scripts/run-tests.sh times each phase)
 	bash scripts/run-tests.sh
 
-# Measurements (minutes; not part of `make test`): results in benchmarks/results/.
+# Measurements (minutes; not part of `make test`): results in benchmarks/results/. Installs what only
+# the benchmarks need first (scripts/bench-install.d: toxiproxy for the shaped link).
 bench: install
+	set -e; for step in scripts/bench-install.d/*.sh; do bash "$$step"; done
 	$(PY) -m benchmarks.data_path
+	$(PY) -m benchmarks.dask_efficiency
+	$(PY) -m benchmarks.xcache_sweep
+	$(PY) -m benchmarks.uproot_reads
 
 lint: install
 	$(VENV)/bin/ruff check .

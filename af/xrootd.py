@@ -32,9 +32,17 @@ ORIGIN_NAME = "xrootd-origin"
 ORIGIN_PORT_OFFSET = 3
 FIRST_CACHE_PORT_OFFSET = 4
 MAX_MANAGED_CACHES = 6
-# XCache tuning: pfc.ram below 1g is refused by XRootD 5.5; 1 MiB blocks suit ROOT's basket reads.
-CACHE_RAM = "1g"
-CACHE_BLOCKSIZE = "1m"
+# XCache tuning, directive (with its sub-option, e.g. "pss.setopt WorkerThreads") -> value; the best
+# of benchmarks/xcache_sweep.py (results/xcache_sweep.json). pfc.ram below 1g is refused by XRootD
+# 5.5; 1 MiB blocks suit ROOT's basket reads (4m and 16m were slower cold); prefetching 32 blocks
+# (default 10) and 4 streams to the origin read a cold file faster over a 25 ms link; prefetch 0
+# fell to 0.34 of a direct read there.
+CACHE_TUNING: dict[str, str] = {
+    "pfc.ram": "1g",
+    "pfc.blocksize": "1m",
+    "pfc.prefetch": "32",
+    "pss.config streams": "4",
+}
 
 
 def is_loopback(url: str) -> bool:
@@ -124,7 +132,10 @@ def origin_config(origin: dict[str, Any], prefixes: list[str], admin: Path) -> s
     return "\n".join(lines) + "\n"
 
 
-def cache_config(cache: dict[str, Any], origin_url: str, prefixes: list[str], admin: Path) -> str:
+def cache_config(
+    cache: dict[str, Any], origin_url: str, prefixes: list[str], admin: Path, tuning: dict[str, str] | None = None
+) -> str:
+    """The XCache's configuration; `tuning` overrides CACHE_TUNING's directives (benchmarks sweep them)."""
     parts = urlsplit(origin_url)
     lines = ["# XCache (XRootD proxy file cache), written by `af up` from facility.yaml; edits are overwritten."]
     lines += _common(cache["port"], cache["local_root"], admin, prefixes or ["/"])
@@ -132,8 +143,7 @@ def cache_config(cache: dict[str, Any], origin_url: str, prefixes: list[str], ad
         "ofs.osslib libXrdPss.so",
         f"pss.origin {parts.hostname}:{parts.port or 1094}",
         "pss.cachelib libXrdPfc.so",
-        f"pfc.ram {CACHE_RAM}",
-        f"pfc.blocksize {CACHE_BLOCKSIZE}",
+        *[f"{directive} {value}" for directive, value in {**CACHE_TUNING, **(tuning or {})}.items()],
     ]
     lines += auth_directives("cache")
     return "\n".join(lines) + "\n"

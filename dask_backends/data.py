@@ -86,6 +86,19 @@ def data_environment(fac: Any, backend: Any, runtime: dict[str, Any] | None = No
     return env
 
 
+def uproot_options() -> dict[str, Any]:
+    """uproot.open options for the lake's root:// URLs (notebooks, workers, coffea's uproot_options).
+
+    uproot's own XRootD source: its fsspec route fails on the first read (xrootd 6.2 client). Its
+    vector reads (a chunk's baskets in one request) beat the multithreaded source's one request per
+    range over a 25 ms link (0.93x), and fewer ranges per vector read gained nothing
+    (benchmarks/uproot_reads.py); larger chunks and coffea's preloading are what count there.
+    """
+    import uproot
+
+    return {"handler": uproot.source.xrootd.XRootDSource}
+
+
 def _xrootd_client() -> Any:
     try:
         from XRootD import client
@@ -196,8 +209,7 @@ class DataLake:
         import uproot
 
         self.stat(path_or_url, use_cache)  # a clear DataFileNotFound before uproot's own errors
-        # uproot's own XRootD source: its fsspec route fails on the first read (xrootd 6.2 client).
-        options.setdefault("handler", uproot.source.xrootd.XRootDSource)
+        options = {**uproot_options(), **options}
         return uproot.open(self.url(path_or_url, use_cache), **options)  # stat left a failed cache marked down
 
     # --- the dataset catalogue --------------------------------------------------------------------

@@ -92,6 +92,14 @@ def cluster_options_per_user(fac: Facility, backend: Backend) -> Callable[[Any],
     return for_user
 
 
+# distributed's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536 (its config
+# distributed.nanny.pre-spawn-environ). Setting any glibc malloc threshold turns off glibc's dynamic
+# mmap threshold (mallopt(3)), so the analysis' large awkward/numpy temporaries are mmap'ed and
+# page-faulted anew each time: the ttbar analysis ran at about half speed on such a worker
+# (benchmarks/dask_efficiency.py). None unsets it, the way distributed documents.
+WORKER_ENVIRONMENT = {"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": "{'MALLOC_TRIM_THRESHOLD_': None}"}
+
+
 def cluster_config(fac: Facility, backend: Backend, options: Any) -> dict[str, Any]:
     """ClusterConfig overrides for validated options."""
     config: dict[str, Any] = {
@@ -99,6 +107,7 @@ def cluster_config(fac: Facility, backend: Backend, options: Any) -> dict[str, A
         "worker_cores": options.worker_cores,
         "worker_memory": f"{options.worker_memory_gb}G",
         "environment": {
+            **WORKER_ENVIRONMENT,
             "AF_BACKEND": backend.name,
             "AF_IMAGE": fac.image(options.image).registry,
         },

@@ -214,6 +214,7 @@ cluster = new_cluster("local", workers=1, worker_cores=1, worker_memory_gb=2)
 client = cluster.get_client()
 client.wait_for_workers(1, timeout=120)
 print("WORKER_CACHE", set(client.run(lambda: os.environ.get("AF_DATA_CACHE")).values()))
+print("WORKER_MALLOC", set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()))
 output = ttbar.run(fileset, processor.DaskExecutor(client=client, status=False))
 print("NOTEBOOK_CACHE", lake.cache)
 print("EVENTS", output["events"], "FILLED", output["hist"].sum().value > 0)
@@ -235,6 +236,7 @@ def test_notebook_runs_the_analysis_on_a_gateway_cluster_through_the_cache(
     cache = embedded.runtime["data"]["caches"]["local-xcache"]["url"]
     assert f"NOTEBOOK_CACHE {cache}" in out
     assert f"WORKER_CACHE {{'{cache}'}}" in out  # the gateway's workers read through the same cache
+    assert "WORKER_MALLOC {None}" in out  # not distributed's nanny's glibc setting (options.WORKER_ENVIRONMENT)
     assert f"EVENTS {EVENTS} FILLED True" in out
 
 
