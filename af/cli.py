@@ -13,6 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import facility
+import monitoring
 from af import host_access, supervise, xrootd
 from af.accounts import AccountError
 from af.components import Component, MissingDependency, components
@@ -20,6 +21,7 @@ from af.data import data as data_commands
 from af.data import seed_empty_lake
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
+from monitoring import status as monitoring_status
 
 console = Console()
 err_console = Console(stderr=True)
@@ -119,6 +121,8 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         _fail("cannot start: " + "; ".join(lines) + ". Stop that process or choose another port with --port.")
     write_runtime(state, runtime)
     xrootd.write_configs(runtime)
+    if runtime["metrics"]:
+        monitoring.prepare(runtime, fac.name)  # Prometheus's files; the XCaches' g-stream directive
     granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants
     if granted:
         group = fac.auth.unix_accounts.group
@@ -176,6 +180,9 @@ def _print_status(state: StateDir) -> bool:
             part.name, label, str(part.port), info.get("statename", "not running").lower(), str(state.log(part.name))
         )
     console.print(table)
+    users = monitoring_status.users_table(runtime)  # who holds what; needs metrics enabled
+    if users is not None:
+        console.print(users)
     return all_up
 
 
