@@ -22,5 +22,7 @@ if [[ ! -f $SDIST ]]; then
   echo "$SHA256  $SDIST" | sha256sum --check --quiet
 fi
 # Smoke test: the samples the tests import are in it.
-tar -tzf "$SDIST" | grep -q "tests/samples/nano_dy.root" || { echo "coffea-samples: no tests/samples/nano_dy.root in $SDIST" >&2; exit 1; }
+# (tar lists the one member; `tar | grep -q` would fail under pipefail when grep stops reading early)
+tar -tzf "$SDIST" "coffea-$VERSION/tests/samples/nano_dy.root" >/dev/null \
+  || { echo "coffea-samples: no tests/samples/nano_dy.root in $SDIST" >&2; exit 1; }
 echo "coffea-samples: ready ($SDIST)"
