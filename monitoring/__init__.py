@@ -4,8 +4,14 @@ plan.py           ports, tokens and settings of the metrics stack (runtime.json 
 prometheus.py     Prometheus's configuration and token files, and its command line
 rules.py          recording and alerting rules (hub not answering, spawns failing, cache down)
 exporter.py       the facility exporter (servers per backend, pending spawns, XCache up/down)
-gateway.py        /api/metrics on every dask-gateway (clusters and workers), added to its backend
-hub.py            the hub service whose token may read /hub/metrics and the servers
+xcache.py         bytes from cache vs origin: the XCaches' g-stream, received by the exporter
+gateway.py        /api/metrics and /api/af/holdings on every dask-gateway, added to its backend
+routes.py         the paths gateway.py adds
+hub.py            the hub services: `prometheus` (token for /hub/metrics) and `af-operator`
+hub_api.py        active notebook servers from the hub's REST API
+status.py         `af status`'s table of who holds which servers and clusters
+operator_page.py  the hub service `af-operator`: plots of the dashboards' queries, for admins
+panels.py         the dashboards' queries; grafana.py renders them for Grafana
 components.py     the supervised processes `af up` adds
 grafana/          dashboard JSON for sites that run Grafana
 """

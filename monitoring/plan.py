@@ -1,7 +1,8 @@
 """Plan the metrics stack of a running facility: ports, tokens and settings for runtime.json.
 
-The ports follow the facility's other ports (af.runtime): Prometheus and the facility exporter
-take the two ports above the hub's Dask dashboard service. Tokens are kept across `af up` runs.
+The ports follow the facility's other ports (af.runtime): Prometheus, the facility exporter and
+the hub's operator page take the three ports above the hub's Dask dashboard service. Tokens are
+kept across `af up` runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from facility.secrets import GENERATORS
 
 PROMETHEUS_OFFSET = 1  # above the dashboard service's port
 EXPORTER_OFFSET = 2
+OPERATOR_OFFSET = 3  # the hub's operator page service (monitoring.operator_page)
 
 
 def plan_metrics(fac: Facility, last_port: int, previous: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -28,6 +30,7 @@ def plan_metrics(fac: Facility, last_port: int, previous: dict[str, Any] | None 
         "enabled": True,
         "prometheus_port": last_port + PROMETHEUS_OFFSET,
         "exporter_port": last_port + EXPORTER_OFFSET,
+        "operator_port": last_port + OPERATOR_OFFSET,
         # The hub service token (read:metrics, and the servers for the exporter), and the token
         # the gateways ask of whoever reads their /api/metrics (it is reachable through the proxy).
         "hub_token": old.get("hub_token") or GENERATORS["hex"](),

@@ -3,6 +3,7 @@ facility exporter; its rules checked by promtool and by a real alert when the XC
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import time
@@ -73,6 +74,7 @@ def test_ports_follow_the_public_port(planned: dict[str, Any]) -> None:
     ports = planned["ports"]
     assert planned["metrics"]["prometheus_port"] == ports["dashboards"] + 1 == 20000 + 13
     assert planned["metrics"]["exporter_port"] == ports["dashboards"] + 2
+    assert planned["metrics"]["operator_port"] == ports["dashboards"] + 3
 
 
 def test_promtool_accepts_config_and_rules(planned: dict[str, Any]) -> None:
@@ -263,6 +265,20 @@ def test_xcache_bytes_from_cache_and_origin(monitored: RunningFacility, tmp_path
     assert _value(monitored, 'af_xcache_files_closed_total{cache="local-xcache"}') >= 2
     config = (monitored.state_dir / "xrootd" / "xcache-local-xcache.cfg").read_text()
     assert "xrootd.mongstream pfc" in config
+
+
+def test_operator_page_plots_the_metrics_for_admins(monitored: RunningFacility) -> None:
+    page_url = f"{monitored.url}/services/af-operator/"
+    admin = monitored.login("admin", monitored.runtime["secrets"]["admin_password"])
+    page = admin.http.get(page_url, timeout=60)
+    assert page.status_code == 200, page.text[:500]
+    assert page.url == page_url  # after the hub's OAuth round trip
+    for panel in PANELS:
+        assert html.escape(panel.title) in page.text
+    assert page.text.count("<svg") == len(PANELS)
+    assert "<polyline" in page.text and "Prometheus did not answer" not in page.text
+    # Another user gets through the hub's login but not onto the page.
+    assert monitored.login("mallory").http.get(page_url, timeout=60).status_code == 403
 
 
 # Last: stopping the cache leaves its alert firing for a while after.
