@@ -115,6 +115,7 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     taken = [(p, who) for p in parts if (who := supervise.who_listens(p.port))]
     # Ports the hub and gateways bind themselves (gateway APIs, the hub's dashboard service).
     own_ports = [gw["api_port"] for gw in runtime["gateways"].values()] + [runtime["ports"]["dashboards"]]
+    own_ports += monitoring.hub_service_ports(runtime)  # the operator page
     taken += [(None, f"port {port}") for port in own_ports if supervise.port_open(port, 0.3)]
     if taken:
         lines = [f"port {p.port} for {p.name} is taken by {who}" if p else f"{who} is taken" for p, who in taken]

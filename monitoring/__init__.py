@@ -21,6 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def hub_service_ports(runtime: dict[str, Any]) -> list[int]:
+    """Ports the hub's metrics services bind themselves (not supervised components)."""
+    metrics = runtime.get("metrics") or {}
+    return [metrics["operator_port"]] if metrics.get("enabled") else []
+
+
 def prepare(runtime: dict[str, Any], facility_name: str) -> None:
     """What `af up` writes before starting a facility with metrics (after af.xrootd's files)."""
     from monitoring import prometheus, xcache

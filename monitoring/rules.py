@@ -58,7 +58,7 @@ def alerting_rules(after_seconds: int) -> list[dict[str, Any]]:
             f"increase({FAILED_SPAWNS}[10m]) > 0",
             after_seconds,
             "warning",
-            "Notebook servers failed to start in the last 10 minutes ({{ $labels.status }}: {{ $value }}).",
+            "Notebook servers failed to start in the last 10 minutes ({{ $labels.status }}: {{ $labels.reason }}).",
         ),
         _alert(
             "GatewayDown",

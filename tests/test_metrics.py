@@ -121,6 +121,65 @@ def test_promtool_unit_test_cache_down_alert(planned: dict[str, Any], tmp_path: 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_promtool_unit_test_hub_and_spawn_alerts(planned: dict[str, Any], tmp_path: Path) -> None:
+    """HubNotAnswering after the hub's scrapes fail for `for:`; SpawnsFailing after a failed spawn."""
+    rules = prometheus.prometheus_dir(planned) / "rules.yml"
+    failed = 'jupyterhub_server_spawn_duration_seconds_count{job="hub",instance="h",status="failure",reason="error"}'
+    spec = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1s",
+        "tests": [
+            {
+                "interval": "1s",
+                "input_series": [
+                    {"series": 'up{job="hub",instance="h"}', "values": "1 1 0 0 0 0 0 0 0 0"},
+                    {"series": failed, "values": "0 0 1 1 1 1 1 1 1 1"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "3s", "alertname": "HubNotAnswering", "exp_alerts": []},
+                    {"eval_time": "3s", "alertname": "SpawnsFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "8s",
+                        "alertname": "HubNotAnswering",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "job": "hub", "instance": "h"},
+                                "exp_annotations": {
+                                    "summary": "JupyterHub does not answer on /hub/metrics: "
+                                    "nobody can log in or start a server."
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "8s",
+                        "alertname": "SpawnsFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "job": "hub",
+                                    "instance": "h",
+                                    "status": "failure",
+                                    "reason": "error",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Notebook servers failed to start in the last 10 minutes "
+                                    "(failure: error)."
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "rules_test.yml"
+    test_file.write_text(json.dumps(spec))
+    result = subprocess.run(["promtool", "test", "rules", str(test_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_grafana_dashboard_is_current() -> None:
     assert grafana.DASHBOARD_FILE.read_text() == grafana.render(), "run .venv/bin/python -m monitoring.grafana"
     dashboard = json.loads(grafana.DASHBOARD_FILE.read_text())
