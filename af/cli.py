@@ -13,6 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import facility
+import monitoring
 from af import host_access, supervise, xrootd
 from af.accounts import AccountError
 from af.components import Component, MissingDependency, components
@@ -20,6 +21,7 @@ from af.data import data as data_commands
 from af.data import seed_empty_lake
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
+from monitoring import status as monitoring_status
 
 console = Console()
 err_console = Console(stderr=True)
@@ -113,6 +115,7 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     taken = [(p, who) for p in parts if (who := supervise.who_listens(p.port))]
     # Ports the hub and gateways bind themselves (gateway APIs, the hub's dashboard service).
     own_ports = [gw["api_port"] for gw in runtime["gateways"].values()] + [runtime["ports"]["dashboards"]]
+    own_ports += monitoring.hub_service_ports(runtime)  # the operator page
     taken += [(None, f"port {port}") for port in own_ports if supervise.port_open(port, 0.3)]
     if taken:
         lines = [f"port {p.port} for {p.name} is taken by {who}" if p else f"{who} is taken" for p, who in taken]
@@ -130,6 +133,8 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
                 f"[yellow]Warning:[/] {origin['local_root']} holds {', '.join(extras)} beside the exported "
                 "prefixes; every data-lake reader can list those names. Move them elsewhere."
             )
+    if runtime["metrics"]:
+        monitoring.prepare(runtime, fac.name)  # Prometheus's files; the XCaches' g-stream directive
     granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants
     if granted:
         group = fac.auth.unix_accounts.group
@@ -187,6 +192,9 @@ def _print_status(state: StateDir) -> bool:
             part.name, label, str(part.port), info.get("statename", "not running").lower(), str(state.log(part.name))
         )
     console.print(table)
+    users = monitoring_status.users_table(runtime)  # who holds what; needs metrics enabled
+    if users is not None:
+        console.print(users)
     return all_up
 
 

@@ -94,6 +94,10 @@ def components(runtime: dict[str, Any]) -> list[Component]:
             )
         )
     result += data_lake_components(runtime, base_env)
+    # Imported here: monitoring.components builds this module's Component.
+    from monitoring.components import metrics_components
+
+    result += metrics_components(runtime, base_env)
     return result
 
 

@@ -16,6 +16,7 @@ from af.xrootd import plan_data
 from dask_backends.backends import HOST_KINDS
 from facility.model import Facility
 from facility.secrets import GENERATORS, complete_secrets
+from monitoring.plan import plan_metrics
 
 ENV_STATE_DIR = "AF_STATE_DIR"
 
@@ -97,6 +98,8 @@ def plan_runtime(
         "gateways": gateways,
         # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).
         "data": plan_data(fac, state.root, port),
+        # Prometheus and the facility exporter (monitoring/), when facility.yaml enables metrics.
+        "metrics": plan_metrics(fac, dashboards_port, previous),
         # Names (never values) of variables `af up` hands on to the hub, such as the OIDC client secret.
         "hub_env": [fac.auth.oidc.client_secret_env] if fac.auth.type == "oidc" and fac.auth.oidc else [],
         "secrets": complete_secrets(old),

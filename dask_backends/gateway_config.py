@@ -67,3 +67,9 @@ if backend.kind == "htcondor":
     configure_htcondor(c, fac, backend, runtime["facility_file"], state)
 # Whichever backend class was chosen above gives its clusters their dashboard keys.
 c.DaskGateway.backend_class = with_dashboard_keys(c.DaskGateway.backend_class)
+# /api/metrics and /api/af/holdings for Prometheus and `af status`, when metrics are enabled (monitoring/).
+if runtime.get("metrics"):
+    from monitoring.gateway import with_metrics
+
+    c.DaskGateway.backend_class = with_metrics(c.DaskGateway.backend_class)
+    c.GatewayMetricsMixin.metrics_token = runtime["metrics"]["scrape_token"]

@@ -27,6 +27,7 @@ from facility.model import (
     Facility,
     Hub,
     Image,
+    Metrics,
     Queue,
     Range,
     UnixAccounts,
@@ -287,5 +288,6 @@ def _build(raw: dict[str, Any]) -> Facility:
             idle_cull_minutes=hub_raw.get("idle_cull_minutes", 0),
             start_timeout_seconds=hub_raw.get("start_timeout_seconds", 120),
         ),
+        metrics=Metrics(**(raw.get("metrics") or {})),
         raw=raw,
     )

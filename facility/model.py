@@ -172,6 +172,17 @@ class Hub:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """metrics: the Prometheus that `af up` runs (monitoring/), off unless enabled."""
+
+    enabled: bool = False
+    scrape_interval_seconds: int = 15
+    evaluation_interval_seconds: int = 15
+    alert_after_seconds: int = 120
+    retention_days: int = 15
+
+
+@dataclass(frozen=True)
 class Facility:
     name: str
     title: str
@@ -180,6 +191,7 @@ class Facility:
     data: Data | None
     auth: Auth
     hub: Hub
+    metrics: Metrics = field(default_factory=Metrics)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def backend(self, name: str) -> Backend:

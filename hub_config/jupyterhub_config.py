@@ -12,6 +12,7 @@ from hub_config.auth import USERNAME_PATTERN, invert_groups
 from hub_config.dashboard_service import SERVICE_NAME as DASHBOARD_SERVICE
 from hub_config.dashboard_service import dashboards_prefix
 from hub_config.runtime import gateway_service_name, load_runtime
+from monitoring.hub import configure_hub as configure_metrics
 
 runtime = load_runtime()
 fac = facility.load(runtime["facility_file"])
@@ -99,6 +100,9 @@ if serve_dashboards:
             "display": False,
         }
     )
+
+# Prometheus reads /hub/metrics with this service's token (monitoring/hub.py), when metrics are enabled.
+configure_metrics(c, runtime)
 
 if fac.hub.idle_cull_minutes:
     c.JupyterHub.services.append(

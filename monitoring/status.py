@@ -1,0 +1,75 @@
+"""`af status`'s second table: who holds what right now, notebook servers and Dask clusters.
+
+Read from the running components, not from a record of our own: the hub's REST API (servers with
+their backend and size) and every gateway's /api/af/holdings (clusters, workers, their cores and
+memory; monitoring.gateway). Both need the tokens of the metrics stack, so the table is shown
+when facility.yaml enables metrics.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import requests
+from rich.table import Table
+
+from monitoring.hub_api import active_servers
+from monitoring.plan import enabled
+from monitoring.routes import HOLDINGS_PATH
+
+GIB = 1024**3
+
+
+def gateway_holdings(runtime: dict[str, Any]) -> dict[str, dict[str, dict[str, float]] | None]:
+    """backend -> user -> holdings; None for a gateway that did not answer."""
+    result: dict[str, dict[str, dict[str, float]] | None] = {}
+    headers = {"Authorization": f"Bearer {runtime['metrics']['scrape_token']}"}
+    for name, gw in runtime["gateways"].items():
+        try:
+            reply = requests.get(f"http://127.0.0.1:{gw['api_port']}{HOLDINGS_PATH}", headers=headers, timeout=5)
+            reply.raise_for_status()
+            result[name] = reply.json()
+        except requests.RequestException:
+            result[name] = None
+    return result
+
+
+def _server_text(server: dict[str, Any]) -> str:
+    options = server.get("user_options") or {}
+    size = f"{options.get('cores', '?')} cores, {options.get('memory_gb', '?')} GB"
+    if options.get("gpus"):
+        size += f", {options['gpus']} GPU {options.get('gpu_type') or ''}".rstrip()
+    state = "pending" if server.get("pending") else "running"
+    return f"{options.get('backend', '?')}: {size} ({state})"
+
+
+def users_table(runtime: dict[str, Any]) -> Table | str | None:
+    """The users table; a sentence when it cannot be made; None when metrics are not enabled."""
+    if not enabled(runtime):
+        return None
+    servers = active_servers(runtime)
+    if servers is None:
+        return "Users: the hub's API did not answer."
+    holdings = gateway_holdings(runtime)
+    rows: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"servers": [], "clusters": []})
+    for server in servers:
+        rows[server["user"]]["servers"].append(_server_text(server))
+    for backend, users in holdings.items():
+        for user, held in (users or {}).items():
+            rows[user]["clusters"].append(
+                f"{backend}: {held['clusters']:.0f} clusters, {held['workers']:.0f} workers, "
+                f"{held['cores']:g} cores, {held['memory_bytes'] / GIB:g} GB"
+            )
+    silent = [name for name, users in holdings.items() if users is None]
+    title = "Users holding servers or Dask clusters"
+    if silent:
+        title += f" (gateway {', '.join(silent)} did not answer)"
+    table = Table(title=title)
+    for column in ("user", "notebook servers", "Dask clusters"):
+        table.add_column(column, overflow="fold")
+    for user in sorted(rows):
+        table.add_row(user, "\n".join(rows[user]["servers"]) or "-", "\n".join(rows[user]["clusters"]) or "-")
+    if not rows:
+        return "Users: nobody holds a notebook server or a Dask cluster."
+    return table
