@@ -215,9 +215,7 @@ def run(
     # read per chunk, instead of one request (one round trip) per branch: +33 % over a 25 ms link
     # (benchmarks/uproot_reads.py).
     extra = {"trace": trace_columns} if remote else {}
-    output, metrics = runner(
-        fileset, processor_instance=instance, treename="Events", uproot_options=options, **extra
-    )
+    output, metrics = runner(fileset, processor_instance=instance, treename="Events", uproot_options=options, **extra)
     if "hist" not in output:  # no chunk at all (every file empty): still one histogram with every process
         output = {"hist": new_histogram(processes, systematics.all_variations(with_systematics)), "cutflow": {}}
         output.update(events=0, seconds=0.0)
