@@ -19,7 +19,7 @@ import yaml
 from jupyterhub.app import JupyterHub
 
 import facility
-from dask_backends.pods import CVMFS_CLAIM
+from backends.kubernetes.pods import CVMFS_CLAIM
 from facility.chart_schema import SCHEMA_FILE, render, values_schema
 from tests.kube_helpers import ROOT, site_raw, validate
 
