@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard script
 	bash scripts/install.d/60-lab-extension.sh  # needs the venv's JupyterLab
 	touch $(STAMP)
 
-test: install
+test:  # installs first (scripts/run-tests.sh times each phase)
 	bash scripts/run-tests.sh
 
 # Measurements (minutes; not part of `make test`): results in benchmarks/results/.

@@ -10,6 +10,7 @@ catalogue /store/af/catalogue.json lists the files of each sample and is what no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -31,6 +32,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 COFFEA_VERSION = "2026.9.0"
+# PyPI's sha256 of coffea-2026.9.0.tar.gz: a cached or downloaded file must be exactly that one.
+COFFEA_SDIST_SHA256 = "7dfc1b54d9d1533c8a5bd8a5786d13272ea1a170b0817061d4478f721aedae04"
 # Real CMS NanoAOD files shipped in coffea's source distribution (tests/samples/), as datasets.
 CMS_SAMPLES = {
     "cms_dy": "nano_dy.root",
@@ -213,7 +216,10 @@ def coffea_sdist(explicit: Path | None) -> Path:
         return explicit
     target = cache_dir() / f"coffea-{COFFEA_VERSION}.tar.gz"
     if target.is_file():
-        return target
+        if _sha256(target) == COFFEA_SDIST_SHA256:
+            return target
+        console.print(f"{target} is not PyPI's coffea {COFFEA_VERSION} (sha256 differs); downloading it again.")
+        target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"Downloading coffea {COFFEA_VERSION}'s source distribution from PyPI into {target.parent} ...")
     result = subprocess.run(
@@ -229,7 +235,18 @@ def coffea_sdist(explicit: Path | None) -> Path:
             f"could not download coffea {COFFEA_VERSION}'s source distribution from PyPI ({last}). "
             f"Offline? Copy coffea-{COFFEA_VERSION}.tar.gz to {target.parent} or pass --sdist PATH."
         )
+    if _sha256(target) != COFFEA_SDIST_SHA256:
+        target.unlink()
+        _fail(f"the downloaded coffea {COFFEA_VERSION} source distribution does not have PyPI's sha256; removed it")
     return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @data.command("import-samples")

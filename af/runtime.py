@@ -5,19 +5,18 @@ Secrets are kept across `af up` runs so logins and the gateway database survive 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from cryptography.fernet import Fernet
 
 from af.xrootd import plan_data
 from backends.registry import kind_of
 from facility.model import Facility
 from facility.runtime import FILE_NAME, GatewayAddress, Ports, Runtime, RuntimeFileError, Secrets, read_runtime
 from facility.runtime import write_runtime as write_runtime_file
+from facility.secrets import GENERATORS, complete_secrets
 
 ENV_STATE_DIR = "AF_STATE_DIR"
 
@@ -86,11 +85,11 @@ def plan_runtime(
             port=gw_port,
             api_port=gw_port + 1,
             url=f"http://127.0.0.1:{gw_port}",
-            api_token=old_gw.api_token if old_gw else secrets.token_hex(32),
+            api_token=old_gw.api_token if old_gw else GENERATORS["hex"](),
         )
     # The hub's Dask dashboard service (hub_config/dashboard_service.py) listens above the gateways.
     dashboards_port = public + 10 + 2 * len(host_backends)
-    old = previous.secrets if previous else None
+    old = dataclasses.asdict(previous.secrets) if previous else None
     return Runtime(
         state_dir=str(state.root),
         facility_file=str(facility_file),
@@ -100,21 +99,9 @@ def plan_runtime(
         # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).
         data=plan_data(fac, state.root, port),
         hub_env=(fac.auth.oidc.client_secret_env,) if fac.auth.type == "oidc" and fac.auth.oidc else (),
-        secrets=Secrets(
-            cookie_secret=_kept(old, "cookie_secret") or secrets.token_hex(32),
-            proxy_token=_kept(old, "proxy_token") or secrets.token_hex(32),
-            user_password=_kept(old, "user_password") or secrets.token_urlsafe(12),
-            admin_password=_kept(old, "admin_password") or secrets.token_urlsafe(32),
-            gateway_db_key=_kept(old, "gateway_db_key") or Fernet.generate_key().decode(),
-            crypt_key=_kept(old, "crypt_key") or secrets.token_hex(32),
-            dashboard_secret=_kept(old, "dashboard_secret") or secrets.token_hex(32),
-        ),
+        # Kept across restarts, so logins and the gateway database survive them (facility.secrets).
+        secrets=Secrets(**complete_secrets(old)),
     )
-
-
-def _kept(old: Secrets | None, name: str) -> str:
-    """A secret of the previous `af up`, kept so logins and the gateway database survive a restart."""
-    return getattr(old, name) if old is not None else ""
 
 
 def previous_runtime(state: StateDir) -> Runtime | None:

@@ -1,7 +1,8 @@
 """values.schema.json of helm/analysis-facility: the chart's own settings, and under `facility`
-exactly facility/schema.yaml, so Helm refuses values that `af check-facility` would refuse.
+exactly facility/schema.yaml, so Helm refuses values that `af check-facility` would refuse. Also the
+chart's list of generated secrets (files/runtime-secrets.json, from facility.secrets).
 
-    .venv/bin/python -m facility.chart_schema     # rewrites helm/analysis-facility/values.schema.json
+    .venv/bin/python -m facility.chart_schema     # rewrites both files
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from facility.loader import schema as facility_schema
+from facility.secrets import SECRETS
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "analysis-facility"
 SCHEMA_FILE = CHART / "values.schema.json"
+SECRETS_FILE = CHART / "files" / "runtime-secrets.json"
 # Chart-only definitions; prefixed so they never collide with facility.yaml's $defs.
 CHART_DEFS: dict[str, Any] = {
     "chartImage": {
@@ -130,9 +133,16 @@ def render() -> str:
     return json.dumps(values_schema(), indent=2) + "\n"
 
 
+def render_secrets() -> str:
+    """The secrets templates/secrets.yaml generates: facility.secrets.SECRETS, name -> kind."""
+    return json.dumps(SECRETS, indent=2) + "\n"
+
+
 def main() -> int:
     SCHEMA_FILE.write_text(render())
-    print(f"wrote {SCHEMA_FILE}", file=sys.stderr)
+    SECRETS_FILE.parent.mkdir(exist_ok=True)
+    SECRETS_FILE.write_text(render_secrets())
+    print(f"wrote {SCHEMA_FILE} and {SECRETS_FILE}", file=sys.stderr)
     return 0
 
 

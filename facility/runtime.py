@@ -45,13 +45,15 @@ class GatewayAddress:
 
 @dataclass(frozen=True)
 class Secrets:
+    """The generated secrets: facility.secrets.SECRETS lists how each is made (the same names)."""
+
     cookie_secret: str
     proxy_token: str
     user_password: str
     admin_password: str
     gateway_db_key: str
-    crypt_key: str = ""  # JupyterHub's auth_state (OIDC tokens)
-    dashboard_secret: str = ""  # Dask dashboard keys derive from it (facility.dashboard_keys)
+    crypt_key: str  # JupyterHub's auth_state (OIDC tokens)
+    dashboard_secret: str  # Dask dashboard keys derive from it (facility.dashboard_keys)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,13 @@ def embedded_raw() -> dict[str, Any]:
 
 
 def run_af(state_dir: Path, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+    """`af ARGS` with this state folder; a first `af up` gets ports this test session reserved.
+
+    Without `--port`, `af up` would take the embedded default (8000 and up), which a facility
+    started by `make up` on the same machine may hold.
+    """
+    if args[:1] == ("up",) and "--port" not in args and not (state_dir / "runtime.json").exists():
+        args = (*args, "--port", str(free_port_block()))
     env = {**os.environ, "AF_STATE_DIR": str(state_dir), "COLUMNS": "200"}
     result = subprocess.run(
         [*AF, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False

@@ -75,6 +75,46 @@ def _python_home() -> Path | None:
     return None
 
 
+def host_path(chroot: Path, inner: str, max_links: int = 40) -> Path:
+    """The host path of `inner` as a process inside `chroot` sees it.
+
+    Links are followed the way the chroot resolves them: an absolute link such as Debian 13's
+    /var/lock -> /run/lock points into the chroot, never onto the host's /run/lock (which a plain
+    `chroot / "var/lock"` on the host would follow). Missing components are allowed (to create them).
+    """
+    root = chroot.resolve()
+    parts = list(Path("/", inner).parts[1:])
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            links += 1
+            if links > max_links:
+                raise RuntimeError(f"too many links resolving {inner} inside {chroot}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in Path(target).parts if p != "/"] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+def write_inside(chroot: Path, inner: str, text: str) -> None:
+    """Write a file of the chroot at its own path (links resolved inside the chroot)."""
+    target = host_path(chroot, inner)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
 class HTCondorPool:
     """Configure, start and stop a personal pool in a chroot; all mounts are undone by stop()."""
 
@@ -143,27 +183,29 @@ class HTCondorPool:
         argv = [*condor_argv({"htcondor_chroot": str(self.chroot)}, name), *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=check)
 
-    def _mount(self, *args: str, target: Path) -> None:
+    def _mount(self, *args: str, inner: str) -> None:
+        # Mount points resolved inside the chroot: a link there must not put a mount on the host.
+        target = host_path(self.chroot, inner)
         target.mkdir(parents=True, exist_ok=True)
         subprocess.run(["mount", *args, str(target)], check=True)
         self.mounted.append(target)
 
     def start(self, timeout: float = 60) -> None:
         self.stop()  # a pool left by an interrupted run
-        self._mount("-t", "proc", "proc", target=self.chroot / "proc")
-        self._mount("--rbind", "/dev", target=self.chroot / "dev")
+        self._mount("-t", "proc", "proc", inner="/proc")
+        self._mount("--rbind", "/dev", inner="/dev")
         for path in sorted({p.resolve() for p in self.binds}):
-            self._mount("--bind", str(path), target=self.chroot / str(path).lstrip("/"))
-        (self.chroot / CONFIG_FILE).write_text(POOL_CONFIG)
-        shutil.copyfile("/etc/hosts", self.chroot / "etc/hosts")  # the host's name resolves inside too
+            self._mount("--bind", str(path), inner=str(path))
+        write_inside(self.chroot, CONFIG_FILE, POOL_CONFIG)
+        write_inside(self.chroot, "/etc/hosts", Path("/etc/hosts").read_text())  # the host's name resolves inside too
         # A fresh queue: jobs of an earlier, interrupted session must not come back.
-        for stale in (self.chroot / "var/spool/condor").glob("job_queue.log*"):
+        for stale in host_path(self.chroot, "/var/spool/condor").glob("job_queue.log*"):
             stale.unlink()
         # The daemons run as the chroot's `condor` user and need their folders (a missing
-        # /run/condor makes the master restart condor_procd without end).
+        # /run/condor makes the master restart condor_procd without end). Made by the chroot's own
+        # mkdir, so links such as /var/lock -> /run/lock resolve inside it.
         folders = ["/run/condor", "/var/lock/condor", "/var/log/condor", "/var/spool/condor", "/var/lib/condor/execute"]
-        for folder in folders:
-            (self.chroot / folder.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["chroot", str(self.chroot), "mkdir", "-p", *folders], check=True)
         subprocess.run(["chroot", str(self.chroot), "chown", "-R", "condor:condor", *folders], check=True)
         # Jobs run as an unprivileged account (HTCondor maps root's jobs to nobody it can run);
         # it must reach the venv's Python under the chroot's /root.
@@ -171,7 +213,7 @@ class HTCondorPool:
             subprocess.run(
                 ["chroot", str(self.chroot), "useradd", "--system", "--no-create-home", self.job_user], check=True
             )
-        (self.chroot / "root").chmod(0o711)
+        host_path(self.chroot, "/root").chmod(0o711)
         subprocess.run(["chroot", str(self.chroot), "condor_master"], check=True, timeout=30)
         try:
             self._wait_until_up(timeout)

@@ -19,7 +19,8 @@ from backends.common.cluster_options import specification
 from backends.common.gateway_options import cluster_options
 from backends.registry import KINDS, kind_of
 from facility.loader import schema
-from facility.runtime import Runtime, RuntimeFileError, read_runtime
+from facility.runtime import Runtime, RuntimeFileError, Secrets, read_runtime
+from facility.secrets import SECRETS
 from facility.settings import SiteSettingsError
 from tests.kube_helpers import ROOT, site_raw
 from tests.test_helm import chart, find, render_objects, secret_data  # noqa: F401 - `chart` is a fixture
@@ -100,6 +101,10 @@ def test_runtime_json_round_trips_through_its_one_reader_and_writer(tmp_path: Pa
     del raw["ports"]["hub_apii"], raw["secrets"]["proxy_token"]
     with pytest.raises(RuntimeFileError, match="missing key secrets.proxy_token"):
         Runtime.from_dict(raw)
+
+
+def test_runtime_secrets_are_the_ones_facility_secrets_generates() -> None:
+    assert [f.name for f in dataclasses.fields(Secrets)] == list(SECRETS)
 
 
 def test_the_charts_runtime_secret_passes_the_strict_reader(chart) -> None:  # noqa: F811 - the fixture

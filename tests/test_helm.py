@@ -16,12 +16,16 @@ from typing import Any
 import helm_python as helm
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 from jupyterhub.app import JupyterHub
 
 import facility
 from backends.kubernetes.pods import CVMFS_CLAIM
-from facility.chart_schema import SCHEMA_FILE, render, values_schema
+from facility.chart_schema import SCHEMA_FILE, SECRETS_FILE, render, render_secrets, values_schema
+from facility.secrets import SECRETS, complete_secrets
+from tests.harness import free_port_block
 from tests.kube_helpers import ROOT, site_raw, validate
+from tests.oidc_provider.fixture import Provider, write_settings
 
 CHART_DIR = ROOT / "helm" / "analysis-facility"
 OFFLINE = {"dask-gateway": {"enabled": False}, "cvmfs-csi": {"enabled": False}}
@@ -199,10 +203,8 @@ def test_default_values_are_a_valid_facility_and_match_cvmfs_config(chart):
     assert csi == (ROOT / "cvmfs" / "default.local").read_text()
 
 
-def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, monkeypatch):
-    """JupyterHub loads the chart's config file, which loads the project's, with the rendered settings."""
-    # The chart's default facility (local login): the example site's OIDC login would ask its issuer.
-    objects = render_objects(chart, {})
+def _load_hub_config(objects: list[dict[str, Any]], tmp_path, monkeypatch) -> tuple[Any, dict[str, Any]]:
+    """JupyterHub loads the chart's config file (which loads the project's) with the rendered settings."""
     config = find(objects, "ConfigMap", "analysis-facility-config")["data"]
     runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
     # The pod mounts these at /etc/analysis-facility*; here they go to a temporary folder instead.
@@ -217,7 +219,14 @@ def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, mon
             monkeypatch.setenv(variable["name"], variable["value"])
     app = JupyterHub()
     app.load_config_file(str(tmp_path / "jupyterhub_config_k8s.py"))
-    c = app.config
+    return app.config, runtime
+
+
+def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, monkeypatch):
+    """JupyterHub loads the chart's config file, which loads the project's, with the rendered settings."""
+    # The chart's default facility (local login); the OIDC test below starts a real provider.
+    objects = render_objects(chart, {})
+    c, runtime = _load_hub_config(objects, tmp_path, monkeypatch)
     assert c.JupyterHub.spawner_class == "hub_config.spawner.FacilitySpawner"
     assert c.JupyterHub.hub_connect_url == "http://hub:8081"
     assert c.ConfigurableHTTPProxy.api_url == "http://proxy-api:8001"
@@ -227,6 +236,51 @@ def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, mon
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert services["dask-gateway-cloud"]["url"] == "http://traefik-af-dask-gateway.analysis"
     assert services["dask-gateway-cloud"]["api_token"] == runtime["gateways"]["cloud"]["api_token"]
+
+
+def test_chart_secrets_are_the_facilitys_list_of_secrets(chart):
+    """The chart generates every secret `af up` does (facility/secrets.py), in the same shapes."""
+    assert SECRETS_FILE.read_text() == render_secrets(), "run .venv/bin/python -m facility.chart_schema"
+    runtime = json.loads(secret_data(find(render_objects(chart, {}), "Secret", "af-hub-runtime"), "runtime.json"))
+    assert set(runtime["secrets"]) == set(SECRETS)
+    made_by_af_up = complete_secrets()
+    for name, kind in SECRETS.items():
+        value, reference = runtime["secrets"][name], made_by_af_up[name]
+        assert len(value) == len(reference), (name, kind)
+        if kind == "hex":
+            bytes.fromhex(value)
+        if kind == "fernet":
+            Fernet(value.encode())  # a key dask-gateway's database encryption accepts
+
+
+def test_chart_with_oidc_login_starts_the_hub_configuration(chart, tmp_path, monkeypatch):
+    """With OIDC login the hub reads the client secret and the auth_state key from the rendered runtime."""
+    port = free_port_block(1)
+    client = {"client_id": "analysis-facility", "client_secret": "s3cret", "redirect_uris": ["http://x/cb"]}
+    settings = write_settings(tmp_path / "provider.json", port, client, {"alice": {"password": "pw"}}, 60)
+    provider = Provider(port, settings, tmp_path / "provider.log")
+    provider.start()
+    try:
+        values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+        fac = values["facility"]
+        fac["auth"] = {
+            "type": "oidc",
+            "oidc": {
+                "issuer": provider.issuer,
+                "client_id": "analysis-facility",
+                "client_secret_env": "AF_OIDC_SECRET",
+            },
+        }
+        monkeypatch.setenv("AF_OIDC_SECRET", "s3cret")
+        objects = render_objects(chart, {"facility": fac})
+        c, runtime = _load_hub_config(objects, tmp_path, monkeypatch)
+    finally:
+        provider.stop()
+    assert c.JupyterHub.authenticator_class.__name__ == "FacilityOIDCAuthenticator"
+    assert c.FacilityOIDCAuthenticator.token_url == f"{provider.issuer}/token"
+    assert c.CryptKeeper["keys"] == [bytes.fromhex(runtime["secrets"]["crypt_key"])]
+    assert c.JupyterHub.cookie_secret == bytes.fromhex(runtime["secrets"]["cookie_secret"])
+    assert c.ConfigurableHTTPProxy.auth_token == runtime["secrets"]["proxy_token"]
 
 
 def test_rendered_objects_are_really_checked():

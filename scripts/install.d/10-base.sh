@@ -10,8 +10,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 apt_install_missing install-system "${DEBIAN_PACKAGES[@]}"
 
-# Node programs are pinned in package.json and installed into ./node_modules.
-if [[ ! -d node_modules || package.json -nt node_modules/.package-lock.json ]]; then
-  echo "install-system: npm install (package.json)"
-  npm install --no-audit --no-fund --loglevel=error >/dev/null
+# Node programs are pinned in package.json and package-lock.json, installed exactly from the lock.
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "install-system: npm ci (package-lock.json)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

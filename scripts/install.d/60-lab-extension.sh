@@ -24,8 +24,8 @@ fi
 echo "lab-extension: building $EXT"
 (
   cd "$EXT"
-  if [[ ! -d node_modules || package.json -nt node_modules/.package-lock.json ]]; then
-    npm install --no-audit --no-fund --loglevel=error >/dev/null
+  if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
   fi
   PATH="$PWD/../../.venv/bin:$PATH" npm run --silent build >/dev/null
 )
