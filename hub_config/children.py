@@ -16,8 +16,17 @@ if TYPE_CHECKING:
     from hub_config.spawner import FacilitySpawner
 
 
+# Where child spawner classes lived before backends/ (issue 14): a hub database written then names
+# them so, and its running servers must still be polled and stopped after the upgrade.
+MOVED_SPAWNERS = {
+    "hub_config.slurm.FacilitySlurmSpawner": "backends.slurm.spawner.FacilitySlurmSpawner",
+    "hub_config.condor.FacilityCondorSpawner": "backends.htcondor.spawner.FacilityCondorSpawner",
+    "hub_config.local_accounts.PerUserLocalSpawner": "backends.local.spawner.PerUserLocalSpawner",
+}
+
+
 def import_spawner(path: str) -> type[Spawner]:
-    module, _, name = path.rpartition(".")
+    module, _, name = MOVED_SPAWNERS.get(path, path).rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     if not (isinstance(cls, type) and issubclass(cls, Spawner)):
         raise TypeError(f"{path} is not a JupyterHub Spawner")

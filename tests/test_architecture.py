@@ -149,3 +149,10 @@ def test_a_kind_refines_its_label_from_its_settings() -> None:
     fac = facility.from_dict(site_raw())
     labels = {b.name: kind_of(b).label_of(b) for b in fac.backends}
     assert labels["hpc-offload"] == "HPC via interLink" and labels["cloud"] == KINDS["kubernetes"].label
+
+
+def test_child_spawners_named_by_an_older_hub_database_are_found() -> None:
+    from hub_config.children import MOVED_SPAWNERS, import_spawner
+
+    for old, new in MOVED_SPAWNERS.items():
+        assert import_spawner(old) is import_spawner(new)
