@@ -19,6 +19,7 @@ from typing import Any
 from batchspawner import JobStatus
 from traitlets import HasTraits, List, Unicode
 
+from backends.common.container import JobWrapping
 from facility.accounts import Account, AccountError, ensure_account
 from facility.model import Facility, UnixAccounts
 
@@ -78,6 +79,26 @@ def account_settings(fac: Facility, chroots: list[str]) -> dict[str, Any]:
     if not accounts.per_user:
         return {}
     return {"account_prefix": accounts.prefix, "account_group": accounts.group, "account_chroots": chroots}
+
+
+class JobCommandMixin(HasTraits):
+    """The notebook server's command as the backend's jobs run it (backends.common.container):
+    kept as two plain traits, so the spawner's configuration holds no callable."""
+
+    job_prefix = List(Unicode(), help="Container runtime command the server runs under (job_wrapping).").tag(
+        config=True
+    )
+    job_program_dir = Unicode("", help="Folder of the environment's programs (job_wrapping).").tag(config=True)
+
+    def server_argv(self) -> list[str]:
+        """batchspawner's single-user command, wrapped for the job."""
+        argv = [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()]  # type: ignore[attr-defined]
+        return JobWrapping(prefix=tuple(self.job_prefix), program_dir=self.job_program_dir).apply(argv)
+
+
+def wrapping_traits(wrapping: JobWrapping) -> dict[str, Any]:
+    """JobCommandMixin's traits for a job wrapping."""
+    return {"job_prefix": list(wrapping.prefix), "job_program_dir": wrapping.program_dir}
 
 
 class WatchedStartMixin:

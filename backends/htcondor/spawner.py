@@ -23,10 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from batchspawner import CondorSpawner
-from traitlets import Float, Int, List, Unicode, default
+from traitlets import Float, Int, Unicode, default
 
-from backends.common.batch_spawner import JobAccountMixin, WatchedStartMixin, account_settings
-from backends.common.container import JobWrapping, job_wrapping, uses_container
+from backends.common.batch_spawner import (
+    JobAccountMixin,
+    JobCommandMixin,
+    WatchedStartMixin,
+    account_settings,
+    wrapping_traits,
+)
+from backends.common.container import job_wrapping, uses_container
 from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, home_folder
 from backends.htcondor.commands import condor_argv, job_user_ids
 from backends.htcondor.settings import HTCondorSettings
@@ -44,17 +50,13 @@ from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
 
-class FacilityCondorSpawner(JobAccountMixin, WatchedStartMixin, CondorSpawner):
+class FacilityCondorSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin, CondorSpawner):
     """CondorSpawner configured per spawn by htcondor_child below."""
 
     exec_prefix = Unicode("", help="Prefix of the HTCondor tools' command lines; the tools' argv is in `site`.").tag(
         config=True
     )
     site = Unicode("{}", help="The backend's facility.yaml `site` settings, as JSON.").tag(config=True)
-    job_prefix = List(Unicode(), help="Container runtime command the server runs under (job_wrapping).").tag(
-        config=True
-    )
-    job_program_dir = Unicode("", help="Folder of the environment's programs (job_wrapping).").tag(config=True)
     job_workdir = Unicode(help="Folder the job starts in and writes its log to (shared with the nodes).").tag(
         config=True
     )
@@ -142,8 +144,7 @@ class FacilityCondorSpawner(JobAccountMixin, WatchedStartMixin, CondorSpawner):
     async def _get_batch_script(self, **subvars: Any) -> str:
         # Only the spawner's own (validated) traits reach the description, never raw user_options.
         env = self.get_env()
-        argv = [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()]
-        argv = JobWrapping(prefix=tuple(self.job_prefix), program_dir=self.job_program_dir).apply(argv)
+        argv = self.server_argv()
         return render_notebook_submit(
             {
                 "executable": argv[0],
@@ -237,8 +238,7 @@ def condor_child_config(
         requirements=site.htcondor_requirements,
         notebook_host=site.notebook_host,
         pending_timeout=site.notebook_pending_timeout,
-        job_prefix=list(wrapping.prefix),
-        job_program_dir=wrapping.program_dir,
+        **wrapping_traits(wrapping),
     )
     if uses_container(backend):
         config["cmd"] = ["jupyterhub-singleuser"]  # the image's own, not the hub host's

@@ -24,8 +24,14 @@ from urllib.parse import urlsplit, urlunsplit
 from batchspawner import SlurmSpawner
 from traitlets import Float, List, Unicode, default
 
-from backends.common.batch_spawner import JobAccountMixin, WatchedStartMixin, account_settings
-from backends.common.container import JobWrapping, uses_container
+from backends.common.batch_spawner import (
+    JobAccountMixin,
+    JobCommandMixin,
+    WatchedStartMixin,
+    account_settings,
+    wrapping_traits,
+)
+from backends.common.container import uses_container
 from backends.common.gres import gpu_gres
 from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, home_folder
 from backends.slurm.scripts import BatchScriptError, render_notebook_script, slurm_wrapping
@@ -36,17 +42,13 @@ from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
 
-class FacilitySlurmSpawner(JobAccountMixin, WatchedStartMixin, SlurmSpawner):
+class FacilitySlurmSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin, SlurmSpawner):
     """SlurmSpawner configured per spawn by slurm_child below."""
 
     exec_prefix = Unicode(
         "", help="Prefix of sbatch/squeue/scancel (SLURM_CONF); per-user mode runs the whole line as the account."
     ).tag(config=True)
     req_srun = Unicode("").tag(config=True)  # the server runs in the batch step; scancel ends it
-    job_prefix = List(Unicode(), help="Container runtime command the server runs under (job_wrapping).").tag(
-        config=True
-    )
-    job_program_dir = Unicode("", help="Folder of the environment's programs (job_wrapping).").tag(config=True)
     listen_ip = Unicode("", help="Address the server listens on; empty keeps batchspawner's 0.0.0.0.").tag(config=True)
     job_workdir = Unicode(help="Folder the job starts in and writes its log to.").tag(config=True)
     site_options = List(Unicode(), help="Extra #SBATCH options from facility.yaml's site settings.").tag(config=True)
@@ -89,9 +91,7 @@ class FacilitySlurmSpawner(JobAccountMixin, WatchedStartMixin, SlurmSpawner):
         return "\n".join(lines[-15:])
 
     def cmd_formatted_for_batch(self) -> str:
-        argv = [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()]
-        wrapping = JobWrapping(prefix=tuple(self.job_prefix), program_dir=self.job_program_dir)
-        return shlex.join(wrapping.apply(argv))
+        return shlex.join(self.server_argv())
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
@@ -194,8 +194,7 @@ def slurm_child_config(
         req_options="",
         site_options=list(site.sbatch_options),
         pending_timeout=site.notebook_pending_timeout,
-        job_prefix=list(wrapping.prefix),
-        job_program_dir=wrapping.program_dir,
+        **wrapping_traits(wrapping),
     )
     # The job's folder (log, working directory): the account's home in per-user mode (set when
     # the spawn starts), else site.job_dir/<user> on the shared file system, else the user's home
