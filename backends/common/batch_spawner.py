@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from batchspawner import JobStatus
-from traitlets import HasTraits, List, Unicode
+from traitlets import HasTraits, List, Unicode, default
 
 from backends.common.container import JobWrapping
 from facility.accounts import Account, AccountError, ensure_account
@@ -27,7 +27,8 @@ from facility.model import Facility, UnixAccounts
 class JobAccountMixin(HasTraits):
     """Submit, query and cancel a user's batch jobs as the user's own Unix account (per-user mode).
 
-    Mix in before WatchedStartMixin. start() creates the account on first use (also inside
+    Mix in after JobCommandMixin (its use_account switches the job's folder) and before
+    WatchedStartMixin. start() creates the account on first use (also inside
     `account_chroots`, where the batch system's daemons look accounts up) and hands it to
     `use_account`, where each spawner switches its commands, working folder and environment to it.
     The account is kept in the spawner's state, so after a hub restart a running job is still
@@ -43,7 +44,8 @@ class JobAccountMixin(HasTraits):
     account: Account | None = None
 
     def use_account(self, account: Account) -> None:
-        """Switch this spawner's commands, working folder and environment to `account`."""
+        """Switch this spawner's commands, working folder and environment to `account`
+        (JobCommandMixin, earlier in the spawner's bases, does)."""
         raise NotImplementedError
 
     async def start(self) -> tuple[str, int]:
@@ -82,13 +84,25 @@ def account_settings(fac: Facility, chroots: list[str]) -> dict[str, Any]:
 
 
 class JobCommandMixin(HasTraits):
-    """The notebook server's command as the backend's jobs run it (backends.common.container):
-    kept as two plain traits, so the spawner's configuration holds no callable."""
+    """Where and how the notebook server's job runs: its folder, and its command as the backend's
+    jobs run it (backends.common.container), kept as plain traits (no callable in the config)."""
+
+    job_workdir = Unicode(help="Folder the job starts in and writes its log to (shared with the nodes).").tag(
+        config=True
+    )
 
     job_prefix = List(Unicode(), help="Container runtime command the server runs under (job_wrapping).").tag(
         config=True
     )
     job_program_dir = Unicode("", help="Folder of the environment's programs (job_wrapping).").tag(config=True)
+
+    @default("req_homedir")
+    def _req_homedir_default(self) -> str:
+        return self.job_workdir
+
+    def use_account(self, account: Account) -> None:
+        """Per-user mode (JobAccountMixin): the job starts in the account's home."""
+        self.job_workdir = self.req_homedir = str(account.home)
 
     def server_argv(self) -> list[str]:
         """batchspawner's single-user command, wrapped for the job."""

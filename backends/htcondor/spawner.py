@@ -44,22 +44,18 @@ from backends.htcondor.submit import (
     parse_submit_output,
     render_notebook_submit,
 )
-from facility.accounts import Account
 from facility.data_environment import data_environment
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
 
-class FacilityCondorSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin, CondorSpawner):
+class FacilityCondorSpawner(JobCommandMixin, JobAccountMixin, WatchedStartMixin, CondorSpawner):
     """CondorSpawner configured per spawn by htcondor_child below."""
 
     exec_prefix = Unicode("", help="Prefix of the HTCondor tools' command lines; the tools' argv is in `site`.").tag(
         config=True
     )
     site = Unicode("{}", help="The backend's facility.yaml `site` settings, as JSON.").tag(config=True)
-    job_workdir = Unicode(help="Folder the job starts in and writes its log to (shared with the nodes).").tag(
-        config=True
-    )
     memory_mb = Int(1024).tag(config=True)
     walltime_seconds = Int(0).tag(config=True)
     gpus = Int(0).tag(config=True)
@@ -78,9 +74,6 @@ class FacilityCondorSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin,
     def _tool(self, name: str, *args: str) -> str:
         return shlex.join([*condor_argv(self.site_settings, name, self.account), *args])
 
-    def use_account(self, account: Account) -> None:
-        self.job_workdir = self.req_homedir = str(account.home)
-
     @default("batch_submit_cmd")
     def _default_submit_cmd(self) -> str:
         return self._tool("condor_submit", "-terse")
@@ -93,10 +86,6 @@ class FacilityCondorSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin,
     @default("batch_cancel_cmd")
     def _default_cancel_cmd(self) -> str:
         return self._tool("condor_rm") + " {job_id}"
-
-    @default("req_homedir")
-    def _req_homedir_default(self) -> str:
-        return self.job_workdir
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
         # No pwd lookups of hub names (upstream's UserEnvMixin): the account's own variables, if any.

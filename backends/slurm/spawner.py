@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from batchspawner import SlurmSpawner
-from traitlets import Float, List, Unicode, default
+from traitlets import Float, List, Unicode
 
 from backends.common.batch_spawner import (
     JobAccountMixin,
@@ -36,13 +36,12 @@ from backends.common.gres import gpu_gres
 from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, home_folder
 from backends.slurm.scripts import BatchScriptError, render_notebook_script, slurm_wrapping
 from backends.slurm.settings import SlurmSettings
-from facility.accounts import Account
 from facility.data_environment import data_environment
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
 
-class FacilitySlurmSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin, SlurmSpawner):
+class FacilitySlurmSpawner(JobCommandMixin, JobAccountMixin, WatchedStartMixin, SlurmSpawner):
     """SlurmSpawner configured per spawn by slurm_child below."""
 
     exec_prefix = Unicode(
@@ -50,7 +49,6 @@ class FacilitySlurmSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin, 
     ).tag(config=True)
     req_srun = Unicode("").tag(config=True)  # the server runs in the batch step; scancel ends it
     listen_ip = Unicode("", help="Address the server listens on; empty keeps batchspawner's 0.0.0.0.").tag(config=True)
-    job_workdir = Unicode(help="Folder the job starts in and writes its log to.").tag(config=True)
     site_options = List(Unicode(), help="Extra #SBATCH options from facility.yaml's site settings.").tag(config=True)
     pending_timeout = Float(300, help="Seconds a job may stay pending before the spawn gives up.").tag(config=True)
 
@@ -62,18 +60,11 @@ class FacilitySlurmSpawner(JobAccountMixin, JobCommandMixin, WatchedStartMixin, 
             env["USER"] = self.user.name
         return env
 
-    def use_account(self, account: Account) -> None:
-        self.job_workdir = self.req_homedir = str(account.home)
-
     async def run_command(self, cmd: str, input: str | None = None, env: dict[str, str] | None = None) -> str:  # noqa: A002
         # Every Slurm command (submit, query, cancel, the messages' lookups) as the job's owner.
         if self.account is not None:
             cmd = f"{shlex.join(self.account.setpriv_argv())} {cmd}"
         return await super().run_command(cmd, input=input, env=env)
-
-    @default("req_homedir")
-    def _req_homedir_default(self) -> str:
-        return self.job_workdir
 
     @property
     def log_file(self) -> Path:
