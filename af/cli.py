@@ -15,12 +15,12 @@ from rich.table import Table
 import facility
 import monitoring
 from af import host_access, supervise, xrootd
-from af.accounts import AccountError
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
 from af.data import seed_empty_lake
 from af.run import run as run_command
-from af.runtime import StateDir, default_state_dir, plan_runtime, write_runtime
+from af.runtime import StateDir, default_state_dir, plan_runtime, previous_runtime, write_runtime
+from facility.accounts import AccountError
 from monitoring import status as monitoring_status
 
 console = Console()
@@ -107,14 +107,14 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     if fac.auth.type == "oidc" and fac.auth.oidc and not os.environ.get(fac.auth.oidc.client_secret_env):
         name = fac.auth.oidc.client_secret_env
         _fail(f"${name} is not set: export the OIDC client secret (auth.oidc.client_secret_env) first", 2)
-    runtime = plan_runtime(fac, source, state, port, previous=state.read_runtime())
+    runtime = plan_runtime(fac, source, state, port, previous=previous_runtime(state))
     try:
         parts = components(runtime)
     except MissingDependency as exc:
         _fail(str(exc))
     taken = [(p, who) for p in parts if (who := supervise.who_listens(p.port))]
     # Ports the hub and gateways bind themselves (gateway APIs, the hub's dashboard service).
-    own_ports = [gw["api_port"] for gw in runtime["gateways"].values()] + [runtime["ports"]["dashboards"]]
+    own_ports = [gw.api_port for gw in runtime.gateways.values()] + [runtime.ports.dashboards]
     own_ports += monitoring.hub_service_ports(runtime)  # the operator page
     taken += [(None, f"port {port}") for port in own_ports if supervise.port_open(port, 0.3)]
     if taken:
@@ -125,15 +125,15 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         xrootd.write_configs(runtime)
     except xrootd.XRootDSetupError as exc:
         _fail(str(exc))
-    origin = (runtime.get("data") or {}).get("origin", {})
+    origin = runtime.data.get("origin", {})
     if origin.get("managed"):
-        extras = xrootd.origin_root_extras(Path(origin["local_root"]), runtime["data"]["prefixes"])
+        extras = xrootd.origin_root_extras(Path(origin["local_root"]), runtime.data["prefixes"])
         if extras:
             console.print(
                 f"[yellow]Warning:[/] {origin['local_root']} holds {', '.join(extras)} beside the exported "
                 "prefixes; every data-lake reader can list those names. Move them elsewhere."
             )
-    if runtime["metrics"]:
+    if runtime.metrics:
         monitoring.prepare(runtime, fac.name)  # Prometheus's files; the XCaches' g-stream directive
     granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants
     if granted:
@@ -146,10 +146,10 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         _fail(f"{', '.join(missing)} did not start within {timeout:.0f} s; see {logs}. `af down` cleans up.")
     if sample_data:
         seed_empty_lake(runtime)
-    secrets = runtime["secrets"]
-    console.print(f"\n[bold]{fac.title}[/] is up at [link]{runtime['public_url']}[/link]")
+    secrets = runtime.secrets
+    console.print(f"\n[bold]{fac.title}[/] is up at [link]{runtime.public_url}[/link]")
     if fac.auth.type == "local":
-        console.print(f"Log in with any username and the password [bold]{secrets['user_password']}[/]")
+        console.print(f"Log in with any username and the password [bold]{secrets.user_password}[/]")
         if fac.auth.admin_users:
             console.print(f"Admins ({', '.join(fac.auth.admin_users)}) use the admin password in {state.runtime_file}")
     else:
@@ -163,7 +163,7 @@ def down(state: StateDir) -> None:
     """Stop every process of the facility, including notebook servers and Dask clusters."""
     was_running = supervise.supervisord_pid(state) is not None
     swept = supervise.stop_all(state)
-    xrootd.remove_admin_dir(state.read_runtime())
+    xrootd.remove_admin_dir(previous_runtime(state))
     if was_running or swept:
         console.print(
             f"Stopped the facility in {state.root}" + (f" ({swept} leftover processes ended)" if swept else "")
@@ -178,7 +178,7 @@ def _print_status(state: StateDir) -> bool:
         console.print(f"No facility has been started in {state.root}; run `af up`.")
         return False
     states = supervise.process_states(state)
-    table = Table(title=f"Facility in {state.root} ({runtime['public_url']})")
+    table = Table(title=f"Facility in {state.root} ({runtime.public_url})")
     for column in ("component", "state", "port", "process"):
         table.add_column(column, no_wrap=True)
     table.add_column("log", overflow="fold")

@@ -7,11 +7,12 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import dask_backends
+import gateway
 import hub_config
-from af import data_tokens, xrootd
+from af import xrootd
+from facility import data_tokens
+from facility.runtime import Runtime
 
 VENV_BIN = Path(sys.prefix) / "bin"
 PROJECT_ROOT = Path(hub_config.__file__).resolve().parent.parent
@@ -43,9 +44,9 @@ def find_program(name: str, hint: str) -> str:
     return found
 
 
-def components(runtime: dict[str, Any]) -> list[Component]:
-    ports = runtime["ports"]
-    base_env = {"AF_RUNTIME": str(Path(runtime["state_dir"]) / "runtime.json"), "AF_INSTANCE": runtime["state_dir"]}
+def components(runtime: Runtime) -> list[Component]:
+    ports = runtime.ports
+    base_env = {"AF_RUNTIME": str(runtime.file), "AF_INSTANCE": runtime.state_dir}
     chp = find_program("configurable-http-proxy", "npm package configurable-http-proxy")
     result = [
         Component(
@@ -53,15 +54,15 @@ def components(runtime: dict[str, Any]) -> list[Component]:
             command=[
                 chp,
                 "--ip=127.0.0.1",
-                f"--port={ports['public']}",
+                f"--port={ports.public}",
                 "--api-ip=127.0.0.1",
-                f"--api-port={ports['proxy_api']}",
-                f"--error-target=http://127.0.0.1:{ports['hub_api']}/hub/error",
+                f"--api-port={ports.proxy_api}",
+                f"--error-target=http://127.0.0.1:{ports.hub_api}/hub/error",
                 "--log-level=info",
             ],
-            port=ports["public"],
+            port=ports.public,
             health_path=None,
-            env={**base_env, "CONFIGPROXY_AUTH_TOKEN": runtime["secrets"]["proxy_token"]},
+            env={**base_env, "CONFIGPROXY_AUTH_TOKEN": runtime.secrets.proxy_token},
             priority=10,
         ),
         Component(
@@ -71,23 +72,23 @@ def components(runtime: dict[str, Any]) -> list[Component]:
                 "-f",
                 str(Path(hub_config.__file__).parent / "jupyterhub_config.py"),
             ],
-            port=ports["hub_api"],
+            port=ports.hub_api,
             # Asked through the proxy: the hub answers on its own port before it has put its
             # routes into the proxy, and a login in that window gets the proxy's 404.
             health_path="/hub/health",
-            health_port=ports["public"],
-            env={**base_env, **{k: os.environ[k] for k in runtime.get("hub_env", []) if k in os.environ}},
+            health_port=ports.public,
+            env={**base_env, **{k: os.environ[k] for k in runtime.hub_env if k in os.environ}},
             priority=20,
         ),
     ]
-    gateway_config = str(Path(dask_backends.__file__).parent / "gateway_config.py")
+    gateway_config = str(Path(gateway.__file__).parent / "gateway_config.py")
     server = find_program("dask-gateway-server", "Python package dask-gateway-server")
-    for name, gw in runtime["gateways"].items():
+    for name, gw in runtime.gateways.items():
         result.append(
             Component(
                 name=f"gateway-{name}",
                 command=[server, "-f", gateway_config],
-                port=gw["port"],
+                port=gw.port,
                 health_path="/api/health",
                 env={**base_env, "AF_GATEWAY_BACKEND": name},
                 priority=30,
@@ -101,7 +102,7 @@ def components(runtime: dict[str, Any]) -> list[Component]:
     return result
 
 
-def data_lake_components(runtime: dict[str, Any], base_env: dict[str, str]) -> list[Component]:
+def data_lake_components(runtime: Runtime, base_env: dict[str, str]) -> list[Component]:
     """The XRootD origin and XCaches this facility runs itself (af.xrootd); they start first."""
     servers = xrootd.managed_servers(runtime)
     if not servers:

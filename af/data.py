@@ -26,6 +26,7 @@ from rich.table import Table
 
 from af.runtime import StateDir
 from dask_backends.data import CATALOGUE_PATH, TREE_NAME
+from facility.runtime import Runtime
 
 console = Console()
 err_console = Console(stderr=True)
@@ -61,7 +62,7 @@ def lake_root(state: StateDir, explicit: Path | None) -> Path:
     runtime = state.read_runtime()
     if runtime is None:
         _fail(f"no facility has been started in {state.root}: run `af up` first, or give --lake DIR", 2)
-    origin = (runtime.get("data") or {}).get("origin") or {}
+    origin = runtime.data.get("origin") or {}
     if not origin.get("managed"):
         where = origin.get("url", "none")
         _fail(f"this facility does not run its own data lake (origin {where}); give --lake DIR to write files", 2)
@@ -234,10 +235,10 @@ def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: i
     console.print(f"Wrote {', '.join(samples)} into {root}; catalogue {CATALOGUE_PATH}")
 
 
-def seed_empty_lake(runtime: dict[str, Any], events: int = 50_000, files: int = 2) -> bool:
+def seed_empty_lake(runtime: Runtime, events: int = 50_000, files: int = 2) -> bool:
     """Give a facility's own, still empty data lake the default samples, so the example notebook
     runs right after `af up`. Returns whether it wrote anything."""
-    origin = (runtime.get("data") or {}).get("origin") or {}
+    origin = runtime.data.get("origin") or {}
     if not origin.get("managed"):
         return False
     root = Path(origin["local_root"])

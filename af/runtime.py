@@ -5,16 +5,17 @@ Secrets are kept across `af up` runs so logins and the gateway database survive 
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from af.xrootd import plan_data
-from dask_backends.backends import HOST_KINDS
+from backends.registry import kind_of
 from facility.model import Facility
+from facility.runtime import FILE_NAME, GatewayAddress, Ports, Runtime, RuntimeFileError, Secrets, read_runtime
+from facility.runtime import write_runtime as write_runtime_file
 from facility.secrets import GENERATORS, complete_secrets
 from monitoring.plan import plan_metrics
 
@@ -37,7 +38,7 @@ class StateDir:
 
     @property
     def runtime_file(self) -> Path:
-        return self.root / "runtime.json"
+        return self.root / FILE_NAME
 
     @property
     def logs(self) -> Path:
@@ -58,11 +59,11 @@ class StateDir:
     def supervisor_socket(self) -> Path:
         return self.root / "supervisor.sock"
 
-    def read_runtime(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.runtime_file.read_text())
-        except FileNotFoundError:
+    def read_runtime(self) -> Runtime | None:
+        """The runtime.json of this state folder; None when no facility was started here."""
+        if not self.runtime_file.exists():
             return None
+        return read_runtime(self.runtime_file)
 
 
 def _public_port(url: str) -> int:
@@ -71,46 +72,49 @@ def _public_port(url: str) -> int:
 
 
 def plan_runtime(
-    fac: Facility, facility_file: Path, state: StateDir, port: int | None = None, previous: dict | None = None
-) -> dict[str, Any]:
+    fac: Facility, facility_file: Path, state: StateDir, port: int | None = None, previous: Runtime | None = None
+) -> Runtime:
     """Ports follow the public port: hub API +1, proxy API +2, gateways +10 upwards (two each)."""
     public = port or _public_port(fac.hub.bind_url)
-    old = (previous or {}).get("secrets", {})
-    gateways: dict[str, Any] = {}
-    host_backends = [b for b in fac.backends if b.kind in HOST_KINDS]
+    gateways: dict[str, GatewayAddress] = {}
+    host_backends = [b for b in fac.backends if kind_of(b).runs_on_this_host]
     for index, backend in enumerate(host_backends):
         gw_port = public + 10 + 2 * index
-        old_gw = (previous or {}).get("gateways", {}).get(backend.name, {})
-        gateways[backend.name] = {
-            "kind": backend.kind,
-            "port": gw_port,
-            "api_port": gw_port + 1,
-            "url": f"http://127.0.0.1:{gw_port}",
-            "api_token": old_gw.get("api_token") or GENERATORS["hex"](),
-        }
+        old_gw = previous.gateways.get(backend.name) if previous else None
+        gateways[backend.name] = GatewayAddress(
+            kind=backend.kind,
+            port=gw_port,
+            api_port=gw_port + 1,
+            url=f"http://127.0.0.1:{gw_port}",
+            api_token=old_gw.api_token if old_gw else GENERATORS["hex"](),
+        )
     # The hub's Dask dashboard service (hub_config/dashboard_service.py) listens above the gateways.
     dashboards_port = public + 10 + 2 * len(host_backends)
-    return {
-        "state_dir": str(state.root),
-        "facility_file": str(facility_file),
-        "public_url": f"http://127.0.0.1:{public}",
-        "ports": {"public": public, "hub_api": public + 1, "proxy_api": public + 2, "dashboards": dashboards_port},
-        "gateways": gateways,
+    old = dataclasses.asdict(previous.secrets) if previous else None
+    return Runtime(
+        state_dir=str(state.root),
+        facility_file=str(facility_file),
+        public_url=f"http://127.0.0.1:{public}",
+        ports=Ports(public=public, hub_api=public + 1, proxy_api=public + 2, dashboards=dashboards_port),
+        gateways=gateways,
         # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).
-        "data": plan_data(fac, state.root, port),
+        data=plan_data(fac, state.root, port),
         # Prometheus and the facility exporter (monitoring/), when facility.yaml enables metrics.
-        "metrics": plan_metrics(fac, dashboards_port, previous),
-        # Names (never values) of variables `af up` hands on to the hub, such as the OIDC client secret.
-        "hub_env": [fac.auth.oidc.client_secret_env] if fac.auth.type == "oidc" and fac.auth.oidc else [],
-        "secrets": complete_secrets(old),
-    }
+        metrics=plan_metrics(fac, dashboards_port, previous.metrics if previous else None),
+        hub_env=(fac.auth.oidc.client_secret_env,) if fac.auth.type == "oidc" and fac.auth.oidc else (),
+        # Kept across restarts, so logins and the gateway database survive them (facility.secrets).
+        secrets=Secrets(**complete_secrets(old)),
+    )
 
 
-def write_runtime(state: StateDir, runtime: dict[str, Any]) -> None:
-    state.root.mkdir(parents=True, exist_ok=True)
+def previous_runtime(state: StateDir) -> Runtime | None:
+    """The runtime.json an earlier `af up` left, or None when it is missing or from another version."""
+    try:
+        return state.read_runtime()
+    except RuntimeFileError:
+        return None
+
+
+def write_runtime(state: StateDir, runtime: Runtime) -> None:
+    write_runtime_file(runtime)
     state.logs.mkdir(exist_ok=True)
-    tmp = state.runtime_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(runtime, out, indent=2)
-    tmp.replace(state.runtime_file)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from af import data_tokens
+from facility import data_tokens
 from facility.model import Facility
+from facility.runtime import Runtime
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 UNPRIVILEGED_USER = "nobody"
@@ -149,11 +150,11 @@ def cache_config(
     return "\n".join(lines) + "\n"
 
 
-def config_dir(runtime: dict[str, Any]) -> Path:
-    return Path(runtime["state_dir"]) / "xrootd"
+def config_dir(runtime: Runtime) -> Path:
+    return runtime.state_path / "xrootd"
 
 
-def admin_dir(runtime: dict[str, Any]) -> Path:
+def admin_dir(runtime: Runtime) -> Path:
     """XRootD's admin folder (Unix sockets, pid files, event FIFOs), one per facility instance.
 
     Not in the state folder: XRootD checks these paths with access(), which ignores the capability
@@ -162,7 +163,7 @@ def admin_dir(runtime: dict[str, Any]) -> Path:
     the facility runs as root, else under the user's $XDG_RUNTIME_DIR, else /tmp with its owner
     checked (prepare_admin_dir).
     """
-    digest = hashlib.sha256(runtime["state_dir"].encode()).hexdigest()[:12]
+    digest = hashlib.sha256(runtime.state_dir.encode()).hexdigest()[:12]
     if os.geteuid() == 0:
         return Path("/run/analysis-facility") / f"xrd-{digest}"
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
@@ -202,9 +203,15 @@ def origin_root_extras(local_root: Path, prefixes: list[str]) -> list[str]:
     return sorted(entry.name for entry in local_root.iterdir() if entry.name not in tops)
 
 
-def managed_servers(runtime: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def remove_admin_dir(runtime: Runtime | None) -> None:
+    """After the servers stopped: their sockets and pid files in the temporary folder go too."""
+    if runtime and managed_servers(runtime):
+        shutil.rmtree(admin_dir(runtime), ignore_errors=True)
+
+
+def managed_servers(runtime: Runtime) -> list[tuple[str, dict[str, Any]]]:
     """(component name, settings) of each XRootD server this facility runs, origin first."""
-    data = runtime.get("data") or {}
+    data = runtime.data
     servers = []
     if data.get("origin", {}).get("managed"):
         servers.append((ORIGIN_NAME, data["origin"]))
@@ -228,7 +235,7 @@ def _drop_privileges_argv() -> list[str]:
     ]
 
 
-def server_command(xrootd: str, runtime: dict[str, Any], name: str) -> list[str]:
+def server_command(xrootd: str, runtime: Runtime, name: str) -> list[str]:
     # Foreground, logging to stdout: supervisord keeps the log and restarts it.
     return [*_drop_privileges_argv(), xrootd, "-c", str(config_dir(runtime) / f"{name}.cfg"), "-n", name]
 
@@ -240,9 +247,9 @@ def _hand_over(path: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def write_configs(runtime: dict[str, Any]) -> list[Path]:
+def write_configs(runtime: Runtime) -> list[Path]:
     """Create the servers' folders and write their configuration files; returns the files."""
-    data = runtime.get("data") or {}
+    data = runtime.data
     written = []
     config_dir(runtime).mkdir(parents=True, exist_ok=True)
     data_tokens.prepare(runtime)  # secret, TLS and service token when data.require_token

@@ -13,7 +13,7 @@ in one run:
              local backend (what a user gets), 1 and 2 workers of one core, per chunk size
   distributed default  the same on a distributed.LocalCluster with distributed's own defaults, whose
              nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (the facility drops it:
-             dask_backends.options.WORKER_ENVIRONMENT), 1 and 2 workers
+             backends.common.cluster_options.WORKER_ENVIRONMENT), 1 and 2 workers
 
 Workers import the analysis before the clock starts (a cluster pays that once, not per pass).
 Efficiency per core = (events/s / workers) / (events/s of one process at the same chunk size).
@@ -159,9 +159,9 @@ def _start_facility(root: Path) -> RunningFacility:
 
 
 def measure(events: int, files: int, chunksizes: list[int]) -> dict[str, Any]:
-    from af.accounts import remove_account
     from af.data import generate_samples
     from benchmarks import ttbar_plain
+    from facility.accounts import remove_account
     from facility.model import UnixAccounts
 
     results: dict[str, dict[str, Any]] = {}

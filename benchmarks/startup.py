@@ -128,7 +128,7 @@ def run(kinds: list[str], repeats: int, modes: list[str]) -> dict[str, Any]:
 
 
 def _remove_accounts(users: list[str]) -> None:
-    from af.accounts import remove_account
+    from facility.accounts import remove_account
     from facility.model import UnixAccounts
 
     for user in users:

@@ -7,13 +7,12 @@ and from $AF_DASK_GATEWAYS (the backends this user may use).
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import facility
+from backends.common.cluster_options import specification
+from backends.registry import kind_of
 from dask_backends.client import available_backends
-from dask_backends.options import cluster_options
 from facility.model import Backend, Facility
 
 
@@ -24,29 +23,19 @@ def describe_backend(fac: Facility, backend: Backend, address: str) -> dict[str,
         "name": backend.name,
         "label": backend.label,
         "kind": backend.kind,
-        "kind_label": backend.kind_label,
+        "kind_label": kind_of(backend).label_of(backend),
         "description": backend.description,
         "gateway": address,
         "workers": {"min": workers.min, "max": workers.max, "default": workers.default},
         "idle_timeout_minutes": backend.dask.idle_timeout_minutes,
         # Same spec format as dask-gateway's /api/v1/options: [{field, label, default, spec}].
-        "options": cluster_options(fac, backend).get_specification(),
+        "options": specification(fac, backend),
     }
 
 
-@lru_cache(maxsize=4)
-def _load(path: Path, mtime_ns: int) -> Facility:
-    return facility.load(path)
-
-
 def current_facility() -> Facility:
-    """facility.yaml ($AF_FACILITY), parsed again only when the file changes: the panel polls often."""
-    path = facility.default_path()
-    try:
-        mtime_ns = path.stat().st_mtime_ns
-    except OSError:
-        return facility.load(path)  # raises FacilityError naming the file
-    return _load(path, mtime_ns)
+    """facility.yaml ($AF_FACILITY) under facility.loader's reload policy: the panel polls often."""
+    return facility.current()
 
 
 def user_backends(fac: Facility | None = None) -> list[dict[str, Any]]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ENV_ORIGIN = "AF_DATA_ORIGIN"
-ENV_CACHE = "AF_DATA_CACHE"
-ENV_PREFIXES = "AF_DATA_PREFIXES"
+from facility.data_environment import ENV_CACHE, ENV_ORIGIN, ENV_PREFIXES
+from facility.runtime import ENV_RUNTIME, RuntimeFileError, read_runtime
+
 CATALOGUE_PATH = "/store/af/catalogue.json"
 TREE_NAME = "Events"
 PROBE_TIMEOUT_S = 3
@@ -54,36 +54,6 @@ def _server(url: str) -> str:
     if parts.scheme != "root" or not parts.hostname:
         raise ValueError(f"{url!r} is not an XRootD server address (root://host:port)")
     return f"root://{parts.netloc}"
-
-
-def data_environment(fac: Any, backend: Any, runtime: dict[str, Any] | None = None) -> dict[str, str]:
-    """$AF_DATA_* for a backend's notebooks and workers: the running facility's URLs when it runs them.
-
-    runtime None: the running facility's runtime.json named by $AF_RUNTIME (the hub and gateways have it).
-    """
-    if runtime is None and os.environ.get("AF_RUNTIME"):
-        try:
-            runtime = json.loads(Path(os.environ["AF_RUNTIME"]).read_text())
-        except FileNotFoundError:
-            runtime = None
-    data = (runtime or {}).get("data") or {}
-    if data:
-        env = {ENV_ORIGIN: data["origin"]["url"]}
-        cache_name = backend.data_cache
-        if cache_name and cache_name in data.get("caches", {}):
-            env[ENV_CACHE] = data["caches"][cache_name]["url"]
-        prefixes = data.get("prefixes") or []
-    elif fac.data is not None:
-        env = {ENV_ORIGIN: fac.data.origin_url}
-        cache = fac.data.cache(backend.data_cache)
-        if cache is not None:
-            env[ENV_CACHE] = cache.url
-        prefixes = list(fac.data.prefixes)
-    else:
-        return {}
-    if prefixes:
-        env[ENV_PREFIXES] = ":".join(prefixes)
-    return env
 
 
 def uproot_options() -> dict[str, Any]:
@@ -258,19 +228,21 @@ def _not_found(status: Any) -> bool:
 
 def _from_runtime_file() -> tuple[str, str | None, tuple[str, ...]]:
     """Outside the hub and without $AF_DATA_*: the facility running on this host (runtime.json)."""
-    path = os.environ.get("AF_RUNTIME")
+    path = os.environ.get(ENV_RUNTIME)
     if not path:
         state = os.environ.get("AF_STATE_DIR") or Path(
             os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "analysis-facility"
         )
         path = str(Path(state) / "runtime.json")
-    try:
-        data = json.loads(Path(path).read_text()).get("data") or {}
-    except FileNotFoundError:
+    if not Path(path).exists():
         raise DataLakeError(
             f"${ENV_ORIGIN} is not set and no facility runs here ({path} is missing): start one with `af up`, "
             "or set $AF_DATA_ORIGIN (and $AF_DATA_CACHE) to root://host:port"
-        ) from None
+        )
+    try:
+        data = read_runtime(path).data
+    except RuntimeFileError as exc:
+        raise DataLakeError(str(exc)) from None
     if not data:
         raise DataLakeError(f"the facility of {path} has no data lake (facility.yaml has no `data` section)")
     caches = data.get("caches", {})

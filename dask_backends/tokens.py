@@ -18,7 +18,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from dask_backends.private_file import write_private
+from facility.private_file import write_private
 
 ENV_TOKEN_FILE = "BEARER_TOKEN_FILE"  # noqa: S105 - a variable name, not a secret
 ENV_ACCESS_TOKEN_FILE = "AF_ACCESS_TOKEN_FILE"  # noqa: S105 - the OIDC access token, when it differs

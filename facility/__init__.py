@@ -1,6 +1,6 @@
 """facility.yaml: the single description of the analysis facility."""
 
-from facility.loader import FacilityError, default_path, embedded_default_path, from_dict, load, loads
+from facility.loader import FacilityError, current, default_path, embedded_default_path, from_dict, load, loads
 from facility.model import Backend, Facility, Image, Range
 from facility.validation import RequestError, SpawnRequest, validate_spawn
 
@@ -12,6 +12,7 @@ __all__ = [
     "Range",
     "RequestError",
     "SpawnRequest",
+    "current",
     "default_path",
     "embedded_default_path",
     "from_dict",

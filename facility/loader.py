@@ -1,5 +1,11 @@
 """Load facility.yaml: parse, validate against the schema, check cross-references, build the model.
 
+Reload policy, the same in every process: long-running code (the hub's spawner, the gateways'
+backends, the token files, the notebook's Dask panel) asks ``current(path)``, which parses the
+file again only when its modification time changes, so an operator's edit reaches the next spawn
+or cluster without a restart and an unchanged file is not parsed again. One-shot commands
+(`af up`, `af run`, `af check-facility`) call ``load``.
+
 Every problem is reported as ``<file>: <key path>: <what is wrong>`` naming the bad value and
 what is allowed, all problems at once, so an operator fixes the file in one pass.
 """
@@ -8,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -60,6 +66,22 @@ def embedded_default_path() -> Path:
 
 def default_path() -> Path:
     return Path(os.environ.get(ENV_FACILITY_FILE) or embedded_default_path())
+
+
+def current(path: str | os.PathLike[str] | None = None) -> Facility:
+    """facility.yaml as it is now (default: $AF_FACILITY or the embedded one), parsed again only when
+    its modification time changed since the last call (the reload policy above)."""
+    path = Path(path) if path else default_path()
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError:
+        return load(path)  # raises FacilityError naming the file
+    return _load_version(path, mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _load_version(path: Path, mtime_ns: int) -> Facility:
+    return load(path)
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Facility:

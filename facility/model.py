@@ -8,10 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-BATCH_KINDS = ("slurm", "htcondor")
-# How the spawn form and the Dask panel name each kind of backend for users.
-KIND_LABELS = {"local": "this machine", "kubernetes": "cloud", "slurm": "HPC / Slurm", "htcondor": "grid / HTCondor"}
-
 
 @dataclass(frozen=True)
 class Range:
@@ -63,22 +59,13 @@ class Backend:
     dask: DaskLimits
     data_cache: str | None
     container_runtime: str
+    # The kind's scheduler settings as written; read them typed through the kind's SiteSettings
+    # (backends/<kind>/settings.py), never with .get().
     site: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_gpus(self) -> bool:
         return self.gpus.max > 0
-
-    @property
-    def is_batch(self) -> bool:
-        return self.kind in BATCH_KINDS
-
-    @property
-    def kind_label(self) -> str:
-        """What users are told about where this backend runs; offloaded pods run at an HPC centre."""
-        if self.kind == "kubernetes" and self.site.get("offload"):
-            return "HPC via interLink"
-        return KIND_LABELS.get(self.kind, self.kind)
 
     def allows_user(self, groups: set[str] | frozenset[str], is_admin: bool = False) -> bool:
         """Whether a user with these groups may use this backend."""
@@ -143,7 +130,7 @@ class Allowance:
 
 @dataclass(frozen=True)
 class UnixAccounts:
-    """auth.unix_accounts: which Unix account runs each user's processes (see af.accounts)."""
+    """auth.unix_accounts: which Unix account runs each user's processes (see facility.accounts)."""
 
     mode: str = "per-user"
     prefix: str = "af-"

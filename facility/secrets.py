@@ -27,7 +27,7 @@ SECRETS: dict[str, str] = {
     "admin_password": "long-password",
     "gateway_db_key": "fernet",  # dask-gateway's database encryption
     "crypt_key": "hex",  # JupyterHub's auth_state (OIDC tokens)
-    "dashboard_secret": "hex",  # Dask dashboard keys derive from it (dask_backends.dashboard_guard)
+    "dashboard_secret": "hex",  # Dask dashboard keys derive from it (facility.dashboard_keys)
 }
 
 

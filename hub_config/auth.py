@@ -11,12 +11,10 @@ from typing import Any
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from traitlets import Dict, List, Unicode
 
-from af import data_tokens
-from hub_config.runtime import load_runtime
+from facility import data_tokens
+from facility.runtime import read_runtime
+from facility.tokens import token_files_of, write_user_tokens
 
-# Letters, digits and . _ @ - only (e-mail style names from OIDC pass): no path separators,
-# spaces or shell metacharacters can reach a path, a job name or a batch script.
-USERNAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,63}$"
 # Without OIDC there is no access token to follow: a data-lake token for a working day per start.
 LOCAL_DATA_TOKEN_HOURS = 12
 
@@ -33,18 +31,14 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> None:
         """A data-lake token for the new server when the facility's data lake requires tokens."""
-        from hub_config.tokens import token_files_of, write_user_tokens  # it imports this module
-
-        runtime = load_runtime()
+        runtime = read_runtime()
         if data_tokens.enabled(runtime):
             lifetime = dt.timedelta(hours=LOCAL_DATA_TOKEN_HOURS)
             env = write_user_tokens(token_files_of(runtime), runtime, user.name, None, lifetime)
             spawner.environment = {**spawner.environment, **env}  # a new dict: the configured one is shared
 
     def post_spawn_stop(self, user: Any, spawner: Any) -> None:
-        from hub_config.tokens import token_files_of
-
-        token_files_of(load_runtime()).remove(user.name)
+        token_files_of(read_runtime()).remove(user.name)
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
         model = await super().authenticate(handler, data)

@@ -6,7 +6,7 @@ The hub runs this as a managed service (hub_config/jupyterhub_config.py). A requ
 login (a browser without one is sent through the hub's OAuth login; a notebook server may use its
 own API token). The service then forwards the request, websocket upgrades included, to the
 backend's dask-gateway proxy route `/clusters/<cluster>/<page>`, adding the dashboard key of
-(logged-in user, cluster) (dask_backends.dashboard_guard). Only the owner's key opens the
+(logged-in user, cluster) (facility.dashboard_keys). Only the owner's key opens the
 scheduler, so nobody needs to look up who owns what: for anyone else the scheduler refuses,
 and this service answers with a page saying there is no such cluster of theirs.
 
@@ -27,8 +27,8 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httpclient, web, websocket
 from tornado.ioloop import IOLoop
 
-from dask_backends.dashboard_guard import KEY_HEADER, dashboard_key
-from hub_config.runtime import load_runtime
+from facility.dashboard_keys import KEY_HEADER, dashboard_key
+from facility.runtime import Runtime, read_runtime
 
 SERVICE_NAME = "dask-dashboards"
 # dask-gateway names clusters with hex UUIDs; backend names follow facility.yaml's pattern.
@@ -202,8 +202,8 @@ class DashboardProxy(HubOAuthenticated, websocket.WebSocketHandler):
             self.upstream = None
 
 
-def make_app(runtime: dict[str, Any], prefix: str) -> web.Application:
-    gateways = {name: gw["url"].rstrip("/") for name, gw in runtime["gateways"].items()}
+def make_app(runtime: Runtime, prefix: str) -> web.Application:
+    gateways = {name: gw.url.rstrip("/") for name, gw in runtime.gateways.items()}
     prefix = prefix.rstrip("/")
     return web.Application(
         [
@@ -211,7 +211,7 @@ def make_app(runtime: dict[str, Any], prefix: str) -> web.Application:
             (
                 rf"{prefix}/({NAME})/clusters/({NAME})/(.*)",
                 DashboardProxy,
-                {"gateways": gateways, "secret": runtime["secrets"]["dashboard_secret"]},
+                {"gateways": gateways, "secret": runtime.secrets.dashboard_secret},
             ),
         ],
         cookie_secret=os.urandom(32),
@@ -221,12 +221,12 @@ def make_app(runtime: dict[str, Any], prefix: str) -> web.Application:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    runtime = load_runtime()
+    runtime = read_runtime()
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     bind = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
     app = make_app(runtime, prefix)
     app.listen(bind.port, address=bind.hostname)
-    log.info("Dask dashboards served at %s for %s", prefix, ", ".join(runtime["gateways"]) or "no backend")
+    log.info("Dask dashboards served at %s for %s", prefix, ", ".join(runtime.gateways) or "no backend")
     IOLoop.current().start()
 
 

@@ -10,10 +10,10 @@ with what the facility needs on top:
 - tokens are kept in the encrypted auth_state and refreshed with the refresh token *before* the
   access token expires (every ``refresh_age_seconds``, the hub renews a token that would expire
   before the next check);
-- the current access token is written to a per-user token file (hub_config.tokens) whose path,
+- the current access token is written to a per-user token file (facility.tokens) whose path,
   never the token, reaches the notebook as ``$AF_ACCESS_TOKEN_FILE``; ``$BEARER_TOKEN_FILE`` (what
   storage clients read) points at the same token or, when the facility's data lake requires
-  tokens (af.data_tokens), at a data-lake token minted for the user with the same lifetime.
+  tokens (facility.data_tokens), at a data-lake token minted for the user with the same lifetime.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from oauthenticator.generic import GenericOAuthenticator
 from traitlets import Unicode
 
 from facility.model import Facility
-from hub_config.runtime import load_runtime
-from hub_config.tokens import TokenFiles, unix_accounts_of, write_user_tokens
+from facility.runtime import read_runtime
+from facility.tokens import TokenFiles, unix_accounts_of, write_user_tokens
 
 
 class OIDCConfigError(RuntimeError):
@@ -66,7 +66,7 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
 
     @property
     def token_files(self) -> TokenFiles | None:
-        return TokenFiles(self.token_dir, unix_accounts_of(load_runtime())) if self.token_dir else None
+        return TokenFiles(self.token_dir, unix_accounts_of(read_runtime())) if self.token_dir else None
 
     def build_auth_state_dict(self, token_info: dict[str, Any], user_info: dict[str, Any]) -> dict[str, Any]:
         state = super().build_auth_state_dict(token_info, user_info)
@@ -107,7 +107,7 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         # A data-lake token (if the lake wants one) lives as long as the access token, renewed with it.
         remaining = auth_state.get("expires_at", 0) - time.time()
         lifetime = dt.timedelta(seconds=max(remaining, 60))
-        return write_user_tokens(files, load_runtime(), username, access_token, lifetime)
+        return write_user_tokens(files, read_runtime(), username, access_token, lifetime)
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """Check the request, then give the new server the path of the user's token file."""
@@ -144,13 +144,13 @@ def configure_oidc(c: Any, fac: Facility) -> None:
             f"${oidc.client_secret_env} is not set: export the OIDC client secret before `af up` "
             "(auth.oidc.client_secret_env names the variable)"
         )
-    runtime = load_runtime()
+    runtime = read_runtime()
     endpoints = discover(oidc.issuer)
     c.JupyterHub.authenticator_class = FacilityOIDCAuthenticator
     auth = c.FacilityOIDCAuthenticator
     auth.client_id = oidc.client_id
     auth.client_secret = secret
-    auth.oauth_callback_url = f"{runtime['public_url']}/hub/oauth_callback"
+    auth.oauth_callback_url = f"{runtime.public_url}/hub/oauth_callback"
     auth.authorize_url = endpoints["authorization_endpoint"]
     auth.token_url = endpoints["token_endpoint"]
     auth.userdata_url = endpoints["userinfo_endpoint"]
@@ -167,6 +167,6 @@ def configure_oidc(c: Any, fac: Facility) -> None:
     auth.enable_auth_state = True
     auth.auth_refresh_age = oidc.refresh_age_seconds
     auth.refresh_pre_spawn = True
-    auth.token_dir = os.path.join(runtime["state_dir"], "tokens")
+    auth.token_dir = os.path.join(runtime.state_dir, "tokens")
     # auth_state holds the tokens; it is encrypted in the hub database with this instance's key.
-    c.CryptKeeper.keys = [bytes.fromhex(runtime["secrets"]["crypt_key"])]
+    c.CryptKeeper.keys = [bytes.fromhex(runtime.secrets.crypt_key)]

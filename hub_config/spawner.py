@@ -21,6 +21,7 @@ from traitlets import Dict, Unicode, default
 from wrapspawner import WrapSpawner
 
 import facility
+from backends.registry import kind_of
 from facility.model import Backend, Facility
 from hub_config import children
 
@@ -43,6 +44,7 @@ def render_form(fac: Facility, backends: list[Backend]) -> str:
         images_for=fac.images_for,
         default_image=fac.default_image.name,
         number_fields=number_fields,
+        kind_of=kind_of,
     )
 
 
@@ -66,8 +68,8 @@ class FacilitySpawner(WrapSpawner):
 
     @property
     def facility(self) -> Facility:
-        # Loaded per use: operators edit facility.yaml and the next spawn sees it; it is small.
-        return facility.load(self.facility_file or None)
+        # facility.loader's reload policy: an operator's edit reaches the next spawn.
+        return facility.current(self.facility_file or None)
 
     def _groups(self) -> set[str]:
         return {g.name for g in self.user.groups}
@@ -123,7 +125,7 @@ class FacilitySpawner(WrapSpawner):
         yield {"progress": 10, "message": f"Request checked: {sizes}, image {opts.get('image')}"}
         yield {
             "progress": 20,
-            "message": f"Submitted to backend {backend.label!r} ({backend.kind_label}) "
+            "message": f"Submitted to backend {backend.label!r} ({kind_of(backend).label_of(backend)}) "
             f"through {type(self.child_spawner).__name__}",
         }
         if type(self.child_spawner).progress is not Spawner.progress:  # the child has real events

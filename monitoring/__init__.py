@@ -18,16 +18,16 @@ grafana/          dashboard JSON for sites that run Grafana
 
 from __future__ import annotations
 
-from typing import Any
+from facility.runtime import Runtime
 
 
-def hub_service_ports(runtime: dict[str, Any]) -> list[int]:
+def hub_service_ports(runtime: Runtime) -> list[int]:
     """Ports the hub's metrics services bind themselves (not supervised components)."""
-    metrics = runtime.get("metrics") or {}
+    metrics = runtime.metrics
     return [metrics["operator_port"]] if metrics.get("enabled") else []
 
 
-def prepare(runtime: dict[str, Any], facility_name: str) -> None:
+def prepare(runtime: Runtime, facility_name: str) -> None:
     """What `af up` writes before starting a facility with metrics (after af.xrootd's files)."""
     from monitoring import prometheus, xcache
 

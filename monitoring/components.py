@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from af.components import Component, find_program
+from facility.runtime import Runtime
 from monitoring import prometheus
 from monitoring.plan import enabled
 
 INSTALL_HINT = "Debian package prometheus, scripts/test-install.d/55-prometheus.sh installs it"
 
 
-def metrics_components(runtime: dict[str, Any], base_env: dict[str, str]) -> list[Component]:
+def metrics_components(runtime: Runtime, base_env: dict[str, str]) -> list[Component]:
     if not enabled(runtime):
         return []
-    metrics = runtime["metrics"]
+    metrics = runtime.metrics
     return [
         Component(
             name="metrics-exporter",

@@ -23,14 +23,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 import facility
-from hub_config.runtime import load_runtime
+from facility.runtime import Runtime, read_runtime
 from monitoring.hub_api import active_servers
 from monitoring.xcache import GStreamCounters, gstream_ports
 
@@ -99,13 +98,13 @@ def _age_seconds(started: str | None, now: dt.datetime) -> float:
 class FacilityCollector(Collector):
     """Collects the facility's metrics from the hub's API and the data lake at each scrape."""
 
-    def __init__(self, runtime: dict[str, Any]):
+    def __init__(self, runtime: Runtime):
         self.runtime = runtime
         # Every backend appears in the series, with 0 when it has no servers, so plots show it.
-        self.backends = [b.name for b in facility.load(runtime["facility_file"]).backends]
-        data = runtime.get("data") or {}
+        self.backends = [b.name for b in facility.load(runtime.facility_file).backends]
+        data = runtime.data
         urls = [data["origin"]["url"], *(c["url"] for c in data.get("caches", {}).values())] if data else []
-        every = runtime["metrics"]["scrape_interval_seconds"]
+        every = runtime.metrics["scrape_interval_seconds"]
         self.prober = Prober(urls, every=every, stuck_after=XROOTD_PING_TIMEOUT_S + 2)
         self.gstream = GStreamCounters(gstream_ports(runtime))
 
@@ -158,7 +157,7 @@ class FacilityCollector(Collector):
         yield wait
 
     def _data_metrics(self) -> Iterator[GaugeMetricFamily]:
-        data = self.runtime.get("data") or {}
+        data = self.runtime.data
         if not data:
             return
         origin = GaugeMetricFamily(
@@ -200,10 +199,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for name, value in XROOTD_CLIENT_ENV.items():
         os.environ.setdefault(name, value)  # read when the XRootD client loads, in the first probe
-    runtime = load_runtime()
+    runtime = read_runtime()
     registry = CollectorRegistry()
     registry.register(FacilityCollector(runtime))
-    port = runtime["metrics"]["exporter_port"]
+    port = runtime.metrics["exporter_port"]
     start_http_server(port, addr="127.0.0.1", registry=registry)
     log.info("facility exporter listening on 127.0.0.1:%d", port)
     while True:

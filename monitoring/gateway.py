@@ -1,7 +1,7 @@
 """Metrics of a dask-gateway: dask-gateway-server 2026.3 exposes none, so the facility adds them.
 
 `with_metrics(backend_class)` puts `GatewayMetricsMixin` in front of the gateway's backend class
-(the way dask_backends.dashboard_guard adds dashboard keys). When the gateway starts, the mixin
+(the way gateway.dashboard_guard adds dashboard keys). When the gateway starts, the mixin
 adds two routes to the gateway's own aiohttp application (dask-gateway's documented hook:
 `Backend.setup(app)` "can be used to add additional routes"), both answering only a request that
 carries the facility's scrape token, since the gateway's API is reachable through the hub's proxy:

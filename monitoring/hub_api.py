@@ -7,19 +7,21 @@ from typing import Any
 
 import requests
 
+from facility.runtime import Runtime
+
 HUB_TIMEOUT_S = 5
 
 log = logging.getLogger(__name__)
 
 
-def active_servers(runtime: dict[str, Any]) -> list[dict[str, Any]] | None:
+def active_servers(runtime: Runtime) -> list[dict[str, Any]] | None:
     """Every running or pending server, with "user" and its user_options; None when the hub fails."""
-    hub_api = f"http://127.0.0.1:{runtime['ports']['hub_api']}/hub/api"
+    hub_api = f"http://127.0.0.1:{runtime.ports.hub_api}/hub/api"
     try:
         reply = requests.get(
             f"{hub_api}/users",
             params={"state": "active"},
-            headers={"Authorization": f"token {runtime['metrics']['hub_token']}"},
+            headers={"Authorization": f"token {runtime.metrics['hub_token']}"},
             timeout=HUB_TIMEOUT_S,
         )
         reply.raise_for_status()

@@ -23,7 +23,7 @@ from tornado import httpclient, web
 from tornado.escape import json_decode, url_escape
 from tornado.ioloop import IOLoop
 
-from hub_config.runtime import load_runtime
+from facility.runtime import Runtime, read_runtime
 from monitoring.panels import PANELS, Panel
 
 SERVICE_NAME = "af-operator"  # monitoring.hub.OPERATOR_SERVICE
@@ -127,8 +127,8 @@ class OperatorPage(HubOAuthenticated, web.RequestHandler):
         )
 
 
-def make_app(runtime: dict[str, Any], prefix: str) -> web.Application:
-    metrics = runtime["metrics"]
+def make_app(runtime: Runtime, prefix: str) -> web.Application:
+    metrics = runtime.metrics
     prefix = prefix.rstrip("/")
     return web.Application(
         [
@@ -148,7 +148,7 @@ def make_app(runtime: dict[str, Any], prefix: str) -> web.Application:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    runtime = load_runtime()
+    runtime = read_runtime()
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     bind = urlsplit(os.environ["JUPYTERHUB_SERVICE_URL"])
     make_app(runtime, prefix).listen(bind.port, address=bind.hostname)

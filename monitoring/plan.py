@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from facility.model import Facility
+from facility.runtime import Runtime
 from facility.secrets import GENERATORS
 
 PROMETHEUS_OFFSET = 1  # above the dashboard service's port
@@ -20,11 +21,12 @@ OPERATOR_OFFSET = 3  # the hub's operator page service (monitoring.operator_page
 def plan_metrics(fac: Facility, last_port: int, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """runtime.json's "metrics": empty unless facility.yaml enables metrics.
 
-    `last_port` is the highest port the rest of the facility uses (the dashboard service).
+    `last_port` is the highest port the rest of the facility uses (the dashboard service);
+    `previous` is the last run's "metrics" (its tokens are kept).
     """
     if not fac.metrics.enabled:
         return {}
-    old = (previous or {}).get("metrics") or {}
+    old = previous or {}
     settings = fac.metrics
     return {
         "enabled": True,
@@ -42,5 +44,5 @@ def plan_metrics(fac: Facility, last_port: int, previous: dict[str, Any] | None 
     }
 
 
-def enabled(runtime: dict[str, Any] | None) -> bool:
-    return bool(((runtime or {}).get("metrics") or {}).get("enabled"))
+def enabled(runtime: Runtime | None) -> bool:
+    return bool(runtime and runtime.metrics.get("enabled"))

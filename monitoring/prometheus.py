@@ -18,16 +18,17 @@ from typing import Any
 
 import yaml
 
+from facility.runtime import Runtime
 from monitoring.rules import FACILITY_JOB, GATEWAY_JOB, HUB_JOB, rules_document
 
 LOOPBACK = "127.0.0.1"
 
 
-def prometheus_dir(runtime: dict[str, Any]) -> Path:
-    return Path(runtime["state_dir"]) / "prometheus"
+def prometheus_dir(runtime: Runtime) -> Path:
+    return runtime.state_path / "prometheus"
 
 
-def config_file(runtime: dict[str, Any]) -> Path:
+def config_file(runtime: Runtime) -> Path:
     return prometheus_dir(runtime) / "prometheus.yml"
 
 
@@ -36,13 +37,13 @@ def _bearer(token_file: Path) -> dict[str, Any]:
     return {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}
 
 
-def prometheus_config(runtime: dict[str, Any], facility_name: str) -> dict[str, Any]:
-    metrics = runtime["metrics"]
+def prometheus_config(runtime: Runtime, facility_name: str) -> dict[str, Any]:
+    metrics = runtime.metrics
     folder = prometheus_dir(runtime)
-    hub_port = runtime["ports"]["hub_api"]
+    hub_port = runtime.ports.hub_api
     gateways = [
-        {"targets": [f"{LOOPBACK}:{gw['api_port']}"], "labels": {"backend": name, "kind": gw["kind"]}}
-        for name, gw in runtime["gateways"].items()
+        {"targets": [f"{LOOPBACK}:{gw.api_port}"], "labels": {"backend": name, "kind": gw.kind}}
+        for name, gw in runtime.gateways.items()
     ]
     scrape_configs = [
         {"job_name": "prometheus", "static_configs": [{"targets": [f"{LOOPBACK}:{metrics['prometheus_port']}"]}]},
@@ -83,12 +84,12 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-def write_configs(runtime: dict[str, Any], facility_name: str) -> list[Path]:
+def write_configs(runtime: Runtime, facility_name: str) -> list[Path]:
     """Write prometheus.yml, rules.yml and the two token files; returns the files written."""
     folder = prometheus_dir(runtime)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    metrics = runtime["metrics"]
+    metrics = runtime.metrics
     files = {
         "hub-token": metrics["hub_token"],
         "scrape-token": metrics["scrape_token"],
@@ -100,8 +101,8 @@ def write_configs(runtime: dict[str, Any], facility_name: str) -> list[Path]:
     return [folder / name for name in files]
 
 
-def command(program: str, runtime: dict[str, Any]) -> list[str]:
-    metrics = runtime["metrics"]
+def command(program: str, runtime: Runtime) -> list[str]:
+    metrics = runtime.metrics
     folder = prometheus_dir(runtime)
     return [
         program,

@@ -14,6 +14,7 @@ from typing import Any
 import requests
 from rich.table import Table
 
+from facility.runtime import Runtime
 from monitoring.hub_api import active_servers
 from monitoring.plan import enabled
 from monitoring.routes import HOLDINGS_PATH
@@ -21,13 +22,13 @@ from monitoring.routes import HOLDINGS_PATH
 GIB = 1024**3
 
 
-def gateway_holdings(runtime: dict[str, Any]) -> dict[str, dict[str, dict[str, float]] | None]:
+def gateway_holdings(runtime: Runtime) -> dict[str, dict[str, dict[str, float]] | None]:
     """backend -> user -> holdings; None for a gateway that did not answer."""
     result: dict[str, dict[str, dict[str, float]] | None] = {}
-    headers = {"Authorization": f"Bearer {runtime['metrics']['scrape_token']}"}
-    for name, gw in runtime["gateways"].items():
+    headers = {"Authorization": f"Bearer {runtime.metrics['scrape_token']}"}
+    for name, gw in runtime.gateways.items():
         try:
-            reply = requests.get(f"http://127.0.0.1:{gw['api_port']}{HOLDINGS_PATH}", headers=headers, timeout=5)
+            reply = requests.get(f"http://127.0.0.1:{gw.api_port}{HOLDINGS_PATH}", headers=headers, timeout=5)
             reply.raise_for_status()
             result[name] = reply.json()
         except requests.RequestException:
@@ -44,7 +45,7 @@ def _server_text(server: dict[str, Any]) -> str:
     return f"{options.get('backend', '?')}: {size} ({state})"
 
 
-def users_table(runtime: dict[str, Any]) -> Table | str | None:
+def users_table(runtime: Runtime) -> Table | str | None:
     """The users table; a sentence when it cannot be made; None when metrics are not enabled."""
     if not enabled(runtime):
         return None

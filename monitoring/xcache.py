@@ -19,23 +19,23 @@ import socket
 import threading
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from af.xrootd import cache_component_name, config_dir
+from facility.runtime import Runtime
 
 log = logging.getLogger(__name__)
 SOURCES = {"b_hit": "cache", "b_miss": "origin", "b_bypass": "bypass"}
 
 
-def gstream_ports(runtime: dict[str, Any]) -> dict[str, int]:
+def gstream_ports(runtime: Runtime) -> dict[str, int]:
     """UDP port per managed cache: the exporter's TCP port number and up (UDP ports are separate)."""
-    caches = [name for name, c in sorted((runtime.get("data") or {}).get("caches", {}).items()) if c.get("managed")]
-    return {name: runtime["metrics"]["exporter_port"] + i for i, name in enumerate(caches)}
+    caches = [name for name, c in sorted((runtime.data).get("caches", {}).items()) if c.get("managed")]
+    return {name: runtime.metrics["exporter_port"] + i for i, name in enumerate(caches)}
 
 
-def add_gstream_directives(runtime: dict[str, Any]) -> None:
+def add_gstream_directives(runtime: Runtime) -> None:
     """Append the pfc g-stream directive to each managed cache's configuration (af.xrootd wrote it)."""
-    flush = max(1, runtime["metrics"]["scrape_interval_seconds"])
+    flush = max(1, runtime.metrics["scrape_interval_seconds"])
     for name, port in gstream_ports(runtime).items():
         path = Path(config_dir(runtime)) / f"{cache_component_name(name)}.cfg"
         with path.open("a") as cfg:

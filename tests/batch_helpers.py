@@ -82,9 +82,9 @@ for path in {paths!r}:
 """
 
 
-def account_of(hub_name: str):  # noqa: ANN201 - af.accounts.Account
+def account_of(hub_name: str):  # noqa: ANN201 - facility.accounts.Account
     """The facility account of a hub user (created if missing), as the facility's defaults name it."""
-    from af.accounts import ensure_account
+    from facility.accounts import ensure_account
     from facility.model import UnixAccounts
 
     return ensure_account(hub_name, UnixAccounts())
@@ -98,9 +98,10 @@ def as_account(hub_name: str, *argv: str) -> subprocess.CompletedProcess:
 def check_notebooks_run_as_own_accounts(running: RunningFacility, form: dict[str, str]) -> None:
     """alice's and bob's batch notebooks run as af-alice and af-bob in their homes; bob cannot read
     alice's token file (written by the hub as for a login) nor her home, alice can read her own."""
-    from hub_config.tokens import token_files_of
+    from facility.runtime import Runtime
+    from facility.tokens import token_files_of
 
-    token = token_files_of(running.runtime).write("alice", "alice-secret-token")
+    token = token_files_of(Runtime.from_dict(running.runtime)).write("alice", "alice-secret-token")
     secret = account_of("alice").home / "private.txt"
     sessions = {name: running.login(name) for name in ("alice", "bob")}
     for session in sessions.values():
@@ -122,7 +123,7 @@ def check_notebooks_run_as_own_accounts(running: RunningFacility, form: dict[str
         for session in sessions.values():
             session.stop_server()
         secret.unlink(missing_ok=True)
-        token_files_of(running.runtime).remove("alice")
+        token_files_of(Runtime.from_dict(running.runtime)).remove("alice")
 
 
 def check_private_to(path: Path, owner: str, other: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dask_backends.htcondor import condor_argv
+from backends.htcondor.commands import condor_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHROOT = "/var/lib/analysis-facility/htcondor-trixie"

@@ -35,7 +35,7 @@ def _check_output(output: str, what: str) -> None:
 
 def htcondor(chroot: str) -> None:
     """A pool in `chroot` runs the venv's Python as the pool's job account (what the tests need)."""
-    from dask_backends.htcondor import job_user_ids
+    from backends.htcondor.commands import job_user_ids
     from tests.htcondor_pool import HTCondorPool
 
     pool = HTCondorPool(chroot)

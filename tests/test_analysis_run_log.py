@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from rich.console import Console
 
 from af import run_report
-from af.run_log import RunLog
+from backends.common.run_log import RunLog
 
 WARNING = (
     "/venv/coffea/nanoevents/schemas/nanoaod.py:297: RuntimeWarning: Missing cross-reference index for Jet_muonIdx1\n"

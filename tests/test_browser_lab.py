@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import facility
-from af.accounts import remove_account
+from facility.accounts import remove_account
 from tests.browser import CHROMIUM, chromium_page
 from tests.harness import RunningFacility
 

@@ -5,7 +5,7 @@ alice starts a cluster from her notebook. Its dashboard opens for her through th
 the same hub, gets a page saying he has no such cluster; an anonymous browser is sent to the
 hub's login; the gateway's own `/clusters/<name>/` route and the scheduler's and workers' HTTP
 ports answer 403 to anyone without the cluster's key (hub_config/dashboard_service.py,
-dask_backends/dashboard_guard.py). The same holds for clusters on a real single-node Slurm and a
+gateway/dashboard_guard.py). The same holds for clusters on a real single-node Slurm and a
 real HTCondor pool, whose jobs get their key through the submit command's environment.
 """
 
@@ -27,7 +27,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
-from dask_backends.dashboard_guard import KEY_HEADER, dashboard_key
+from facility.dashboard_keys import KEY_HEADER, dashboard_key
 from tests.browser import CHROMIUM, chromium_page
 from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel
 from tests.htcondor_pool import HTCondorPool
@@ -133,7 +133,7 @@ def test_guard_preload_on_a_real_scheduler(monkeypatch: pytest.MonkeyPatch, key:
 
     async def statuses() -> list[int]:
         async with Scheduler(
-            host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0", preload=["dask_backends.dashboard_guard"]
+            host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0", preload=["gateway.dashboard_guard"]
         ) as scheduler:
             url = f"http://127.0.0.1:{scheduler.http_server.port}/health"
             http = AsyncHTTPClient()

@@ -236,7 +236,8 @@ def test_notebook_runs_the_analysis_on_a_gateway_cluster_through_the_cache(
     cache = embedded.runtime["data"]["caches"]["local-xcache"]["url"]
     assert f"NOTEBOOK_CACHE {cache}" in out
     assert f"WORKER_CACHE {{'{cache}'}}" in out  # the gateway's workers read through the same cache
-    assert "WORKER_MALLOC {None}" in out  # not distributed's nanny's glibc setting (options.WORKER_ENVIRONMENT)
+    # Not distributed's nanny's glibc setting (backends.common.cluster_options.WORKER_ENVIRONMENT).
+    assert "WORKER_MALLOC {None}" in out
     assert f"EVENTS {EVENTS} FILLED True" in out
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from af import xrootd
+from facility.runtime import Runtime
 from tests.harness import RunningFacility
 
 # A refused client gives up after one quick try instead of retrying for minutes.
@@ -64,7 +65,7 @@ def test_origin_and_cache_refuse_writes(embedded: RunningFacility, tmp_path: Pat
 
 
 def test_admin_folder_is_private_to_xrootd(embedded: RunningFacility) -> None:
-    admin = xrootd.admin_dir(embedded.runtime)
+    admin = xrootd.admin_dir(Runtime.from_dict(embedded.runtime))
     assert admin.parent == Path("/run/analysis-facility")  # not a name anyone can take first in /tmp
     info = admin.stat()
     assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == int(

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 from jupyterhub.app import JupyterHub
 
 import facility
-from dask_backends.pods import CVMFS_CLAIM
+from backends.kubernetes.pods import CVMFS_CLAIM
 from facility.chart_schema import SCHEMA_FILE, SECRETS_FILE, render, render_secrets, values_schema
 from facility.secrets import SECRETS, complete_secrets
 from tests.harness import free_port_block

@@ -21,7 +21,9 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
-from dask_backends import htcondor
+from backends.htcondor import commands
+from backends.htcondor import gateway as htcondor_gateway
+from backends.htcondor import submit as dialect
 from tests.batch_helpers import (
     account_of,
     check_notebooks_run_as_own_accounts,
@@ -212,7 +214,7 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         assert client.submit(sum, range(101)).result(timeout=60) == 5050
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
         assert set(caches.values()) == {_cache_url(grid)}  # the backend's data_cache
-        # Without distributed's nanny's MALLOC_TRIM_THRESHOLD_ (dask_backends.options.WORKER_ENVIRONMENT).
+        # Without distributed's nanny's MALLOC_TRIM_THRESHOLD_ (backends.common.cluster_options.WORKER_ENVIRONMENT).
         assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
         # Scheduler and workers run as grace's account; her staging folder (TLS key) is hers alone.
         uid = account_of("grace").uid
@@ -231,11 +233,11 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
                 "arguments = 300",
                 "initialdir = /tmp",
                 "should_transfer_files = NO",
-                "+DaskGatewayCluster = " + htcondor.classad_string(cluster.name),
+                "+DaskGatewayCluster = " + dialect.classad_string(cluster.name),
                 "queue",
             ]
         )
-        submit = htcondor.condor_argv(pool.site, "condor_submit", account_of("grace"))
+        submit = commands.condor_argv(pool.site, "condor_submit", account_of("grace"))
         subprocess.run(submit, input=leaked, capture_output=True, text=True, timeout=60, check=True)
     finally:
         cluster.shutdown()
@@ -248,22 +250,22 @@ def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:
     """The quoting helpers against condor_submit itself: what a job receives is what was meant."""
     folder = Path(pool.job_dir) / "echo"
     folder.mkdir(exist_ok=True)
-    os.chown(folder, *htcondor.job_user_ids(pool.site))  # the job account writes its output here
+    os.chown(folder, *commands.job_user_ids(pool.site))  # the job account writes its output here
     out = folder / "echo.json"
     tricky = ["a b", "it's", 'say "hi"', "$(CONDOR_HOST)", "`id`; reboot", "\\"]
     description = "\n".join(
         [
-            f"executable = {htcondor.submit_value(pool.python)}",
+            f"executable = {dialect.submit_value(pool.python)}",
             "arguments = "
-            + htcondor.condor_arguments(
+            + dialect.condor_arguments(
                 ["-c", "import json,os,sys; print(json.dumps([sys.argv[1:], os.environ['AF_X']]))", *tricky]
             ),
-            "getenv = " + htcondor.getenv_names({"AF_X": ""}),
+            "getenv = " + dialect.getenv_names({"AF_X": ""}),
             "transfer_executable = false",
             "should_transfer_files = NO",
             f"output = {out}",
             f"error = {out}.err",
-            "+Marker = " + htcondor.classad_string('x" || true || "'),
+            "+Marker = " + dialect.classad_string('x" || true || "'),
             "queue",
         ]
     )
@@ -276,7 +278,7 @@ def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:
         timeout=60,
         check=True,
     )
-    job = htcondor.parse_submit_output(submitted.stdout)
+    job = dialect.parse_submit_output(submitted.stdout)
     assert _job_ad(pool, job, "Marker") == ['x"', "||", "true", "||", '"']  # one string attribute, not code
     until(lambda: out.exists() and out.read_text().strip(), "the echo job's output", timeout=60)
     argv, env_value = json.loads(out.read_text())
@@ -318,31 +320,31 @@ def test_af_run_on_htcondor_of_a_failing_notebook_exits_non_zero(grid, pool, tmp
 
 @pytest.mark.parametrize("value", ["alice\nrequirements = True", "x\r+Owner = 1", "$(CONDOR_HOST)", "a\0b"])
 def test_values_that_would_change_a_submit_description_are_refused(value) -> None:
-    with pytest.raises(htcondor.SubmitValueError):
-        htcondor.submit_value(value)
+    with pytest.raises(dialect.SubmitValueError):
+        dialect.submit_value(value)
     if "$" not in value:  # arguments write $ as $(DOLLAR), so only line breaks and NUL are refused there
-        with pytest.raises(htcondor.SubmitValueError):
-            htcondor.condor_arguments(["ok", value])
+        with pytest.raises(dialect.SubmitValueError):
+            dialect.condor_arguments(["ok", value])
 
 
 def test_classad_strings_escape_quotes_and_backslashes() -> None:
-    assert htcondor.classad_string('a"b\\c') == '"a\\"b\\\\c"'
+    assert dialect.classad_string('a"b\\c') == '"a\\"b\\\\c"'
 
 
 def test_notebook_submit_description_carries_the_request_and_refuses_bad_values() -> None:
-    from hub_config.condor import render_notebook_submit
+    from backends.htcondor.submit import render_notebook_submit
 
     values = {
         "executable": "/env/bin/batchspawner-singleuser",
-        "arguments": htcondor.condor_arguments(["/env/bin/jupyterhub-singleuser", "--x=$HOME; reboot"]),
-        "getenv": htcondor.getenv_names({"JUPYTERHUB_API_TOKEN": "t", "PATH": "/bin"}),
+        "arguments": dialect.condor_arguments(["/env/bin/jupyterhub-singleuser", "--x=$HOME; reboot"]),
+        "getenv": dialect.getenv_names({"JUPYTERHUB_API_TOKEN": "t", "PATH": "/bin"}),
         "job_dir": "/jobs/alice",
         "cores": 2,
         "memory_mb": 4096,
         "gpus": 1,
         "accounting_group": "group_cms",
         "username": "alice",
-        "username_ad": htcondor.classad_string("alice"),
+        "username_ad": dialect.classad_string("alice"),
         "requirements": "",
         "walltime_seconds": 7200,
     }
@@ -362,40 +364,40 @@ def test_notebook_submit_description_carries_the_request_and_refuses_bad_values(
     ]:
         assert line in lines, line
     for bad in [{"username": "alice\nqueue 100"}, {"accounting_group": "g\n+Owner = 1"}, {"job_dir": "$(SPOOL)"}]:
-        with pytest.raises(htcondor.SubmitValueError):
+        with pytest.raises(dialect.SubmitValueError):
             render_notebook_submit({**values, **bad})
 
 
 def test_backend_parses_condor_output() -> None:
-    assert htcondor.parse_submit_output("12.0 - 12.0\n") == "12.0"
+    assert dialect.parse_submit_output("12.0 - 12.0\n") == "12.0"
     with pytest.raises(ValueError, match="printed no job id"):
-        htcondor.parse_submit_output("ERROR: Failed to connect to local queue manager")
-    states = htcondor.parse_states("12.0 1\n13.0 2\n14.0 5\n15.0 4\nnoise\n")
+        dialect.parse_submit_output("ERROR: Failed to connect to local queue manager")
+    states = dialect.parse_states("12.0 1\n13.0 2\n14.0 5\n15.0 4\nnoise\n")
     assert states == {"12.0": 1, "13.0": 2, "14.0": 5, "15.0": 4}
-    backend = htcondor.HTCondorBackend.__new__(htcondor.HTCondorBackend)
-    live = htcondor.HTCondorBackend.parse_job_states(backend, "12.0 1\n13.0 2\n14.0 5\n15.0 4\n16.0 7\n")
+    backend = htcondor_gateway.HTCondorBackend.__new__(htcondor_gateway.HTCondorBackend)
+    live = htcondor_gateway.HTCondorBackend.parse_job_states(backend, "12.0 1\n13.0 2\n14.0 5\n15.0 4\n16.0 7\n")
     assert live == {"12.0": True, "13.0": True, "14.0": False, "15.0": False, "16.0": True}
 
 
 def test_condor_tools_run_natively_or_from_a_chroot() -> None:
-    assert htcondor.condor_argv({}, "condor_q") == ["condor_q"]
-    assert htcondor.condor_argv({"htcondor_bin": "/opt/condor/bin"}, "condor_rm") == ["/opt/condor/bin/condor_rm"]
-    assert htcondor.condor_argv({"htcondor_chroot": "/srv/c", "htcondor_job_user": "afjob"}, "condor_submit") == [
+    assert commands.condor_argv({}, "condor_q") == ["condor_q"]
+    assert commands.condor_argv({"htcondor_bin": "/opt/condor/bin"}, "condor_rm") == ["/opt/condor/bin/condor_rm"]
+    assert commands.condor_argv({"htcondor_chroot": "/srv/c", "htcondor_job_user": "afjob"}, "condor_submit") == [
         shutil.which("chroot"), "--userspec=afjob:afjob", "/srv/c", "/usr/bin/condor_submit",
     ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown HTCondor tool"):
-        htcondor.condor_argv({}, "rm")
+        commands.condor_argv({}, "rm")
 
 
 def test_condor_tools_run_as_the_users_account_in_per_user_mode() -> None:
-    from af.accounts import Account
+    from facility.accounts import Account
 
     alice = Account("nobody-here", "af-nobody-here", 2001, 2002, Path("/home/af-nobody-here"))  # no groups
     site = {"htcondor_chroot": "/srv/c", "htcondor_job_user": "afjob"}  # the account replaces afjob
-    assert htcondor.condor_argv(site, "condor_rm", alice)[1:] == [
+    assert commands.condor_argv(site, "condor_rm", alice)[1:] == [
         "--userspec=2001:2002", "--groups=2002", "/srv/c", "/usr/bin/condor_rm",
     ]  # fmt: skip
-    assert htcondor.condor_argv({}, "condor_q", alice)[1:] == [
+    assert commands.condor_argv({}, "condor_q", alice)[1:] == [
         "--reuid=2001", "--regid=2002", "--init-groups", "--", "condor_q",
     ]  # fmt: skip
 
@@ -411,13 +413,13 @@ def _gateway_description(tmp_path: Path, container_runtime: str) -> tuple[list[s
     raw = yaml.safe_load((ROOT / "examples" / "site-facility.yaml").read_text())
     grid = next(b for b in raw["backends"] if b["name"] == "tier2")
     grid.update(container_runtime=container_runtime, site={"environment": "/opt/af-env"})
-    backend = htcondor.HTCondorBackend(
+    backend = htcondor_gateway.HTCondorBackend(
         facility_file=str(write_facility(tmp_path / "facility.yaml", raw)),
         facility_backend="tier2",
         staging_root="/shared/dask",
         api_url="http://gateway.example.org:8000/api",
     )
-    config = htcondor.HTCondorClusterConfig(
+    config = htcondor_gateway.HTCondorClusterConfig(
         worker_cores=2,
         worker_memory=3 * 2**30,
         accounting_group="group_cms",

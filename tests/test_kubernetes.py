@@ -29,9 +29,9 @@ from kubernetes_validate.utils import ValidationError
 from traitlets.config import Config
 
 import facility
-from dask_backends.kubernetes import configure, configure_from_environment, kube_cluster_options
-from dask_backends.options import NotAllowedError
-from dask_backends.pods import SLURM_FLAGS, SLURM_IMAGE_ROOT, SLURM_PRE_EXEC
+from backends.common.cluster_options import NotAllowedError
+from backends.kubernetes.gateway import configure, configure_from_environment, kube_cluster_options
+from backends.kubernetes.pods import SLURM_FLAGS, SLURM_IMAGE_ROOT, SLURM_PRE_EXEC
 from facility.cvmfs import CvmfsImageError
 from hub_config import children
 from hub_config.spawner import FacilitySpawner, render_form

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from dask_backends.options import NotAllowedError, cluster_options, cluster_options_per_user
+from backends.common.cluster_options import NotAllowedError
+from backends.common.gateway_options import cluster_options, cluster_options_per_user
 from facility import FacilityError, RequestError, from_dict, validate_spawn
 from facility.allowances import usable_backends
 

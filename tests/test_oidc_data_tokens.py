@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from pymacaroons import Macaroon
 
-from af import data_tokens
+from facility import data_tokens
+from facility.runtime import Runtime
 from tests.harness import RunningFacility, embedded_raw, execute_in_kernel
 
 CONTENT = b"events for alice\n" * 64
@@ -43,12 +44,12 @@ def lake(start_facility) -> RunningFacility:
 
 def _read(running: RunningFacility, url: str, token: str | None, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("BEARER_TOKEN", "BEARER_TOKEN_FILE")}
-    env["X509_CERT_DIR"] = str(data_tokens.ca_dir(running.runtime))
+    env["X509_CERT_DIR"] = str(data_tokens.ca_dir(Runtime.from_dict(running.runtime)))
     if token is not None:
         token_file = tmp_path / "token"
         token_file.write_text(token)
         token_file.chmod(0o600)
-        env.update(data_tokens.client_env(running.runtime, token_file))
+        env.update(data_tokens.client_env(Runtime.from_dict(running.runtime), token_file))
     out = tmp_path / "copy"
     out.unlink(missing_ok=True)
     result = subprocess.run(
@@ -72,12 +73,12 @@ def test_servers_accept_only_tokens_over_tls(lake: RunningFacility) -> None:
         config = (lake.state_dir / "xrootd" / f"{name}.cfg").read_text()
         assert "sec.protbind * only ztn" in config and "macaroons.onmissing deny" in config
         assert "xrd.tls " in config
-    secret = data_tokens.secret_file(lake.runtime)
+    secret = data_tokens.secret_file(Runtime.from_dict(lake.runtime))
     assert secret.stat().st_mode & 0o077 == 0  # the signing key is private to XRootD's user
 
 
 def test_read_through_the_cache_with_a_valid_token(lake: RunningFacility, tmp_path: Path) -> None:
-    token = data_tokens.mint(lake.runtime, "alice", ["/store"], lifetime=dt.timedelta(minutes=10))
+    token = data_tokens.mint(Runtime.from_dict(lake.runtime), "alice", ["/store"], lifetime=dt.timedelta(minutes=10))
     result = _read(lake, _urls(lake)["cache"], token, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.copied == CONTENT
@@ -101,8 +102,12 @@ def test_reads_without_a_valid_token_are_refused(lake: RunningFacility, tmp_path
     token = {
         "none": None,
         "forged": _forged("alice"),
-        "expired": data_tokens.mint(lake.runtime, "alice", ["/store"], lifetime=dt.timedelta(minutes=-1)),
-        "other path": data_tokens.mint(lake.runtime, "alice", ["/store/elsewhere"], lifetime=dt.timedelta(minutes=10)),
+        "expired": data_tokens.mint(
+            Runtime.from_dict(lake.runtime), "alice", ["/store"], lifetime=dt.timedelta(minutes=-1)
+        ),
+        "other path": data_tokens.mint(
+            Runtime.from_dict(lake.runtime), "alice", ["/store/elsewhere"], lifetime=dt.timedelta(minutes=10)
+        ),
     }[kind]
     result = _read(lake, _urls(lake)[server], token, tmp_path)
     assert result.returncode != 0 and result.copied is None

@@ -77,8 +77,8 @@ def test_installed_wheel_renders_batch_scripts(wheel_venv: Path, tmp_path: Path)
     """The notebook job templates of the batch kinds come from the installed package, not the source tree."""
     program = textwrap.dedent(
         """
-        import hub_config, hub_config.slurm as slurm, hub_config.condor as condor
-        assert "site-packages" in hub_config.__file__, hub_config.__file__
+        import backends, backends.slurm.scripts as slurm, backends.htcondor.submit as condor
+        assert "site-packages" in backends.__file__, backends.__file__
         print(slurm.render_notebook_script({
             "job_name": "jupyter-alice", "log_file": "/jobs/slurm-%j.log", "workdir": "/jobs", "nprocs": "2",
             "memory": "4G", "runtime": "01:00:00", "partition": "cpu", "account": "", "gres": "",

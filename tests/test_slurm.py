@@ -183,7 +183,7 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
         # Workers read through the backend's data_cache, at the URL the running facility gave it.
         assert set(caches.values()) == {hpc.runtime["data"]["caches"]["local-xcache"]["url"]}
-        # Without distributed's nanny's MALLOC_TRIM_THRESHOLD_ (dask_backends.options.WORKER_ENVIRONMENT).
+        # Without distributed's nanny's MALLOC_TRIM_THRESHOLD_ (backends.common.cluster_options.WORKER_ENVIRONMENT).
         assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
         # Scheduler and workers run as grace's account; her staging folder (TLS key) is hers alone.
         uid = account_of("grace").uid
@@ -235,7 +235,7 @@ def _site_facility(runtime: str, site: dict | None = None):
 
 
 def test_job_command_runs_inside_the_images_cvmfs_path_with_apptainer() -> None:
-    from dask_backends.container import job_argv, job_command
+    from backends.slurm.scripts import job_argv, job_command
 
     fac, backend = _site_facility("apptainer", {"apptainer_binds": ["/scratch"]})
     image = fac.image("coffea-2026")
@@ -251,7 +251,7 @@ def test_job_command_runs_inside_the_images_cvmfs_path_with_apptainer() -> None:
 
 
 def test_job_command_without_container_uses_the_configured_environment() -> None:
-    from dask_backends.container import job_argv
+    from backends.slurm.scripts import job_argv
 
     fac, backend = _site_facility("none", {"environment": "/opt/af-env"})
     image = fac.image("coffea-2026")
@@ -263,7 +263,7 @@ def test_job_command_without_container_uses_the_configured_environment() -> None
 
 
 def _script(**overrides: object) -> str:
-    from hub_config.slurm import render_notebook_script
+    from backends.slurm.scripts import render_notebook_script
 
     values = {
         "job_name": "jupyter-alice",
@@ -309,7 +309,7 @@ def test_batch_script_carries_the_request_and_quotes_the_command() -> None:
     ],
 )
 def test_username_or_values_with_shell_characters_cannot_change_the_batch_script(overrides) -> None:
-    from hub_config.slurm import BatchScriptError
+    from backends.slurm.scripts import BatchScriptError
 
     with pytest.raises(BatchScriptError, match="may not be written on an #SBATCH line"):
         _script(**overrides)
@@ -317,7 +317,7 @@ def test_username_or_values_with_shell_characters_cannot_change_the_batch_script
 
 def test_slurm_notebook_job_runs_in_the_chosen_image_with_apptainer() -> None:
     import facility
-    from hub_config.slurm import slurm_child_config
+    from backends.slurm.spawner import slurm_child_config
 
     fac, backend = _site_facility("apptainer", {"slurm_conf": "/etc/slurm x/slurm.conf", "account": "af-users"})
     options = {"backend": "hpc", "image": "coffea-2026-gpu", "queue": "gpu", "gpus": 2, "gpu_type": "h100"}
@@ -335,10 +335,10 @@ def test_slurm_notebook_job_runs_in_the_chosen_image_with_apptainer() -> None:
 
 
 def test_batch_spawners_take_the_account_from_facility_yaml_and_keep_it_across_hub_restarts() -> None:
-    from af.accounts import Account
+    from backends.common.batch_spawner import account_settings
+    from backends.slurm.spawner import FacilitySlurmSpawner
+    from facility.accounts import Account
     from facility.model import UnixAccounts
-    from hub_config.batch import account_settings
-    from hub_config.slurm import FacilitySlurmSpawner
 
     fac, _ = _site_facility("none")
     assert account_settings(fac, ["/srv/c"]) == {

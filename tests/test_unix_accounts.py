@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from dask_gateway import Gateway, JupyterHubAuth
 
-from af.accounts import unix_name
+from facility.accounts import unix_name
 from tests.batch_helpers import spawn_outcome
 from tests.conftest import StartFacility
 from tests.harness import ROOT, HubSession, RunningFacility, embedded_raw, execute_in_kernel
@@ -232,7 +232,7 @@ def test_a_colliding_site_account_is_refused(fac: RunningFacility, colliding_acc
 def test_per_user_accounts_without_root_are_refused(fac: RunningFacility, bob: Notebook) -> None:
     # From bob's notebook: making an account for someone else.
     message = bob.run(
-        "from af.accounts import ensure_account, AccountError\n"
+        "from facility.accounts import ensure_account, AccountError\n"
         "from facility.model import UnixAccounts\n"
         "try:\n    ensure_account('eve', UnixAccounts())\n"
         "except AccountError as exc:\n    print(exc)"
@@ -287,7 +287,7 @@ def test_shared_mode_runs_everything_as_the_facilitys_own_user(start_facility: S
 
 def test_mirrored_account_follows_the_host_account_into_a_chroot(tmp_path: Path) -> None:
     """The HTCondor chroot gets the account with the host's ids, also after the host account changed."""
-    from af.accounts import ensure_account, lookup, remove_account
+    from facility.accounts import ensure_account, lookup, remove_account
     from facility.model import UnixAccounts
 
     settings = UnixAccounts()

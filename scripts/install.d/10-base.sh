@@ -2,7 +2,7 @@
 # System packages the facility needs on Debian 12, installed as root, idempotently.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
-# acl: setfacl lets the per-user accounts pass through private folders (af.accounts.grant_traverse).
+# acl: setfacl lets the per-user accounts pass through private folders (facility.accounts.grant_traverse).
 DEBIAN_PACKAGES=(python3-venv acl)
 # Node may come from elsewhere (nodesource); only ask apt when the commands are missing.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

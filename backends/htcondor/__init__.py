@@ -1,0 +1,1 @@
+"""The HTCondor kind: notebooks (batchspawner), Dask clusters (dask-gateway) and `af run` as HTCondor jobs."""

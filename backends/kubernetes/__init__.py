@@ -1,0 +1,1 @@
+"""The Kubernetes kind: notebook pods (KubeSpawner) and Dask pods (dask-gateway's KubeBackend)."""

@@ -1,0 +1,68 @@
+"""Local notebook servers: as the user's own Unix account (auth.unix_accounts.mode: per-user),
+or as the hub's own user (shared: SimpleLocalProcessSpawner).
+
+JupyterHub's LocalProcessSpawner already starts a server with setuid; it expects the account to
+exist under the hub name. This subclass maps the hub user onto the facility account instead
+(facility.accounts: ``alice`` -> ``af-alice``, created on first use) and starts the server in that
+account's home, so one user's notebook cannot read another's files or tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
+from traitlets import Unicode
+
+from backends.common.notebook_child import ChildConfig, ParentSpawner, common_config
+from facility.accounts import Account, AccountError, ensure_account
+from facility.model import Backend, Facility, UnixAccounts
+from facility.validation import SpawnRequest
+
+
+class PerUserLocalSpawner(LocalProcessSpawner):
+    """LocalProcessSpawner running each hub user's server as their facility Unix account."""
+
+    account_prefix = Unicode("af-", config=True, help="auth.unix_accounts.prefix of facility.yaml.")
+    account_group = Unicode("af-users", config=True, help="auth.unix_accounts.group of facility.yaml.")
+
+    _account: Account | None = None
+
+    @property
+    def account(self) -> Account:
+        if self._account is None:
+            settings = UnixAccounts("per-user", self.account_prefix, self.account_group)
+            self._account = ensure_account(self.user.name, settings)
+        return self._account
+
+    async def start(self) -> Any:
+        try:
+            # useradd takes a moment: not on the hub's event loop.
+            self._account = await asyncio.to_thread(lambda: self.account)
+        except AccountError as exc:
+            # The hub shows this message on the spawn page and in the progress stream.
+            raise RuntimeError(f"Cannot start your server: {exc}") from None
+        self.notebook_dir = str(self._account.home)
+        return await super().start()
+
+    def make_preexec_fn(self, name: str) -> Any:
+        return self.account.preexec_fn(cwd=self.account.home)
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env.update(self.account.environment())
+        return env
+
+    async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
+        # Internal TLS is not used by the facility; the upstream version looks the hub name up in pwd.
+        return paths
+
+
+def local_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: ParentSpawner) -> ChildConfig:
+    config = common_config(fac, backend, request, parent)
+    accounts = fac.auth.unix_accounts
+    if accounts.per_user:  # the user's own Unix account, created on first use
+        config.update(account_prefix=accounts.prefix, account_group=accounts.group)
+        return PerUserLocalSpawner, config
+    config["home_dir_template"] = parent.home_dir_template
+    return SimpleLocalProcessSpawner, config

@@ -1,0 +1,1 @@
+"""The Slurm kind: notebooks (batchspawner), Dask clusters (dask-gateway) and `af run` as Slurm jobs."""

@@ -1,0 +1,56 @@
+"""dask-gateway-server configuration for one backend of facility.yaml.
+
+`af up` starts one gateway per backend that runs on this host, each as a JupyterHub service:
+    AF_RUNTIME=runtime.json AF_GATEWAY_BACKEND=<name> dask-gateway-server -f gateway_config.py
+
+What is the same for every kind is set here; the backend's kind (backends.registry) sets its
+backend class, its cluster options and its own traits.
+"""
+
+# ruff: noqa: F821  (`c` is injected by dask-gateway-server when it loads this file)
+import os
+
+import facility
+from backends.registry import kind_of
+from facility.runtime import gateway_service_name, read_runtime
+from gateway.dashboard_guard import with_dashboard_keys
+
+runtime = read_runtime()
+fac = facility.load(runtime.facility_file)
+name = os.environ["AF_GATEWAY_BACKEND"]
+backend = fac.backend(name)
+gateway = runtime.gateways[name]
+state = runtime.state_path / "gateways" / name
+state.mkdir(parents=True, exist_ok=True)
+
+c.DaskGateway.address = f"127.0.0.1:{gateway.api_port}"
+c.Proxy.address = f"127.0.0.1:{gateway.port}"
+c.Proxy.tcp_address = f"127.0.0.1:{gateway.port}"
+
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
+c.JupyterHubAuthenticator.jupyterhub_api_url = f"http://127.0.0.1:{runtime.ports.hub_api}/hub/api"
+c.JupyterHubAuthenticator.jupyterhub_api_token = gateway.api_token
+c.JupyterHubAuthenticator.jupyterhub_service_name = gateway_service_name(name)
+
+# distributed 2026 dropped the dask-scheduler / dask-worker scripts that dask-gateway defaults to.
+# Dashboards only for their owner: schedulers and workers refuse HTTP requests without their
+# cluster's key (gateway.dashboard_guard), which only the gateway and the hub can compute.
+c.ClusterConfig.scheduler_cmd = ["dask", "scheduler", "--preload", "gateway.dashboard_guard"]
+c.ClusterConfig.worker_cmd = ["dask", "worker", "--preload", "gateway.dashboard_guard"]
+c.DashboardKeyMixin.dashboard_secret = runtime.secrets.dashboard_secret
+c.ClusterConfig.cluster_max_workers = backend.dask.workers.max
+c.ClusterConfig.idle_timeout = backend.dask.idle_timeout_minutes * 60
+c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
+c.DBBackendBase.db_encrypt_keys = [runtime.secrets.gateway_db_key]
+c.DBBackendBase.stop_clusters_on_shutdown = True
+
+# The kind's part: backend class, cluster options (narrowed to each user's allowance), its traits.
+kind_of(backend).load("gateway")(c, fac, backend, runtime, state)
+# Whichever backend class the kind chose gives its clusters their dashboard keys.
+c.DaskGateway.backend_class = with_dashboard_keys(c.DaskGateway.backend_class)
+# /api/metrics and /api/af/holdings for Prometheus and `af status`, when metrics are enabled (monitoring/).
+if runtime.metrics:
+    from monitoring.gateway import with_metrics
+
+    c.DaskGateway.backend_class = with_metrics(c.DaskGateway.backend_class)
+    c.GatewayMetricsMixin.metrics_token = runtime.metrics["scrape_token"]
