@@ -16,6 +16,7 @@ import requests
 import facility
 from af import supervise
 from af.runtime import StateDir, plan_runtime
+from facility.runtime import Runtime
 from monitoring import grafana, prometheus
 from monitoring.panels import PANELS
 from tests.conftest import StartFacility
@@ -63,21 +64,21 @@ def test_bad_metrics_section_is_refused(metrics: dict[str, Any], message: str) -
 
 
 @pytest.fixture
-def planned(tmp_path: Path) -> dict[str, Any]:
+def planned(tmp_path: Path) -> Runtime:
     fac = facility.from_dict(_with_metrics())
     runtime = plan_runtime(fac, tmp_path / "facility.yaml", StateDir(tmp_path / "state"), 20000)
     prometheus.write_configs(runtime, fac.name)
     return runtime
 
 
-def test_ports_follow_the_public_port(planned: dict[str, Any]) -> None:
-    ports = planned["ports"]
-    assert planned["metrics"]["prometheus_port"] == ports["dashboards"] + 1 == 20000 + 13
-    assert planned["metrics"]["exporter_port"] == ports["dashboards"] + 2
-    assert planned["metrics"]["operator_port"] == ports["dashboards"] + 3
+def test_ports_follow_the_public_port(planned: Runtime) -> None:
+    ports = planned.ports
+    assert planned.metrics["prometheus_port"] == ports.dashboards + 1 == 20000 + 13
+    assert planned.metrics["exporter_port"] == ports.dashboards + 2
+    assert planned.metrics["operator_port"] == ports.dashboards + 3
 
 
-def test_promtool_accepts_config_and_rules(planned: dict[str, Any]) -> None:
+def test_promtool_accepts_config_and_rules(planned: Runtime) -> None:
     folder = prometheus.prometheus_dir(planned)
     checked = subprocess.run(
         ["promtool", "check", "config", str(folder / "prometheus.yml")], capture_output=True, text=True
@@ -87,7 +88,7 @@ def test_promtool_accepts_config_and_rules(planned: dict[str, Any]) -> None:
     assert oct((folder / "hub-token").stat().st_mode & 0o777) == "0o600"
 
 
-def test_promtool_unit_test_cache_down_alert(planned: dict[str, Any], tmp_path: Path) -> None:
+def test_promtool_unit_test_cache_down_alert(planned: Runtime, tmp_path: Path) -> None:
     """promtool's rule unit tests: CacheDown fires only after the cache has been down for `for:`."""
     rules = prometheus.prometheus_dir(planned) / "rules.yml"
     spec = {
@@ -121,7 +122,7 @@ def test_promtool_unit_test_cache_down_alert(planned: dict[str, Any], tmp_path: 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_test_hub_and_spawn_alerts(planned: dict[str, Any], tmp_path: Path) -> None:
+def test_promtool_unit_test_hub_and_spawn_alerts(planned: Runtime, tmp_path: Path) -> None:
     """HubNotAnswering after the hub's scrapes fail for `for:`; SpawnsFailing after a failed spawn."""
     rules = prometheus.prometheus_dir(planned) / "rules.yml"
     failed = 'jupyterhub_server_spawn_duration_seconds_count{job="hub",instance="h",status="failure",reason="error"}'
