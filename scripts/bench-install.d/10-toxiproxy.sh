@@ -44,7 +44,8 @@ export GOTOOLCHAIN=${GOTOOLCHAIN:-auto} GOFLAGS="-modcacherw -buildvcs=false" GO
 install -m 0755 "$BUILD/server" "$DIR/bin/toxiproxy-server"
 install -m 0755 "$BUILD/cli" "$DIR/bin/toxiproxy-cli"
 # Smoke test: the server reports the pinned version.
-"$DIR/bin/toxiproxy-server" -version 2>&1 | grep -q "$VERSION" || {
+# (captured, not piped into grep -q, which can fail the pipe under pipefail)
+[[ $("$DIR/bin/toxiproxy-server" -version 2>&1) == *"$VERSION"* ]] || {
   echo "toxiproxy: $DIR/bin/toxiproxy-server does not report version $VERSION" >&2; exit 1; }
 echo "$STAMP" >"$DIR/.af-stamp"
 echo "toxiproxy: $VERSION ready ($DIR)"
