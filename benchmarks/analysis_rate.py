@@ -18,13 +18,14 @@ the computation, not the I/O, sets the rate (benchmarks/data_path.py).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from benchmarks.results_io import RESULTS, write_results
 
 CHUNK = 500_000
 
@@ -133,7 +134,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="generated events (ttbar + W+jets)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     from af import data
 
@@ -160,10 +161,7 @@ def main() -> None:
         "machine": {"cores": __import__("os").cpu_count(), "python": platform.python_version()},
         "runs": runs,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "analysis_rate.json").write_text(json.dumps(results, indent=2) + "\n")
-    _plot(results, args.out / "analysis_rate.png")
-    print(f"wrote {args.out / 'analysis_rate.json'} and analysis_rate.png")
+    write_results("analysis_rate", results, _plot, args.out)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import os
 import platform
 import shutil
@@ -36,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_io import RESULTS, write_results
 from tests.harness import RunningFacility, embedded_raw, free_port_block, run_af, write_facility
 
 MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
@@ -262,18 +262,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--chunksizes", default="100000,250000,500000")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     chunksizes = sorted(int(c) for c in args.chunksizes.split(","))
     if os.environ.get(MALLOC_VARIABLE):
         parser.error(f"${MALLOC_VARIABLE} is set in this shell: the one-process baseline would be slowed by it")
     report = measure(args.events, args.files, chunksizes)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dask_efficiency.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, args.out / "dask_efficiency.png")
     if not report["same_histograms_everywhere"]:
         print("WARNING: the runs gave different histograms")
-    print(f"wrote {args.out / 'dask_efficiency.json'} and {args.out / 'dask_efficiency.png'}")
+    write_results("dask_efficiency", report, plot, args.out)
 
 
 if __name__ == "__main__":

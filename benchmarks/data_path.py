@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_io import RESULTS, write_results
 from tests.harness import embedded_raw, free_port_block, run_af, write_facility
 
 CALIBRATION_EVENTS = 200_000
@@ -136,7 +137,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--min-seconds", type=float, default=30.0, help="shortest analysis pass to aim for")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     from dask_backends.data import DataLake
@@ -213,9 +214,6 @@ def main() -> None:
     finally:
         run_af(state, "down", check=False)
         shutil.rmtree(work, ignore_errors=True)  # generated files: hundreds of MB
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data_path.json").write_text(json.dumps(results, indent=2) + "\n")
-    _plot(results, args.out / "data_path.png")
     for mode, result in analysis.items():
         print(
             f"{mode:<11} {result['events_per_s_per_core']:>10,.0f} events/s/core "
@@ -225,7 +223,7 @@ def main() -> None:
         print(f"{name:<11} {read['bytes_per_s'] / 1e6:>10,.0f} MB/s ({read['ratio_to_origin']:.2f}x origin)")
     if not same_histograms:
         print("WARNING: the read paths gave different histograms:", {m: r["hist_sum"] for m, r in analysis.items()})
-    print(f"wrote {args.out / 'data_path.json'} and {args.out / 'data_path.png'}")
+    write_results("data_path", results, _plot, args.out)
 
 
 if __name__ == "__main__":

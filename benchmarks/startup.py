@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import copy
 import importlib
-import json
 import platform
 import tempfile
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 from dask_gateway import Gateway, JupyterHubAuth
 
+from benchmarks.results_io import RESULTS, write_results
 from tests.harness import RunningFacility, embedded_raw, free_port_block, run_af, write_facility
 
 # backend kind -> "module:function"; the function takes a work folder and returns a context
@@ -180,7 +180,7 @@ def main() -> None:
         help="auth.unix_accounts modes, comma-separated; the first is the baseline",
     )
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     kinds = [k.strip() for k in args.backends.split(",") if k.strip()]
     unknown = [k for k in kinds if k != "local" and k not in PROVIDERS]
@@ -190,10 +190,7 @@ def main() -> None:
     if not modes or set(modes) - {"shared", "per-user"}:
         parser.error("--accounts takes shared and/or per-user")
     report = run(kinds, args.repeats, modes)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "startup.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, args.out / "startup.png")
-    print(f"wrote {args.out / 'startup.json'} and {args.out / 'startup.png'}")
+    write_results("startup", report, plot, args.out)
 
 
 if __name__ == "__main__":

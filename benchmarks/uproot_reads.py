@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import shutil
@@ -30,6 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_io import RESULTS, write_results
 from tests.harness import free_port_block
 from tests.shaped_link import ShapedLink, XRootDServer, work_folder
 
@@ -165,15 +165,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rtt", type=float, default=25.0, help="round trip of the shaped link (ms)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     report = measure(args.rtt)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "uproot_reads.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, args.out / "uproot_reads.png")
     if not report["same_histograms_everywhere"]:
         print("WARNING: the settings gave different histograms")
-    print(f"wrote {args.out / 'uproot_reads.json'} and {args.out / 'uproot_reads.png'}")
+    write_results("uproot_reads", report, plot, args.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -35,6 +34,7 @@ from typing import Any
 
 from af import xrootd
 from benchmarks.data_path import _sequential_read
+from benchmarks.results_io import RESULTS, write_results
 from tests.harness import free_port_block
 from tests.shaped_link import ShapedLink, XRootDServer, work_folder
 
@@ -260,7 +260,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rtt", type=float, default=25.0, help="round trip of the shaped link in the sweep (ms)")
     parser.add_argument("--analysis-rtts", default="10,25,50")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     work = work_folder("bench-xcache")
     try:
@@ -283,12 +283,9 @@ def main() -> None:
         "sweep": swept,
         "analysis": analysis,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "xcache_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, args.out / "xcache_sweep.png")
     if not analysis["same_histograms_everywhere"]:
         print("WARNING: the read paths gave different histograms")
-    print(f"wrote {args.out / 'xcache_sweep.json'} and {args.out / 'xcache_sweep.png'}")
+    write_results("xcache_sweep", report, plot, args.out)
 
 
 if __name__ == "__main__":
