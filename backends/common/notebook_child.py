@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from facility.data_environment import data_environment
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
@@ -49,6 +50,15 @@ def batch_config(fac: Facility, backend: Backend, request: SpawnRequest, parent:
         req_ngpus=str(request.gpus),
     )
     return config
+
+
+def batch_environment(
+    fac: Facility, backend: Backend, config: dict[str, Any], site_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A batch notebook job's environment: the common config's, the backend's $AF_DATA_* (computed
+    from the current facility.yaml, so they win over the hub's copy from its start), then the
+    kind's own site variables (e.g. Slurm's SLURM_CONF)."""
+    return {**config.get("environment", {}), **data_environment(fac, backend), **(site_env or {})}
 
 
 def home_folder(home_dir_template: str, username: str) -> str:

@@ -33,7 +33,7 @@ from backends.common.batch_spawner import (
     wrapping_traits,
 )
 from backends.common.container import job_wrapping, uses_container
-from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, home_folder
+from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, batch_environment, home_folder
 from backends.htcondor.commands import condor_argv, job_user_ids
 from backends.htcondor.settings import HTCondorSettings
 from backends.htcondor.submit import (
@@ -44,7 +44,6 @@ from backends.htcondor.submit import (
     parse_submit_output,
     render_notebook_submit,
 )
-from facility.data_environment import data_environment
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
@@ -209,7 +208,6 @@ def condor_child_config(
     """
     site = HTCondorSettings.of(backend)
     image = fac.image(request.image)
-    env = {**config.get("environment", {}), **data_environment(fac, backend)}
     if site.job_dir:
         workdir = str(Path(site.job_dir) / "notebooks" / username)
     else:
@@ -217,7 +215,7 @@ def condor_child_config(
     wrapping = job_wrapping(fac, backend, image, site, gpus=request.gpus, environment=site.job_environment)
     config.update(
         account_settings(fac, [str(p) for p in site.chroots]),
-        environment=env,
+        environment=batch_environment(fac, backend, config),
         site=json.dumps(backend.site or {}),
         job_workdir=workdir,
         memory_mb=request.memory_gb * 1024,

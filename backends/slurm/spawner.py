@@ -33,10 +33,9 @@ from backends.common.batch_spawner import (
 )
 from backends.common.container import uses_container
 from backends.common.gres import gpu_gres
-from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, home_folder
+from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, batch_environment, home_folder
 from backends.slurm.scripts import BatchScriptError, render_notebook_script, slurm_wrapping
 from backends.slurm.settings import SlurmSettings
-from facility.data_environment import data_environment
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
@@ -173,10 +172,9 @@ def slurm_child_config(
     site = SlurmSettings.of(backend)
     wrapping = slurm_wrapping(fac, backend, fac.image(request.image), gpus=request.gpus)
     slurm_env = site.slurm_env()
-    env = {**data_environment(fac, backend), **config.get("environment", {}), **slurm_env}
     config.update(
         account_settings(fac, []),
-        environment=env,
+        environment=batch_environment(fac, backend, config, slurm_env),
         # batchspawner puts exec_prefix before sbatch, squeue and scancel: the same SLURM_CONF.
         exec_prefix=" ".join(["env", *(f"{k}={shlex.quote(v)}" for k, v in slurm_env.items())]) if slurm_env else "",
         req_partition=request.queue,
