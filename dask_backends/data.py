@@ -3,7 +3,7 @@
     from dask_backends.data import DataLake
     lake = DataLake.from_environment()
     fileset = lake.fileset(["ttbar", "wjets"], n_files=2)   # coffea fileset, URLs through the cache
-    tree = lake.open("/store/af/generated/ttbar/ttbar_000.root")["Events"]
+    tree = lake.open(lake.files("ttbar")[0]["path"])["Events"]   # /store/af/generated/ttbar/<generation>/...
 
 Where the lake and cache are comes from $AF_DATA_ORIGIN, $AF_DATA_CACHE and $AF_DATA_PREFIXES,
 which the hub sets for notebooks, the gateways for Dask workers and `af run` for its kernels (from
@@ -14,6 +14,7 @@ run is left for the origin chunk by chunk (dask_backends.failover), on Dask work
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -69,6 +70,7 @@ def uproot_options() -> dict[str, Any]:
     """
     from dask_backends.failover_source import FailoverXRootDSource
 
+    failover.tune_client()
     return {"handler": FailoverXRootDSource}
 
 
@@ -94,6 +96,8 @@ class DataLake:
         self.origin = _server(self.origin)
         self.cache = _server(self.cache) if self.cache else None
         failover.register_route([self.cache, self.origin])  # where reads go when the cache stops answering
+        with contextlib.suppress(ImportError):  # before any connection: channels keep the settings they start with
+            failover.tune_client()
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> DataLake:

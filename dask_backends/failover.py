@@ -51,7 +51,10 @@ _warnings = 0
 
 
 def tune_client() -> None:
-    """Apply CLIENT_SETTINGS to this process's XRootD client, except where $XRD_<NAME> is set."""
+    """Apply CLIENT_SETTINGS to this process's XRootD client, except where $XRD_<NAME> is set.
+
+    Before the first request to a server: the client's channel to a host keeps the settings it was
+    made with (a channel made with the defaults still retried for 120 s after tuning, measured)."""
     global _tuned
     if _tuned:
         return
