@@ -39,7 +39,7 @@ CLIENT_SETTINGS = {
 }
 # Per request while another location is left to go to: a cache that holds a request longer than
 # this (hung, not stopped) is left; on the last location uproot's/coffea's own timeout applies.
-FAILOVER_TIMEOUT_S = 20
+FAILOVER_TIMEOUT_S = 10
 # How long a server that failed is skipped before it is tried again.
 DOWN_MEMORY_S = 60.0
 

@@ -24,13 +24,29 @@ from dask_backends.failover import (
     was_down,
 )
 
+CLOSE_TIMEOUT_S = 1
+
 
 def _is_missing(error: BaseException) -> bool:
     return isinstance(error, FileNotFoundError)
 
 
+class QuickCloseResource(uproot.source.xrootd.XRootDResource):
+    """uproot's XRootD resource that, after an error, closes its file without waiting the request
+    timeout for it: a hung server would hold the failover that long a second time."""
+
+    def _xrd_error(self, status: Any) -> None:
+        timeout, self._timeout = self._timeout, CLOSE_TIMEOUT_S
+        try:
+            super()._xrd_error(status)
+        finally:
+            self._timeout = timeout
+
+
 class FailoverXRootDSource(uproot.source.xrootd.XRootDSource):
     """uproot's XRootDSource that opens and reads on the next location when a server fails."""
+
+    ResourceClass = QuickCloseResource
 
     def __init__(self, file_path: str, **options: Any) -> None:
         tune_client()
@@ -50,10 +66,23 @@ class FailoverXRootDSource(uproot.source.xrootd.XRootDSource):
         if index < len(self._route) - 1:  # somewhere left to go: do not wait long on this one
             self._timeout = min(self._timeout or FAILOVER_TIMEOUT_S, FAILOVER_TIMEOUT_S)
 
+    def _open_here(self) -> None:
+        # XRootDSource._open, with ResourceClass where uproot names XRootDResource itself.
+        xrootd = uproot.source.xrootd
+        self._resource = self.ResourceClass(self._file_path, self._timeout)
+        resources = [xrootd.trivial_resource() for _ in range(self._num_workers if self._use_threads else 1)]
+        if self._use_threads:
+            self._executor = uproot.source.futures.ResourceThreadPoolExecutor(resources)
+        else:
+            self._executor = uproot.source.futures.ResourceTrivialExecutor(resources[0])
+        self._max_num_elements, self._max_element_size = xrootd.get_server_config(self._resource.file)
+        if self._desired_max_num_elements is not None:
+            self._max_num_elements = min(self._max_num_elements, self._desired_max_num_elements)
+
     def _open(self) -> None:
         while True:
             try:
-                super()._open()
+                self._open_here()
             except OSError as error:
                 self._next_location(error)
                 continue
@@ -70,7 +99,7 @@ class FailoverXRootDSource(uproot.source.xrootd.XRootDSource):
         resource = getattr(self, "_resource", None)
         if resource is not None:
             with contextlib.suppress(Exception):  # the server is gone; closing is courtesy
-                resource.file.close(timeout=1)
+                resource.file.close(timeout=CLOSE_TIMEOUT_S)
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown()

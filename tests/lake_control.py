@@ -26,6 +26,11 @@ def stop_cache(state_dir: str | Path) -> None:
             raise
 
 
+def signal_cache(state_dir: str | Path, signal: str) -> None:
+    """Send the XCache a signal: STOP freezes it with its connections open (a hung server), CONT thaws it."""
+    supervise.rpc(StateDir(Path(state_dir))).supervisor.signalProcess(CACHE_COMPONENT, signal)
+
+
 def start_cache(state_dir: str | Path, port: int, timeout: float = 30) -> None:
     try:
         supervise.rpc(StateDir(Path(state_dir))).supervisor.startProcess(CACHE_COMPONENT)
