@@ -52,16 +52,19 @@ class StopCacheBefore:
         self.function, self.state_dir, self.chunk = function, state_dir, chunk
 
     def __call__(self, item: Any) -> Any:
-        if (item.filename, item.entrystart) == self.chunk:
+        work = item[0] if isinstance(item, tuple) else item  # DaskExecutor: (work item, processor)
+        if (work.filename, work.entrystart) == self.chunk:
             stop_cache(self.state_dir)
         return self.function(item)
 
 
 def _wrapped(items: Any, function: Any, state_dir: str, at: int) -> tuple[list, Any]:
     items = list(items)
-    if not items or not hasattr(items[0], "entrystart"):  # coffea's preprocessing (file metadata)
+    first = items[0][0] if items and isinstance(items[0], tuple) else (items[0] if items else None)
+    if not hasattr(first, "entrystart"):  # coffea's preprocessing (file metadata)
         return items, function
     chosen = items[min(at, len(items) - 1)]
+    chosen = chosen[0] if isinstance(chosen, tuple) else chosen
     return items, StopCacheBefore(function, state_dir, (chosen.filename, chosen.entrystart))
 
 

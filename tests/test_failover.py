@@ -198,7 +198,7 @@ def test_cache_stopped_mid_analysis_on_dask_workers(
         reference = ttbar.run(client.fileset(SAMPLES, use_cache=False), chunksize=CHUNK)
         fileset = client.fileset(SAMPLES)
         with (
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
             Client(cluster) as dask_client,
         ):
             executor = DaskStoppingCache(client=dask_client, status=False, state_dir=lake["state_dir"], at=6)
