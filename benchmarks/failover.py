@@ -87,6 +87,8 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     decisions = results["decision"]
     labels = list(decisions)
     right.bar(labels, [decisions[k]["median_s"] for k in labels], color=["tab:orange", "tab:gray"])
+    for i, k in enumerate(labels):
+        right.text(i, decisions[k]["median_s"], f"{decisions[k]['median_s']:.3g} s", ha="center", va="bottom")
     right.axhline(3, color="red", linestyle="--", label="target 3 s")
     right.set_ylabel("seconds (median)")
     right.set_title("new run, XCache down: time to choose the origin")
