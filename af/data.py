@@ -6,6 +6,12 @@
 
 Files go under /store/af/ in the origin's folder (the running facility's, or --lake DIR); the
 catalogue /store/af/catalogue.json lists the files of each sample and is what notebooks read.
+
+A file name is never given new contents: an XCache keeps serving what it cached under a name
+(it does not check the origin's modification time), so regenerated files would be read old.
+Each `generate` writes a new generation folder (/store/af/generated/<sample>/<generation>/) and
+points the catalogue at it; the generation before it stays for runs in flight, older ones go.
+Imported files are written once; different contents under an existing name are refused.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,31 +98,72 @@ def write_catalogue(root: Path, catalogue: dict[str, Any]) -> Path:
     return path
 
 
+def write_once(root: Path, lake_path: str, content: bytes) -> None:
+    """Write a lake file that does not exist yet; the same contents again are fine, others are refused
+    (a cache would go on serving the old ones under that name)."""
+    path = _on_disk(root, lake_path)
+    if path.exists():
+        if path.read_bytes() == content:
+            return
+        _fail(
+            f"refusing to rewrite {lake_path} in place with different contents: an XCache may go on serving the "
+            "old ones; files in the data lake are never rewritten under the same name (remove it by hand if no "
+            "cache has read it)",
+            2,
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+
+
 def _branch_types(chunk: dict[str, Any]) -> dict[str, Any]:
     import awkward as ak
 
     return {name: (ak.type(values) if isinstance(values, ak.Array) else values.dtype) for name, values in chunk.items()}
 
 
+def new_generation() -> str:
+    """A generation folder name never used before: UTC time, and random bits for two in one second."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def prune_generations(root: Path, sample: str, keep: set[str]) -> None:
+    """Remove a sample's generation folders except `keep`, and files of the old flat layout."""
+    folder = _on_disk(root, f"{GENERATED_DIR}/{sample}")
+    for entry in folder.iterdir() if folder.is_dir() else []:
+        if entry.is_dir() and entry.name not in keep:
+            shutil.rmtree(entry)
+        elif entry.is_file() and entry.name.startswith(f"{sample}_") and entry.suffix == ".root":
+            entry.unlink()  # written in place before generations existed
+
+
 def write_sample(
-    root: Path, sample: str, events: int, files: int, seed: int, progress: Progress | None = None
+    root: Path,
+    sample: str,
+    events: int,
+    files: int,
+    seed: int,
+    progress: Progress | None = None,
+    generation: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Write `events` events of a sample into `files` NanoAOD files; returns their catalogue entries."""
+    """Write `events` events of a sample into `files` NanoAOD files of a new generation folder;
+    returns their catalogue entries."""
     import numpy as np
     import uproot
 
     from af import nanoaod
 
-    folder = _on_disk(root, f"{GENERATED_DIR}/{sample}")
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{sample}_*.root"):
-        old.unlink()
+    generation = generation or new_generation()
+    folder = _on_disk(root, f"{GENERATED_DIR}/{sample}/{generation}")
+    if folder.exists():
+        _fail(f"refusing to rewrite {GENERATED_DIR}/{sample}/{generation} in place: a cache may serve its old files", 2)
+    folder.mkdir(parents=True)
     rng = np.random.default_rng([seed, nanoaod.SAMPLES.index(sample)])
     task = progress.add_task(f"{sample}", total=events) if progress else None
     per_file = [events // files + (1 if i < events % files else 0) for i in range(files)]
     entries = []
     for index, count in enumerate(per_file):
-        lake_path = f"{GENERATED_DIR}/{sample}/{sample}_{index:03d}.root"
+        lake_path = f"{GENERATED_DIR}/{sample}/{generation}/{sample}_{index:03d}.root"
         path = _on_disk(root, lake_path)
         with uproot.recreate(path) as out:
             tree = None
@@ -219,10 +269,13 @@ def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: i
     )
     with Progress(*columns, console=console) as progress:
         for sample in samples:
-            entries = write_sample(root, sample, events, files, seed, progress)
+            generation = new_generation()
+            entries = write_sample(root, sample, events, files, seed, progress, generation)
             process, variation = nanoaod.process_and_variation(sample)
+            previous = catalogue["samples"].get(sample, {}).get("generation")
             catalogue["samples"][sample] = {
                 "kind": "generated",
+                "generation": generation,
                 "tree": TREE_NAME,
                 "process": process,
                 "variation": variation,
@@ -232,6 +285,7 @@ def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: i
                 "files": entries,
             }
             write_catalogue(root, catalogue)
+            prune_generations(root, sample, {generation, previous} - {None})
     console.print(f"Wrote {', '.join(samples)} into {root}; catalogue {CATALOGUE_PATH}")
 
 
@@ -316,7 +370,7 @@ def import_samples(state: StateDir, sdist: Path | None, lake: Path | None) -> No
             source = tar.extractfile(member)
             assert source is not None
             lake_path = f"{CMS_DIR}/{filename}"
-            _on_disk(root, lake_path).write_bytes(source.read())
+            write_once(root, lake_path, source.read())
             with uproot.open(_on_disk(root, lake_path)) as opened:
                 tree = opened[TREE_NAME]
                 events = int(tree.num_entries)

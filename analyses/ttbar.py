@@ -29,6 +29,7 @@ from coffea.nanoevents.trace import trace as trace_columns
 from analyses import definitions as defs
 from analyses import normalisation, systematics
 from analyses.normalisation import LUMI_PB
+from dask_backends import data as data_lake
 
 __all__ = ["LUMI_PB", "TtbarProcessor", "fill_events", "new_histogram", "run", "sample_keys", "write_histograms"]
 
@@ -192,12 +193,11 @@ def run(
     Keys: hist (every process of the fileset on its axis), variations (process -> the variations it
     has, for writing and fitting), cutflow (dataset -> counts), events, seconds, metrics.
     """
-    import uproot
-
     definitions = defs.get(definitions).name
-    # uproot's own XRootD source for root:// URLs (the fsspec route fails with the xrootd 6.2 client).
+    # root:// URLs: the data lake's reader (uproot's XRootD source that fails over from a cache that
+    # stops answering to the origin, dask_backends.failover), on Dask workers too.
     remote = any(str(url).startswith("root://") for entry in fileset.values() for url in entry["files"])
-    options = {"handler": uproot.source.xrootd.XRootDSource} if remote else {}
+    options = data_lake.uproot_options() if remote else {}
     fileset = normalisation.ensure_weight_sums(fileset, options)
     variations = _variations_by_process(fileset, with_systematics)
     processes = list(variations)

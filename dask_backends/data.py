@@ -3,16 +3,18 @@
     from dask_backends.data import DataLake
     lake = DataLake.from_environment()
     fileset = lake.fileset(["ttbar", "wjets"], n_files=2)   # coffea fileset, URLs through the cache
-    tree = lake.open("/store/af/generated/ttbar/ttbar_000.root")["Events"]
+    tree = lake.open(lake.files("ttbar")[0]["path"])["Events"]   # /store/af/generated/ttbar/<generation>/...
 
 Where the lake and cache are comes from $AF_DATA_ORIGIN, $AF_DATA_CACHE and $AF_DATA_PREFIXES,
 which the hub sets for notebooks, the gateways for Dask workers and `af run` for its kernels (from
 the running facility's runtime.json, else from facility.yaml). When the cache does not answer, reads
-go to the origin and a warning says so.
+go to the origin and one warning per run says so; a cache that stops answering in the middle of a
+run is left for the origin chunk by chunk (dask_backends.failover), on Dask workers too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dask_backends import failover
 from facility.data_environment import ENV_CACHE, ENV_ORIGIN, ENV_PREFIXES
 from facility.runtime import ENV_RUNTIME, RuntimeFileError, read_runtime
 
@@ -62,11 +65,13 @@ def uproot_options() -> dict[str, Any]:
     uproot's own XRootD source: its fsspec route fails on the first read (xrootd 6.2 client). Its
     vector reads (a chunk's baskets in one request) beat the multithreaded source's one request per
     range over a 25 ms link (0.93x), and fewer ranges per vector read gained nothing
-    (benchmarks/uproot_reads.py); larger chunks and coffea's preloading are what count there.
+    (benchmarks/uproot_reads.py); larger chunks and coffea's preloading are what count there. Its
+    subclass FailoverXRootDSource moves to the origin when the cache stops answering.
     """
-    import uproot
+    from dask_backends.failover_source import FailoverXRootDSource
 
-    return {"handler": uproot.source.xrootd.XRootDSource}
+    failover.tune_client()
+    return {"handler": FailoverXRootDSource}
 
 
 def _xrootd_client() -> Any:
@@ -74,6 +79,7 @@ def _xrootd_client() -> Any:
         from XRootD import client
     except ImportError as exc:  # the analysis extra is not installed
         raise DataLakeError("the XRootD Python client is missing: pip install 'analysis-facility[analysis]'") from exc
+    failover.tune_client()
     return client
 
 
@@ -89,6 +95,9 @@ class DataLake:
     def __post_init__(self) -> None:
         self.origin = _server(self.origin)
         self.cache = _server(self.cache) if self.cache else None
+        failover.register_route([self.cache, self.origin])  # where reads go when the cache stops answering
+        with contextlib.suppress(ImportError):  # before any connection: channels keep the settings they start with
+            failover.tune_client()
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> DataLake:
@@ -119,22 +128,26 @@ class DataLake:
         return path
 
     def answers(self, server: str) -> bool:
-        """Whether an XRootD server answers a ping (remembered for a short while)."""
+        """Whether an XRootD server answers a ping within PROBE_TIMEOUT_S (remembered for a short while)."""
         now = time.monotonic()
         known = self._probes.get(server)
         if known and now - known[0] < PROBE_MEMORY_S:
             return known[1]
+        if failover.is_down(server):  # failed a moment ago in this process: no new probe
+            return False
         client = _xrootd_client()
         status, _ = client.FileSystem(server).ping(timeout=PROBE_TIMEOUT_S)
         self._probes[server] = (now, bool(status.ok))
+        if status.ok:
+            failover.mark_up(server)
         return bool(status.ok)
 
     def server(self, use_cache: bool = True) -> str:
-        """The cache when asked for and it answers; else the origin (with a warning if the cache is down)."""
+        """The cache when asked for and it answers; else the origin (one warning per run if the cache is down)."""
         if use_cache and self.cache:
             if self.answers(self.cache):
                 return self.cache
-            log.warning("XCache %s does not answer; reading from the origin %s instead", self.cache, self.origin)
+            failover.mark_down(self.cache, "no answer to a ping", self.origin)
         return self.origin
 
     def url(self, path_or_url: str, use_cache: bool = True) -> str:
@@ -149,8 +162,7 @@ class DataLake:
         status, info = _xrootd_client().FileSystem(server).stat(path, timeout=STAT_TIMEOUT_S)
         if not status.ok and server == self.cache and not _not_found(status):
             # The cache answered a ping a moment ago but fails now: remember it as down, use the origin.
-            reason = status.message.strip()
-            log.warning("XCache %s failed (%s); reading from the origin %s instead", server, reason, self.origin)
+            failover.mark_down(server, status.message.strip(), self.origin)
             self._probes[server] = (time.monotonic(), False)
             server = self.origin
             status, info = _xrootd_client().FileSystem(server).stat(path, timeout=STAT_TIMEOUT_S)

@@ -94,7 +94,8 @@ def test_histograms_through_cache_equal_local(lake: dict[str, Any]) -> None:
     assert out_local["hist"].sum().value > 0
     assert np.array_equal(out_local["hist"].values(flow=True), out_cache["hist"].values(flow=True))
     assert np.array_equal(out_local["hist"].variances(flow=True), out_cache["hist"].variances(flow=True))
-    assert (lake["cache_root"] / "store/af/generated/ttbar/ttbar_001.root").exists()
+    second = client.files("ttbar")[1]["path"]  # in the current generation's folder (af.data)
+    assert (lake["cache_root"] / second.lstrip("/")).exists()
 
 
 def test_missing_file_and_unknown_dataset_are_clear_errors(lake: dict[str, Any]) -> None:
@@ -183,7 +184,7 @@ def test_af_run_refuses_unknown_parameters_and_backends(embedded: RunningFacilit
 def test_af_run_ttbar_notebook_reads_through_the_cache(
     embedded: RunningFacility, lake: dict[str, Any], tmp_path: Path
 ) -> None:
-    cached = [lake["cache_root"] / f"store/af/generated/{s}/{s}_000.root" for s in ("ttbar", "wjets")]
+    cached = [lake["cache_root"] / lake["client"].files(s)[0]["path"].lstrip("/") for s in ("ttbar", "wjets")]
     assert not any(path.exists() for path in cached)  # cold: no other test read the first files
     run_dir = tmp_path / "ttbar"
     notebook = ROOT / "notebooks" / "ttbar_analysis.ipynb"
@@ -256,12 +257,14 @@ def test_cache_down_falls_back_to_origin(
             }
         )
         with caplog.at_level(logging.WARNING, logger="dask_backends.data"):
-            url = lake_client.url("/store/af/generated/wjets/wjets_000.root")
-            with lake_client.open("/store/af/generated/wjets/wjets_000.root") as opened:
+            first = lake_client.files("wjets")[0]["path"]
+            url = lake_client.url(first)
+            with lake_client.open(first) as opened:
                 entries = opened["Events"].num_entries
         assert url.startswith(lake_client.origin)
         assert entries == EVENTS // 2
-        assert any("does not answer; reading from the origin" in r.getMessage() for r in caplog.records)
+        expected = f"does not answer (no answer to a ping); reading from {lake_client.origin}"
+        assert any(expected in r.getMessage() for r in caplog.records)
     finally:
         rpc.supervisor.startProcess("xcache-local-xcache")
     deadline = time.monotonic() + 20
