@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -74,7 +76,7 @@ def work(running: RunningFacility) -> Work:
 def supervisor(running: RunningFacility, *args: str) -> str:
     conf = running.state_dir / "supervisord.conf"
     result = subprocess.run(
-        [str(Path(os.sys.prefix) / "bin" / "supervisorctl"), "-c", str(conf), *args],
+        [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(conf), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -203,6 +205,15 @@ def test_dashboard_service_kill9_comes_back_on_its_port(running: RunningFacility
     kill9(running, "dask-dashboards")
     wait_for(lambda: work.session.http.get(link, timeout=30).status_code == 200, "the dashboard after kill -9")
     assert_work_survived(running, work)
+
+
+def test_logs_hold_no_second_handlers_copy(running: RunningFacility, work: Work) -> None:
+    """After spawns, kernels, clusters and restarts: no line in distributed's format (its stderr
+    handler on tornado's loggers doubled every request line of the hub before)."""
+    for name in ("hub", "gateway-local"):
+        text = (running.state_dir / "logs" / f"{name}.log").read_text(errors="replace")
+        doubled = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - .*$", text, re.MULTILINE)
+        assert doubled == [], (name, doubled[:3])
 
 
 def test_af_down_stops_servers_and_clusters_and_leaves_no_process(running: RunningFacility, work: Work) -> None:
