@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -148,7 +149,10 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     if granted:
         group = fac.auth.unix_accounts.group
         console.print(f"Group {group} may pass through (ACL, no listing): " + ", ".join(map(str, granted)))
-    supervise.start_supervisord(state, parts)
+    try:
+        supervise.start_supervisord(state, parts)
+    except subprocess.CalledProcessError:
+        _fail(f"supervisord did not start; see {state.log('supervisord')} and {state.supervisor_conf}")
     missing = _wait_until_up(parts, state, timeout)
     if missing:
         logs = ", ".join(str(state.log(n)) for n in missing)
