@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from facility.runtime import Runtime
+from facility.runtime import ENV_RUNTIME, Runtime
 
 AF_SERVICE = "af"  # the token `af down` uses to stop notebook servers cleanly
 AF_SCOPES = ("list:users", "read:servers", "delete:servers")
@@ -32,11 +32,14 @@ def service_token(runtime: Runtime, name: str) -> str:
     return hmac.new(bytes.fromhex(runtime.secrets.services_key), name.encode(), hashlib.sha256).hexdigest()
 
 
-def hub_entry(runtime: Runtime, service: HubService) -> dict[str, Any]:
-    """The service's item of c.JupyterHub.services (external: url and token, no command)."""
+def hub_entry(runtime: Runtime, service: HubService, managed: bool = False) -> dict[str, Any]:
+    """The service's item of c.JupyterHub.services: external (url and token) where af supervises
+    it; `managed` (the hub starts `command`) where no supervisor runs beside the hub (the chart's pod)."""
     entry: dict[str, Any] = {"name": service.name, "api_token": service_token(runtime, service.name), "display": False}
     if service.port is not None:
         entry.update(url=f"http://127.0.0.1:{service.port}", oauth_no_confirm=True)
+    if managed and service.command:
+        entry.update(command=list(service.command), environment={ENV_RUNTIME: str(runtime.file)})
     return entry
 
 

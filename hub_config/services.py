@@ -3,6 +3,7 @@ the hub registers them. `af up` runs the same list under its supervisor (af.comp
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -13,6 +14,7 @@ from monitoring.hub import operator_service
 
 DASHBOARD_SERVICE = "dask-dashboards"  # hub_config.dashboard_service.SERVICE_NAME
 CULLER_SERVICE = "idle-culler"
+ENV_INSTANCE = "AF_INSTANCE"  # set by `af up` for the processes it supervises
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 
 
@@ -39,8 +41,9 @@ def hub_services(runtime: Runtime, fac: Facility) -> list[HubService]:
 
 def register_services(c: Any, runtime: Runtime, fac: Facility) -> None:
     """Add the service processes and `af`'s own token to the hub's services and roles."""
+    managed = ENV_INSTANCE not in os.environ  # no af supervisor beside this hub (the Helm chart's pod)
     for service in [*hub_services(runtime, fac), af_service()]:
-        c.JupyterHub.services.append(hub_entry(runtime, service))
+        c.JupyterHub.services.append(hub_entry(runtime, service, managed=managed))
         role = hub_role(service)
         if role:
             c.JupyterHub.load_roles.append(role)
