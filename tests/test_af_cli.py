@@ -148,4 +148,4 @@ def test_af_run_checks_values_against_the_parameters_cell_before_a_kernel(tmp_pa
     args = ["-p", "n_files", "2", "-p", "scale", "3", "-p", "label", "5", "--cell-timeout", "60"]
     result = run_af(tmp_path / "state", "run", str(notebook), "--run-dir", str(run_dir), *args, check=False)
     assert result.returncode == 0, result.stderr
-    assert "RESULT 6.0 '5' True" in (run_dir / "p.ipynb").read_text()
+    assert "RESULT 6 '5' True" in (run_dir / "p.ipynb").read_text()

@@ -217,7 +217,7 @@ def test_logs_hold_no_second_handlers_copy(running: RunningFacility, work: Work)
 
 
 def test_af_down_stops_servers_and_clusters_and_leaves_no_process(running: RunningFacility, work: Work) -> None:
-    out = running.af("down").stdout
+    out = " ".join(running.af("down").stdout.split())
     assert "1 notebook servers stopped" in out, out
     assert "leftover" not in out, out  # nothing needed the sweep: each was stopped by its owner
     gateway_log = (running.state_dir / "logs" / "gateway-local.log").read_text()
