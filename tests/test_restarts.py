@@ -126,9 +126,21 @@ def assert_work_survived(running: RunningFacility, work: Work) -> None:
     wait_for(lambda: requests.get(f"{running.url}/hub/health", timeout=5).ok, "the hub through the proxy")
     wait_for(lambda: (work.session.server() or {}).get("ready"), "the hub to list alice's server as ready")
     wait_for(lambda: server_answers(work), "alice's server through the proxy")
-    out = execute_in_kernel(work.url, work.token, COMPUTE.format(name=work.cluster))
+    try:
+        out = execute_in_kernel(work.url, work.token, COMPUTE.format(name=work.cluster))
+    except Exception:
+        keep_logs(running)
+        raise
     assert "TOTAL 499999500000" in out
     assert_no_port_clash(running)
+
+
+def keep_logs(running: RunningFacility) -> None:
+    """The facility's logs into test-artifacts/, for a failure to be read after the facility is gone."""
+    target = Path(__file__).resolve().parent.parent / "test-artifacts" / "restarts"
+    target.mkdir(parents=True, exist_ok=True)
+    for log in (running.state_dir / "logs").glob("*.log"):
+        (target / log.name).write_bytes(log.read_bytes())
 
 
 def assert_no_port_clash(running: RunningFacility) -> None:
@@ -214,6 +226,9 @@ def test_logs_hold_no_second_handlers_copy(running: RunningFacility, work: Work)
         text = (running.state_dir / "logs" / f"{name}.log").read_text(errors="replace")
         doubled = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - .*$", text, re.MULTILINE)
         assert doubled == [], (name, doubled[:3])
+    # alice's server writes its own log, not into the hub's (whose pipe a hub restart closes).
+    assert "ServerApp" in (running.state_dir / "logs" / "servers" / "alice.log").read_text()
+    assert "ServerApp" not in hub_log(running)
 
 
 def test_af_down_stops_servers_and_clusters_and_leaves_no_process(running: RunningFacility, work: Work) -> None:
