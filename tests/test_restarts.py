@@ -227,8 +227,8 @@ def test_logs_hold_no_second_handlers_copy(running: RunningFacility, work: Work)
         doubled = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - .*$", text, re.MULTILINE)
         assert doubled == [], (name, doubled[:3])
     # alice's server writes its own log, not into the hub's (whose pipe a hub restart closes).
-    assert "ServerApp" in (running.state_dir / "logs" / "servers" / "alice.log").read_text()
-    assert "ServerApp" not in hub_log(running)
+    assert "ServerApp]" in (running.state_dir / "logs" / "servers" / "alice.log").read_text()
+    assert "ServerApp]" not in hub_log(running)  # the server's own lines ("[I ... ServerApp] ...")
 
 
 def test_af_down_stops_servers_and_clusters_and_leaves_no_process(running: RunningFacility, work: Work) -> None:
