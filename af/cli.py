@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from rich.table import Table
 
 import facility
 import monitoring
-from af import host_access, supervise, xrootd
+from af import host_access, sessions, supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
 from af.data import seed_empty_lake
@@ -63,8 +64,12 @@ def _wait_until_up(parts: list[Component], state: StateDir, timeout: float) -> l
         while pending and time.monotonic() < deadline:
             states = supervise.process_states(state)
             for name, part in list(pending.items()):
-                if supervise.is_up(part):
-                    bar.update(tasks[name], completed=1, description=f"[green]{name} up[/] (port {part.port})")
+                if supervise.is_up(part, states):
+                    bar.update(
+                        tasks[name],
+                        completed=1,
+                        description=f"[green]{name} up[/]" + (f" (port {part.port})" if part.port else ""),
+                    )
                     del pending[name]
                 elif states.get(name, {}).get("statename") == "FATAL":
                     # supervisord gave up restarting it: no point waiting for the timeout.
@@ -84,7 +89,9 @@ def _wait_until_up(parts: list[Component], state: StateDir, timeout: float) -> l
     default=None,
     help="facility.yaml to run (default: $AF_FACILITY or the embedded one).",
 )
-@click.option("--port", type=int, default=None, help="Public port (default: the port of hub.bind_url).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Public port (default: the port of hub.bind_url)."
+)
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for start-up.")
 @click.option(
     "--sample-data/--no-sample-data",
@@ -112,15 +119,18 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         parts = components(runtime)
     except MissingDependency as exc:
         _fail(str(exc))
-    taken = [(p, who) for p in parts if (who := supervise.who_listens(p.port))]
-    # Ports the hub and gateways bind themselves (gateway APIs, the hub's dashboard service).
-    own_ports = [gw.api_port for gw in runtime.gateways.values()] + [runtime.ports.dashboards]
-    own_ports += monitoring.hub_service_ports(runtime)  # the operator page
+    highest = max(p.port or 0 for p in parts)
+    if highest > 65535:  # the gateways, dashboards and metrics take the ports above the public one
+        _fail(f"the facility needs ports {runtime.ports.public} to {highest}; choose a public port below that", 2)
+    taken = [(p, who) for p in parts if p.port and (who := supervise.who_listens(p.port))]
+    # Ports the gateways bind themselves (their APIs).
+    own_ports = [gw.api_port for gw in runtime.gateways.values()]
     taken += [(None, f"port {port}") for port in own_ports if supervise.port_open(port, 0.3)]
     if taken:
         lines = [f"port {p.port} for {p.name} is taken by {who}" if p else f"{who} is taken" for p, who in taken]
         _fail("cannot start: " + "; ".join(lines) + ". Stop that process or choose another port with --port.")
     write_runtime(state, runtime)
+    runtime.stopping_file.unlink(missing_ok=True)  # a plain restart of a gateway keeps its clusters again
     try:
         xrootd.write_configs(runtime)
     except xrootd.XRootDSetupError as exc:
@@ -139,7 +149,10 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     if granted:
         group = fac.auth.unix_accounts.group
         console.print(f"Group {group} may pass through (ACL, no listing): " + ", ".join(map(str, granted)))
-    supervise.start_supervisord(state, parts)
+    try:
+        supervise.start_supervisord(state, parts)
+    except subprocess.CalledProcessError:
+        _fail(f"supervisord did not start; see {state.log('supervisord')} and {state.supervisor_conf}")
     missing = _wait_until_up(parts, state, timeout)
     if missing:
         logs = ", ".join(str(state.log(n)) for n in missing)
@@ -162,12 +175,20 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
 def down(state: StateDir) -> None:
     """Stop every process of the facility, including notebook servers and Dask clusters."""
     was_running = supervise.supervisord_pid(state) is not None
+    runtime = previous_runtime(state)
+    servers = 0
+    if was_running and runtime:
+        try:
+            servers = sessions.stop_servers(runtime)
+        except sessions.HubUnreachable as exc:
+            console.print(f"[yellow]The hub did not stop the notebook servers[/] ({exc}); ending their processes.")
+        runtime.stopping_file.touch()  # the gateways stop their clusters at shutdown (gateway.keep_clusters)
     swept = supervise.stop_all(state)
-    xrootd.remove_admin_dir(previous_runtime(state))
+    xrootd.remove_admin_dir(runtime)
     if was_running or swept:
-        console.print(
-            f"Stopped the facility in {state.root}" + (f" ({swept} leftover processes ended)" if swept else "")
-        )
+        done = [f"{servers} notebook servers stopped"] if servers else []
+        done += [f"{swept} leftover processes ended"] if swept else []
+        console.print(f"Stopped the facility in {state.root}" + (f" ({', '.join(done)})" if done else ""))
     else:
         console.print(f"Nothing was running for {state.root}")
 
@@ -185,11 +206,15 @@ def _print_status(state: StateDir) -> bool:
     all_up = True
     for part in components(runtime):
         info = states.get(part.name, {})
-        up_now = supervise.is_up(part)
+        up_now = supervise.is_up(part, states)
         all_up &= up_now
         label = "[green]up[/]" if up_now else "[red]down[/]"
         table.add_row(
-            part.name, label, str(part.port), info.get("statename", "not running").lower(), str(state.log(part.name))
+            part.name,
+            label,
+            str(part.port or "-"),
+            info.get("statename", "not running").lower(),
+            str(state.log(part.name)),
         )
     console.print(table)
     users = monitoring_status.users_table(runtime)  # who holds what; needs metrics enabled

@@ -8,11 +8,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import facility
 import gateway
 import hub_config
 from af import xrootd
 from facility import data_tokens
+from facility.hub_services import service_environment
 from facility.runtime import Runtime
+from hub_config.services import hub_services
 
 VENV_BIN = Path(sys.prefix) / "bin"
 PROJECT_ROOT = Path(hub_config.__file__).resolve().parent.parent
@@ -26,7 +29,7 @@ class MissingDependency(RuntimeError):
 class Component:
     name: str
     command: list[str]
-    port: int
+    port: int | None  # None: it listens nowhere (the idle culler); up means running
     health_path: str | None  # HTTP path that answers when up; None: the port accepting is enough
     env: dict[str, str] = field(default_factory=dict)
     priority: int = 50
@@ -58,6 +61,9 @@ def components(runtime: Runtime) -> list[Component]:
                 "--api-ip=127.0.0.1",
                 f"--api-port={ports.proxy_api}",
                 f"--error-target=http://127.0.0.1:{ports.hub_api}/hub/error",
+                # A restarted proxy reaches the hub at once; the hub re-adds the other routes
+                # within its last_activity_interval (hub_config/jupyterhub_config.py).
+                f"--default-target=http://127.0.0.1:{ports.hub_api}",
                 "--log-level=info",
             ],
             port=ports.public,
@@ -92,6 +98,18 @@ def components(runtime: Runtime) -> list[Component]:
                 health_path="/api/health",
                 env={**base_env, "AF_GATEWAY_BACKEND": name},
                 priority=30,
+            )
+        )
+    # The hub's services (dashboards, operator page, idle culler): one supervised owner per port.
+    for service in hub_services(runtime, facility.load(runtime.facility_file)):
+        result.append(
+            Component(
+                name=service.name,
+                command=list(service.command),
+                port=service.port,
+                health_path=None,
+                env={**base_env, **service_environment(runtime, service)},
+                priority=25,
             )
         )
     result += data_lake_components(runtime, base_env)

@@ -10,6 +10,7 @@ the batch kinds submit a job).
 
 from __future__ import annotations
 
+import ast
 import keyword
 import sys
 import time
@@ -29,6 +30,7 @@ from backends.registry import kind_of
 from facility.data_environment import data_environment
 from facility.model import Backend, Facility
 
+MAX_CELL_TIMEOUT = 30 * 24 * 3600  # beyond it the kernel client's timers overflow
 console = Console()
 err_console = Console(stderr=True)
 
@@ -46,8 +48,10 @@ def parse_parameters(pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     return parameters
 
 
-def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
-    """Refuse parameters the notebook's `parameters` cell does not declare (typos would pass silently)."""
+def check_parameters(notebook: Path, parameters: dict[str, Any], raw: dict[str, str] | None = None) -> dict[str, Any]:
+    """The parameters checked against the notebook's `parameters` cell, before any kernel starts:
+    undeclared names (typos would pass silently) and values of another type than the declared one
+    are refused; a declared string takes the text as given (`-p label 5` is "5")."""
     import papermill
 
     try:
@@ -55,7 +59,7 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
     except Exception as exc:  # noqa: BLE001 - papermill raises many kinds for unreadable notebooks
         raise RunFailed(f"cannot read {notebook} as a notebook: {exc}") from None
     if not parameters:
-        return
+        return parameters
     if not declared:
         raise RunFailed(f"{notebook} has no cell tagged `parameters`, so it takes no -p values")
     unknown = sorted(set(parameters) - set(declared))
@@ -63,6 +67,43 @@ def check_parameters(notebook: Path, parameters: dict[str, Any]) -> None:
         raise RunFailed(
             f"{notebook} has no parameter {', '.join(unknown)}; its parameters: {', '.join(sorted(declared))}"
         )
+    checked = dict(parameters)
+    for name, value in parameters.items():
+        expected = declared_type(declared[name])
+        if expected == "str" and not isinstance(value, str) and raw and name in raw:
+            checked[name] = raw[name]
+        elif expected and not _fits(value, expected):
+            default = declared[name].get("default")
+            raise RunFailed(
+                f"-p {name} {value!r}: the notebook's parameters cell declares {name} as {expected} "
+                f"(default {default}); give a value of that type"
+            )
+    return checked
+
+
+# The types a -p value (read as YAML) can be checked against; others are not checked.
+_CHECKED = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+
+
+def declared_type(parameter: dict[str, Any]) -> str | None:
+    """papermill's inferred type of a parameter (its annotation), else the type of its default literal."""
+    name = parameter.get("inferred_type_name") or "None"
+    if name in _CHECKED:
+        return name
+    if name != "None":
+        return None  # an annotation like Optional[int] or a class: not checked here
+    try:
+        default = ast.literal_eval(parameter.get("default") or "None")
+    except (ValueError, SyntaxError):
+        return None  # an expression (os.environ.get(...)): any value may do
+    kind = type(default).__name__
+    return kind if kind in _CHECKED else None
+
+
+def _fits(value: Any, expected: str) -> bool:
+    if isinstance(value, bool) and expected in ("int", "float"):
+        return False  # YAML's true is no number here
+    return isinstance(value, _CHECKED[expected])
 
 
 def kernel_environment(fac_file: Path, fac: Facility, backend: Backend, state: StateDir) -> dict[str, str]:
@@ -100,7 +141,12 @@ def default_run_dir(notebook: Path) -> Path:
     default=None,
     help="Folder for the output notebook and log (default: af-runs/<notebook>-<time>).",
 )
-@click.option("--cell-timeout", type=click.IntRange(min=1), default=None, help="Seconds one cell may run.")
+@click.option(
+    "--cell-timeout",
+    type=click.IntRange(min=1, max=MAX_CELL_TIMEOUT),
+    default=None,
+    help="Seconds one cell may run (at most 30 days).",
+)
 @click.pass_obj
 def run(
     state: StateDir,
@@ -132,7 +178,7 @@ def run(
             2,
         )
     try:
-        check_parameters(notebook, values)
+        values = check_parameters(notebook, values, raw=dict(parameters))
     except RunFailed as exc:
         _fail(str(exc), 2)
     folder = (run_dir or default_run_dir(notebook)).resolve()

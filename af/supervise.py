@@ -186,7 +186,11 @@ def port_open(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def is_up(part: Component) -> bool:
+def is_up(part: Component, states: dict[str, dict]) -> bool:
+    """Answers on its health path or port; one that listens nowhere is up when supervisord runs it
+    (`states`: process_states)."""
+    if part.port is None:
+        return states.get(part.name, {}).get("statename") == "RUNNING"
     if part.health_path:
         return http_ok(part.health_port or part.port, part.health_path)
     return port_open(part.port)

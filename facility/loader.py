@@ -18,6 +18,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
@@ -197,6 +198,7 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
         if (backend.get("site") or {}).get("offload") and backend["kind"] != "kubernetes":
             kind = backend["kind"]
             yield f"{where}.site.offload: only a kubernetes backend can offload through interLink, not {kind}"
+    yield from _url_problems(raw)
     auth = raw.get("auth") or {}
     if auth.get("type") == "oidc" and "oidc" not in auth:
         yield "auth.oidc: required when auth.type is 'oidc'"
@@ -207,6 +209,27 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
             for name in allowance.get(key, []):
                 if name not in known:
                     yield f"{where}.{key}: {name!r} is not one of the {key}; known {key}: {', '.join(known)}"
+
+
+def _url_problems(raw: dict[str, Any]) -> Iterable[str]:
+    """URLs whose host or port cannot be used (urlsplit raises on a port above 65535)."""
+    data = raw.get("data") or {}
+    urls = [("hub.bind_url", (raw.get("hub") or {}).get("bind_url"))]
+    urls.append(("data.origin.url", (data.get("origin") or {}).get("url")))
+    urls += [(f"data.caches[{i}].url", cache.get("url")) for i, cache in enumerate(data.get("caches", []))]
+    for where, url in urls:
+        if not isinstance(url, str):
+            continue
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            yield f"{where}: {url!r} is not a usable URL ({exc}); ports are 1 to 65535"
+            continue
+        if port == 0:
+            yield f"{where}: {url!r} has port 0; ports are 1 to 65535"
+        elif not parts.hostname:
+            yield f"{where}: {url!r} names no host"
 
 
 def _duplicates(where: str, names: list[str]) -> Iterable[str]:

@@ -18,6 +18,9 @@ from typing import Any
 
 ENV_RUNTIME = "AF_RUNTIME"
 FILE_NAME = "runtime.json"
+# Written by `af down` before it stops the processes: gateways then stop their clusters (a plain
+# restart keeps them); `af up` removes it.
+STOPPING_FILE = "stopping"
 
 
 class RuntimeFileError(ValueError):
@@ -54,6 +57,7 @@ class Secrets:
     gateway_db_key: str
     crypt_key: str  # JupyterHub's auth_state (OIDC tokens)
     dashboard_secret: str  # Dask dashboard keys derive from it (facility.dashboard_keys)
+    services_key: str  # hub service tokens derive from it (facility.hub_services)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class Runtime:
     @property
     def file(self) -> Path:
         return self.state_path / FILE_NAME
+
+    @property
+    def stopping_file(self) -> Path:
+        return self.state_path / STOPPING_FILE
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form; absent optional values are left out, as the chart leaves them out."""

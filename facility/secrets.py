@@ -28,6 +28,7 @@ SECRETS: dict[str, str] = {
     "gateway_db_key": "fernet",  # dask-gateway's database encryption
     "crypt_key": "hex",  # JupyterHub's auth_state (OIDC tokens)
     "dashboard_secret": "hex",  # Dask dashboard keys derive from it (facility.dashboard_keys)
+    "services_key": "hex",  # hub service tokens derive from it (facility.hub_services)
 }
 
 

@@ -14,6 +14,7 @@ import facility
 from backends.registry import kind_of
 from facility.runtime import gateway_service_name, read_runtime
 from gateway.dashboard_guard import with_dashboard_keys
+from gateway.keep_clusters import keeping_clusters
 
 runtime = read_runtime()
 fac = facility.load(runtime.facility_file)
@@ -42,12 +43,14 @@ c.ClusterConfig.cluster_max_workers = backend.dask.workers.max
 c.ClusterConfig.idle_timeout = backend.dask.idle_timeout_minutes * 60
 c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
 c.DBBackendBase.db_encrypt_keys = [runtime.secrets.gateway_db_key]
-c.DBBackendBase.stop_clusters_on_shutdown = True
+# A restart keeps clusters (the database holds them; gateway.keep_clusters); `af down` stops them.
+c.DBBackendBase.stop_clusters_on_shutdown = False
+c.StopOnlyWhenFacilityStopsMixin.stopping_file = str(runtime.stopping_file)
 
 # The kind's part: backend class, cluster options (narrowed to each user's allowance), its traits.
 kind_of(backend).load("gateway")(c, fac, backend, runtime, state)
 # Whichever backend class the kind chose gives its clusters their dashboard keys.
-c.DaskGateway.backend_class = with_dashboard_keys(c.DaskGateway.backend_class)
+c.DaskGateway.backend_class = keeping_clusters(with_dashboard_keys(c.DaskGateway.backend_class))
 # /api/metrics and /api/af/holdings for Prometheus and `af status`, when metrics are enabled (monitoring/).
 if runtime.metrics:
     from monitoring.gateway import with_metrics

@@ -2,7 +2,8 @@
 
     <hub>/services/dask-dashboards/<backend>/clusters/<cluster>/<page>
 
-The hub runs this as a managed service (hub_config/jupyterhub_config.py). A request needs a hub
+`af up` runs this under its supervisor and the hub knows it as an external service
+(hub_config/services.py). A request needs a hub
 login (a browser without one is sent through the hub's OAuth login; a notebook server may use its
 own API token). The service then forwards the request, websocket upgrades included, to the
 backend's dask-gateway proxy route `/clusters/<cluster>/<page>`, adding the dashboard key of
@@ -10,8 +11,8 @@ backend's dask-gateway proxy route `/clusters/<cluster>/<page>`, adding the dash
 scheduler, so nobody needs to look up who owns what: for anyone else the scheduler refuses,
 and this service answers with a page saying there is no such cluster of theirs.
 
-Configured from the environment the hub gives it: $AF_RUNTIME (the facility's runtime.json:
-gateway ports and the dashboard secret) and JupyterHub's $JUPYTERHUB_SERVICE_* variables.
+Configured from its environment: $AF_RUNTIME (the facility's runtime.json: gateway ports and the
+dashboard secret) and JupyterHub's $JUPYTERHUB_* variables (facility.hub_services).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from tornado.ioloop import IOLoop
 
 from facility.dashboard_keys import KEY_HEADER, dashboard_key
 from facility.runtime import Runtime, read_runtime
+from hub_config.services import DASHBOARD_SERVICE as SERVICE_NAME
 
-SERVICE_NAME = "dask-dashboards"
 # dask-gateway names clusters with hex UUIDs; backend names follow facility.yaml's pattern.
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 # Not forwarded in either direction: hop-by-hop headers, the hub's cookies and credentials.

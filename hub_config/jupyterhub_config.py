@@ -13,8 +13,8 @@ from facility.data_environment import data_environment
 from facility.runtime import gateway_service_name, read_runtime
 from facility.usernames import USERNAME_PATTERN
 from hub_config.auth import invert_groups
-from hub_config.dashboard_service import SERVICE_NAME as DASHBOARD_SERVICE
 from hub_config.dashboard_service import dashboards_prefix
+from hub_config.services import DASHBOARD_SERVICE, register_services
 from monitoring.hub import configure_hub as configure_metrics
 
 runtime = read_runtime()
@@ -32,7 +32,11 @@ c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports.proxy_api}"
 c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
-c.JupyterHub.cleanup_servers = True
+# A restart or crash of the hub keeps notebook servers: the hub finds them again from its database
+# (spawner state). `af down` stops them through the hub's API first (af.sessions).
+c.JupyterHub.cleanup_servers = False
+# Routes come back within seconds after a restart of the proxy (the hub re-adds missing ones then).
+c.JupyterHub.last_activity_interval = 5
 c.JupyterHub.template_vars = {"announcement_login": f"Welcome to {fac.title}"}
 # Always show the spawn page with the backend's progress messages, even for fast local starts.
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
@@ -91,33 +95,9 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services"]},
 ]
-# Dask dashboards, each only for its cluster's owner, through the hub (hub_config/dashboard_service.py).
-if serve_dashboards:
-    c.JupyterHub.services.append(
-        {
-            "name": DASHBOARD_SERVICE,
-            "url": f"http://127.0.0.1:{ports.dashboards}",
-            "command": [sys.executable, "-m", "hub_config.dashboard_service"],
-            "environment": {"AF_RUNTIME": os.environ["AF_RUNTIME"], "AF_INSTANCE": runtime.state_dir},
-            "oauth_no_confirm": True,
-            "display": False,
-        }
-    )
+# The Dask dashboards (hub_config/dashboard_service.py), the operator page and the idle culler run
+# under af's supervisor, not as the hub's children (hub_config/services.py).
+register_services(c, runtime, fac)
 
 # Prometheus reads /hub/metrics with this service's token (monitoring/hub.py), when metrics are enabled.
 configure_metrics(c, runtime)
-
-if fac.hub.idle_cull_minutes:
-    c.JupyterHub.services.append(
-        {
-            "name": "idle-culler",
-            "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={fac.hub.idle_cull_minutes * 60}"],
-        }
-    )
-    c.JupyterHub.load_roles.append(
-        {
-            "name": "idle-culler",
-            "services": ["idle-culler"],
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        }
-    )

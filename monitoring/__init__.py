@@ -8,6 +8,7 @@ xcache.py         bytes from cache vs origin: the XCaches' g-stream, received by
 gateway.py        /api/metrics and /api/af/holdings on every dask-gateway, added to its backend
 routes.py         the paths gateway.py adds
 hub.py            the hub services: `prometheus` (token for /hub/metrics) and `af-operator`
+                  (a process af supervises)
 hub_api.py        active notebook servers from the hub's REST API
 status.py         `af status`'s table of who holds which servers and clusters
 operator_page.py  the hub service `af-operator`: plots of the dashboards' queries, for admins
@@ -19,12 +20,6 @@ grafana/          dashboard JSON for sites that run Grafana
 from __future__ import annotations
 
 from facility.runtime import Runtime
-
-
-def hub_service_ports(runtime: Runtime) -> list[int]:
-    """Ports the hub's metrics services bind themselves (not supervised components)."""
-    metrics = runtime.metrics
-    return [metrics["operator_port"]] if metrics.get("enabled") else []
 
 
 def prepare(runtime: Runtime, facility_name: str) -> None:

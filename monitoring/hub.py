@@ -1,5 +1,5 @@
 """The hub's side of the metrics: a service `prometheus` whose token reads /hub/metrics and the servers,
-and the admins' operator page (service `af-operator`).
+and the admins' operator page (service `af-operator`, a process `af up` supervises).
 
 Called from hub_config/jupyterhub_config.py. The token (runtime.json "metrics".hub_token) is what
 Prometheus sends for /hub/metrics and what the facility exporter sends to list active servers
@@ -8,10 +8,10 @@ with their user_options (backend and size).
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
+from facility.hub_services import HubService
 from facility.runtime import Runtime
 from monitoring.plan import enabled
 
@@ -27,14 +27,12 @@ def configure_hub(c: Any, runtime: Runtime) -> None:
         return
     c.JupyterHub.services.append({"name": SERVICE_NAME, "api_token": runtime.metrics["hub_token"], "display": False})
     c.JupyterHub.load_roles.append({"name": "metrics", "services": [SERVICE_NAME], "scopes": SCOPES})
-    # The operator page (monitoring/operator_page.py): plots of the same metrics, for admins.
-    c.JupyterHub.services.append(
-        {
-            "name": OPERATOR_SERVICE,
-            "url": f"http://127.0.0.1:{runtime.metrics['operator_port']}",
-            "command": [sys.executable, "-m", "monitoring.operator_page"],
-            "environment": {"AF_RUNTIME": os.environ["AF_RUNTIME"], "AF_INSTANCE": runtime.state_dir},
-            "oauth_no_confirm": True,
-            "display": False,  # admins only: the hub's Services menu would show it to everyone
-        }
-    )
+
+
+def operator_service(runtime: Runtime) -> HubService | None:
+    """The operator page (monitoring/operator_page.py): plots of the same metrics, for admins only
+    (it is left out of the hub's Services menu, which would show it to everyone)."""
+    if not enabled(runtime):
+        return None
+    command = (sys.executable, "-m", "monitoring.operator_page")
+    return HubService(OPERATOR_SERVICE, command, port=runtime.metrics["operator_port"])

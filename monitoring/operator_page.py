@@ -5,7 +5,7 @@
 For sites that run no Grafana: the same queries as the Grafana dashboard (monitoring.panels), asked
 of the facility's Prometheus (query_range) and drawn as inline SVG, plus the alerts firing now. A
 hub login is needed (OAuth through the hub) and only admins are let in: the page shows the whole
-facility's load. The hub runs this as a managed service when metrics are enabled (monitoring.hub).
+facility's load. `af up` runs this under its supervisor when metrics are enabled (monitoring.hub).
 """
 
 from __future__ import annotations

@@ -85,3 +85,67 @@ def test_bad_facility_file_stops_af_up_before_anything_starts(tmp_path: Path) ->
     assert result.returncode == 2
     assert "backends[0].kind: 'pbs' is not allowed; allowed: local, kubernetes, slurm, htcondor" in result.stderr
     assert not (tmp_path / "state" / "runtime.json").exists()
+
+
+def _one_clear_line(result, *words: str) -> str:
+    """A refusal: exit 2, no traceback, the message naming what was wrong."""
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    for word in words:
+        assert word in text, (word, text)
+    return text
+
+
+def test_out_of_range_ports_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    raw = embedded_raw()
+    raw["hub"]["bind_url"] = "http://127.0.0.1:70000"
+    facility_file = write_facility(tmp_path / "facility.yaml", raw)
+    result = run_af(tmp_path / "state", "up", "--facility", str(facility_file), "--port", "8000", check=False)
+    _one_clear_line(result, "hub.bind_url", "70000", "ports are 1 to 65535")
+    assert run_af(tmp_path / "state", "check-facility", str(facility_file), check=False).returncode == 2
+    good = write_facility(tmp_path / "good.yaml", embedded_raw())
+    _one_clear_line(run_af(tmp_path / "state", "up", "--facility", str(good), "--port", "70000", check=False), "70000")
+    # The gateways and services take ports above the public one: 65530 leaves them none.
+    result = run_af(tmp_path / "state", "up", "--facility", str(good), "--port", "65530", check=False)
+    _one_clear_line(result, "needs ports 65530 to")
+    assert not (tmp_path / "state" / "supervisord.pid").exists()
+
+
+PARAMETERS_CELL = "n_files = 1\nlabel = 'all'\nscale: float = 1.0\nflag = True\n"
+
+
+def _notebook(path: Path) -> Path:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(PARAMETERS_CELL)
+    cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [cell, nbformat.v4.new_code_cell("print('RESULT', n_files * scale, repr(label), flag)")]
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_af_run_checks_values_against_the_parameters_cell_before_a_kernel(tmp_path: Path) -> None:
+    notebook = _notebook(tmp_path / "p.ipynb")
+    cases = [
+        (["-p", "n_files", "abc"], ["n_files", "int"]),
+        (["-p", "n_files", "true"], ["n_files", "int"]),
+        (["-p", "scale", "fast"], ["scale", "float"]),
+        (["-p", "flag", "3"], ["flag", "bool"]),
+        (["--cell-timeout", "0"], ["--cell-timeout"]),
+        (["--cell-timeout", "abc"], ["--cell-timeout"]),
+        (["--cell-timeout", "99999999999999999999"], ["--cell-timeout"]),
+    ]
+    for args, words in cases:
+        run_dir = tmp_path / f"run-{len(args)}-{args[-1]}"
+        result = run_af(tmp_path / "state", "run", str(notebook), "--run-dir", str(run_dir), *args, check=False)
+        _one_clear_line(result, *words)
+        assert not run_dir.exists(), args  # refused before any kernel or folder
+    # Good values run; a declared string takes the text as given, an int is fine for a float.
+    run_dir = tmp_path / "good"
+    args = ["-p", "n_files", "2", "-p", "scale", "3", "-p", "label", "5", "--cell-timeout", "60"]
+    result = run_af(tmp_path / "state", "run", str(notebook), "--run-dir", str(run_dir), *args, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "RESULT 6 '5' True" in (run_dir / "p.ipynb").read_text()

@@ -10,6 +10,9 @@ account's home, so one user's notebook cannot read another's files or tokens.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
@@ -21,7 +24,42 @@ from facility.model import Backend, Facility, UnixAccounts
 from facility.validation import SpawnRequest
 
 
-class PerUserLocalSpawner(LocalProcessSpawner):
+class OwnOutputMixin:
+    """The server's output goes to its own file (<state>/logs/servers/<user>.log), not to the hub's.
+
+    Inheriting the hub's stdout ties the server to that pipe: after a restart of the hub,
+    supervisord has closed its reading end and every later write of the server, or of a kernel it
+    starts, fails with a broken pipe (new kernels died at start-up). It also mixed every server's
+    lines into hub.log.
+    """
+
+    def _output_file(self) -> Any:
+        state = os.environ.get("AF_INSTANCE")  # set by `af up` for the hub
+        if not state:
+            return None
+        folder = Path(state) / "logs" / "servers"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = self.user.name + (f"-{self.name}" if self.name else "")
+        return open(folder / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps its own copy
+
+    async def start(self) -> Any:
+        output = self._output_file()
+        if output is None:
+            return await super().start()
+        kept = self.popen_kwargs
+        self.popen_kwargs = {**kept, "stdout": output, "stderr": subprocess.STDOUT}
+        try:
+            return await super().start()
+        finally:
+            self.popen_kwargs = kept
+            output.close()
+
+
+class SharedLocalSpawner(OwnOutputMixin, SimpleLocalProcessSpawner):
+    """Shared mode: SimpleLocalProcessSpawner with its own output file."""
+
+
+class PerUserLocalSpawner(OwnOutputMixin, LocalProcessSpawner):
     """LocalProcessSpawner running each hub user's server as their facility Unix account."""
 
     account_prefix = Unicode("af-", config=True, help="auth.unix_accounts.prefix of facility.yaml.")
@@ -65,4 +103,4 @@ def local_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: 
         config.update(account_prefix=accounts.prefix, account_group=accounts.group)
         return PerUserLocalSpawner, config
     config["home_dir_template"] = parent.home_dir_template
-    return SimpleLocalProcessSpawner, config
+    return SharedLocalSpawner, config
