@@ -9,6 +9,7 @@ batchspawner's Slurm / Condor spawners.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from wrapspawner import WrapSpawner
 import facility
 from backends.registry import kind_of
 from facility.model import Backend, Facility
-from hub_config import children
+from hub_config import children, spawn_queue
 
 _templates = Environment(loader=PackageLoader("hub_config", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -98,6 +99,21 @@ class FacilitySpawner(WrapSpawner):
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None
 
+    _queued: spawn_queue.QueuedSpawn | None = None
+
+    async def run_pre_spawn_hook(self) -> Any:
+        # Local servers wait their turn here (hub_config.spawn_queue): before the hub's start
+        # timeout runs, after the request is checked so a refusal still comes at once.
+        request = self.validated(self.user_options or {})
+        fac = self.facility
+        self._queued = None
+        if spawn_queue.queues(fac, request.backend):
+            limit = fac.hub.spawn.concurrent
+            self._queued = spawn_queue.QueuedSpawn(spawn_queue.hub_queue(limit), lambda: self.pending == "spawn")
+            await self._queued.wait_turn()
+        hook = super().run_pre_spawn_hook()
+        return await hook if inspect.isawaitable(hook) else hook
+
     def start(self):
         # The REST API passes user_options straight here: validate again, before any child exists.
         request = self.validated(self.user_options or {})
@@ -116,6 +132,9 @@ class FacilitySpawner(WrapSpawner):
         server is up, so the waiting messages below need no end of their own."""
         started = time.monotonic()
         while self.child_spawner is None:  # start() has not handed the request to a backend yet
+            if self._queued is not None:  # waiting in line: say for how many others
+                async for event in self._queued.progress():
+                    yield event
             await asyncio.sleep(0.2)
         opts = self.user_options or {}
         backend = self.facility.backend(opts["backend"])
