@@ -8,8 +8,9 @@ account, a first login) and the same users again (accounts exist). Each user log
 spawn form and reads the spawn page's event stream as a browser does (tests/spawn_storm.py); a
 probe asks the hub's REST API who it is every 0.25 s meanwhile. Per storm: fraction of servers
 ready, spawn latency p50/p95/max (form posted -> ready), hub API p95, and how many users were
-told they wait in line; latencies also as ratios to the one-user baseline. Writes storm.json and
-storm.png. The accounts are removed at the end.
+told they wait in line; latencies also as ratios to the one-user baseline. Before the storms: one
+notebook server's start (CPU seconds and memory at its first answer), as now and as before issue 15.
+Writes storm.json and storm.png. The accounts are removed at the end.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ import copy
 import json
 import os
 import platform
+import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,65 @@ from tests.harness import RunningFacility, embedded_raw, free_port_block, run_af
 from tests.spawn_storm import stop_servers, storm
 
 TIMEOUT_S = 600  # per user: generous, a storm that takes longer counts as not ready
+
+# One notebook server's start, to its first answer: as the facility starts it now (the rfc3987-syntax
+# grammar blocked by hub_config.singleuser, Dask imported by the panel only when used), and as it
+# did before issue 15 (the grammar built by jsonschema, dask-gateway and distributed imported by the
+# panel's server extension at start). Both load jupyterhub.singleuser, as the real command does.
+SERVER = """
+import sys
+{prelude}
+from jupyter_server.serverapp import main
+sys.exit(main())
+"""
+PRELUDES = {
+    "before": "import jupyterhub.singleuser, dask_backends.client",
+    "now": "import hub_config.singleuser",
+}
+
+
+def server_start(prelude: str, workdir: Path) -> dict[str, float]:
+    """CPU seconds and resident memory of a jupyter server (with the facility's extensions) when it
+    first answers; CPU time, not wall time, because other work shares the machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "AF_DASK_GATEWAYS": "{}", "JUPYTER_RUNTIME_DIR": str(workdir)}
+    argv = [sys.executable, "-c", SERVER.format(prelude=prelude), f"--port={port}", "--ServerApp.token="]
+    argv += ["--ServerApp.allow_root=True", "--no-browser", f"--ServerApp.root_dir={workdir}"]
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5):  # noqa: S310
+                    break
+            except OSError:
+                if time.monotonic() - started > 300:
+                    raise RuntimeError("the notebook server did not answer in 300 s") from None
+                time.sleep(0.05)
+        wall = time.monotonic() - started
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        rss_kib = int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+    finally:
+        server.terminate()
+        server.wait(30)
+    return {"cpu_s": cpu, "rss_mib": round(rss_kib / 1024, 1), "wall_s": round(wall, 2)}
+
+
+def server_starts(workdir: Path, repeats: int = 3) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for label, prelude in PRELUDES.items():
+        runs = [server_start(prelude, workdir) for _ in range(repeats)]
+        results[label] = {
+            "runs": runs,
+            "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 2),
+            "rss_mib": round(statistics.median(r["rss_mib"] for r in runs), 1),
+        }
+        print(f"server start, {label}: {results[label]['cpu_s']} s CPU, {results[label]['rss_mib']} MiB", flush=True)
+    return results
 
 
 def _start(root: Path, concurrent: int) -> RunningFacility:
@@ -62,6 +127,7 @@ def run(sizes: list[int], concurrent: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="af-bench-storm-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)  # per-user accounts pass through to the project's venv and state
+        starts = server_starts(root)
         running = _start(root, concurrent)
         try:
             baseline_user = [f"sb{run_id}base"]
@@ -87,6 +153,7 @@ def run(sizes: list[int], concurrent: int) -> dict[str, Any]:
         "hub_spawn": {"concurrent": concurrent, "defaults": Spawn().__dict__},
         "machine": {"node": platform.node(), "python": platform.python_version(), "cpus": len(os.sched_getaffinity(0))},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "server_start": starts,
         "storms": storms,
     }
 

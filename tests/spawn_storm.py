@@ -10,6 +10,7 @@ or failed, keeping every message. A probe user asks the hub's REST API who it is
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import requests
 
 from tests.harness import HubSession, RunningFacility
 
+LOOP_STALL = re.compile(r"Event loop was unresponsive for at least ([0-9.]+)s")
 QUEUED = "to start first"  # in hub_config.spawn_queue's message while a spawn waits in line
 SPAWN_FORM = {"backend": "local", "cores": "1", "memory_gb": "1", "image": "coffea-2026"}
 
@@ -38,6 +40,7 @@ class StormResult:
     probe_seconds: list[float]  # latency of each hub API probe during the storm
     probe_failures: list[str]
     wall_seconds: float
+    loop_stalls: list[float] = field(default_factory=list)  # hub.log: "Event loop was unresponsive for at least X s"
 
     @property
     def ready(self) -> list[UserOutcome]:
@@ -57,6 +60,8 @@ class StormResult:
             "hub_api_probes": len(self.probe_seconds),
             "hub_api_failures": len(self.probe_failures),
             "saw_queue_message": sum(any(QUEUED in m for m in u.messages) for u in self.users),
+            "hub_loop_stalls": len(self.loop_stalls),
+            "hub_loop_stall_max_s": max(self.loop_stalls, default=None),
             "wall_s": self.wall_seconds,
             "errors": sorted({u.error for u in self.users if u.error}),
         }
@@ -118,8 +123,6 @@ def _follow_progress(session: HubSession, outcome: UserOutcome, posted: float, t
 
 
 def _message(page: str) -> str:
-    import re
-
     found = re.search(r'<p class="lead">\s*(.*?)\s*</p>|<div class="error">.*?<p>(.*?)</p>', page, re.S)
     text = (found.group(1) or found.group(2)) if found else page[:200]
     return " ".join(text.split())
@@ -147,6 +150,8 @@ def storm(
     """All `names` log in and spawn at once; returns every outcome and the probes' latencies."""
     token = running.login("stormprobe").token(note="storm probe")
     result = StormResult([UserOutcome(n) for n in names], [], [], 0.0)
+    hub_log = running.state_dir / "logs" / "hub.log"
+    log_start = hub_log.stat().st_size if hub_log.exists() else 0
     go = threading.Barrier(len(names))
     stop = threading.Event()
     prober = threading.Thread(target=_probe, args=(running.url, token, stop, probe_interval, result), daemon=True)
@@ -160,6 +165,10 @@ def storm(
     result.wall_seconds = time.monotonic() - started
     stop.set()
     prober.join(60)
+    if hub_log.exists():
+        with hub_log.open(errors="replace") as log:
+            log.seek(log_start)
+            result.loop_stalls = [float(s) for s in LOOP_STALL.findall(log.read())]
     return result
 
 
