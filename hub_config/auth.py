@@ -32,6 +32,10 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
 
     async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
         """A data-lake token for the new server when the facility's data lake requires tokens."""
+        # Refuse a request outside the user's allowance before anything is awaited (as hub_config.oidc).
+        check = getattr(spawner, "validated", None)
+        if check is not None:
+            check(spawner.user_options or {})
         runtime = read_runtime()
         if data_tokens.enabled(runtime):
             lifetime = dt.timedelta(hours=LOCAL_DATA_TOKEN_HOURS)
