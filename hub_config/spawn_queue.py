@@ -29,6 +29,7 @@ log = logging.getLogger("JupyterHub")
 # How often a slot holder checks whether its spawn is still pending, and how often the spawn
 # page's queue message is refreshed.
 POLL_SECONDS = 0.5
+REPEAT_SECONDS = 15
 
 
 class SpawnQueue:
@@ -144,10 +145,14 @@ class QueuedSpawn:
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         """Spawn-page events while this spawn waits in line; ends when its turn comes."""
+        said: tuple[int, int] | None = None
         while (ahead := self.ahead()) is not None:
             waited = int(time.monotonic() - self.queued_at)
-            yield {"progress": 5, "message": waiting_message(ahead, self.queue.limit, waited)}
-            await asyncio.sleep(POLL_SECONDS * 2)
+            # The page adds every event to its log: a new line when the count moves, or every 15 s.
+            if said is None or ahead != said[0] or waited - said[1] >= REPEAT_SECONDS:
+                yield {"progress": 5, "message": waiting_message(ahead, self.queue.limit, waited)}
+                said = (ahead, waited)
+            await asyncio.sleep(POLL_SECONDS)
 
 
 def waiting_message(ahead: int, limit: int, waited: int) -> str:
