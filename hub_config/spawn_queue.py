@@ -18,7 +18,7 @@ import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from backends.registry import kind_of
@@ -121,11 +121,21 @@ class QueuedSpawn:
         self.queued_at = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
 
-    async def wait_turn(self) -> None:
+    def enter(self) -> Awaitable[None] | None:
+        """Take a place: None when the spawn may start at once, else something to await for the turn.
+
+        Nothing is awaited when a slot is free, so the hub still answers a refused request at once
+        (its slow_spawn_timeout is 0) and a free machine starts a server without a detour.
+        """
         self.ticket, turn = self.queue.take()
-        if turn is not None:
-            log.info("Spawn queued: %d ahead, %d starting at a time", self.ahead(), self.queue.limit)
-            await self.queue.wait(self.ticket, turn)
+        if turn is None:
+            self._watch = asyncio.ensure_future(self._release_when_done())
+            return None
+        log.info("Spawn queued: %d ahead, %d starting at a time", self.ahead(), self.queue.limit)
+        return self._wait(self.ticket, turn)
+
+    async def _wait(self, ticket: int, turn: asyncio.Future[None]) -> None:
+        await self.queue.wait(ticket, turn)
         self._watch = asyncio.ensure_future(self._release_when_done())
 
     async def _release_when_done(self) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -101,16 +101,23 @@ class FacilitySpawner(WrapSpawner):
 
     _queued: spawn_queue.QueuedSpawn | None = None
 
-    async def run_pre_spawn_hook(self) -> Any:
+    def run_pre_spawn_hook(self) -> Any:
         # Local servers wait their turn here (hub_config.spawn_queue): before the hub's start
-        # timeout runs, after the request is checked so a refusal still comes at once.
+        # timeout runs, after the request is checked. Not a coroutine: a refusal must come before
+        # anything is awaited, or the hub's REST API answers 202 instead of 400.
         request = self.validated(self.user_options or {})
         fac = self.facility
         self._queued = None
         if spawn_queue.queues(fac, request.backend):
             limit = fac.hub.spawn.concurrent
             self._queued = spawn_queue.QueuedSpawn(spawn_queue.hub_queue(limit), lambda: self.pending == "spawn")
-            await self._queued.wait_turn()
+            turn = self._queued.enter()
+            if turn is not None:
+                return self._hook_after(turn)
+        return super().run_pre_spawn_hook()
+
+    async def _hook_after(self, turn: Awaitable[None]) -> Any:
+        await turn
         hook = super().run_pre_spawn_hook()
         return await hook if inspect.isawaitable(hook) else hook
 
