@@ -12,7 +12,7 @@ from typing import Any
 import facility
 from backends.common.cluster_options import specification
 from backends.registry import kind_of
-from dask_backends.client import available_backends
+from dask_backends.addresses import available_backends
 from facility.model import Backend, Facility
 
 

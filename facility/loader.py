@@ -37,6 +37,7 @@ from facility.model import (
     Metrics,
     Queue,
     Range,
+    Spawn,
     UnixAccounts,
 )
 
@@ -332,6 +333,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             bind_url=hub_raw.get("bind_url", "http://127.0.0.1:8000"),
             idle_cull_minutes=hub_raw.get("idle_cull_minutes", 0),
             start_timeout_seconds=hub_raw.get("start_timeout_seconds", 120),
+            spawn=Spawn(**(hub_raw.get("spawn") or {})),
         ),
         metrics=Metrics(**(raw.get("metrics") or {})),
         raw=raw,

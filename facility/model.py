@@ -152,10 +152,21 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class Spawn:
+    """hub.spawn: how many notebook servers start on the hub's host at once, and how long one may
+    take to answer. The defaults suit a 2-core host (30 logins at once all get their server)."""
+
+    concurrent: int = 4
+    queue_limit: int = 200
+    http_timeout_seconds: int = 120
+
+
+@dataclass(frozen=True)
 class Hub:
     bind_url: str
     idle_cull_minutes: int
     start_timeout_seconds: int
+    spawn: Spawn = field(default_factory=Spawn)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ A real site sets ``auth.type: oidc`` instead (oauthenticator, see hub_config.oid
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -29,13 +30,24 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
         help="username -> groups, inverted from facility.yaml's auth.groups.",
     )
 
-    def pre_spawn_start(self, user: Any, spawner: Any) -> None:
+    def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """A data-lake token for the new server when the facility's data lake requires tokens."""
+        # Refuse a request outside the user's allowance before anything is awaited (as hub_config.oidc):
+        # the hub answers the REST API's 400 only for a refusal that comes at once.
+        check = getattr(spawner, "validated", None)
+        if check is not None:
+            check(spawner.user_options or {})
         runtime = read_runtime()
         if data_tokens.enabled(runtime):
-            lifetime = dt.timedelta(hours=LOCAL_DATA_TOKEN_HOURS)
-            env = write_user_tokens(token_files_of(runtime), runtime, user.name, None, lifetime)
-            spawner.environment = {**spawner.environment, **env}  # a new dict: the configured one is shared
+            return self._write_data_token(user, spawner, runtime)
+        return None
+
+    async def _write_data_token(self, user: Any, spawner: Any, runtime: Any) -> None:
+        lifetime = dt.timedelta(hours=LOCAL_DATA_TOKEN_HOURS)
+        # The first token file creates the user's Unix account (useradd): off the hub's event loop.
+        files = token_files_of(runtime)
+        env = await asyncio.to_thread(write_user_tokens, files, runtime, user.name, None, lifetime)
+        spawner.environment = {**spawner.environment, **env}  # a new dict: the configured one is shared
 
     def post_spawn_stop(self, user: Any, spawner: Any) -> None:
         token_files_of(read_runtime()).remove(user.name)

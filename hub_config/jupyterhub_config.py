@@ -5,7 +5,6 @@ folders)."""
 # ruff: noqa: F821  (`c` is injected by JupyterHub when it loads this file)
 import os
 import sys
-from pathlib import Path
 
 import facility
 from backends.registry import kind_of
@@ -65,13 +64,18 @@ c.FacilitySpawner.facility_file = runtime.facility_file
 c.FacilitySpawner.home_dir_template = str(state / "home" / "{username}")
 c.FacilitySpawner.gateway_urls = {name: gw.url for name, gw in runtime.gateways.items()}
 c.FacilitySpawner.data_environments = {b.name: data_environment(fac, b, runtime) for b in fac.backends}
-c.Spawner.cmd = [str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser")]
+# jupyterhub-singleuser without a 2 s import it never needs (hub_config/singleuser.py).
+c.Spawner.cmd = [sys.executable, "-m", "hub_config.singleuser"]
 c.Spawner.default_url = "/lab"
 if os.geteuid() == 0:
     # The embedded facility runs local notebook servers as the hub's own user; on a fresh
     # Debian machine that is root, which jupyter-server refuses unless told.
     c.Spawner.args = ["--ServerApp.allow_root=True"]
-c.Spawner.http_timeout = 60
+# Spawn storms (hub.spawn of facility.yaml): local servers queue in hub_config.spawn_queue; the
+# hub itself refuses only beyond the queue. Both timeouts bind the spawner the hub sees.
+c.JupyterHub.concurrent_spawn_limit = fac.hub.spawn.concurrent + fac.hub.spawn.queue_limit
+c.Spawner.http_timeout = fac.hub.spawn.http_timeout_seconds
+c.Spawner.start_timeout = fac.hub.start_timeout_seconds
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None

@@ -18,6 +18,7 @@ with what the facility needs on top:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 import os
@@ -95,7 +96,8 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         else:
             model = await super().refresh_user(user, handler, **kwargs)
         if isinstance(model, dict) and (model.get("auth_state") or {}).get("access_token"):
-            self._write_token_files(user.name, model["auth_state"])
+            # May create the user's Unix account (useradd): off the hub's event loop.
+            await asyncio.to_thread(self._write_token_files, user.name, model["auth_state"])
         return model
 
     def _write_token_files(self, username: str, auth_state: dict[str, Any]) -> dict[str, str]:
@@ -122,7 +124,7 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         # Written here, kept fresh by refresh_user; only its path reaches the server.
         await _maybe_await(super().pre_spawn_start(user, spawner))
         auth_state = await user.get_auth_state()
-        env = self._write_token_files(user.name, auth_state or {})
+        env = await asyncio.to_thread(self._write_token_files, user.name, auth_state or {})
         if env:
             # A new dict: the configured environment is shared by every spawner.
             spawner.environment = {**spawner.environment, **env}

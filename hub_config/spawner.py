@@ -9,9 +9,10 @@ batchspawner's Slurm / Condor spawners.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -23,7 +24,7 @@ from wrapspawner import WrapSpawner
 import facility
 from backends.registry import kind_of
 from facility.model import Backend, Facility
-from hub_config import children
+from hub_config import children, spawn_queue
 
 _templates = Environment(loader=PackageLoader("hub_config", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -98,6 +99,28 @@ class FacilitySpawner(WrapSpawner):
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None
 
+    _queued: spawn_queue.QueuedSpawn | None = None
+
+    def run_pre_spawn_hook(self) -> Any:
+        # Local servers wait their turn here (hub_config.spawn_queue): before the hub's start
+        # timeout runs, after the request is checked. Not a coroutine: a refusal must come before
+        # anything is awaited, or the hub's REST API answers 202 instead of 400.
+        request = self.validated(self.user_options or {})
+        fac = self.facility
+        self._queued = None
+        if spawn_queue.queues(fac, request.backend):
+            limit = fac.hub.spawn.concurrent
+            self._queued = spawn_queue.QueuedSpawn(spawn_queue.hub_queue(limit), lambda: self.pending == "spawn")
+            turn = self._queued.enter()
+            if turn is not None:
+                return self._hook_after(turn)
+        return super().run_pre_spawn_hook()
+
+    async def _hook_after(self, turn: Awaitable[None]) -> Any:
+        await turn
+        hook = super().run_pre_spawn_hook()
+        return await hook if inspect.isawaitable(hook) else hook
+
     def start(self):
         # The REST API passes user_options straight here: validate again, before any child exists.
         request = self.validated(self.user_options or {})
@@ -116,6 +139,9 @@ class FacilitySpawner(WrapSpawner):
         server is up, so the waiting messages below need no end of their own."""
         started = time.monotonic()
         while self.child_spawner is None:  # start() has not handed the request to a backend yet
+            if self._queued is not None:  # waiting in line: say for how many others
+                async for event in self._queued.progress():
+                    yield event
             await asyncio.sleep(0.2)
         opts = self.user_options or {}
         backend = self.facility.backend(opts["backend"])

@@ -12,7 +12,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from dask_backends.client import dashboard_address, gateway_address
+from dask_backends.addresses import dashboard_address, gateway_address
 
 # Running and starting clusters; stopped and failed ones are history, not shown in the panel.
 LIVE_STATUSES = "PENDING,RUNNING"
