@@ -15,6 +15,8 @@ from facility.usernames import USERNAME_PATTERN
 from hub_config.auth import invert_groups
 from hub_config.dashboard_service import SERVICE_NAME as DASHBOARD_SERVICE
 from hub_config.dashboard_service import dashboards_prefix
+from hub_config.examples import configure as configure_examples
+from hub_config.user_guide import configure as configure_user_guide
 from monitoring.hub import configure_hub as configure_metrics
 
 runtime = read_runtime()
@@ -69,6 +71,8 @@ if os.geteuid() == 0:
     c.Spawner.args = ["--ServerApp.allow_root=True"]
 c.Spawner.http_timeout = 60
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
+configure_examples(c, runtime)  # servers open through nbgitpuller: ~/examples kept up to date
+configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None
 if serve_dashboards:
