@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from af.components import PROJECT_ROOT
 from facility import examples
@@ -26,9 +27,31 @@ def publish_examples(state: Path, folder: Path = EXAMPLES) -> bool:
     return examples.publish(examples.repo_path(state), example_notebooks(folder))
 
 
+def _unlink_repository_files(tokens: list[Token]) -> None:
+    """Links to other files of the repository (../README.md) lead nowhere in the hub: keep their text only."""
+    for token in tokens:
+        if token.children:
+            token.children = [
+                child
+                for child in token.children
+                if not (child.type in ("link_open", "link_close") and _is_repository_link(child, token.children))
+            ]
+
+
+def _is_repository_link(token: Token, siblings: list[Token]) -> bool:
+    if token.type == "link_close":  # its link_open is the nearest one before it
+        opening = [t for t in siblings[: siblings.index(token)] if t.type == "link_open"]
+        token = opening[-1]
+    href = str(token.attrGet("href") or "")
+    return "://" not in href and not href.startswith("#")
+
+
 def render_user_guide(state: Path, source: Path = USER_GUIDE) -> Path:
     """Write the user guide as an HTML fragment (no raw HTML from the markdown) into `state`."""
-    html = MarkdownIt("commonmark", {"html": False}).enable("table").render(source.read_text())
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(source.read_text())
+    _unlink_repository_files(tokens)
+    html = md.renderer.render(tokens, md.options, {})
     target = Path(state) / GUIDE_FILE
     target.write_text(html)
     return target

@@ -138,7 +138,7 @@ def test_newcomer_finds_and_runs_the_examples(embedded: RunningFacility, newcome
     page.screenshot(path=shots / "04-first-steps-progress-and-plot.png")
     image.scroll_into_view_if_needed()
     page.screenshot(path=shots / "05-first-steps-plot.png")
-    assert "root://" in cells.nth(1).text_content()  # read over XRootD, through the cache
+    assert "read through the cache: root://" in cells.nth(1).text_content()
 
     # 5. The home page links the guide, which the hub shows as a page (not raw markdown).
     page.goto(f"{embedded.url}/hub/home")

@@ -5,6 +5,7 @@ The browser tests (tests/test_browser_examples.py) check what users see of both.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -110,3 +111,6 @@ def test_user_guide_renders_to_html(tmp_path):
     assert "<table>" in html and "<pre><code" in html
     assert "\n## " not in html  # no raw markdown headings left
     assert "~/examples" in html  # it says where the examples are
+    # Links to repository files (../README.md) would lead nowhere below /hub/: their text stays, unlinked.
+    assert "the README\nand the facility.yaml reference" in html
+    assert re.findall(r'href="([^"]*)"', html) == ["https://nbgitpuller.readthedocs.io"]
