@@ -71,7 +71,7 @@ if os.geteuid() == 0:
     c.Spawner.args = ["--ServerApp.allow_root=True"]
 c.Spawner.http_timeout = 60
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
-configure_examples(c, runtime)  # servers open through nbgitpuller: ~/examples kept up to date
+configure_examples(c, runtime)  # servers on this host open through nbgitpuller: ~/examples kept current
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None

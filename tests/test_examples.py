@@ -114,3 +114,21 @@ def test_user_guide_renders_to_html(tmp_path):
     # Links to repository files (../README.md) would lead nowhere below /hub/: their text stays, unlinked.
     assert "the README\nand the facility.yaml reference" in html
     assert re.findall(r'href="([^"]*)"', html) == ["https://nbgitpuller.readthedocs.io"]
+
+
+def test_only_servers_on_the_facility_host_pull_the_examples():
+    """Batch jobs and pods cannot read the host's repository: they keep /lab and no git environment."""
+    from backends.registry import KINDS
+    from hub_config.examples import with_examples
+
+    repo = "/state/examples.git"
+    for name, kind in KINDS.items():
+        _, config = with_examples(kind, (object, {"environment": {"AF_BACKEND": name}}), repo)
+        if name == "local":
+            assert config["default_url"] == examples.pull_url(Path(repo))
+            assert config["environment"] == {"AF_BACKEND": name, **examples.git_environment(Path(repo))}
+        else:
+            assert "default_url" not in config, name  # the hub's /lab
+            assert config["environment"] == {"AF_BACKEND": name}, name
+    _, config = with_examples(KINDS["local"], (object, {"environment": {}}), "")
+    assert "default_url" not in config  # no repository configured: nothing to pull

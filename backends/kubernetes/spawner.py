@@ -14,7 +14,6 @@ def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, par
     pod = pod_settings(fac, backend, request.image, request.gpus, request.gpu_type)
     config = common_config(fac, backend, request, parent)
     config["environment"].update(pod.environment)
-    config["environment"].pop("GIT_CONFIG_SYSTEM", None)  # names a file of the facility host (hub_config.examples)
     # KubeSpawner expands {username}-style templates in values: keep JSON braces ($AF_DASK_GATEWAYS) literal.
     config["environment"] = {k: str(v).replace("{", "{{").replace("}", "}}") for k, v in config["environment"].items()}
     config.update(
@@ -29,8 +28,6 @@ def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, par
         extra_annotations=pod.annotations,
         volumes=pod.volumes,
         volume_mounts=pod.volume_mounts,
-        # The examples repository lies in the facility host's state folder, which pods cannot read.
-        default_url="/lab",
     )
     if namespace(backend):
         config["namespace"] = namespace(backend)
