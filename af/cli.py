@@ -15,13 +15,14 @@ from rich.table import Table
 
 import facility
 import monitoring
-from af import host_access, sessions, supervise, xrootd
+from af import host_access, hub_content, sessions, supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
 from af.data import seed_empty_lake
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, previous_runtime, write_runtime
 from facility.accounts import AccountError
+from facility.examples import ExamplesError
 from monitoring import status as monitoring_status
 
 console = Console()
@@ -143,6 +144,11 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
                 f"[yellow]Warning:[/] {origin['local_root']} holds {', '.join(extras)} beside the exported "
                 "prefixes; every data-lake reader can list those names. Move them elsewhere."
             )
+    try:
+        hub_content.publish_examples(runtime.state_path)  # every user's server pulls them into ~/examples
+    except ExamplesError as exc:
+        _fail(str(exc))
+    hub_content.render_user_guide(runtime.state_path)
     if runtime.metrics:
         monitoring.prepare(runtime, fac.name)  # Prometheus's files; the XCaches' g-stream directive
     granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants

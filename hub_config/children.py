@@ -11,6 +11,7 @@ from backends.common.notebook_child import ChildConfig
 from backends.registry import kind_of
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
+from hub_config import examples
 
 if TYPE_CHECKING:
     from hub_config.spawner import FacilitySpawner
@@ -34,4 +35,6 @@ def import_spawner(path: str) -> type[Spawner]:
 
 
 def child_for(fac: Facility, backend: Backend, request: SpawnRequest, parent: FacilitySpawner) -> ChildConfig:
-    return kind_of(backend).load("notebook_child")(fac, backend, request, parent)
+    kind = kind_of(backend)
+    child = kind.load("notebook_child")(fac, backend, request, parent)
+    return examples.with_examples(kind, child, parent.examples_repo)  # ~/examples kept up to date

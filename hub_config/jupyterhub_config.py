@@ -13,7 +13,9 @@ from facility.runtime import gateway_service_name, read_runtime
 from facility.usernames import USERNAME_PATTERN
 from hub_config.auth import invert_groups
 from hub_config.dashboard_service import dashboards_prefix
+from hub_config.examples import configure as configure_examples
 from hub_config.services import DASHBOARD_SERVICE, register_services
+from hub_config.user_guide import configure as configure_user_guide
 from monitoring.hub import configure_hub as configure_metrics
 
 runtime = read_runtime()
@@ -77,6 +79,8 @@ c.JupyterHub.concurrent_spawn_limit = fac.hub.spawn.concurrent + fac.hub.spawn.q
 c.Spawner.http_timeout = fac.hub.spawn.http_timeout_seconds
 c.Spawner.start_timeout = fac.hub.start_timeout_seconds
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
+configure_examples(c, runtime)  # servers on this host open through nbgitpuller: ~/examples kept current
+configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None
 if serve_dashboards:

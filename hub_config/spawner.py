@@ -63,6 +63,9 @@ class FacilitySpawner(WrapSpawner):
         config=True,
         help="$AF_DATA_* (data-lake origin and cache URLs) per backend name, for dask_backends.data.",
     )
+    examples_repo = Unicode(
+        "", config=True, help="The facility's examples repository, pulled into ~/examples (hub_config/examples.py)."
+    )
     home_dir_template = Unicode(
         "~/af-home/{username}", config=True, help="Home folder of local-backend notebook servers."
     )

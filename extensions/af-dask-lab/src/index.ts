@@ -5,6 +5,7 @@ import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ICluster } from './api';
+import { examplesPlugin } from './examples';
 import { DaskPanel } from './panel';
 
 const daskIcon = new LabIcon({
@@ -62,4 +63,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, examplesPlugin];
