@@ -21,6 +21,8 @@ from af.data import data as data_commands
 from af.data import seed_empty_lake
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, previous_runtime, write_runtime
+from af.users import prepare_logins
+from af.users import user as user_commands
 from facility.accounts import AccountError
 from facility.examples import ExamplesError
 from monitoring import status as monitoring_status
@@ -165,14 +167,9 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         _fail(f"{', '.join(missing)} did not start within {timeout:.0f} s; see {logs}. `af down` cleans up.")
     if sample_data:
         seed_empty_lake(runtime)
-    secrets = runtime.secrets
     console.print(f"\n[bold]{fac.title}[/] is up at [link]{runtime.public_url}[/link]")
-    if fac.auth.type == "local":
-        console.print(f"Log in with any username and the password [bold]{secrets.user_password}[/]")
-        if fac.auth.admin_users:
-            console.print(f"Admins ({', '.join(fac.auth.admin_users)}) use the admin password in {state.runtime_file}")
-    else:
-        console.print(f"Log in through {fac.auth.oidc.issuer}")
+    for line in prepare_logins(fac, runtime):
+        console.print(line, markup=False)
     console.print("`af status` shows each component; `af down` stops them all.")
 
 
@@ -249,6 +246,7 @@ def check_facility(path: Path) -> None:
 
 main.add_command(data_commands)
 main.add_command(run_command)
+main.add_command(user_commands)
 
 
 if __name__ == "__main__":

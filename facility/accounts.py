@@ -82,19 +82,39 @@ class Account:
         return cls(record["hub_name"], record["name"], int(record["uid"]), int(record["gid"]), Path(record["home"]))
 
 
-def unix_name(hub_name: str, prefix: str = "af-") -> str:
-    """The account name of a hub user: prefix + name, or prefix + cleaned name + _ + hash."""
-    if PLAIN_NAME.fullmatch(hub_name) and len(prefix) + len(hub_name) <= MAX_NAME:
-        return prefix + hub_name
+def unix_name(hub_name: str, prefix: str = "af-", group: str = "af-users") -> str:
+    """The account name of a hub user: prefix + name, or prefix + cleaned name + _ + hash.
+
+    The hashed form also replaces a plain name that is the facility's `group` or a group without an
+    account of its name (hub user ``users`` would otherwise be ``af-users``): useradd gives each
+    account a private group of its own name, and that would fail.
+    """
+    plain = prefix + hub_name
+    if PLAIN_NAME.fullmatch(hub_name) and len(plain) <= MAX_NAME and not _group_taken(plain, group):
+        return plain
     digest = hashlib.sha256(hub_name.encode()).hexdigest()[:16]
     cleaned = re.sub(r"[^a-z0-9-]+", "-", hub_name.lower()).strip("-") or "user"
     room = MAX_NAME - len(prefix) - 1 - len(digest)
     return f"{prefix}{cleaned[:room].rstrip('-') or 'user'}_{digest}"
 
 
+def _group_taken(name: str, facility_group: str) -> bool:
+    """Whether `name` cannot be an account's private group: the facility's group, or a group with no
+    account of its name."""
+    if name == facility_group:
+        return True
+    if not _group_exists(name):
+        return False
+    try:
+        pwd.getpwnam(name)  # an account's own group: lookup() tells a facility account from a site one
+        return False
+    except KeyError:
+        return True
+
+
 def lookup(hub_name: str, settings: UnixAccounts) -> Account | None:
     """The facility account of a hub user, or None when it does not exist yet."""
-    name = unix_name(hub_name, settings.prefix)
+    name = unix_name(hub_name, settings.prefix, settings.group)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -117,16 +137,16 @@ def ensure_account(hub_name: str, settings: UnixAccounts, extra_roots: Sequence[
     if account is None:
         require_root(f"cannot create the Unix account for {hub_name!r}")
         _ensure_group(settings.group)
-        name = unix_name(hub_name, settings.prefix)
+        name = unix_name(hub_name, settings.prefix, settings.group)
         try:
             _run_locked(
                 ["useradd", "--create-home", "--home-dir", str(HOME_ROOT / name), "--shell", "/bin/bash"]
                 + ["--user-group", "--groups", settings.group, "--comment", f"{GECOS_MARKER} {hub_name}", name]
             )
-        except AccountError:
+        except AccountError as exc:
             # The hub and a gateway may create the same account at once: the other one won.
             if lookup(hub_name, settings) is None:
-                raise
+                raise AccountError(f"cannot create the Unix account {name!r} for user {hub_name!r} ({exc})") from None
         account = lookup(hub_name, settings)
         assert account is not None
     if os.geteuid() == 0:

@@ -203,6 +203,8 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
     auth = raw.get("auth") or {}
     if auth.get("type") == "oidc" and "oidc" not in auth:
         yield "auth.oidc: required when auth.type is 'oidc'"
+    if auth.get("type") == "oidc" and auth.get("shared_password"):
+        yield "auth.shared_password: only for auth.type 'local'; the identity provider checks passwords"
     backend_names = [b["name"] for b in raw["backends"]]
     for index, allowance in enumerate(auth.get("allowances", [])):
         where = f"auth.allowances[{index}]"
@@ -328,6 +330,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             oidc=oidc,
             allowances=tuple(_build_allowance(a) for a in auth_raw.get("allowances", [])),
             unix_accounts=UnixAccounts(**(auth_raw.get("unix_accounts") or {})),
+            shared_password=bool(auth_raw.get("shared_password", False)),
         ),
         hub=Hub(
             bind_url=hub_raw.get("bind_url", "http://127.0.0.1:8000"),

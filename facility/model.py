@@ -149,6 +149,7 @@ class Auth:
     oidc: OIDC | None
     allowances: tuple[Allowance, ...] = ()
     unix_accounts: UnixAccounts = field(default_factory=UnixAccounts)
+    shared_password: bool = False  # local auth: a workshop's shared password besides own credentials
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
 SECRETS: dict[str, str] = {
     "cookie_secret": "hex",  # JupyterHub's cookies
     "proxy_token": "hex",  # hub <-> configurable-http-proxy
-    "user_password": "password",  # the embedded facility's shared login
+    "user_password": "password",  # the shared login, only with auth.shared_password (a workshop)
     "admin_password": "long-password",
     "gateway_db_key": "fernet",  # dask-gateway's database encryption
     "crypt_key": "hex",  # JupyterHub's auth_state (OIDC tokens)

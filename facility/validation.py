@@ -35,15 +35,26 @@ class SpawnRequest:
         return asdict(self)
 
 
-def _first(value: Any) -> Any:
-    # Form posts arrive as {"key": ["value"]}; the REST API sends plain values.
-    if isinstance(value, list | tuple):
-        return value[0] if value else None
+def from_form(formdata: Mapping[str, list[str]]) -> dict[str, str]:
+    """A form post ({"key": ["value"]}) as plain values; a field sent more than once is refused."""
+    values = {}
+    for key, sent in formdata.items():
+        if len(sent) > 1:
+            raise RequestError(f"{key}: sent {len(sent)} times; give one value")
+        values[key] = sent[0] if sent else ""
+    return values
+
+
+def _first(options: Mapping[str, Any], key: str) -> Any:
+    # One value per field: a list (the REST API takes any JSON) is refused, never cut to an element.
+    value = options.get(key)
+    if isinstance(value, list | tuple | dict):
+        raise RequestError(f"{key}: give one value, not a {'mapping' if isinstance(value, dict) else 'list'}")
     return value
 
 
 def _integer(options: Mapping[str, Any], key: str, rng: Range, label: str) -> int:
-    raw = _first(options.get(key))
+    raw = _first(options, key)
     if raw is None or raw == "":
         return rng.default
     if isinstance(raw, bool):
@@ -58,7 +69,7 @@ def _integer(options: Mapping[str, Any], key: str, rng: Range, label: str) -> in
 
 
 def _choice(options: Mapping[str, Any], key: str, allowed: list[str], default: str, label: str) -> str:
-    raw = _first(options.get(key))
+    raw = _first(options, key)
     if raw is None or raw == "":
         return default
     value = str(raw)
@@ -103,13 +114,13 @@ def validate_spawn(
     gpu_type = ""
     if gpus and backend.gpu_types:
         gpu_type = _choice(options, "gpu_type", list(backend.gpu_types), "", "gpu_type")
-    elif _first(options.get("gpu_type")):
+    elif _first(options, "gpu_type"):
         _choice(options, "gpu_type", list(backend.gpu_types) if gpus else [], "", "gpu_type")
     queue = ""
     if backend.queues:
         names = [q.name for q in backend.queues]
         queue = _choice(options, "queue", names, names[0], "queue")
-    elif _first(options.get("queue")):
+    elif _first(options, "queue"):
         raise RequestError(f"queue: backend {name!r} has no queues to choose from")
     walltime = 0
     if backend.walltime_hours:
@@ -118,4 +129,6 @@ def validate_spawn(
         if cap is not None and cap < limit.max:
             limit = Range(max=cap, min=limit.min, default=min(limit.default, cap))
         walltime = _integer(options, "walltime_hours", limit, "walltime_hours")
+    elif _first(options, "walltime_hours") not in (None, "", 0):
+        raise RequestError(f"walltime_hours: backend {name!r} has no wall time to choose")
     return SpawnRequest(name, image, cores, memory, gpus, gpu_type, queue, walltime)

@@ -1,6 +1,10 @@
-"""Login for the embedded facility: JupyterHub's shared-password login, groups from facility.yaml.
+"""Login for the embedded facility: an own password per user, groups from facility.yaml.
 
-A real site sets ``auth.type: oidc`` instead (oauthenticator, see hub_config.oidc); nothing else changes.
+Users get their credential from `af user add` (facility.credentials keeps only scrypt hashes);
+JupyterHub's SharedPasswordAuthenticator stays underneath for the explicit opt-in
+`auth.shared_password` (a workshop), which never opens an account that has its own credential.
+Failed logins are throttled per user and per address. A real site sets ``auth.type: oidc``
+instead (oauthenticator, see hub_config.oidc); nothing else changes.
 """
 
 from __future__ import annotations
@@ -9,26 +13,52 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+from jupyterhub.auth import Authenticator
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
-from traitlets import Dict, List, Unicode
+from tornado import web
+from traitlets import Dict, Integer, List, Unicode
 
 from facility import data_tokens
+from facility.credentials import CredentialStore
 from facility.runtime import read_runtime
 from facility.tokens import token_files_of, write_user_tokens
+from hub_config.login_throttle import Throttle
 
 # Without OIDC there is no access token to follow: a data-lake token for a working day per start.
 LOCAL_DATA_TOKEN_HOURS = 12
+FAILURE_WINDOW_SECONDS = 300
 
 
 class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
-    """SharedPasswordAuthenticator that also gives each user their facility.yaml groups."""
+    """Own credentials first; the shared password (when configured) only for names without one."""
 
+    credentials_file = Unicode("", config=True, help="The facility's password hashes (facility.credentials).")
     user_groups = Dict(
         key_trait=Unicode(),
         value_trait=List(Unicode()),
         config=True,
         help="username -> groups, inverted from facility.yaml's auth.groups.",
     )
+    failures_per_user = Integer(5, config=True, help="Failed logins of one name before it must wait.")
+    failures_per_address = Integer(20, config=True, help="Failed logins from one address before it must wait.")
+    lockout_seconds = Integer(30, config=True, help="How long a name or address waits after too many failures.")
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._by_user = Throttle(self.failures_per_user, FAILURE_WINDOW_SECONDS, self.lockout_seconds)
+        self._by_address = Throttle(self.failures_per_address, FAILURE_WINDOW_SECONDS, self.lockout_seconds)
+
+    @property
+    def store(self) -> CredentialStore:
+        return CredentialStore(self.credentials_file)
+
+    def check_allow_config(self) -> None:
+        # SharedPasswordAuthenticator's warnings assume shared passwords are the only way in.
+        Authenticator.check_allow_config(self)
+
+    def check_allowed(self, username: str, authentication: dict[str, Any] | None = None) -> bool:
+        # allow_all is on only with the shared-password opt-in; otherwise a name needs a credential.
+        return self.store.has(username) or super().check_allowed(username, authentication)
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """A data-lake token for the new server when the facility's data lake requires tokens."""
@@ -53,10 +83,40 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
         token_files_of(read_runtime()).remove(user.name)
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
-        model = await super().authenticate(handler, data)
-        if model is not None:
-            model["groups"] = sorted(set(model.get("groups", [])) | set(self.user_groups.get(model["name"], [])))
+        username = self.normalize_username(data.get("username", ""))
+        address = _client_address(handler)
+        self._refuse_if_throttled(username, address)
+        own = await asyncio.to_thread(self.store.verify, username, data.get("password", ""))
+        if own is None:  # no own credential: only the shared password (if opted in) may open it
+            model = await super().authenticate(handler, data)
+        else:
+            model = {"name": username, "admin": username in self.admin_users} if own else None
+        if model is None:
+            self._by_user.failed(username)
+            self._by_address.failed(address)
+            return None
+        self._by_user.succeeded(username)
+        model["groups"] = sorted(set(model.get("groups", [])) | set(self.user_groups.get(model["name"], [])))
         return model
+
+    def _refuse_if_throttled(self, username: str, address: str) -> None:
+        # Checked before the password, so the right password does not help during the wait.
+        for throttle, key, whose in (
+            (self._by_user, username, "for this user"),
+            (self._by_address, address, "from your address"),
+        ):
+            wait = throttle.wait(key)
+            if wait:
+                self.log.warning("Login of %r from %s refused: too many failed attempts %s", username, address, whose)
+                # The hub's login page shows an HTTPError's message in place of its own.
+                raise web.HTTPError(429, f"Too many failed attempts {whose}; try again in {wait} s")
+
+
+def _client_address(handler: Any) -> str:
+    # The proxy appends the peer it saw to X-Forwarded-For: its last entry cannot be forged by a
+    # client, while tornado's remote_ip would follow a client-sent X-Real-Ip.
+    forwarded = handler.request.headers.get("X-Forwarded-For", "")
+    return forwarded.split(",")[-1].strip() or handler.request.remote_ip or "unknown"
 
 
 def invert_groups(groups: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ import sys
 
 import facility
 from backends.registry import kind_of
+from facility.credentials import credentials_path
 from facility.data_environment import data_environment
 from facility.runtime import gateway_service_name, read_runtime
 from facility.usernames import USERNAME_PATTERN
@@ -45,10 +46,13 @@ c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 # Login.
 if fac.auth.type == "local":
     c.JupyterHub.authenticator_class = "hub_config.auth.FacilityPasswordAuthenticator"
-    c.FacilityPasswordAuthenticator.user_password = secrets.user_password
-    c.FacilityPasswordAuthenticator.admin_password = secrets.admin_password
+    c.FacilityPasswordAuthenticator.credentials_file = str(credentials_path(state))
     c.FacilityPasswordAuthenticator.user_groups = invert_groups(fac.auth.groups)
-    c.Authenticator.allow_all = True
+    # Own credentials (`af user add`) only, unless facility.yaml opts into a shared password:
+    # then any new name may log in with it, but never one that has its own credential.
+    if fac.auth.shared_password:
+        c.FacilityPasswordAuthenticator.user_password = secrets.user_password
+    c.Authenticator.allow_all = fac.auth.shared_password
     c.Authenticator.manage_groups = True
 else:
     from hub_config.oidc import configure_oidc

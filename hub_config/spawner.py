@@ -94,10 +94,11 @@ class FacilitySpawner(WrapSpawner):
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         # Raising here re-renders the form with the message and spawns nothing.
         fields = {k: v for k, v in formdata.items() if k != "_xsrf"}  # the hub's CSRF token, not an option
-        return self.validated(fields).as_options()
+        return self.validated(fields, form=True).as_options()
 
-    def validated(self, options: dict[str, Any]) -> facility.SpawnRequest:
+    def validated(self, options: dict[str, Any], form: bool = False) -> facility.SpawnRequest:
         try:
+            options = facility.validation.from_form(options) if form else options
             return facility.validate_spawn(self.facility, options, self._groups(), bool(self.user.admin))
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None

@@ -44,6 +44,13 @@ def embedded(start_facility: StartFacility) -> RunningFacility:
     return start_facility(embedded_raw())
 
 
+@pytest.fixture(scope="session")
+def workshop(start_facility: StartFacility) -> RunningFacility:
+    """The embedded facility with the opt-in shared password of a workshop (auth.shared_password)."""
+    raw = embedded_raw()
+    return start_facility({**raw, "auth": {**raw["auth"], "shared_password": True}})
+
+
 @pytest.fixture
 def artifacts() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -112,14 +112,30 @@ class RunningFacility:
         return self.runtime["public_url"]
 
     @property
-    def user_password(self) -> str:
+    def shared_password(self) -> str:
+        """The password of auth.shared_password (only a facility that opts into it accepts it)."""
         return self.runtime["secrets"]["user_password"]
+
+    @property
+    def admin_password(self) -> str:
+        return self.runtime["secrets"]["admin_password"]
 
     def af(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
         return run_af(self.state_dir, *args, **kwargs)
 
+    def password_of(self, username: str) -> str:
+        """username's own password: the first call creates the login with `af user add`."""
+        known = _passwords.setdefault(self.state_dir, {})
+        if username not in known:
+            known[username] = self.af("user", "add", username).stdout.strip().splitlines()[-1]
+        return known[username]
+
     def login(self, username: str, password: str | None = None) -> HubSession:
-        return HubSession.login(self.url, username, password or self.user_password)
+        return HubSession.login(self.url, username, password or self.password_of(username))
+
+
+# Passwords `af user add` printed, per state folder: each is shown only once.
+_passwords: dict[Path, dict[str, str]] = {}
 
 
 class HubSession:

@@ -58,7 +58,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     # 1. Log in.
     page.goto(f"{embedded.url}/hub/login")
     page.fill("#username_input", USER)
-    page.fill("#password_input", embedded.user_password)
+    page.fill("#password_input", embedded.password_of(USER))
     page.click("#login_submit")
 
     # 2. The spawn form: backend cards with descriptions and limits, only applicable fields.

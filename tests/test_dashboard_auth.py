@@ -240,7 +240,7 @@ def test_bokeh_dashboard_renders_live_in_a_browser(
     page.goto(cluster.link)
     assert "/hub/login" in page.url  # no hub session yet
     page.fill("input[name=username]", OWNER)
-    page.fill("input[name=password]", embedded.user_password)
+    page.fill("input[name=password]", embedded.password_of(OWNER))
     page.click("#login_submit")
     page.wait_for_url(cluster.link)
     # bokeh draws its plots on canvases once its websocket session to the scheduler is up.

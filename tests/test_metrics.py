@@ -329,7 +329,7 @@ def test_xcache_bytes_from_cache_and_origin(monitored: RunningFacility, tmp_path
 
 def test_operator_page_plots_the_metrics_for_admins(monitored: RunningFacility) -> None:
     page_url = f"{monitored.url}/services/af-operator/"
-    admin = monitored.login("admin", monitored.runtime["secrets"]["admin_password"])
+    admin = monitored.login("admin", monitored.admin_password)
     page = admin.http.get(page_url, timeout=60)
     assert page.status_code == 200, page.text[:500]
     assert page.url == page_url  # after the hub's OAuth round trip

@@ -6,6 +6,7 @@ import pytest
 
 import facility
 from facility import RequestError, validate_spawn
+from facility.validation import from_form
 from tests.harness import ROOT
 
 SITE = facility.load(ROOT / "examples" / "site-facility.yaml")
@@ -16,9 +17,35 @@ def test_defaults_fill_what_the_user_left_out() -> None:
     assert (request.cores, request.memory_gb, request.queue, request.walltime_hours) == (1, 2, "short", 2)
 
 
-def test_form_lists_are_accepted_like_plain_values() -> None:
-    request = validate_spawn(SITE, {"backend": ["hpc"], "cores": ["8"], "gpus": ["2"]}, {"hpc-users"})
+def test_form_posts_are_read_as_one_value_per_field() -> None:
+    form = from_form({"backend": ["hpc"], "cores": ["8"], "gpus": ["2"]})
+    request = validate_spawn(SITE, form, {"hpc-users"})
     assert (request.backend, request.cores, request.gpus, request.gpu_type) == ("hpc", 8, 2, "")
+    with pytest.raises(RequestError, match="cores: sent 2 times; give one value"):
+        from_form({"backend": ["hpc"], "cores": ["8", "1"]})
+
+
+@pytest.mark.parametrize("key", ["backend", "cores", "image", "queue", "walltime_hours"])
+def test_lists_for_single_values_are_refused_not_cut_to_their_first_element(key: str) -> None:
+    # Before: {"cores": [8, 64]} from the REST API became 8 without a word.
+    values = {
+        "backend": ["tier2", "cloud"],
+        "cores": [1, 64],
+        "image": ["x"],
+        "queue": ["short"],
+        "walltime_hours": [2],
+    }
+    options = {"backend": "tier2", key: values[key]}
+    with pytest.raises(RequestError, match=f"^{key}: give one value, not a list$"):
+        validate_spawn(SITE, options, set())
+
+
+def test_wall_time_on_a_backend_without_one_is_refused() -> None:
+    assert SITE.backend("cloud").walltime_hours is None
+    with pytest.raises(RequestError, match="walltime_hours: backend 'cloud' has no wall time to choose"):
+        validate_spawn(SITE, {"backend": "cloud", "walltime_hours": "4"}, set())
+    # A validated request carries walltime_hours 0 for such a backend and is checked again at start.
+    assert validate_spawn(SITE, {"backend": "cloud", "walltime_hours": 0}, set()).walltime_hours == 0
 
 
 def test_gpu_type_is_kept_only_with_gpus() -> None:
