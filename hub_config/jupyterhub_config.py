@@ -15,6 +15,7 @@ from facility.usernames import USERNAME_PATTERN
 from hub_config.auth import invert_groups
 from hub_config.dashboard_service import SERVICE_NAME as DASHBOARD_SERVICE
 from hub_config.dashboard_service import dashboards_prefix
+from hub_config.wait_api import handlers as wait_handlers
 from monitoring.hub import configure_hub as configure_metrics
 
 runtime = read_runtime()
@@ -58,6 +59,7 @@ c.JupyterHub.spawner_class = "hub_config.spawner.FacilitySpawner"
 if any(kind_of(b).is_batch for b in fac.backends):
     import batchspawner  # noqa: F401  (adds /hub/api/batchspawner, where batch jobs report their port)
 c.FacilitySpawner.facility_file = runtime.facility_file
+c.JupyterHub.extra_handlers.extend(wait_handlers())  # the spawn form's predicted wait (hub_config/wait_api.py)
 c.FacilitySpawner.home_dir_template = str(state / "home" / "{username}")
 c.FacilitySpawner.gateway_urls = {name: gw.url for name, gw in runtime.gateways.items()}
 c.FacilitySpawner.data_environments = {b.name: data_environment(fac, b, runtime) for b in fac.backends}
