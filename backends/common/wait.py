@@ -62,9 +62,15 @@ class ToolResult:
 
 
 async def run_tool(
-    argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None, timeout: float = 20
+    name: str,
+    argv: Sequence[str],
+    *,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20,
 ) -> ToolResult:
-    """Run a scheduler command without blocking the hub's event loop; killed after `timeout` s."""
+    """Run a scheduler command (`name` for messages) without blocking the hub's event loop;
+    killed after `timeout` s."""
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -74,11 +80,11 @@ async def run_tool(
             env={**os.environ, **(env or {})},
         )
     except OSError as exc:
-        raise ToolError(f"{os.path.basename(argv[0])} cannot be run here ({exc.strerror})") from None
+        raise ToolError(f"{name} cannot be run here ({exc.strerror})") from None
     try:
         out, err = await asyncio.wait_for(process.communicate(stdin.encode() if stdin is not None else None), timeout)
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise ToolError(f"{os.path.basename(argv[-1])} did not answer within {timeout:.0f} s") from None
+        raise ToolError(f"{name} did not answer within {timeout:.0f} s") from None
     return ToolResult(process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))

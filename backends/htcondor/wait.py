@@ -37,7 +37,7 @@ async def estimate(
         return Estimate("never", f"this request cannot be written as an HTCondor job: {exc}")
     try:
         status, queue = await asyncio.gather(
-            run_tool([*condor_argv(site, "condor_status"), *status_args(constraint)]),
+            run_tool("condor_status", [*condor_argv(site, "condor_status"), *status_args(constraint)]),
             run_tool(
                 [*condor_argv(site, "condor_q"), "-allusers", "-constraint", "JobStatus == 1", "-af", "ClusterId"]
             ),

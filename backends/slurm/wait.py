@@ -54,20 +54,20 @@ async def estimate(
 
 async def _predicted_start(prefix: list[str], env: dict[str, str], script: str, partition: str) -> Estimate:
     if partition:
-        shown = await run_tool([*prefix, "scontrol", "-o", "show", "partition", partition], env=env)
+        shown = await run_tool("scontrol", [*prefix, "scontrol", "-o", "show", "partition", partition], env=env)
         if shown.returncode:
             return failure_estimate(shown.stderr)
         state = partition_state(shown.stdout)
         if state and state != "UP":
             # --test-only still answers for a closed partition, with a start time that will not hold.
             return closed_partition(partition, state)
-    tested = await run_tool([*prefix, "sbatch", "--test-only"], stdin=script, env=env)
+    tested = await run_tool("sbatch", [*prefix, "sbatch", "--test-only"], stdin=script, env=env)
     return test_only_estimate(tested.returncode, tested.stderr)
 
 
 async def _gpu_details(prefix: list[str], env: dict[str, str], request: SpawnRequest) -> tuple[str, ...]:
     where = ["-p", request.queue] if request.queue else []
-    listed = await run_tool([*prefix, "sinfo", "-h", "-N", *where, "-O", SINFO_GPUS], env=env)
+    listed = await run_tool("sinfo", [*prefix, "sinfo", "-h", "-N", *where, "-O", SINFO_GPUS], env=env)
     if listed.returncode:
         return ("free GPUs unknown: sinfo failed",)
     return gpu_details(free_gpus(listed.stdout), request.gpus, request.gpu_type)
