@@ -38,9 +38,7 @@ async def estimate(
     try:
         status, queue = await asyncio.gather(
             run_tool("condor_status", [*condor_argv(site, "condor_status"), *status_args(constraint)]),
-            run_tool(
-                [*condor_argv(site, "condor_q"), "-allusers", "-constraint", "JobStatus == 1", "-af", "ClusterId"]
-            ),
+            run_tool("condor_q", [*condor_argv(site, "condor_q"), *IDLE_JOBS]),
         )
     except ToolError as exc:
         return Estimate("unknown", f"the HTCondor pool does not answer right now ({exc}), so no wait can be predicted")
