@@ -78,7 +78,7 @@ def fill_slurm_node(slurm: SlurmCluster) -> str:
     """A one-hour job holding all 16 CPUs of the node and one of its two a100s, running when this returns."""
     job = slurm.run(
         "sbatch", "--parsable", "--job-name=filler", "--partition=cpu", "--cpus-per-task=16", "--mem=1G",
-        "--time=01:00:00", "--gres=gpu:a100:1", "--wrap=sleep 1200",
+        "--time=01:00:00", "--gres=gpu:a100:1", "--output=/dev/null", "--wrap=sleep 1200",
     ).stdout.strip()  # fmt: skip
     until(lambda: slurm.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "RUNNING", "the filler job")
     return job
