@@ -36,6 +36,9 @@ class Kind:
     # "module:function" (af.run's RunRequest) running a notebook headless; "" when `af run` cannot
     runner: str = ""
     queue_label: str = "Queue"  # what the form calls backend.queues
+    # "module:function" async (fac, backend, request, username, home_dir_template) ->
+    # backends.common.wait.Estimate: the predicted wait the spawn form shows; "" when the kind has none
+    wait: str = ""
 
     def label_of(self, backend: Backend) -> str:
         return self.settings.of(backend).kind_label(self.label)
@@ -44,7 +47,7 @@ class Kind:
         return self.settings.of(backend)
 
     def load(self, part: str) -> Any:
-        """The function a part names (notebook_child, gateway or runner), imported now."""
+        """The function a part names (notebook_child, gateway, runner or wait), imported now."""
         reference = getattr(self, part)
         if not reference:
             raise LookupError(f"backends of kind {self.name} have no {part}")
@@ -84,6 +87,7 @@ KINDS: dict[str, Kind] = {
             gateway="backends.slurm.gateway:configure",
             runner="backends.slurm.runner:run_slurm",
             queue_label="Partition",
+            wait="backends.slurm.wait:estimate",
         ),
         Kind(
             "htcondor",
@@ -94,6 +98,7 @@ KINDS: dict[str, Kind] = {
             notebook_child="backends.htcondor.spawner:htcondor_child",
             gateway="backends.htcondor.gateway:configure",
             runner="backends.htcondor.runner:run_htcondor",
+            wait="backends.htcondor.wait:estimate",
         ),
     )
 }

@@ -17,6 +17,7 @@ from hub_config.dashboard_service import dashboards_prefix
 from hub_config.examples import configure as configure_examples
 from hub_config.services import DASHBOARD_SERVICE, register_services
 from hub_config.user_guide import configure as configure_user_guide
+from hub_config.wait_api import handlers as wait_handlers
 from monitoring.hub import configure_hub as configure_metrics
 
 runtime = read_runtime()
@@ -67,6 +68,7 @@ c.JupyterHub.spawner_class = "hub_config.spawner.FacilitySpawner"
 if any(kind_of(b).is_batch for b in fac.backends):
     import batchspawner  # noqa: F401  (adds /hub/api/batchspawner, where batch jobs report their port)
 c.FacilitySpawner.facility_file = runtime.facility_file
+c.JupyterHub.extra_handlers.extend(wait_handlers())  # the spawn form's predicted wait (hub_config/wait_api.py)
 c.FacilitySpawner.home_dir_template = str(state / "home" / "{username}")
 c.FacilitySpawner.gateway_urls = {name: gw.url for name, gw in runtime.gateways.items()}
 c.FacilitySpawner.data_environments = {b.name: data_environment(fac, b, runtime) for b in fac.backends}

@@ -127,8 +127,10 @@ def _modules_loaded_by(code: str) -> set[str]:
 
 
 def test_the_hub_does_not_load_distributed_nor_the_gateway_server() -> None:
-    children = "\n".join(f"import {kind.notebook_child.partition(':')[0]}" for kind in KINDS.values())
+    parts = [part for kind in KINDS.values() for part in (kind.notebook_child, kind.wait) if part]
+    children = "\n".join(f"import {part.partition(':')[0]}" for part in parts)
     hub = "import hub_config.spawner, hub_config.auth, hub_config.oidc, hub_config.dashboard_service\n" + children
+    hub += "\nimport hub_config.wait_api"
     loaded = _modules_loaded_by(hub)
     assert "distributed" not in loaded and "dask_gateway_server" not in loaded and "gateway" not in loaded
 
@@ -142,6 +144,7 @@ def test_a_kinds_parts_are_found_through_the_registry() -> None:
     for kind in KINDS.values():
         assert callable(kind.load("notebook_child")) and callable(kind.load("gateway"))
         assert not kind.runner or callable(kind.load("runner"))
+        assert not kind.wait or callable(kind.load("wait"))
         assert kind.label and kind.settings.from_site({}) == kind.settings()
 
 

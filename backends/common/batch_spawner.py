@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,10 @@ def wrapping_traits(wrapping: JobWrapping) -> dict[str, Any]:
     return {"job_prefix": list(wrapping.prefix), "job_program_dir": wrapping.program_dir}
 
 
+# How often the spawn progress asks the scheduler again about a pending job.
+QUEUE_ESTIMATE_SECONDS = 10
+
+
 class WatchedStartMixin:
     """Mix in before a batchspawner spawner class (which provides job_id, query_job_status, ...).
 
@@ -123,6 +128,32 @@ class WatchedStartMixin:
 
     # start() errors that already say what went wrong (the job was never queued): raised as they are.
     reraised_errors: tuple[str, ...] = ()
+
+    async def _queue_estimate(self, job_id: str) -> str:
+        """What the scheduler says about when the pending job starts, in words ("" when nothing)."""
+        return ""
+
+    async def progress(self) -> AsyncIterator[dict[str, str]]:
+        """batchspawner's progress, with the scheduler's estimate while the job waits in the queue
+        (refreshed every `QUEUE_ESTIMATE_SECONDS`); a message is sent only when its text changes."""
+        shown, words, refresh_at = "", "", 0.0
+        while True:
+            if self.state_isrunning():
+                yield {"message": "Your notebook job is running; waiting for its server to answer"}
+                return
+            if not self.job_id:
+                message = "Submitting your notebook job to the scheduler"
+            elif self.state_ispending():
+                if time.monotonic() >= refresh_at:
+                    words = await self._queue_estimate(self.job_id)
+                    refresh_at = time.monotonic() + QUEUE_ESTIMATE_SECONDS
+                message = f"Your notebook job {self.job_id} waits in the queue" + (f": {words}" if words else "")
+            else:
+                message = f"Asking the scheduler about your notebook job {self.job_id}"
+            if message != shown:
+                yield {"message": message}
+                shown = message
+            await asyncio.sleep(1)
 
     async def _held_message(self, job_id: str) -> str | None:
         """A message when the scheduler holds the job (checked after each status query); None if not."""

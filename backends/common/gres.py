@@ -1,6 +1,9 @@
-"""Slurm's generic-resource request for GPUs: the Slurm kind's jobs and interLink's Slurm plugin."""
+"""Slurm's generic resources for GPUs: the request (the Slurm kind's jobs, interLink's Slurm plugin) and
+the counts sinfo reports (the Slurm kind's predicted wait)."""
 
 from __future__ import annotations
+
+import re
 
 
 def gpu_gres(gpus: int, gpu_type: str = "") -> str:
@@ -8,3 +11,18 @@ def gpu_gres(gpus: int, gpu_type: str = "") -> str:
     if not gpus:
         return ""
     return f"gpu:{gpu_type}:{gpus}" if gpu_type else f"gpu:{gpus}"
+
+
+def gpu_counts(gres: str) -> dict[str, int]:
+    """GPU type -> count from Slurm's Gres or GresUsed text, e.g. `gpu:a100:2(S:0-1),gpu:v100:1(IDX:0)`.
+
+    Untyped GPUs (`gpu:2`) count under the type "any"; other resources (`shard`, `mps`) are skipped.
+    """
+    counts: dict[str, int] = {}
+    for item in re.split(r",(?![^(]*\))", gres or ""):
+        parts = re.sub(r"\(.*?\)", "", item).strip().split(":")
+        if parts[0] != "gpu" or len(parts) < 2 or not parts[-1].isdigit():
+            continue
+        gpu_type = parts[1] if len(parts) > 2 else "any"
+        counts[gpu_type] = counts.get(gpu_type, 0) + int(parts[-1])
+    return counts

@@ -40,16 +40,20 @@ def common_config(fac: Facility, backend: Backend, request: SpawnRequest, parent
 
 def batch_config(fac: Facility, backend: Backend, request: SpawnRequest, parent: ParentSpawner) -> dict[str, Any]:
     """common_config plus batchspawner's request traits."""
-    config = common_config(fac, backend, request, parent)
+    return {**common_config(fac, backend, request, parent), **batch_request_traits(request)}
+
+
+def batch_request_traits(request: SpawnRequest) -> dict[str, Any]:
+    """batchspawner's request traits (req_*) of a validated request; the predicted wait asks the
+    scheduler about the same values (backends/<kind>/wait.py)."""
     hours = request.walltime_hours or 1
-    config.update(
-        req_nprocs=str(request.cores),
-        req_memory=f"{request.memory_gb}G",
-        req_runtime=f"{hours:02d}:00:00",
-        req_queue=request.queue,
-        req_ngpus=str(request.gpus),
-    )
-    return config
+    return {
+        "req_nprocs": str(request.cores),
+        "req_memory": f"{request.memory_gb}G",
+        "req_runtime": f"{hours:02d}:00:00",
+        "req_queue": request.queue,
+        "req_ngpus": str(request.gpus),
+    }
 
 
 def batch_environment(

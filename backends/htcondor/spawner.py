@@ -36,6 +36,7 @@ from backends.common.container import job_wrapping, uses_container
 from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, batch_environment, home_folder
 from backends.htcondor.commands import condor_argv, job_user_ids
 from backends.htcondor.settings import HTCondorSettings
+from backends.htcondor.slots import count_slots, slot_constraint, status_args
 from backends.htcondor.submit import (
     SubmitValueError,
     classad_string,
@@ -179,6 +180,15 @@ class FacilityCondorSpawner(JobCommandMixin, JobAccountMixin, WatchedStartMixin,
             return None
         reason = await self._query("HoldReason")
         return f"HTCondor put your notebook job {job_id} on hold: {reason.strip() or 'no reason given'}."
+
+    async def _queue_estimate(self, job_id: str) -> str:
+        cores, gpus = int(self.req_nprocs or 1), self.gpus
+        try:
+            constraint = slot_constraint(cores, self.memory_mb, gpus, self.requirements)
+            out = await self.run_command(self._tool("condor_status", *status_args(constraint)))
+        except (RuntimeError, SubmitValueError):
+            return "the HTCondor pool does not answer right now"
+        return count_slots(out, cores, self.memory_mb, gpus).estimate().in_words()
 
     async def _pending_message(self, job_id: str, waited: float) -> str:
         return (

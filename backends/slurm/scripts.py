@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -52,6 +52,26 @@ _templates.filters["directive"] = directive
 def render_notebook_script(values: dict[str, Any]) -> str:
     """The batch script of a notebook server; `values['command']` must already be shell-quoted."""
     return _templates.get_template("slurm_notebook.sh.j2").render(**values)
+
+
+# The notebook spawner's traits that fill the notebook script's #SBATCH lines (template name: trait).
+NOTEBOOK_TRAITS = {
+    "workdir": "job_workdir",
+    "nprocs": "req_nprocs",
+    "memory": "req_memory",
+    "runtime": "req_runtime",
+    "partition": "req_partition",
+    "account": "req_account",
+    "gres": "req_gres",
+    "site_options": "site_options",
+}
+
+
+def notebook_script(traits: Mapping[str, Any], job_name: str, log_file: str, command: str) -> str:
+    """The notebook job's script from the spawner's traits (FacilitySlurmSpawner's, or the same
+    traits built for `sbatch --test-only` by backends/slurm/wait.py)."""
+    values = {name: traits[trait] for name, trait in NOTEBOOK_TRAITS.items()}
+    return render_notebook_script({**values, "job_name": job_name, "log_file": log_file, "command": command})
 
 
 def render_run_script(values: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ from backends.common.batch_spawner import (
 from backends.common.container import uses_container
 from backends.common.gres import gpu_gres
 from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, batch_environment, home_folder
-from backends.slurm.scripts import BatchScriptError, render_notebook_script, slurm_wrapping
+from backends.slurm.queue import pending_words
+from backends.slurm.scripts import NOTEBOOK_TRAITS, BatchScriptError, notebook_script, slurm_wrapping
 from backends.slurm.settings import SlurmSettings
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
@@ -92,21 +93,8 @@ class FacilitySlurmSpawner(JobCommandMixin, JobAccountMixin, WatchedStartMixin, 
 
     async def _get_batch_script(self, **subvars: Any) -> str:
         # Only the spawner's own (validated) traits reach the script, never raw user_options.
-        return render_notebook_script(
-            {
-                "job_name": f"jupyter-{self.user.name}",
-                "log_file": str(self.log_file),
-                "workdir": self.job_workdir,
-                "nprocs": self.req_nprocs,
-                "memory": self.req_memory,
-                "runtime": self.req_runtime,
-                "partition": self.req_partition,
-                "account": self.req_account,
-                "gres": self.req_gres,
-                "site_options": self.site_options,
-                "command": subvars["cmd"],
-            }
-        )
+        traits = {trait: getattr(self, trait) for trait in NOTEBOOK_TRAITS.values()}
+        return notebook_script(traits, f"jupyter-{self.user.name}", str(self.log_file), subvars["cmd"])
 
     async def submit_batch_script(self) -> str:
         Path(self.job_workdir).mkdir(parents=True, exist_ok=True)
@@ -148,6 +136,13 @@ class FacilitySlurmSpawner(JobCommandMixin, JobAccountMixin, WatchedStartMixin, 
         return f"Your notebook job {job_id} ended before the notebook server started (Slurm state: {state})." + (
             f" Last lines of its log:\n{log}" if log else ""
         )
+
+    async def _queue_estimate(self, job_id: str) -> str:
+        try:
+            out = await self.run_command(" ".join((self.exec_prefix, f"squeue -h -j {shlex.quote(job_id)} -o '%S|%r'")))
+        except RuntimeError:
+            return "Slurm does not answer right now, so no start time can be given"
+        return pending_words(out.strip().splitlines()[0] if out.strip() else "")
 
     async def _pending_message(self, job_id: str, waited: float) -> str:
         reason = await self._job_reason()

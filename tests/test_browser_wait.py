@@ -1,0 +1,113 @@
+"""The predicted wait in the spawn form, in a real browser (Debian Chromium driven by Playwright),
+against a real Slurm and a real HTCondor pool: the Slurm prediction changes when a job fills the
+node and the user changes the size, free GPUs per type, HTCondor's matching slots, and the spawn
+progress of a pending job. Screenshots go to test-artifacts/browser-wait/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser import CHROMIUM, chromium_page
+from tests.harness import RunningFacility
+from tests.htcondor_pool import HTCondorPool
+from tests.slurm_cluster import SlurmCluster
+from tests.wait_helpers import batch, claim_condor_slot, fill_slurm_node, pool, slurm
+
+__all__ = ["batch", "pool", "slurm"]  # module fixtures from tests/wait_helpers.py
+
+USER = "wait-user"
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
+if not CHROMIUM.exists():
+    pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser-wait"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def page() -> Iterator[sync_api.Page]:
+    with chromium_page(1280, 1000) as new_page:
+        yield new_page
+
+
+def test_spawn_form_shows_the_schedulers_predicted_wait(
+    batch: RunningFacility, slurm: SlurmCluster, pool: HTCondorPool, page, shots: Path
+) -> None:
+    expect = sync_api.expect
+    page.goto(f"{batch.url}/hub/login")
+    page.fill("#username_input", USER)
+    page.fill("#password_input", batch.user_password)
+    page.click("#login_submit")
+    page.wait_for_selector(".af-spawn-form")
+    # The local backend has no scheduler to ask: no prediction box there.
+    assert page.locator('fieldset[data-backend="local"] .af-wait').count() == 0
+
+    # Slurm, empty node: starts now, both GPUs free.
+    page.click('.af-backend[data-backend="hpc"]')
+    hpc = page.locator('.af-wait[data-backend="hpc"]')
+    expect(hpc).to_have_attribute("data-state", "now", timeout=30_000)
+    expect(hpc).to_contain_text("starts now: Slurm would start it at once")
+    expect(hpc).to_contain_text("GPUs free now: a100 2 of 2")
+    page.screenshot(path=shots / "01-slurm-starts-now.png", full_page=True)
+
+    filler = fill_slurm_node(slurm)
+    try:
+        # The user asks for another size: the prediction is asked again and now waits behind the filler.
+        page.fill("#af-hpc-cores", "2")
+        expect(hpc).to_have_attribute("data-state", "wait", timeout=30_000)
+        expect(hpc).to_contain_text(re.compile(r"expected to start in about (\d+ min|1 h)"))
+        expect(hpc).to_contain_text("(Slurm estimate, at ")
+        page.screenshot(path=shots / "02-slurm-waits-behind-a-job.png", full_page=True)
+
+        # The GPU partition, two a100s: the filler holds one.
+        page.select_option("#af-hpc-queue", "gpu")
+        page.fill("#af-hpc-gpus", "2")
+        page.select_option("#af-hpc-gpu_type", "a100")
+        expect(hpc).to_contain_text("only 1 GPU of type a100 free, you ask for 2", timeout=30_000)
+        expect(hpc).to_contain_text("GPUs free now: a100 1 of 2")
+        page.select_option("#af-hpc-gpu_type", "h100")
+        expect(hpc).to_have_attribute("data-state", "never", timeout=30_000)
+        expect(hpc).to_contain_text("no GPU of type h100 free")
+        page.screenshot(path=shots / "03-slurm-no-h100.png", full_page=True)
+
+        # HTCondor: matching slots, fewer once one is claimed.
+        page.click('.af-backend[data-backend="grid"]')
+        grid = page.locator('.af-wait[data-backend="grid"]')
+        expect(grid).to_have_attribute("data-state", "now", timeout=30_000)
+        expect(grid).to_contain_text(re.compile(r"starts now: \d+ matching slots? free"))
+        before = int(re.search(r"(\d+) matching", grid.text_content()).group(1))
+        job = claim_condor_slot(pool)
+        try:
+            page.fill("#af-grid-memory_gb", "2")  # another size: asked again
+            expect(grid).to_contain_text(f"starts now: {before - 1} matching slots free", timeout=60_000)
+            page.screenshot(path=shots / "04-htcondor-matching-slots.png", full_page=True)
+        finally:
+            pool.run("condor_rm", job)
+
+        # Start on the full Slurm node: the progress page shows Slurm's expected start.
+        page.click('.af-backend[data-backend="hpc"]')
+        page.select_option("#af-hpc-queue", "cpu")
+        page.fill("#af-hpc-gpus", "0")
+        page.click('form button[type="submit"]')
+        page.wait_for_url(re.compile(r"/hub/spawn-pending/"))
+        page.evaluate("document.querySelector('#progress-details').open = true")
+        page.wait_for_function(
+            "document.querySelector('#progress-log').textContent.includes('expected to start in about')",
+            timeout=120_000,
+        )
+        page.screenshot(path=shots / "05-spawn-pending-with-slurm-estimate.png", full_page=True)
+    finally:
+        batch.login(USER).stop_server()
+        slurm.run("scancel", filler)
