@@ -42,4 +42,5 @@ def configure(c: Any, runtime: Runtime) -> None:
     """Serve the guide and use the templates that link to it."""
     c.JupyterHub.template_paths = [str(TEMPLATES)]
     # extra_handlers is marked deprecated in favour of services; a whole service for one page is not worth a process.
-    c.JupyterHub.extra_handlers.append((r"/user-guide", UserGuideHandler, {"path": str(guide_path(runtime.state_path))}))
+    guide = {"path": str(guide_path(runtime.state_path))}
+    c.JupyterHub.extra_handlers.append((r"/user-guide", UserGuideHandler, guide))
