@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from tests.harness import RunningFacility, embedded_raw, facility_folder, free_port_block, run_af, write_facility
+from tests.htcondor_pool import HTCondorPool
+from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
 StartFacility = Callable[[dict[str, Any]], RunningFacility]
 
@@ -56,3 +58,27 @@ def artifacts() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+# The batch daemons, one per test module that asks (test_slurm, test_htcondor, the predicted-wait tests).
+@pytest.fixture(scope="module")
+def slurm() -> Iterator[SlurmCluster]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[HTCondorPool]:
+    pool = HTCondorPool()
+    reason = pool.unusable_reason()
+    if reason:
+        pool.remove_job_dir()
+        pytest.skip(reason)
+    pool.start()
+    yield pool
+    pool.stop()
+    pool.remove_job_dir()

@@ -17,9 +17,9 @@ from tests.browser import CHROMIUM, chromium_page
 from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
-from tests.wait_helpers import batch, claim_condor_slot, fill_slurm_node, pool, slurm
+from tests.wait_helpers import batch, claim_condor_slot, fill_slurm_node
 
-__all__ = ["batch", "pool", "slurm"]  # module fixtures from tests/wait_helpers.py
+__all__ = ["batch"]  # the module fixture from tests/wait_helpers.py (slurm and pool come from conftest)
 
 USER = "wait-user"
 

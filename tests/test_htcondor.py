@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,19 +35,6 @@ from tests.batch_helpers import (
 )
 from tests.harness import RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[HTCondorPool]:
-    pool = HTCondorPool()
-    reason = pool.unusable_reason()
-    if reason:
-        pool.remove_job_dir()
-        pytest.skip(reason)
-    pool.start()
-    yield pool
-    pool.stop()
-    pool.remove_job_dir()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,17 +29,7 @@ from tests.batch_helpers import (
     write_notebook,
 )
 from tests.harness import RunningFacility, embedded_raw
-from tests.slurm_cluster import SlurmCluster, unavailable_reason
-
-
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[SlurmCluster]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = SlurmCluster().start()
-    yield cluster
-    cluster.stop()
+from tests.slurm_cluster import SlurmCluster
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from tests.batch_helpers import spawn_form, wait_gone
 from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
-from tests.wait_helpers import WAIT_API, ask, ask_until, batch, claim_condor_slot, fill_slurm_node, pool, slurm
+from tests.wait_helpers import WAIT_API, ask, ask_until, batch, claim_condor_slot, fill_slurm_node
 
-__all__ = ["batch", "pool", "slurm"]  # module fixtures from tests/wait_helpers.py
+__all__ = ["batch"]  # the module fixture from tests/wait_helpers.py (slurm and pool come from conftest)
 
 CPU = {"backend": "hpc", "queue": "cpu", "cores": "2", "memory_gb": "1", "walltime_hours": "1"}
 GPU = {**CPU, "queue": "gpu", "gpus": "2", "gpu_type": "a100"}

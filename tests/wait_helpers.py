@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,32 +15,9 @@ from backends.htcondor.submit import parse_submit_output
 from tests.batch_helpers import until
 from tests.harness import HubSession, RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
-from tests.slurm_cluster import SlurmCluster, unavailable_reason
+from tests.slurm_cluster import SlurmCluster
 
 WAIT_API = "/af/wait-estimate"  # under /hub/api
-
-
-@pytest.fixture(scope="module")
-def slurm() -> Iterator[SlurmCluster]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = SlurmCluster().start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[HTCondorPool]:
-    pool = HTCondorPool()
-    reason = pool.unusable_reason()
-    if reason:
-        pool.remove_job_dir()
-        pytest.skip(reason)
-    pool.start()
-    yield pool
-    pool.stop()
-    pool.remove_job_dir()
 
 
 @pytest.fixture(scope="module")
