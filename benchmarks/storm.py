@@ -103,6 +103,8 @@ def _start(root: Path, concurrent: int) -> RunningFacility:
     raw = copy.deepcopy(embedded_raw())
     raw["hub"] = {**raw["hub"], "bind_url": f"http://127.0.0.1:{port}", "spawn": {"concurrent": concurrent}}
     raw["auth"]["unix_accounts"] = {"mode": "per-user"}
+    # A storm is a tutorial's first minute: participants log in with the event's shared password.
+    raw["auth"]["shared_password"] = True
     running = RunningFacility(root / "state", write_facility(root / "facility.yaml", raw))
     run_af(running.state_dir, "up", "--facility", str(running.facility_file), "--port", str(port), timeout=300)
     return running

@@ -73,7 +73,7 @@ c.FacilitySpawner.home_dir_template = str(state / "home" / "{username}")
 c.FacilitySpawner.gateway_urls = {name: gw.url for name, gw in runtime.gateways.items()}
 c.FacilitySpawner.data_environments = {b.name: data_environment(fac, b, runtime) for b in fac.backends}
 # jupyterhub-singleuser without a 2 s import it never needs (hub_config/singleuser.py).
-c.Spawner.cmd = [sys.executable, "-m", "hub_config.singleuser"]
+c.Spawner.cmd = [str(Path(sys.prefix) / "bin" / "af-singleuser")]
 c.Spawner.default_url = "/lab"
 if os.geteuid() == 0:
     # The embedded facility runs local notebook servers as the hub's own user; on a fresh

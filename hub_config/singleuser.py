@@ -1,4 +1,4 @@
-"""The notebook server command of local backends: jupyterhub-singleuser, started lighter.
+"""`af-singleuser`, the notebook server command on the facility host: jupyterhub-singleuser, lighter.
 
 jupyter-server imports jsonschema (through jupyter-events), and jsonschema's format checkers import
 rfc3987-syntax when it is installed, which compiles an Earley grammar for the "iri" format at
@@ -15,7 +15,13 @@ import sys
 # None in sys.modules makes `import rfc3987_syntax` raise ImportError, which jsonschema expects.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from jupyterhub.singleuser import main  # noqa: E402  (after the block above, on purpose)
+
+def main() -> int | None:
+    """The stock jupyterhub-singleuser, with the import above blocked (the `af-singleuser` script)."""
+    from jupyterhub.singleuser import main as singleuser_main
+
+    return singleuser_main()
+
 
 if __name__ == "__main__":
     sys.exit(main())

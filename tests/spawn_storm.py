@@ -1,10 +1,11 @@
 """Many users log in and start their servers at the same moment, as a browser does; the hub's API is
 probed meanwhile. Used by tests/test_spawn_storm.py and benchmarks/storm.py.
 
-Each user: log in (form), post the spawn form, then read the spawn page's event stream
-(/hub/api/users/<name>/server/progress, what the page's EventSource reads) until it says ready
-or failed, keeping every message. A probe user asks the hub's REST API who it is every
-`probe_interval` seconds from before the first login until the last spawn has ended.
+Each user (the facility opts into auth.shared_password, as a tutorial would): log in (form), post
+the spawn form, then read the spawn page's event stream (/hub/api/users/<name>/server/progress,
+what the page's EventSource reads) until it says ready or failed, keeping every message. A probe
+user asks the hub's REST API who it is every `probe_interval` seconds from before the first login
+until the last spawn has ended.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def percentile(ordered: list[float], pct: float) -> float | None:
 def _spawn(running: RunningFacility, outcome: UserOutcome, go: threading.Barrier, timeout: float) -> None:
     try:
         go.wait()
-        session = running.login(outcome.name)
+        session = running.login(outcome.name, running.shared_password)
         posted = time.monotonic()
         reply = session.http.post(
             f"{session.url}/hub/spawn", data={**SPAWN_FORM, "_xsrf": session.xsrf}, timeout=120, allow_redirects=False
@@ -148,7 +149,7 @@ def storm(
     running: RunningFacility, names: list[str], timeout: float = 300, probe_interval: float = 0.25
 ) -> StormResult:
     """All `names` log in and spawn at once; returns every outcome and the probes' latencies."""
-    token = running.login("stormprobe").token(note="storm probe")
+    token = running.login("stormprobe", running.shared_password).token(note="storm probe")
     result = StormResult([UserOutcome(n) for n in names], [], [], 0.0)
     hub_log = running.state_dir / "logs" / "hub.log"
     log_start = hub_log.stat().st_size if hub_log.exists() else 0
@@ -174,7 +175,7 @@ def storm(
 
 def stop_servers(running: RunningFacility, names: list[str]) -> None:
     """Stop every server of `names` (as the admin API would), and wait until they are gone."""
-    sessions = [running.login(n) for n in names]
+    sessions = [running.login(n, running.shared_password) for n in names]
     for session in sessions:
         session.api("DELETE", f"/users/{session.username}/server")
     deadline = time.monotonic() + 120

@@ -49,7 +49,7 @@ def test_lifecycle_status_second_up_and_clean_down(start_facility) -> None:
     judy = running.login("judy")
     assert judy.api("POST", "/users/judy/server", json={"user_options": {}}).status_code in (201, 202)
     judy.wait_ready()
-    assert any("hub_config.singleuser" in " ".join(p.cmdline()) for p in instance_processes(state))
+    assert any("af-singleuser" in " ".join(p.cmdline()) for p in instance_processes(state))
 
     down = running.af("down")
     assert "Stopped the facility" in down.stdout

@@ -73,7 +73,7 @@ def _home(embedded: RunningFacility, user: str) -> Path:
 def _log_in(page: sync_api.Page, embedded: RunningFacility, user: str) -> None:
     page.goto(f"{embedded.url}/hub/login")
     page.fill("#username_input", user)
-    page.fill("#password_input", embedded.user_password)
+    page.fill("#password_input", embedded.password_of(user))
     page.click("#login_submit")
 
 

@@ -48,7 +48,7 @@ def test_spawn_form_shows_the_schedulers_predicted_wait(
     expect = sync_api.expect
     page.goto(f"{batch.url}/hub/login")
     page.fill("#username_input", USER)
-    page.fill("#password_input", batch.user_password)
+    page.fill("#password_input", batch.password_of(USER))
     page.click("#login_submit")
     page.wait_for_selector(".af-spawn-form")
     # The local backend has no scheduler to ask: no prediction box there.

@@ -88,6 +88,8 @@ def storm_facility(start_facility) -> RunningFacility:
     raw = copy.deepcopy(embedded_raw())
     raw["hub"]["spawn"] = {"concurrent": CONCURRENT}
     raw["auth"]["unix_accounts"] = {"mode": "per-user"}
+    # A storm is a tutorial's first minute: participants log in with the event's shared password.
+    raw["auth"]["shared_password"] = True
     return start_facility(raw)
 
 
@@ -136,7 +138,7 @@ def test_spawn_page_says_how_many_are_ahead(storm_facility: RunningFacility, new
         with chromium_page(1280, 800) as page:
             page.goto(f"{storm_facility.url}/hub/login")
             page.fill("#username_input", me)
-            page.fill("#password_input", storm_facility.user_password)
+            page.fill("#password_input", storm_facility.shared_password)
             page.click("#login_submit")
             page.wait_for_selector(".af-spawn-form")
             page.click('form button[type="submit"]')
