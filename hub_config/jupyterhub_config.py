@@ -5,6 +5,7 @@ folders)."""
 # ruff: noqa: F821  (`c` is injected by JupyterHub when it loads this file)
 import os
 import sys
+from pathlib import Path
 
 import facility
 from backends.registry import kind_of
