@@ -96,7 +96,8 @@ def _prepare_workers(client: Any, workers: int) -> dict[str, str | None]:
 
     client.wait_for_workers(workers, timeout=300)
     client.run(lambda: importlib.import_module("analyses.ttbar") and None)  # a module is not sent back
-    return dict(client.run(os.environ.get, MALLOC_VARIABLE))
+    # Looked up in each worker: client.run(os.environ.get, ...) would pickle this process's os.environ.
+    return dict(client.run(lambda: os.environ.get(MALLOC_VARIABLE)))
 
 
 @contextlib.contextmanager

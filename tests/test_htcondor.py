@@ -214,8 +214,9 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         assert client.submit(sum, range(101)).result(timeout=60) == 5050
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
         assert set(caches.values()) == {_cache_url(grid)}  # the backend's data_cache
-        # Without distributed's nanny's MALLOC_TRIM_THRESHOLD_ (backends.common.cluster_options.WORKER_ENVIRONMENT).
-        assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+        # Without distributed's nanny's MALLOC_TRIM_THRESHOLD_ (backends.common.cluster_options.WORKER_ENVIRONMENT),
+        # looked up in the workers: client.run(os.environ.get, ...) would pickle this process's os.environ.
+        assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
         # Scheduler and workers run as grace's account; her staging folder (TLS key) is hers alone.
         uid = account_of("grace").uid
         assert set(client.run(os.getuid).values()) == {uid} and client.run_on_scheduler(os.getuid) == uid

@@ -183,6 +183,9 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         caches = client.run(lambda: __import__("os").environ.get("AF_DATA_CACHE"))
         # Workers read through the backend's data_cache, at the URL the running facility gave it.
         assert set(caches.values()) == {hpc.runtime["data"]["caches"]["local-xcache"]["url"]}
+        # Without distributed's nanny's MALLOC_TRIM_THRESHOLD_ (backends.common.cluster_options.WORKER_ENVIRONMENT),
+        # looked up in the workers: client.run(os.environ.get, ...) would pickle this process's os.environ.
+        assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
         # Scheduler and workers run as grace's account; her staging folder (TLS key) is hers alone.
         uid = account_of("grace").uid
         assert set(client.run(os.getuid).values()) == {uid} and client.run_on_scheduler(os.getuid) == uid

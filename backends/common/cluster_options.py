@@ -105,7 +105,8 @@ def check_allowance(fac: Facility, backend: Backend, options: Any, user: Any) ->
 # distributed.nanny.pre-spawn-environ). Setting any glibc malloc threshold turns off glibc's dynamic
 # mmap threshold (mallopt(3)), so the analysis' large awkward/numpy temporaries are mmap'ed and
 # page-faulted anew each time: the ttbar analysis ran at about half speed on such a worker
-# (benchmarks/dask_efficiency.py). None unsets it, the way distributed documents.
+# (benchmarks/dask_efficiency.py). None keeps the nanny from setting it (distributed's way to unset a
+# pre-spawn-environ key); a value the job's own environment already has would stay.
 WORKER_ENVIRONMENT = {"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON": "{'MALLOC_TRIM_THRESHOLD_': None}"}
 
 
