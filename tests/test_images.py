@@ -91,8 +91,15 @@ def test_every_image_installs_the_one_lock():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local:
-        yield local
+    # The nanny applies distributed.nanny.pre-spawn-environ (MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS, ...)
+    # to its own process, here pytest's: put the environment back for the tests and facilities after this one.
+    saved = dict(os.environ)
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+            yield local
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def test_matching_cluster_has_no_skew(cluster):
