@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from backends.htcondor.commands import condor_argv
+from backends.htcondor.commands import condor_argv, job_user_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHROOT = "/var/lib/analysis-facility/htcondor-trixie"
@@ -190,6 +190,16 @@ class HTCondorPool:
         subprocess.run(["mount", *args, str(target)], check=True)
         self.mounted.append(target)
 
+    def _let_the_job_account_enter_the_binds(self) -> None:
+        """A bound folder may be private on the host (a clone in a 0700 `mktemp -d` folder): the job
+        account gets a pass-through ACL on each such bind root, and only there. Not
+        facility.accounts.grant_traverse, which also opens every host folder above (/root, ...) and
+        names a host group, where this account exists only inside the chroot."""
+        uid, _ = job_user_ids(self.site)
+        for bound in sorted({p.resolve() for p in self.binds}):
+            if not bound.stat().st_mode & 0o001:
+                subprocess.run(["setfacl", "--modify", f"u:{uid}:x", str(bound)], check=True)
+
     def start(self, timeout: float = 60) -> None:
         self.stop()  # a pool left by an interrupted run
         self._mount("-t", "proc", "proc", inner="/proc")
@@ -214,6 +224,7 @@ class HTCondorPool:
                 ["chroot", str(self.chroot), "useradd", "--system", "--no-create-home", self.job_user], check=True
             )
         host_path(self.chroot, "/root").chmod(0o711)
+        self._let_the_job_account_enter_the_binds()
         subprocess.run(["chroot", str(self.chroot), "condor_master"], check=True, timeout=30)
         try:
             self._wait_until_up(timeout)
