@@ -34,6 +34,7 @@ from facility.model import (
     Facility,
     Hub,
     Image,
+    LoginThrottle,
     Metrics,
     Queue,
     Range,
@@ -205,6 +206,8 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
         yield "auth.oidc: required when auth.type is 'oidc'"
     if auth.get("type") == "oidc" and auth.get("shared_password"):
         yield "auth.shared_password: only for auth.type 'local'; the identity provider checks passwords"
+    if auth.get("type") == "oidc" and "login_throttle" in auth:
+        yield "auth.login_throttle: only for auth.type 'local'; the identity provider throttles its own logins"
     backend_names = [b["name"] for b in raw["backends"]]
     for index, allowance in enumerate(auth.get("allowances", [])):
         where = f"auth.allowances[{index}]"
@@ -331,6 +334,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             allowances=tuple(_build_allowance(a) for a in auth_raw.get("allowances", [])),
             unix_accounts=UnixAccounts(**(auth_raw.get("unix_accounts") or {})),
             shared_password=bool(auth_raw.get("shared_password", False)),
+            login_throttle=LoginThrottle(**(auth_raw.get("login_throttle") or {})),
         ),
         hub=Hub(
             bind_url=hub_raw.get("bind_url", "http://127.0.0.1:8000"),

@@ -142,6 +142,16 @@ class UnixAccounts:
 
 
 @dataclass(frozen=True)
+class LoginThrottle:
+    """auth.login_throttle (local auth): failed logins a name or an address may have within 5
+    minutes before it waits `lockout_seconds` after its latest failure."""
+
+    failures_per_user: int = 5
+    failures_per_address: int = 20
+    lockout_seconds: int = 30
+
+
+@dataclass(frozen=True)
 class Auth:
     type: str
     admin_users: tuple[str, ...]
@@ -150,6 +160,7 @@ class Auth:
     allowances: tuple[Allowance, ...] = ()
     unix_accounts: UnixAccounts = field(default_factory=UnixAccounts)
     shared_password: bool = False  # local auth: a workshop's shared password besides own credentials
+    login_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle())
 
 
 @dataclass(frozen=True)

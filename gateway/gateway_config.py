@@ -7,7 +7,6 @@ What is the same for every kind is set here; the backend's kind (backends.regist
 backend class, its cluster options and its own traits.
 """
 
-# ruff: noqa: F821  (`c` is injected by dask-gateway-server when it loads this file)
 import os
 
 import facility
@@ -16,6 +15,7 @@ from facility.runtime import gateway_service_name, read_runtime
 from gateway.dashboard_guard import with_dashboard_keys
 from gateway.keep_clusters import keeping_clusters
 
+c = get_config()  # noqa: F821  (traitlets' config loader provides get_config)
 runtime = read_runtime()
 fac = facility.load(runtime.facility_file)
 name = os.environ["AF_GATEWAY_BACKEND"]

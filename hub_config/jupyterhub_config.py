@@ -2,7 +2,6 @@
 (via facility.load) and from runtime.json written by `af up` (facility.runtime: ports, secrets,
 folders)."""
 
-# ruff: noqa: F821  (`c` is injected by JupyterHub when it loads this file)
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from hub_config.user_guide import configure as configure_user_guide
 from hub_config.wait_api import handlers as wait_handlers
 from monitoring.hub import configure_hub as configure_metrics
 
+c = get_config()  # noqa: F821  (traitlets' config loader provides get_config)
 runtime = read_runtime()
 fac = facility.load(runtime.facility_file)
 state = runtime.state_path
@@ -50,6 +50,10 @@ if fac.auth.type == "local":
     c.JupyterHub.authenticator_class = "hub_config.auth.FacilityPasswordAuthenticator"
     c.FacilityPasswordAuthenticator.credentials_file = str(credentials_path(state))
     c.FacilityPasswordAuthenticator.user_groups = invert_groups(fac.auth.groups)
+    throttle = fac.auth.login_throttle
+    c.FacilityPasswordAuthenticator.failures_per_user = throttle.failures_per_user
+    c.FacilityPasswordAuthenticator.failures_per_address = throttle.failures_per_address
+    c.FacilityPasswordAuthenticator.lockout_seconds = throttle.lockout_seconds
     # Own credentials (`af user add`) only, unless facility.yaml opts into a shared password:
     # then any new name may log in with it, but never one that has its own credential.
     if fac.auth.shared_password:

@@ -1,9 +1,9 @@
-"""Session fixtures: real facilities started with `af up` and always stopped with `af down`."""
+"""Shared fixtures: real facilities started with `af up` and always stopped with `af down`."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,40 +13,63 @@ from tests.harness import RunningFacility, embedded_raw, facility_folder, free_p
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
-StartFacility = Callable[[dict[str, Any]], RunningFacility]
 
+class StartFacility:
+    """Starts facilities from facility.yaml dicts on free loopback ports and stops them all with `af down`."""
 
-@pytest.fixture(scope="session")
-def start_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartFacility]:
-    """Start a facility from a facility.yaml dict on free loopback ports; all are stopped at the end."""
-    started: list[RunningFacility] = []
-    roots: list[Path] = []
+    def __init__(self) -> None:
+        self.started: list[tuple[RunningFacility, Path]] = []
 
-    def start(raw: dict[str, Any]) -> RunningFacility:
+    def __call__(self, raw: dict[str, Any]) -> RunningFacility:
         root = facility_folder("facility")
-        roots.append(root)
         state = root / "state"
         port = free_port_block()
         raw = {**raw, "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}"}}
         running = RunningFacility(state, write_facility(root / "facility.yaml", raw))
-        started.append(running)
+        self.started.append((running, root))
         run_af(state, "up", "--facility", str(running.facility_file), "--port", str(port))
         return running
 
-    yield start
-    for running in started:
-        run_af(running.state_dir, "down", check=False)
-    for root in roots:
-        shutil.rmtree(root, ignore_errors=True)
+    def stop(self, running: RunningFacility) -> None:
+        """`af down` for one facility now (before the batch system under it stops)."""
+        for entry in [e for e in self.started if e[0] is running]:
+            self.started.remove(entry)
+            run_af(running.state_dir, "down", check=False)
+            shutil.rmtree(entry[1], ignore_errors=True)
+
+    def stop_all(self) -> None:
+        for running, _root in list(self.started):
+            self.stop(running)
+
+
+@pytest.fixture(scope="module")
+def start_facility() -> Iterator[StartFacility]:
+    """Start a facility from a facility.yaml dict; it is stopped when the test module ends.
+
+    Per module, not per session: a session's worth of idle hubs, gateways and caches slowed every
+    later test, and their batch systems (module fixtures) were gone before their `af down`. A
+    module fixture that needs a batch system names it BEFORE start_facility, so that pytest tears
+    the facility down first.
+    """
+    starter = StartFacility()
+    yield starter
+    starter.stop_all()
 
 
 @pytest.fixture(scope="session")
-def embedded(start_facility: StartFacility) -> RunningFacility:
-    """The embedded facility (local backend) as `make up` starts it, on free ports."""
-    return start_facility(embedded_raw())
+def _session_facilities() -> Iterator[StartFacility]:
+    starter = StartFacility()
+    yield starter
+    starter.stop_all()
 
 
 @pytest.fixture(scope="session")
+def embedded(_session_facilities: StartFacility) -> RunningFacility:
+    """The embedded facility (local backend) as `make up` starts it, on free ports; one per session."""
+    return _session_facilities(embedded_raw())
+
+
+@pytest.fixture(scope="module")
 def workshop(start_facility: StartFacility) -> RunningFacility:
     """The embedded facility with the opt-in shared password of a workshop (auth.shared_password)."""
     raw = embedded_raw()

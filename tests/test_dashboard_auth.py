@@ -279,7 +279,9 @@ def batch_facility(request: pytest.FixtureRequest, start_facility) -> Iterator[R
     try:
         raw = copy.deepcopy(embedded_raw())
         raw["backends"].append(system.backend_entry("batch"))
-        yield start_facility(raw)
+        running = start_facility(raw)
+        yield running
+        start_facility.stop(running)  # before its batch system goes
     finally:
         system.stop()
         if request.param == "htcondor":

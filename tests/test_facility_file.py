@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 import facility
 from tests.harness import ROOT, embedded_raw
@@ -77,6 +78,14 @@ def _mutated(change) -> dict:
         (lambda r: r["auth"].update(type="ldap"), "auth.type: 'ldap' is not allowed; allowed: local, oidc"),
         (lambda r: r["auth"].update(type="oidc"), "auth.oidc: required when auth.type is 'oidc'"),
         (lambda r: r["hub"].update(start_timeout_seconds="soon"), "hub.start_timeout_seconds: 'soon' is a str"),
+        (
+            lambda r: r["auth"].update(login_throttle={"lockout_seconds": 0}),
+            "auth.login_throttle.lockout_seconds: 0 is out of range",
+        ),
+        (
+            lambda r: r["auth"].update(login_throttle={"tries": 3}),
+            "auth.login_throttle: unknown key 'tries'",
+        ),
     ],
 )
 def test_malformed_facility_names_key_value_and_allowed(change, expected: str) -> None:
@@ -116,3 +125,16 @@ def test_af_check_facility_reports_problems_and_exits_2(tmp_path: Path) -> None:
     result = run_af(tmp_path / "state", "check-facility", str(bad), check=False)
     assert result.returncode == 2
     assert "backends: [] is too short" in result.stderr
+
+
+def test_password_settings_are_refused_for_an_identity_provider() -> None:
+    raw = yaml.safe_load((ROOT / "examples" / "site-facility.yaml").read_text())
+    raw["auth"].update(shared_password=True, login_throttle={"lockout_seconds": 5})
+    problems = _problems(raw)
+    assert any("auth.shared_password: only for auth.type 'local'" in p for p in problems), problems
+    assert any("auth.login_throttle: only for auth.type 'local'" in p for p in problems), problems
+
+
+def test_login_throttle_settings_reach_the_model() -> None:
+    fac = facility.from_dict(_mutated(lambda r: r["auth"].update(login_throttle={"lockout_seconds": 4})), "t.yaml")
+    assert fac.auth.login_throttle.lockout_seconds == 4 and fac.auth.login_throttle.failures_per_user == 5

@@ -38,7 +38,7 @@ from tests.htcondor_pool import HTCondorPool
 
 
 @pytest.fixture(scope="module")
-def grid(start_facility, pool: HTCondorPool) -> RunningFacility:
+def grid(pool: HTCondorPool, start_facility) -> RunningFacility:
     raw = copy.deepcopy(embedded_raw())
     raw["backends"].append(pool.backend_entry("grid"))
     raw["hub"]["start_timeout_seconds"] = 90
@@ -94,7 +94,7 @@ def test_notebook_jobs_run_as_each_users_own_account(grid, pool) -> None:
     until(lambda: pool.job_ids() == [], "the notebook jobs to leave the queue", timeout=30)
 
 
-def test_shared_mode_runs_notebook_jobs_as_the_sites_job_user(start_facility, pool) -> None:
+def test_shared_mode_runs_notebook_jobs_as_the_sites_job_user(pool, start_facility) -> None:
     """auth.unix_accounts.mode: shared: jobs run as site.htcondor_job_user, in folders the hub and gateway made."""
     from tests.batch_helpers import WHO_AND_TOKEN
     from tests.harness import execute_in_kernel
@@ -122,6 +122,7 @@ def test_shared_mode_runs_notebook_jobs_as_the_sites_job_user(start_facility, po
     finally:
         sam.stop_server()
     until(lambda: pool.job_ids() == [], "the notebook and Dask jobs to leave the queue", timeout=60)
+    start_facility.stop(shared)
 
 
 def test_job_removed_while_starting_gives_a_clear_message_and_a_clean_hub(grid, pool) -> None:

@@ -9,13 +9,24 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from facility.credentials import credentials_path
 from tests.browser import chromium_page
-from tests.harness import HubSession, RunningFacility
+from tests.conftest import StartFacility
+from tests.harness import HubSession, RunningFacility, embedded_raw
 
+LOCKOUT_SECONDS = 4  # auth.login_throttle.lockout_seconds of this module's workshop (default 30)
 THROTTLED = re.compile(r"Too many failed attempts (for this user|from your address); try again in (\d+) s")
+
+
+@pytest.fixture(scope="module")
+def workshop(start_facility: StartFacility) -> RunningFacility:
+    """A workshop facility (auth.shared_password) whose locked names and addresses wait only a few seconds."""
+    raw = embedded_raw()
+    auth = {**raw["auth"], "shared_password": True, "login_throttle": {"lockout_seconds": LOCKOUT_SECONDS}}
+    return start_facility({**raw, "auth": auth})
 
 
 def _post_login(fac: RunningFacility, username: str, password: str) -> requests.Response:
@@ -101,7 +112,7 @@ def test_twenty_wrong_passwords_then_the_right_one_is_throttled(workshop: Runnin
     reply = _post_login(workshop, "rita", right)
     assert reply.status_code == 429
     found = THROTTLED.search(reply.text)
-    assert found and found.group(1) == "for this user" and 0 < int(found.group(2)) <= 30, reply.text[-800:]
+    assert found and found.group(1) == "for this user" and 0 < int(found.group(2)) <= LOCKOUT_SECONDS, reply.text[-800:]
     assert 'id="login_submit"' in reply.text  # shown on the login page, not an error page
     # The lock is on rita only: another user from the same address logs in.
     assert _logs_in(workshop, "sam", workshop.password_of("sam"))

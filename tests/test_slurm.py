@@ -33,7 +33,7 @@ from tests.slurm_cluster import SlurmCluster
 
 
 @pytest.fixture(scope="module")
-def hpc(start_facility, slurm: SlurmCluster) -> RunningFacility:
+def hpc(slurm: SlurmCluster, start_facility) -> RunningFacility:
     raw = copy.deepcopy(embedded_raw())
     raw["backends"].append(slurm.backend_entry("hpc"))
     raw["hub"]["start_timeout_seconds"] = 90

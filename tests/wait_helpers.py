@@ -21,7 +21,7 @@ WAIT_API = "/af/wait-estimate"  # under /hub/api
 
 
 @pytest.fixture(scope="module")
-def batch(start_facility, slurm: SlurmCluster, pool: HTCondorPool) -> RunningFacility:
+def batch(slurm: SlurmCluster, pool: HTCondorPool, start_facility) -> RunningFacility:
     """The embedded facility plus `hpc` (Slurm) and `grid` (HTCondor); jobs may wait 3 min in the queue."""
     raw = copy.deepcopy(embedded_raw())
     hpc, grid = slurm.backend_entry("hpc"), pool.backend_entry("grid")

@@ -2,13 +2,15 @@
 # jupyterhub_config.py, reading facility.yaml and the runtime settings this chart writes), then what
 # differs in a cluster: the hub listens for the proxy and the notebook pods, the proxy runs in its
 # own pod, notebook pods outlive a hub restart.
-# ruff: noqa: F821  (`c` and `load_subconfig` are injected by JupyterHub)
+
 import os
 from pathlib import Path
 
 import hub_config
 
-load_subconfig(str(Path(hub_config.__file__).parent / "jupyterhub_config.py"))
+# traitlets' config loader provides get_config and load_subconfig.
+c = get_config()  # noqa: F821
+load_subconfig(str(Path(hub_config.__file__).parent / "jupyterhub_config.py"))  # noqa: F821
 
 c.JupyterHub.bind_url = "http://:8000"
 c.JupyterHub.hub_bind_url = "http://:8081"
