@@ -31,7 +31,16 @@ from analyses import normalisation, systematics
 from analyses.normalisation import LUMI_PB
 from dask_backends import data as data_lake
 
-__all__ = ["LUMI_PB", "TtbarProcessor", "fill_events", "new_histogram", "run", "sample_keys", "write_histograms"]
+__all__ = [
+    "LUMI_PB",
+    "TtbarProcessor",
+    "chunk_rng",
+    "fill_events",
+    "new_histogram",
+    "run",
+    "sample_keys",
+    "write_histograms",
+]
 
 BINS = (25, 50.0, 550.0)  # the AGC's observable binning
 VARIATIONS = tuple(systematics.all_variations(True))
@@ -51,6 +60,11 @@ def new_histogram(processes: list[str], variations: list[str] | tuple[str, ...] 
 def sample_keys(name: str, metadata: dict[str, Any]) -> tuple[str, str]:
     """(process, variation) of a fileset entry: from its metadata, else the dataset name and nominal."""
     return metadata.get("process") or metadata.get("sample") or name, metadata.get("variation") or "nominal"
+
+
+def chunk_rng(file_key: str, entry_start: int) -> np.random.Generator:
+    """The random stream of one chunk (JER smearing): the same file and first entry draw the same numbers."""
+    return np.random.default_rng([zlib.crc32(file_key.encode()), entry_start])
 
 
 def _jets(jets: ak.Array, pt: ak.Array, btag_field: str) -> ak.Array:
@@ -146,7 +160,6 @@ class TtbarProcessor(processor.ProcessorABC):
         # Reproducible jet-resolution smearing: one random stream per chunk, keyed by the ROOT file's
         # UUID (the same file through the cache, the origin or the local disk smears the same).
         key = meta.get("fileuuid") or Path(str(meta.get("filename", ""))).name
-        seed = [zlib.crc32(str(key).encode()), int(meta.get("entrystart", 0))]
         cutflow = fill_events(
             histogram,
             events.Electron,
@@ -157,7 +170,7 @@ class TtbarProcessor(processor.ProcessorABC):
             variation,
             self.definitions,
             self.with_systematics,
-            np.random.default_rng(seed),
+            chunk_rng(str(key), int(meta.get("entrystart", 0))),
         )
         return {
             "hist": histogram,
