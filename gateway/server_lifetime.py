@@ -19,7 +19,7 @@ from traitlets.config import LoggingConfigurable
 from traitlets.utils.importstring import import_item
 
 from backends.common.cluster_options import OUTLIVE_SERVER
-from facility.cluster_lifetime import SERVER_STOPPED_PATH
+from facility.cluster_lifetime import SERVER_STOPPED_PATH, USER_CLUSTERS_PATH
 
 
 def outlives_server(cluster: Any) -> bool:
@@ -34,13 +34,26 @@ class StopWithServerMixin(LoggingConfigurable):
         await super().setup(app)
         if self.hub_token:
             app.router.add_post(SERVER_STOPPED_PATH, self._server_stopped)
+            app.router.add_get(USER_CLUSTERS_PATH, self._user_clusters)
+
+    def _from_hub(self, request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(given, f"Bearer {self.hub_token}".encode())
+
+    def _clusters_of(self, request: web.Request) -> list[Any]:
+        return [c for c in self.db.active_clusters() if c.username == request.match_info["user"]]
+
+    async def _user_clusters(self, request: web.Request) -> web.Response:
+        if not self._from_hub(request):
+            return web.json_response({"error": "only the hub may list a user's clusters here"}, status=403)
+        clusters = [{"name": c.name, OUTLIVE_SERVER: outlives_server(c)} for c in self._clusters_of(request)]
+        return web.json_response({"clusters": clusters})
 
     async def _server_stopped(self, request: web.Request) -> web.Response:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, f"Bearer {self.hub_token}".encode()):
+        if not self._from_hub(request):
             return web.json_response({"error": "only the hub reports stopped servers"}, status=403)
         user = request.match_info["user"]
-        mine = [c for c in self.db.active_clusters() if c.username == user]
+        mine = self._clusters_of(request)
         stopped = [c.name for c in mine if not outlives_server(c)]
         kept = [c.name for c in mine if outlives_server(c)]
         for name in stopped:
