@@ -32,6 +32,8 @@ def _option_widget(option: dict[str, Any]) -> w.Widget:
         return w.BoundedIntText(
             value=option["default"], min=spec["min"], max=spec["max"], description=option["label"], style=style
         )
+    if spec["type"] == "bool":
+        return w.Checkbox(value=bool(option["default"]), description=option["label"], indent=False)
     return w.Text(value=str(option["default"]), description=option["label"], style=style)
 
 

@@ -14,6 +14,7 @@ from backends.registry import kind_of
 from facility.runtime import gateway_service_name, read_runtime
 from gateway.dashboard_guard import with_dashboard_keys
 from gateway.keep_clusters import keeping_clusters
+from gateway.server_lifetime import stopping_with_server
 
 c = get_config()  # noqa: F821  (traitlets' config loader provides get_config)
 runtime = read_runtime()
@@ -51,6 +52,9 @@ c.StopOnlyWhenFacilityStopsMixin.stopping_file = str(runtime.stopping_file)
 kind_of(backend).load("gateway")(c, fac, backend, runtime, state)
 # Whichever backend class the kind chose gives its clusters their dashboard keys.
 c.DaskGateway.backend_class = keeping_clusters(with_dashboard_keys(c.DaskGateway.backend_class))
+# Clusters stop when the hub reports their owner's server stopped, unless started to outlive it.
+c.DaskGateway.backend_class = stopping_with_server(c.DaskGateway.backend_class)
+c.StopWithServerMixin.hub_token = gateway.api_token
 # /api/metrics and /api/af/holdings for Prometheus and `af status`, when metrics are enabled (monitoring/).
 if runtime.metrics:
     from monitoring.gateway import with_metrics

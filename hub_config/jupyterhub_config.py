@@ -13,6 +13,8 @@ from facility.data_environment import data_environment
 from facility.runtime import gateway_service_name, read_runtime
 from facility.usernames import USERNAME_PATTERN
 from hub_config.auth import invert_groups
+from hub_config.cluster_lifetime import handlers as cluster_handlers
+from hub_config.cluster_lifetime import stop_clusters_hook
 from hub_config.dashboard_service import dashboards_prefix
 from hub_config.examples import configure as configure_examples
 from hub_config.services import DASHBOARD_SERVICE, register_services
@@ -89,6 +91,9 @@ if os.geteuid() == 0:
 c.JupyterHub.concurrent_spawn_limit = fac.hub.spawn.concurrent + fac.hub.spawn.queue_limit
 c.Spawner.http_timeout = fac.hub.spawn.http_timeout_seconds
 c.Spawner.start_timeout = fac.hub.start_timeout_seconds
+# A server's stop (not a hub restart) stops its user's Dask clusters, unless started to outlive it.
+c.Spawner.post_stop_hook = stop_clusters_hook(runtime.gateways)
+c.JupyterHub.extra_handlers.extend(cluster_handlers(runtime.gateways))  # the home page's note on them
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
 configure_examples(c, runtime)  # servers on this host open through nbgitpuller: ~/examples kept current
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages

@@ -228,7 +228,12 @@ def test_notebook_widget_creates_scales_and_stops_a_cluster(notebook_env: dict[s
 
     widget = ClusterWidget()
     assert [v for _, v in widget.backend.options] == ["local", "offline"]
-    assert widget.workers.max == 4 and set(widget.option_widgets) == {"worker_cores", "worker_memory_gb", "image"}
+    assert widget.workers.max == 4 and set(widget.option_widgets) == {
+        "worker_cores",
+        "worker_memory_gb",
+        "image",
+        "outlive_server",
+    }
 
     widget.backend.value = "offline"
     widget.workers.value = 0

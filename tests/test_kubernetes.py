@@ -352,7 +352,8 @@ def test_gateway_configuration_file_settings(site_file, cvmfs_root, monkeypatch)
     assert defaults.cluster_max_workers == facility.load(site_file).backend("hpc-offload").dask.workers.max
     worker = KubeController(api_url="http://gw/api", gateway_instance="af").make_pod("analysis", "c1", defaults, True)
     validate(worker)
-    assert [f.field for f in c.Backend.cluster_options.fields] == ["worker_cores", "worker_memory_gb", "image"]
+    fields = [f.field for f in c.Backend.cluster_options.fields]
+    assert fields == ["worker_cores", "worker_memory_gb", "image", "outlive_server"]
     with pytest.raises(ValueError, match="'tier2' is a htcondor backend; this gateway runs kubernetes ones"):
         configure(Config(), str(site_file), "tier2")
     monkeypatch.delenv("AF_GATEWAY_BACKEND")

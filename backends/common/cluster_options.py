@@ -14,6 +14,10 @@ from typing import Any
 from facility import allowances
 from facility.model import Backend, Facility, Range
 
+# The cluster option that keeps a cluster running after its owner's notebook server stops
+# (gateway.server_lifetime stops the others when the hub reports the stop).
+OUTLIVE_SERVER = "outlive_server"
+
 
 class NotAllowedError(ValueError):
     """The user may not start clusters on this backend, or not with these options."""
@@ -21,18 +25,21 @@ class NotAllowedError(ValueError):
 
 @dataclass(frozen=True)
 class OptionField:
-    """One cluster option: an integer within a range, or a choice among names."""
+    """One cluster option: an integer within a range, a choice among names, or a yes/no flag."""
 
     field: str
     label: str
     default: Any
     limits: Range | None = None  # integers
     choices: tuple[str, ...] = ()  # selections
+    flag: bool = False  # yes/no (default True or False)
 
     def specification(self) -> dict[str, Any]:
         """The field as dask-gateway's /api/v1/options answers it (the JupyterLab panel reads this)."""
         if self.limits is not None:
             spec: dict[str, Any] = {"type": "int", "min": self.limits.min, "max": self.limits.max}
+        elif self.flag:
+            spec = {"type": "bool"}
         else:
             spec = {"type": "select", "options": list(self.choices)}
         return {"field": self.field, "label": self.label, "default": self.default, "spec": spec}
@@ -62,6 +69,7 @@ def option_fields(fac: Facility, backend: Backend) -> list[OptionField]:
     if limits.worker_gpus.max:
         fields.append(_integer("worker_gpus", limits.worker_gpus, "Worker GPUs"))
     fields.append(OptionField("image", "Software image", default_image, choices=tuple(images)))
+    fields.append(OptionField(OUTLIVE_SERVER, "Keep running after my notebook server stops", False, flag=True))
     return fields
 
 

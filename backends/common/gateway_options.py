@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dask_gateway_server.options import Field, Integer, Options, Select
+from dask_gateway_server.options import Bool, Field, Integer, Options, Select
 
 from backends.common.cluster_options import NotAllowedError, OptionField, allowed_for, check_allowance, cluster_config
 from backends.common.cluster_options import option_fields as plain_fields
@@ -23,6 +23,8 @@ def gateway_field(option: OptionField) -> Field:
     if option.limits is not None:
         rng = option.limits
         return Integer(option.field, default=rng.default, min=rng.min, max=rng.max, label=option.label)
+    if option.flag:
+        return Bool(option.field, default=option.default, label=option.label)
     return Select(option.field, list(option.choices), default=option.default, label=option.label)
 
 

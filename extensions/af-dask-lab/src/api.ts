@@ -5,7 +5,7 @@ import { ServerConnection } from '@jupyterlab/services';
 export interface IOptionSpec {
   field: string;
   label: string;
-  default: number | string;
+  default: number | string | boolean;
   spec: { type: 'int' | 'float' | 'select' | 'string' | 'bool'; min?: number; max?: number; options?: string[] };
 }
 

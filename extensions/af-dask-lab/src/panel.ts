@@ -136,7 +136,11 @@ export class DaskPanel extends Widget {
     create.onclick = async () => {
       const options: Record<string, unknown> = {};
       for (const [field, input] of Object.entries(inputs)) {
-        options[field] = input instanceof HTMLInputElement && input.type === 'number' ? Number(input.value) : input.value;
+        if (input instanceof HTMLInputElement && input.type === 'checkbox') {
+          options[field] = input.checked;
+        } else {
+          options[field] = input instanceof HTMLInputElement && input.type === 'number' ? Number(input.value) : input.value;
+        }
       }
       const body: Record<string, unknown> = { backend: backend.name, options };
       if (adaptive.checked) {
@@ -173,7 +177,11 @@ export class DaskPanel extends Widget {
     const spec = option.spec;
     let input: HTMLInputElement | HTMLSelectElement;
     const hint: Node[] = [];
-    if (spec.type === 'select') {
+    if (spec.type === 'bool') {
+      input = el('input', { type: 'checkbox', name: option.field, checked: option.default === true });
+      inputs[option.field] = input;
+      return [el('label', {}, input, ` ${option.label}`)];
+    } else if (spec.type === 'select') {
       input = el('select', { name: option.field });
       for (const value of spec.options ?? []) {
         input.append(el('option', { value, selected: value === option.default }, value));
