@@ -168,6 +168,11 @@ class Hub:
     idle_cull_minutes: int
     start_timeout_seconds: int
     spawn: Spawn = field(default_factory=Spawn)
+    on_down: str = "stop"  # "keep": `af down` leaves notebook servers and Dask clusters running
+
+    @property
+    def keeps_sessions(self) -> bool:
+        return self.on_down == "keep"
 
 
 @dataclass(frozen=True)
