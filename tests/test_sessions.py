@@ -23,6 +23,7 @@ import requests
 import yaml
 
 from facility import FacilityError, loads
+from tests.browser import CHROMIUM, chromium_page
 from tests.harness import (
     RunningFacility,
     embedded_raw,
@@ -75,6 +76,28 @@ def _records_with(log: str, text: str) -> list[str]:
     return [line for line in log.splitlines() if line.startswith("[") and text in line]
 
 
+def reason(name: str) -> str:
+    return f"Unix account 'af-{name}' exists but was not created by the analysis facility"
+
+
+def _spawn_in_browser(running: RunningFacility, name: str, url: str, expected: str) -> None:
+    shots = Path(__file__).resolve().parent.parent / "test-artifacts" / "sessions"
+    shots.mkdir(parents=True, exist_ok=True)
+    with chromium_page(1200, 900) as page:
+        page.goto(f"{url}/hub/login")
+        page.fill("#username_input", name)
+        page.fill("#password_input", running.password_of(name))
+        page.click("#login_submit")
+        page.goto(f"{url}/hub/spawn")
+        page.wait_for_selector(".af-spawn-form")
+        page.click('form button[type="submit"]')
+        page.wait_for_function("text => document.body.innerText.includes(text)", arg=expected, timeout=60_000)
+        page.screenshot(path=shots / "spawn-failed-progress.png", full_page=True)
+        page.reload()
+        page.wait_for_function("text => document.body.innerText.includes(text)", arg=expected, timeout=60_000)
+        page.screenshot(path=shots / "spawn-failed-page.png", full_page=True)
+
+
 def test_spawn_failure_is_logged_once_and_told_in_plain_words(keeping: RunningFacility) -> None:
     name = f"clash{uuid.uuid4().hex[:8]}"
     # The site already has a Unix account of that name, not made by the facility (no useradd hack
@@ -86,21 +109,22 @@ def test_spawn_failure_is_logged_once_and_told_in_plain_words(keeping: RunningFa
         progress = user.http.get(f"{user.url}/hub/api/users/{name}/server/progress", timeout=60).text
         page = user.http.get(f"{user.url}/hub/spawn-pending/{name}", timeout=60).text
         again = user.http.get(f"{user.url}/hub/spawn-pending/{name}", timeout=60).text  # a second look
+        log = (keeping.state_dir / "logs" / "hub.log").read_text(errors="replace")
+        # What the user sees: the reason, in words, in the progress stream and on the spawn page.
+        failed = [line for line in progress.splitlines() if '"failed": true' in line]
+        assert failed and reason(name) in failed[-1], progress
+        assert "Cannot start your server" in failed[-1]
+        for text in (page, again):
+            assert reason(name) in text.replace("&#39;", "'"), (reply.status_code, text[-3000:])
+        records = _records_with(log, reason(name))
+        assert len(records) == 1, records  # not once more per handler that saw the failure
+        assert records[0].startswith("[E "), records
+        # No second handler's copy (distributed's format) of anything.
+        assert re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - .*$", log, re.MULTILINE) == []
+        if CHROMIUM.exists():  # in a browser: a second attempt, from the spawn form
+            _spawn_in_browser(keeping, name, user.url, reason(name))
     finally:
         subprocess.run(["userdel", f"af-{name}"], check=False)
-    reason = f"Unix account 'af-{name}' exists but was not created by the analysis facility"
-    # What the user sees: the reason, in words, in the progress stream and on the spawn page.
-    failed = [line for line in progress.splitlines() if '"failed": true' in line]
-    assert failed and reason in failed[-1], progress
-    assert "Cannot start your server" in failed[-1]
-    for text in (page, again):
-        assert reason in text.replace("&#39;", "'"), (reply.status_code, text[-3000:])
-    log = (keeping.state_dir / "logs" / "hub.log").read_text(errors="replace")
-    records = _records_with(log, reason)
-    assert len(records) == 1, records  # not once more per handler that saw the failure
-    assert records[0].startswith("[E "), records
-    # No second handler's copy (distributed's format) of anything.
-    assert re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - .*$", log, re.MULTILINE) == []
 
 
 def _alice_works(running: RunningFacility) -> SimpleNamespace:
