@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import shutil
 import subprocess
@@ -184,3 +185,18 @@ def test_on_down_stop_stops_server_and_cluster(keeping: RunningFacility) -> None
 def test_down_sessions_option_takes_stop_or_keep(tmp_path: Path) -> None:
     result = run_af(tmp_path, "down", "--sessions", "pause", check=False)
     assert result.returncode == 2 and "'pause' is not one of 'stop', 'keep'" in result.stderr
+
+
+def test_log_filter_keeps_the_first_record_of_a_failure_and_other_errors() -> None:
+    from hub_config.log_once import SpawnFailureOnce
+
+    def record(module: str, message: str) -> logging.LogRecord:
+        return logging.makeLogRecord({"levelno": logging.ERROR, "msg": message, "module": module})
+
+    keep = SpawnFailureOnce()
+    assert keep.filter(record("pages", "Previous spawn for bob failed: disk full"))  # never logged before
+    assert keep.filter(record("user", "Unhandled error starting bob's server: disk full"))
+    assert not keep.filter(record("pages", "Previous spawn for bob failed: disk full"))
+    assert not keep.filter(record("pages", "Error starting server bob: disk full"))
+    assert keep.filter(record("pages", "Previous spawn for bob failed: quota exceeded"))
+    assert keep.filter(record("base", "Failed to add bob to proxy: disk full"))
