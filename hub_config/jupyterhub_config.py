@@ -16,7 +16,7 @@ from facility.usernames import USERNAME_PATTERN
 from hub_config.auth import invert_groups
 from hub_config.dashboard_service import dashboards_prefix
 from hub_config.examples import configure as configure_examples
-from hub_config.log_once import install as log_spawn_failures_once
+from hub_config.log_once import logging_config as log_spawn_failures_once
 from hub_config.services import DASHBOARD_SERVICE, register_services
 from hub_config.user_guide import configure as configure_user_guide
 from hub_config.wait_api import handlers as wait_handlers
@@ -41,7 +41,7 @@ c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
 # (spawner state). `af down` stops them through the hub's API first (af.sessions).
 c.JupyterHub.cleanup_servers = False
 # A failed spawn is logged once, where it fails, not again by each request handler that sees it.
-log_spawn_failures_once()
+c.JupyterHub.logging_config = log_spawn_failures_once()
 # Routes come back within seconds after a restart of the proxy (the hub re-adds missing ones then).
 c.JupyterHub.last_activity_interval = 5
 c.JupyterHub.template_vars = {"announcement_login": f"Welcome to {fac.title}"}

@@ -4,7 +4,7 @@ JupyterHub logs a failed start where it happens (`User.spawn`: "Unhandled error 
 server: ...", with the traceback), then again from request handlers: "Error starting server
 alice: ..." when the start failed within the spawn request, and "Previous spawn for alice failed:
 ..." at every view of the spawn page afterwards. The copies add no information and make one failure
-look like several; this filter on the hub's logger drops them once `User.spawn` has logged that
+look like several; this filter on the hub's log handler drops them once `User.spawn` has logged that
 failure.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from typing import Any
 
 # The handlers' messages that repeat a failure User.spawn has already logged (jupyterhub/handlers/pages.py).
 REPEATS = ("Previous spawn for ", "Error starting server ")
@@ -37,8 +38,12 @@ class SpawnFailureOnce(logging.Filter):
         return True
 
 
-def install(logger_name: str = "JupyterHub") -> SpawnFailureOnce:
-    """Add the filter to the hub application's logger (the one its handlers log through)."""
-    log_filter = SpawnFailureOnce()
-    logging.getLogger(logger_name).addFilter(log_filter)
-    return log_filter
+def logging_config() -> dict[str, Any]:
+    """The filter on the hub's console handler, for `c.JupyterHub.logging_config` (traitlets merges it
+    into its dictConfig). On the handler, not on the "JupyterHub" logger: User.spawn logs through
+    tornado's app_log, which only propagates to that logger, and a logger's filters see only its own
+    records."""
+    return {
+        "filters": {"spawn_failure_once": {"()": f"{__name__}.SpawnFailureOnce"}},
+        "handlers": {"console": {"filters": ["spawn_failure_once"]}},
+    }
