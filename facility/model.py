@@ -170,10 +170,6 @@ class Hub:
     spawn: Spawn = field(default_factory=Spawn)
     on_down: str = "stop"  # "keep": `af down` leaves notebook servers and Dask clusters running
 
-    @property
-    def keeps_sessions(self) -> bool:
-        return self.on_down == "keep"
-
 
 @dataclass(frozen=True)
 class Metrics:
