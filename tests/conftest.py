@@ -35,7 +35,8 @@ def start_facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartFa
 
     yield start
     for running in started:
-        run_af(running.state_dir, "down", check=False)
+        # Whatever hub.on_down a test chose: nothing of a test facility outlives the session.
+        run_af(running.state_dir, "down", "--sessions", "stop", check=False)
     for root in roots:
         shutil.rmtree(root, ignore_errors=True)
 
