@@ -121,20 +121,19 @@ def test_spawn_failure_in_a_browser(keeping: RunningFacility, clash: str) -> Non
     assert len(_records_with(log, expected)) == 2, _records_with(log, expected)  # one per attempt
 
 
-def _alice_works(running: RunningFacility) -> Work:
-    """alice's running server (started if needed) and a new Dask cluster of hers."""
-    alice = running.login("alice")
-    if not (alice.server() or {}).get("ready"):
-        reply = alice.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
-        assert reply.status_code == 200, reply.text[-2000:]
+@pytest.fixture(scope="module")
+def work(keeping: RunningFacility) -> Work:
+    """alice's server and Dask cluster: kept by the first `af down`, stopped by the second."""
+    alice = keeping.login("alice")
+    reply = alice.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
+    assert reply.status_code == 200, reply.text[-2000:]
     server = alice.wait_ready()
-    url, token = f"{running.url}{server['url']}", alice.token()
+    url, token = f"{keeping.url}{server['url']}", alice.token()
     out = execute_in_kernel(url, token, START_CLUSTER)
     return Work(alice, url, token, out.split("CLUSTER ")[1].split()[0])
 
 
-def test_on_down_keep_leaves_server_and_cluster_to_the_next_up(keeping: RunningFacility) -> None:
-    work = _alice_works(keeping)
+def test_on_down_keep_leaves_server_and_cluster_to_the_next_up(keeping: RunningFacility, work: Work) -> None:
     sessions_before = {p.pid for p in facility_processes(keeping) if p.username() == "af-alice"}
     assert sessions_before  # her server, its kernel, her scheduler and worker
 
@@ -159,8 +158,7 @@ def test_on_down_keep_leaves_server_and_cluster_to_the_next_up(keeping: RunningF
     assert "Leaving single-user servers running" in hub_log
 
 
-def test_down_sessions_stop_overrides_keep(keeping: RunningFacility) -> None:
-    work = _alice_works(keeping)  # her kept server, or a new one; a new cluster either way
+def test_down_sessions_stop_overrides_keep(keeping: RunningFacility, work: Work) -> None:
     down = " ".join(keeping.af("down", "--sessions", "stop").stdout.split())
     assert "1 notebook servers stopped" in down and "keep running" not in down, down
     assert "leftover" not in down, down  # each was stopped by its owner, not by the sweep
