@@ -25,6 +25,7 @@ from af.users import prepare_logins
 from af.users import user as user_commands
 from facility.accounts import AccountError
 from facility.examples import ExamplesError
+from facility.runtime import Runtime
 from monitoring import status as monitoring_status
 
 console = Console()
@@ -174,26 +175,46 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
 
 
 @main.command()
+@click.option(
+    "--sessions",
+    "sessions_choice",
+    type=click.Choice(["stop", "keep"]),
+    default=None,
+    help="Stop or keep the users' notebook servers and Dask clusters; default: facility.yaml's hub.on_down.",
+)
 @click.pass_obj
-def down(state: StateDir) -> None:
-    """Stop every process of the facility, including notebook servers and Dask clusters."""
+def down(state: StateDir, sessions_choice: str | None) -> None:
+    """Stop every process of the facility; notebook servers and Dask clusters as hub.on_down says."""
     was_running = supervise.supervisord_pid(state) is not None
     runtime = previous_runtime(state)
+    keep = (sessions_choice or _on_down(runtime)) == "keep"
     servers = 0
-    if was_running and runtime:
+    if was_running and runtime and not keep:
         try:
             servers = sessions.stop_servers(runtime)
         except sessions.HubUnreachable as exc:
             console.print(f"[yellow]The hub did not stop the notebook servers[/] ({exc}); ending their processes.")
         runtime.stopping_file.touch()  # the gateways stop their clusters at shutdown (gateway.keep_clusters)
-    swept = supervise.stop_all(state)
+    swept = supervise.stop_all(state, keep_sessions=keep)
     xrootd.remove_admin_dir(runtime)
     if was_running or swept:
         done = [f"{servers} notebook servers stopped"] if servers else []
         done += [f"{swept} leftover processes ended"] if swept else []
+        done += ["notebook servers and Dask clusters keep running (hub.on_down: keep)"] if keep else []
         console.print(f"Stopped the facility in {state.root}" + (f" ({', '.join(done)})" if done else ""))
     else:
         console.print(f"Nothing was running for {state.root}")
+
+
+def _on_down(runtime: Runtime | None) -> str:
+    """hub.on_down of the facility.yaml the running facility was started from; `stop` if unreadable."""
+    if runtime is None:
+        return "stop"
+    try:
+        return facility.load(runtime.facility_file).hub.on_down
+    except facility.FacilityError as exc:
+        console.print(f"[yellow]{exc}[/]; stopping notebook servers and Dask clusters.")
+        return "stop"
 
 
 def _print_status(state: StateDir) -> bool:

@@ -141,9 +141,15 @@ def instance_processes(state: StateDir) -> list[psutil.Process]:
     return found
 
 
-def stop_all(state: StateDir, timeout: float = 40.0) -> int:
-    """Stop supervisord and everything it or its children started; returns how many were swept."""
+def stop_all(state: StateDir, timeout: float = 40.0, keep_sessions: bool = False) -> int:
+    """Stop supervisord and everything it or its children started; returns how many were swept.
+
+    keep_sessions (hub.on_down: keep): sweep only what is left in supervisord's own session. The
+    hub's spawners and the gateways' backends start notebook servers, kernels and Dask processes
+    in sessions of their own (start_new_session) so that they outlive their parent: those stay.
+    """
     pid = supervisord_pid(state)
+    session = _session_of(pid)
     if pid is not None:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -155,6 +161,8 @@ def stop_all(state: StateDir, timeout: float = 40.0) -> int:
         if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
             break
     leftovers = instance_processes(state)
+    if keep_sessions:
+        leftovers = [p for p in leftovers if session is not None and _session_of(p.pid) == session]
     for proc in leftovers:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
@@ -164,6 +172,15 @@ def stop_all(state: StateDir, timeout: float = 40.0) -> int:
             proc.kill()
     psutil.wait_procs(alive, timeout=5)
     return len(leftovers)
+
+
+def _session_of(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
 
 
 def http_ok(port: int, path: str, timeout: float = 2.0) -> bool:

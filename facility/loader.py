@@ -341,6 +341,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             idle_cull_minutes=hub_raw.get("idle_cull_minutes", 0),
             start_timeout_seconds=hub_raw.get("start_timeout_seconds", 120),
             spawn=Spawn(**(hub_raw.get("spawn") or {})),
+            on_down=hub_raw.get("on_down", "stop"),
         ),
         metrics=Metrics(**(raw.get("metrics") or {})),
         raw=raw,

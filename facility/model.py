@@ -179,6 +179,7 @@ class Hub:
     idle_cull_minutes: int
     start_timeout_seconds: int
     spawn: Spawn = field(default_factory=Spawn)
+    on_down: str = "stop"  # "keep": `af down` leaves notebook servers and Dask clusters running
 
 
 @dataclass(frozen=True)

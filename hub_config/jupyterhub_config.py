@@ -17,6 +17,7 @@ from hub_config.cluster_lifetime import handlers as cluster_handlers
 from hub_config.cluster_lifetime import stop_clusters_hook
 from hub_config.dashboard_service import dashboards_prefix
 from hub_config.examples import configure as configure_examples
+from hub_config.log_once import logging_config as log_spawn_failures_once
 from hub_config.services import DASHBOARD_SERVICE, register_services
 from hub_config.user_guide import configure as configure_user_guide
 from hub_config.wait_api import handlers as wait_handlers
@@ -41,6 +42,8 @@ c.ConfigurableHTTPProxy.auth_token = secrets.proxy_token
 # A restart or crash of the hub keeps notebook servers: the hub finds them again from its database
 # (spawner state). `af down` stops them through the hub's API first (af.sessions).
 c.JupyterHub.cleanup_servers = False
+# A failed spawn is logged once, where it fails, not again by each request handler that sees it.
+c.JupyterHub.logging_config = log_spawn_failures_once()
 # Routes come back within seconds after a restart of the proxy (the hub re-adds missing ones then).
 c.JupyterHub.last_activity_interval = 5
 c.JupyterHub.template_vars = {"announcement_login": f"Welcome to {fac.title}"}

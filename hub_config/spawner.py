@@ -135,7 +135,18 @@ class FacilitySpawner(WrapSpawner):
         self.child_spawner = None
         self.construct_child()
         self.log.info("Starting %s on backend %s with %s", self._log_name, backend.name, json.dumps(self.user_options))
-        return self.child_spawner.start()
+        return self._said_in_words(self.child_spawner.start())
+
+    @staticmethod
+    async def _said_in_words(starting: Awaitable[Any]) -> Any:
+        try:
+            return await starting
+        except RuntimeError as exc:
+            # The backends' own refusals ("Cannot start your server: ...") are written for the user:
+            # the spawn page shows only messages marked so (jupyterhub.utils.format_exception).
+            if not hasattr(exc, "jupyterhub_message"):
+                exc.jupyterhub_message = str(exc)
+            raise
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         """Progress events for the hub's spawn page: our own steps plus the child spawner's own

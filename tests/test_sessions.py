@@ -1,0 +1,187 @@
+"""What happens to users' sessions (issue 15), on a real facility started with `af up`:
+
+- a spawn that fails for a real reason (the user's Unix account name is held by an account the
+  facility did not create) is in hub.log once, and the user sees the reason in plain words;
+- facility.yaml's `hub.on_down: keep`: `af down` leaves alice's notebook server and Dask cluster
+  running, stops every facility service, and after `af up` she works on with both;
+- `af down --sessions stop` overrides `keep` for one shutdown and leaves no process of the facility.
+
+The default `on_down: stop` is test_restarts' last test.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from facility import FacilityError, loads
+from hub_config.log_once import SpawnFailureOnce
+from tests.browser import CHROMIUM, chromium_page
+from tests.harness import RunningFacility, embedded_raw, execute_in_kernel, run_af
+from tests.test_restarts import (
+    COMPUTE,
+    START_CLUSTER,
+    Work,
+    assert_no_port_clash,
+    facility_processes,
+    server_answers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+def test_on_down_is_stop_or_keep() -> None:
+    raw = embedded_raw()
+    assert loads(yaml.safe_dump(raw)).hub.on_down == "stop"
+    raw["hub"]["on_down"] = "keep"
+    assert loads(yaml.safe_dump(raw)).hub.on_down == "keep"
+    raw["hub"]["on_down"] = "pause"
+    with pytest.raises(FacilityError, match=r"hub\.on_down.*'pause'.*(stop|keep)"):
+        loads(yaml.safe_dump(raw))
+
+
+@pytest.fixture(scope="module")
+def keeping(start_facility) -> RunningFacility:
+    """The embedded facility with hub.on_down: keep (conftest stops it with `--sessions stop`)."""
+    raw = copy.deepcopy(embedded_raw())
+    # The idle culler runs too: after `af down` and `af up`, one copy of it (assert_no_port_clash).
+    raw["hub"].update(on_down="keep", idle_cull_minutes=60)
+    return start_facility(raw)
+
+
+def _records_with(log: str, text: str) -> list[str]:
+    """hub.log's records (their first lines, "[E 2026-..."), not traceback lines, holding `text`."""
+    return [line for line in log.splitlines() if line.startswith("[") and text in line]
+
+
+@pytest.fixture(scope="module")
+def clash(keeping: RunningFacility) -> Iterator[str]:
+    """A hub user whose facility account name (af-<name>) the site already gave to an account of its own."""
+    name = f"clash{uuid.uuid4().hex[:8]}"
+    # No useradd hack in the facility: the same refusal protects a real site's accounts.
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", f"af-{name}"], check=True)
+    yield name
+    subprocess.run(["userdel", f"af-{name}"], check=False)
+
+
+def reason(name: str) -> str:
+    return f"Unix account 'af-{name}' exists but was not created by the analysis facility"
+
+
+def test_spawn_failure_is_logged_once_and_told_in_plain_words(keeping: RunningFacility, clash: str) -> None:
+    user = keeping.login(clash)
+    reply = user.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
+    progress = user.http.get(f"{user.url}/hub/api/users/{clash}/server/progress", timeout=60).text
+    page = user.http.get(f"{user.url}/hub/spawn-pending/{clash}", timeout=60).text
+    again = user.http.get(f"{user.url}/hub/spawn-pending/{clash}", timeout=60).text  # a second look
+    log = (keeping.state_dir / "logs" / "hub.log").read_text(errors="replace")
+    # What the user sees: the reason, in words, in the progress stream and on the spawn page.
+    failed = [line for line in progress.splitlines() if '"failed": true' in line]
+    assert failed and reason(clash) in failed[-1], progress
+    assert "Cannot start your server" in failed[-1]
+    for text in (page, again):
+        assert reason(clash) in text.replace("&#39;", "'"), (reply.status_code, text[-3000:])
+    records = _records_with(log, reason(clash))
+    assert len(records) == 1, "\n".join(records)  # not once more per handler that saw the failure
+    assert records[0].startswith("[E "), records
+
+
+def test_spawn_failure_in_a_browser(keeping: RunningFacility, clash: str) -> None:
+    """A second attempt, from the spawn form: the reason on the progress page and after a reload."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM}")
+    shots = Path(__file__).resolve().parent.parent / "test-artifacts" / "sessions"
+    shots.mkdir(parents=True, exist_ok=True)
+    expected = reason(clash)
+    with chromium_page(1200, 900) as page:
+        page.goto(f"{keeping.url}/hub/login")
+        page.fill("#username_input", clash)
+        page.fill("#password_input", keeping.password_of(clash))
+        page.click("#login_submit")
+        page.goto(f"{keeping.url}/hub/spawn")
+        page.wait_for_selector(".af-spawn-form")
+        page.click('form button[type="submit"]')
+        page.wait_for_function("text => document.body.innerText.includes(text)", arg=expected, timeout=30_000)
+        page.screenshot(path=shots / "spawn-failed-progress.png", full_page=True)
+        page.reload()
+        page.wait_for_function("text => document.body.innerText.includes(text)", arg=expected, timeout=30_000)
+        page.screenshot(path=shots / "spawn-failed-page.png", full_page=True)
+    log = (keeping.state_dir / "logs" / "hub.log").read_text(errors="replace")
+    assert len(_records_with(log, expected)) == 2, _records_with(log, expected)  # one per attempt
+
+
+@pytest.fixture(scope="module")
+def work(keeping: RunningFacility) -> Work:
+    """alice's server and Dask cluster: kept by the first `af down`, stopped by the second."""
+    alice = keeping.login("alice")
+    reply = alice.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
+    assert reply.status_code == 200, reply.text[-2000:]
+    server = alice.wait_ready()
+    url, token = f"{keeping.url}{server['url']}", alice.token()
+    out = execute_in_kernel(url, token, START_CLUSTER)
+    return Work(alice, url, token, out.split("CLUSTER ")[1].split()[0])
+
+
+def test_on_down_keep_leaves_server_and_cluster_to_the_next_up(keeping: RunningFacility, work: Work) -> None:
+    sessions_before = {p.pid for p in facility_processes(keeping) if p.username() == "af-alice"}
+    assert sessions_before  # her server, its kernel, her scheduler and worker
+
+    down = " ".join(keeping.af("down").stdout.split())
+    assert "keep running (hub.on_down: keep)" in down and "leftover" not in down, down
+    alive = {p.pid for p in facility_processes(keeping)}
+    assert sessions_before <= alive, sessions_before - alive  # nothing of alice's was stopped
+    # Only users' processes are left: no hub, proxy, gateway or service of the facility.
+    assert all(p.username() == "af-alice" for p in facility_processes(keeping)), [
+        (p.pid, p.username(), p.cmdline()[:3]) for p in facility_processes(keeping)
+    ]
+    gateway_log = (keeping.state_dir / "logs" / "gateway-local.log").read_text()
+    assert "clusters keep running" in gateway_log and f"Cluster {work.cluster} stopped" not in gateway_log
+
+    keeping.af("up", "--facility", str(keeping.facility_file), "--port", str(keeping.runtime["ports"]["public"]))
+    wait_for(lambda: (work.session.server() or {}).get("ready"), "the hub to list alice's kept server as ready")
+    wait_for(lambda: server_answers(work), "alice's kept server through the new proxy")
+    result = execute_in_kernel(work.url, work.token, COMPUTE.format(name=work.cluster))
+    assert "TOTAL 499999500000" in result
+    assert_no_port_clash(keeping)
+    hub_log = (keeping.state_dir / "logs" / "hub.log").read_text(errors="replace")
+    assert "Leaving single-user servers running" in hub_log
+
+
+def test_down_sessions_stop_overrides_keep(keeping: RunningFacility, work: Work) -> None:
+    down = " ".join(keeping.af("down", "--sessions", "stop").stdout.split())
+    assert "1 notebook servers stopped" in down and "keep running" not in down, down
+    assert "leftover" not in down, down  # each was stopped by its owner, not by the sweep
+    assert facility_processes(keeping) == []
+    gateway_log = (keeping.state_dir / "logs" / "gateway-local.log").read_text()
+    assert "stopping its clusters (af down)" in gateway_log and f"Cluster {work.cluster} stopped" in gateway_log
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{keeping.url}/hub/health", timeout=5)
+
+
+def test_down_sessions_option_takes_stop_or_keep(tmp_path: Path) -> None:
+    result = run_af(tmp_path, "down", "--sessions", "pause", check=False)
+    assert result.returncode == 2 and "'pause' is not one of 'stop', 'keep'" in result.stderr
+
+
+def test_log_filter_keeps_the_first_record_of_a_failure_and_other_errors() -> None:
+    def record(module: str, message: str) -> logging.LogRecord:
+        return logging.makeLogRecord({"levelno": logging.ERROR, "msg": message, "module": module})
+
+    keep = SpawnFailureOnce()
+    assert keep.filter(record("pages", "Previous spawn for bob failed: disk full"))  # never logged before
+    assert keep.filter(record("user", "Unhandled error starting bob's server: disk full"))
+    assert not keep.filter(record("pages", "Previous spawn for bob failed: disk full"))
+    assert not keep.filter(record("pages", "Error starting server bob: disk full"))
+    assert keep.filter(record("pages", "Previous spawn for bob failed: quota exceeded"))
+    assert keep.filter(record("base", "Failed to add bob to proxy: disk full"))
