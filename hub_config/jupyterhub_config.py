@@ -86,7 +86,7 @@ c.JupyterHub.concurrent_spawn_limit = fac.hub.spawn.concurrent + fac.hub.spawn.q
 c.Spawner.http_timeout = fac.hub.spawn.http_timeout_seconds
 c.Spawner.start_timeout = fac.hub.start_timeout_seconds
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
-configure_examples(c, runtime)  # servers on this host open through nbgitpuller: ~/examples kept current
+configure_examples(c, runtime)  # /hub/examples.git; every server opens through nbgitpuller: ~/examples kept current
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None
