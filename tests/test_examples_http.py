@@ -1,8 +1,8 @@
 """The hub's read-only HTTP view of the examples repository (hub_config/examples_http.py).
 
 Path checks on a real published repository, then a real `git clone` and `git fetch` through the
-handler in a tornado application of its own. tests/test_hub.py clones through a running facility's
-hub; tests/test_slurm.py checks that a Slurm notebook server opens with ~/examples.
+handler in a tornado application of its own. tests/test_examples_hub.py clones through a running
+facility's hub; tests/test_slurm.py checks that a Slurm notebook server opens with ~/examples.
 """
 
 from __future__ import annotations
