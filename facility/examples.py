@@ -21,6 +21,10 @@ REPO_NAME = "examples.git"
 BRANCH = "main"
 TARGET = "examples"  # the folder in each user's home
 FIRST_STEPS = "first_steps.ipynb"
+# The origin every user's clone records: a name, not an address. A server's git maps it to the hub
+# URL that server uses now (git_environment), so a clone made through another address (the hub
+# moved, a test facility on other ports) still fetches.
+ORIGIN = "af-hub://examples.git"
 # Commits of the examples are the facility's, not a person's.
 _IDENTITY = ["-c", "user.name=analysis facility", "-c", "user.email=af@localhost", "-c", "commit.gpgsign=false"]
 
@@ -44,11 +48,24 @@ def is_published(repo: Path) -> bool:
     return (Path(repo) / "info" / "refs").is_file()
 
 
-def pull_url(repo: str, then: str = "lab") -> str:
-    """The notebook server URL (below its base URL) that pulls `repo` into ~/examples, then opens `then`."""
+def pull_url(then: str = "lab") -> str:
+    """The notebook server URL (below its base URL) that pulls ORIGIN into ~/examples, then opens `then`."""
     # depth 0 is a full clone: nbgitpuller's default (1) is shallow, which dumb HTTP cannot serve.
-    query = {"repo": repo, "branch": BRANCH, "depth": "0", "targetpath": TARGET, "urlpath": then, "app": "lab"}
+    query = {"repo": ORIGIN, "branch": BRANCH, "depth": "0", "targetpath": TARGET, "urlpath": then, "app": "lab"}
     return f"/git-pull?{urlencode(query)}"
+
+
+def git_environment(hub_url: str) -> dict[str, str]:
+    """Environment of a notebook server whose git fetches ORIGIN from the hub at `hub_url`.
+
+    git's `url.<address>.insteadOf` rewrites ORIGIN on every clone and fetch; GIT_CONFIG_COUNT
+    passes it as configuration (git >= 2.31) without a file in the user's home.
+    """
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{repo_url(hub_url)}.insteadOf",
+        "GIT_CONFIG_VALUE_0": ORIGIN,
+    }
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:

@@ -28,12 +28,14 @@ def configure(c: Any, runtime: Runtime) -> None:
 
 
 def with_examples(child: ChildConfig, repo: str, hub_url: str) -> ChildConfig:
-    """The child spawner's config with the pulling default URL, when the repository is published.
+    """The child spawner's config with the pulling default URL and git's address of the hub, when the
+    repository is published.
 
     `hub_url` is the hub's own URL as servers reach it (JupyterHub's Hub.url, from hub_connect_url
     where one is set). A hub without the repository (not set up by `af up`) keeps /lab.
     """
     cls, config = child
     if repo and examples.is_published(Path(repo)):
-        config = {**config, "default_url": examples.pull_url(examples.repo_url(hub_url), then="lab")}
+        config = {**config, "default_url": examples.pull_url(then="lab")}
+        config["environment"] = {**config.get("environment", {}), **examples.git_environment(hub_url)}
     return cls, config

@@ -57,12 +57,12 @@ def test_publish_refuses_a_missing_file(tmp_path):
 
 
 def test_pull_url_sends_nbgitpuller_to_the_hubs_repository_then_lab():
-    url = examples.pull_url(examples.repo_url("http://10.0.0.5:8081/hub/"))
+    url = examples.pull_url()
     parts = urlsplit(url)
     assert parts.path == "/git-pull"
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert query == {
-        "repo": "http://10.0.0.5:8081/hub/examples.git",
+        "repo": "af-hub://examples.git",  # the name clones record; git_environment maps it to the hub
         "branch": "main",
         "depth": "0",  # a full clone: dumb HTTP serves no shallow one
         "targetpath": "examples",
@@ -88,7 +88,7 @@ def test_user_guide_renders_to_html(tmp_path):
 
 
 def test_servers_of_every_kind_pull_from_the_hub(tmp_path):
-    """Local processes, batch jobs and pods alike: the default URL pulls from the hub's URL."""
+    """Local processes, batch jobs and pods alike: the default URL pulls, git maps the origin to the hub's URL."""
     from backends.registry import KINDS
     from hub_config.examples import with_examples
 
@@ -96,13 +96,17 @@ def test_servers_of_every_kind_pull_from_the_hub(tmp_path):
     notebook.write_text("{}\n")
     repo = examples.repo_path(tmp_path / "state")
     examples.publish(repo, [notebook])
-    expected = examples.pull_url("http://hub.example:8081/hub/examples.git")
+    git = {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "url.http://hub.example:8081/hub/examples.git.insteadOf",
+        "GIT_CONFIG_VALUE_0": "af-hub://examples.git",
+    }
     for name in KINDS:
         _, config = with_examples(
             (object, {"environment": {"AF_BACKEND": name}}), str(repo), "http://hub.example:8081/hub/"
         )
-        assert config["default_url"] == expected, name
-        assert config["environment"] == {"AF_BACKEND": name}, name  # no git workaround any more
+        assert config["default_url"] == examples.pull_url(), name
+        assert config["environment"] == {"AF_BACKEND": name, **git}, name
     _, config = with_examples((object, {"environment": {}}), "", "http://hub.example:8081/hub/")
     assert "default_url" not in config  # no repository configured: nothing to pull
     _, config = with_examples((object, {}), str(tmp_path / "never-published.git"), "http://hub.example:8081/hub/")

@@ -141,3 +141,27 @@ def test_git_clones_and_fetches_through_the_handler(repo, tmp_path):
     assert _rev(clone / ".git") == _rev(repo) != seen["first"]
     assert seen["refs"].headers["Cache-Control"] == "no-cache"
     assert seen["refused"] == 404
+
+
+def test_a_clone_still_fetches_after_the_hub_moved(repo, tmp_path):
+    """Clones record ORIGIN, not the hub's address: a server of a hub on another port still pulls."""
+    clone = tmp_path / "clone"
+    later = tmp_path / "later.ipynb"
+    later.write_text("{}\n")
+
+    def git(hub: str, *args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "HOME": str(tmp_path), **examples.git_environment(hub)}
+        return subprocess.run(["git", *args], env=env, capture_output=True, text=True)
+
+    def first_start(hub: str) -> str:
+        cloned = git(hub, "clone", "-q", examples.ORIGIN, str(clone))
+        assert cloned.returncode == 0, cloned.stderr
+        return hub
+
+    first_hub = _serve_and_run(repo, first_start)
+    examples.publish(repo, [clone / "first_steps.ipynb", later])
+    second_hub = _serve_and_run(repo, lambda hub: (hub, git(hub, "-C", str(clone), "pull", "-q")))
+    assert second_hub[0] != first_hub  # another port: the first hub's address leads nowhere now
+    assert second_hub[1].returncode == 0, second_hub[1].stderr
+    assert (clone / "later.ipynb").is_file()
+    assert git(first_hub, "-C", str(clone), "config", "remote.origin.url").stdout.strip() == examples.ORIGIN

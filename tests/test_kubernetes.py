@@ -187,7 +187,10 @@ async def test_notebook_pod_pulls_the_examples_from_the_hubs_service(site_file, 
     )
     pod, _ = await notebook_pod(site_file, alice, hub_db, {"backend": "cloud"}, parent=parent)
     validate(pod)
-    assert env_of(pod)["JUPYTERHUB_DEFAULT_URL"] == examples.pull_url("http://hub:8081/hub/examples.git")
+    env = env_of(pod)
+    assert env["JUPYTERHUB_DEFAULT_URL"] == examples.pull_url()
+    assert env["GIT_CONFIG_KEY_0"] == "url.http://hub:8081/hub/examples.git.insteadOf"
+    assert env["GIT_CONFIG_VALUE_0"] == examples.ORIGIN
 
 
 @pytest.mark.parametrize(("gpus", "gpu_type"), [(1, "NVIDIA-A100-SXM4-40GB"), (2, "NVIDIA-H100-80GB-HBM3")])
