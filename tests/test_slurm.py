@@ -18,11 +18,11 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
-from af.hub_content import example_notebooks
 from tests.batch_helpers import (
     account_of,
     check_notebooks_run_as_own_accounts,
     check_private_to,
+    check_server_opens_with_the_examples,
     spawn_form,
     spawn_outcome,
     until,
@@ -77,27 +77,7 @@ def test_notebook_server_runs_as_a_slurm_job_and_answers_through_the_hub(hpc, sl
 
 def test_notebook_server_opens_with_the_examples_pulled_from_the_hub(hpc, slurm) -> None:
     """The Slurm job's server pulls ~/examples over HTTP from the hub, as its first opening does."""
-    judy = hpc.login("judy")
-    reply = judy.post_spawn_form(_form())
-    assert reply.status_code == 200, reply.text[-2000:]
-    server = judy.wait_ready(timeout=90)
-    url, headers = f"{judy.url}{server['url']}", {"Authorization": f"token {judy.token()}"}
-    # Opening the server from the hub lands on its default URL: nbgitpuller's page, whose script
-    # then reads the pull's progress from /git-pull/api with the same query. Do what it does.
-    opened = requests.get(url, headers=headers, allow_redirects=False, timeout=30)
-    assert opened.status_code in (301, 302), opened.text[-500:]
-    page = opened.headers["Location"]
-    assert "/user/judy/git-pull?" in page, page
-    hub_api = hpc.runtime["ports"]["hub_api"]
-    assert f"repo=http%3A%2F%2F127.0.0.1%3A{hub_api}%2Fhub%2Fexamples.git" in page  # the hub, not a path
-    pull = requests.get(f"{judy.url}{page.replace('/git-pull?', '/git-pull/api?')}", headers=headers, timeout=120)
-    assert pull.status_code == 200, pull.text[-2000:]
-    assert '"phase": "finished"' in pull.text, pull.text[-2000:]
-    listing = requests.get(f"{url}api/contents/examples", headers=headers, timeout=30)
-    assert listing.status_code == 200, listing.text
-    names = sorted(item["name"] for item in listing.json()["content"])
-    assert names == [p.name for p in example_notebooks()]
-    judy.stop_server()
+    check_server_opens_with_the_examples(hpc, "judy", _form())
     assert slurm.wait_no_jobs(timeout=30) == []
 
 
