@@ -2,10 +2,11 @@
 
 `af up` keeps the examples repository current (facility.examples.publish); the hub serves it
 read-only at /hub/examples.git (hub_config/examples_http.py). Every server, whatever its backend
-(a local process, a batch job on another node, a pod), gets nbgitpuller's /git-pull as its default
-URL, with the repository's address below the hub URL the server already uses for the hub's API:
-the pull runs inside the user's own server (their account, their home) each time they reach it
-from the hub, then JupyterLab opens.
+(a local process, a batch job on another node, a pod), gets nbgitpuller's /git-pull of
+facility.examples.ORIGIN as its default URL, and a git environment that maps that name to the
+repository below the hub URL the server already uses for the hub's API: the pull runs inside the
+user's own server (their account, their home) each time they reach it from the hub, then
+JupyterLab opens.
 """
 
 from __future__ import annotations
