@@ -17,15 +17,15 @@ import sys
 from pathlib import Path
 
 from af.components import PROJECT_ROOT
-from facility import data_tokens, examples
+from facility import data_tokens
 from facility.accounts import ensure_group, grant_traverse, require_root
 from facility.model import Facility
 from facility.runtime import Runtime
 
 # Entries of the state folder that users' processes reach (each keeps its own, narrower modes):
-# their token folders, their Dask cluster folders below gateways/, the data lake's CA below xrootd/,
-# the examples repository their servers clone (readable, not writable).
-OPEN_ENTRIES = ("tokens", "gateways", "xrootd", examples.REPO_NAME)
+# their token folders, their Dask cluster folders below gateways/, the data lake's CA below xrootd/.
+# Not the examples repository: servers clone it over HTTP from the hub (hub_config/examples_http.py).
+OPEN_ENTRIES = ("tokens", "gateways", "xrootd")
 SECRET_FILES = ("runtime.json", "supervisord.conf", "jupyterhub.sqlite")
 
 
@@ -50,7 +50,6 @@ def needed_paths(runtime: Runtime, facility_file: Path) -> list[Path]:
         PROJECT_ROOT,
         facility_file.parent,  # notebooks read facility.yaml ($AF_FACILITY)
         state / "tokens",
-        examples.repo_path(state),
     ]
     paths += [local_clusters_dir(runtime, name) for name, gw in runtime.gateways.items() if gw.kind == "local"]
     if data_tokens.enabled(runtime):

@@ -1,10 +1,11 @@
-"""The facility's example notebooks as a local git repository that every user's server pulls.
+"""The facility's example notebooks as a git repository that every user's server pulls.
 
-`af up` publishes the project's notebooks into ``<state>/examples.git`` (one commit per change).
-Each notebook server's default URL goes through nbgitpuller's ``/git-pull``, which clones that
-repository into ``~/examples`` on a first start and merges new commits on later starts; its merge
-keeps a user's own edits (a conflicting upstream change loses to the user's version) and brings
-new examples. The pull runs inside the server, so as the user and in their home.
+`af up` publishes the project's notebooks into ``<state>/examples.git`` (one commit per change),
+which the hub serves read-only over HTTP (hub_config/examples_http.py). Each notebook server's
+default URL goes through nbgitpuller's ``/git-pull``, which clones that repository into
+``~/examples`` on a first start and merges new commits on later starts; its merge keeps a user's
+own edits (a conflicting upstream change loses to the user's version) and brings new examples.
+The pull runs inside the server, so as the user and in their home, on whichever backend it runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ REPO_NAME = "examples.git"
 BRANCH = "main"
 TARGET = "examples"  # the folder in each user's home
 FIRST_STEPS = "first_steps.ipynb"
-SAFE_CONFIG = "af-safe.gitconfig"
+# The origin every user's clone records: a name, not an address. A server's git maps it to the hub
+# URL that server uses now (git_environment), so a clone made through another address (the hub
+# moved, a test facility on other ports) still fetches.
+ORIGIN = "af-hub://examples.git"
 # Commits of the examples are the facility's, not a person's.
 _IDENTITY = ["-c", "user.name=analysis facility", "-c", "user.email=af@localhost", "-c", "commit.gpgsign=false"]
 
@@ -34,19 +38,34 @@ def repo_path(state: Path) -> Path:
     return Path(state) / REPO_NAME
 
 
-def pull_url(repo: Path, then: str = "lab") -> str:
-    """The notebook server URL (below its base URL) that pulls `repo` into ~/examples, then opens `then`."""
-    query = urlencode({"repo": str(repo), "branch": BRANCH, "targetpath": TARGET, "urlpath": then, "app": "lab"})
-    return f"/git-pull?{query}"
+def repo_url(hub_url: str) -> str:
+    """The repository's HTTP address below the hub's URL (``http://host:port/hub/``) as servers reach it."""
+    return f"{hub_url.rstrip('/')}/{REPO_NAME}"
 
 
-def git_environment(repo: Path) -> dict[str, str]:
-    """Environment of notebook servers so their git may clone `repo`, which the facility's account owns.
+def is_published(repo: Path) -> bool:
+    """Whether `repo` can be cloned over HTTP: published, with the files dumb HTTP reads."""
+    return (Path(repo) / "info" / "refs").is_file()
 
-    Git refuses a repository of another owner ("dubious ownership") unless `safe.directory` names
-    it in protected configuration; the system file we point to keeps /etc/gitconfig included.
+
+def pull_url(then: str = "lab") -> str:
+    """The notebook server URL (below its base URL) that pulls ORIGIN into ~/examples, then opens `then`."""
+    # depth 0 is a full clone: nbgitpuller's default (1) is shallow, which dumb HTTP cannot serve.
+    query = {"repo": ORIGIN, "branch": BRANCH, "depth": "0", "targetpath": TARGET, "urlpath": then, "app": "lab"}
+    return f"/git-pull?{urlencode(query)}"
+
+
+def git_environment(hub_url: str) -> dict[str, str]:
+    """Environment of a notebook server whose git fetches ORIGIN from the hub at `hub_url`.
+
+    git's `url.<address>.insteadOf` rewrites ORIGIN on every clone and fetch; GIT_CONFIG_COUNT
+    passes it as configuration (git >= 2.31) without a file in the user's home.
     """
-    return {"GIT_CONFIG_SYSTEM": str(Path(repo) / SAFE_CONFIG)}
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{repo_url(hub_url)}.insteadOf",
+        "GIT_CONFIG_VALUE_0": ORIGIN,
+    }
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -86,8 +105,6 @@ def publish(repo: Path, files: Iterable[Path]) -> bool:
         if changed:
             names = ", ".join(sorted(f.name for f in files))
             _git(*tree, "commit", "--quiet", "-m", f"Facility examples: {names}", cwd=work)
-    (repo / SAFE_CONFIG).write_text(f"[include]\n\tpath = /etc/gitconfig\n[safe]\n\tdirectory = {repo}\n")
-    # Users' accounts clone it: readable by everyone who may pass through the state folder.
-    for path in [repo, *repo.rglob("*")]:
-        path.chmod(path.stat().st_mode | (0o755 if path.is_dir() else 0o644))
+    # info/refs and objects/info/packs: what a dumb-HTTP client reads to find the objects.
+    _git("--git-dir", str(repo), "update-server-info")
     return changed

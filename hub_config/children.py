@@ -37,4 +37,5 @@ def import_spawner(path: str) -> type[Spawner]:
 def child_for(fac: Facility, backend: Backend, request: SpawnRequest, parent: FacilitySpawner) -> ChildConfig:
     kind = kind_of(backend)
     child = kind.load("notebook_child")(fac, backend, request, parent)
-    return examples.with_examples(kind, child, parent.examples_repo)  # ~/examples kept up to date
+    # ~/examples kept up to date, pulled from the hub at the address the server uses for its API.
+    return examples.with_examples(child, parent.examples_repo, parent.hub.url)

@@ -1,10 +1,12 @@
 """The facility's examples in every user's home: notebook servers start through nbgitpuller.
 
-`af up` keeps the examples repository current (facility.examples.publish). For servers that run
-on the facility host and can read that repository (the local kind), the hub sets the server's
-default URL to nbgitpuller's /git-pull, so the pull runs inside the user's own server (their Unix
-account, their home) each time they reach it from the hub, then JupyterLab opens. Servers
-elsewhere (batch jobs on other nodes, pods) keep /lab: the repository's path means nothing there.
+`af up` keeps the examples repository current (facility.examples.publish); the hub serves it
+read-only at /hub/examples.git (hub_config/examples_http.py). Every server, whatever its backend
+(a local process, a batch job on another node, a pod), gets nbgitpuller's /git-pull of
+facility.examples.ORIGIN as its default URL, and a git environment that maps that name to the
+repository below the hub URL the server already uses for the hub's API: the pull runs inside the
+user's own server (their account, their home) each time they reach it from the hub, then
+JupyterLab opens.
 """
 
 from __future__ import annotations
@@ -13,25 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from backends.common.notebook_child import ChildConfig
-from backends.registry import Kind
 from facility import examples
 from facility.runtime import Runtime
+from hub_config.examples_http import ROUTE, ExamplesRepoHandler
 
 
 def configure(c: Any, runtime: Runtime) -> None:
-    """Tell the FacilitySpawner where the examples repository of `runtime`'s facility is."""
-    c.FacilitySpawner.examples_repo = str(examples.repo_path(runtime.state_path))
+    """Serve the examples repository of `runtime`'s facility and tell the FacilitySpawner where it is."""
+    repo = examples.repo_path(runtime.state_path)
+    c.FacilitySpawner.examples_repo = str(repo)
+    # extra_handlers holds other pages too (user guide, predicted wait): add, never assign.
+    c.JupyterHub.extra_handlers.append((ROUTE, ExamplesRepoHandler, {"path": str(repo)}))
 
 
-def can_pull(kind: Kind) -> bool:
-    """Whether servers of a kind run on the facility host itself, where the repository is."""
-    return kind.runs_on_this_host and not kind.is_batch
+def with_examples(child: ChildConfig, repo: str, hub_url: str) -> ChildConfig:
+    """The child spawner's config with the pulling default URL and git's address of the hub, when the
+    repository is published.
 
-
-def with_examples(kind: Kind, child: ChildConfig, repo: str) -> ChildConfig:
-    """The child spawner's config, with the pulling default URL and git environment where they apply."""
+    `hub_url` is the hub's own URL as servers reach it (JupyterHub's Hub.url, from hub_connect_url
+    where one is set). A hub without the repository (not set up by `af up`) keeps /lab.
+    """
     cls, config = child
-    if repo and can_pull(kind):
-        config = {**config, "default_url": examples.pull_url(Path(repo), then="lab")}
-        config["environment"] = {**config.get("environment", {}), **examples.git_environment(Path(repo))}
+    if repo and examples.is_published(Path(repo)):
+        config = {**config, "default_url": examples.pull_url(then="lab")}
+        config["environment"] = {**config.get("environment", {}), **examples.git_environment(hub_url)}
     return cls, config

@@ -98,7 +98,7 @@ c.Spawner.start_timeout = fac.hub.start_timeout_seconds
 c.Spawner.post_stop_hook = stop_clusters_hook(runtime.gateways)
 c.JupyterHub.extra_handlers.extend(cluster_handlers(runtime.gateways))  # the home page's note on them
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
-configure_examples(c, runtime)  # servers on this host open through nbgitpuller: ~/examples kept current
+configure_examples(c, runtime)  # /hub/examples.git; every server opens through nbgitpuller: ~/examples kept current
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None

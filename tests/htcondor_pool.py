@@ -23,7 +23,8 @@ from typing import Any
 from backends.htcondor.commands import condor_argv, job_user_ids
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHROOT = "/var/lib/analysis-facility/htcondor-trixie"
+# The chroot scripts/test-install.d/30-htcondor.sh builds; AF_HTCONDOR_CHROOT names another, as there.
+DEFAULT_CHROOT = os.environ.get("AF_HTCONDOR_CHROOT", "/var/lib/analysis-facility/htcondor-trixie")
 CONFIG_FILE = "etc/condor/config.d/90-analysis-facility-tests.conf"
 
 # The settings that run jobs in a chroot without cgroups or namespaces (../shared/FACTS.md),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,7 +45,10 @@ def test_publish_commits_only_when_the_examples_change(tmp_path):
     assert examples.publish(repo, [a]) is True  # b removed upstream, a changed
     assert _tree(repo) == ["a.ipynb"]
     assert len(_log(repo)) == 3
-    assert (repo / "HEAD").stat().st_mode & 0o044 == 0o044  # others may clone it
+    assert examples.is_published(repo)  # git update-server-info ran: dumb HTTP can serve it
+    refs = (repo / "info" / "refs").read_text().split()
+    head = subprocess.run(["git", "--git-dir", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert refs == [head.stdout.strip(), "refs/heads/main"]  # the latest commit, not the first
 
 
 def test_publish_refuses_a_missing_file(tmp_path):
@@ -54,46 +56,15 @@ def test_publish_refuses_a_missing_file(tmp_path):
         examples.publish(tmp_path / "examples.git", [tmp_path / "nope.ipynb"])
 
 
-@pytest.fixture
-def open_tmp():
-    """A temporary folder others may pass through (pytest's own lies below a 0700 folder)."""
-    with tempfile.TemporaryDirectory(prefix="af-examples-test-") as folder:
-        Path(folder).chmod(0o755)
-        yield Path(folder)
-
-
-def test_another_account_may_clone_the_repository(open_tmp):
-    """Git refuses a repository owned by someone else unless the servers' environment names it safe."""
-    tmp_path = open_tmp
-    repo = examples.repo_path(tmp_path / "state")
-    notebook = tmp_path / "first_steps.ipynb"
-    notebook.write_text("{}\n")
-    examples.publish(repo, [notebook])
-    target = tmp_path / "home"
-    target.mkdir()
-    target.chmod(0o777)
-    clone = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "git", "clone", "-q", str(repo)]
-    env = {"HOME": str(target), "PATH": "/usr/bin:/bin"}
-    refused = subprocess.run([*clone, str(target / "plain")], env=env, capture_output=True, text=True)
-    assert "dubious ownership" in refused.stderr  # so the environment below is what makes it work
-    allowed = subprocess.run(
-        [*clone, str(target / "examples")],
-        env={**env, **examples.git_environment(repo)},
-        capture_output=True,
-        text=True,
-    )
-    assert allowed.returncode == 0, allowed.stderr
-    assert (target / "examples" / "first_steps.ipynb").read_text() == "{}\n"
-
-
-def test_pull_url_sends_nbgitpuller_to_the_repository_then_lab():
-    url = examples.pull_url(Path("/state/examples.git"))
+def test_pull_url_sends_nbgitpuller_to_the_hubs_repository_then_lab():
+    url = examples.pull_url()
     parts = urlsplit(url)
     assert parts.path == "/git-pull"
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert query == {
-        "repo": "/state/examples.git",
+        "repo": "af-hub://examples.git",  # the name clones record; git_environment maps it to the hub
         "branch": "main",
+        "depth": "0",  # a full clone: dumb HTTP serves no shallow one
         "targetpath": "examples",
         "urlpath": "lab",
         "app": "lab",
@@ -116,19 +87,27 @@ def test_user_guide_renders_to_html(tmp_path):
     assert re.findall(r'href="([^"]*)"', html) == ["https://nbgitpuller.readthedocs.io"]
 
 
-def test_only_servers_on_the_facility_host_pull_the_examples():
-    """Batch jobs and pods cannot read the host's repository: they keep /lab and no git environment."""
+def test_servers_of_every_kind_pull_from_the_hub(tmp_path):
+    """Local processes, batch jobs and pods alike: the default URL pulls, git maps the origin to the hub's URL."""
     from backends.registry import KINDS
     from hub_config.examples import with_examples
 
-    repo = "/state/examples.git"
-    for name, kind in KINDS.items():
-        _, config = with_examples(kind, (object, {"environment": {"AF_BACKEND": name}}), repo)
-        if name == "local":
-            assert config["default_url"] == examples.pull_url(Path(repo))
-            assert config["environment"] == {"AF_BACKEND": name, **examples.git_environment(Path(repo))}
-        else:
-            assert "default_url" not in config, name  # the hub's /lab
-            assert config["environment"] == {"AF_BACKEND": name}, name
-    _, config = with_examples(KINDS["local"], (object, {"environment": {}}), "")
+    notebook = tmp_path / "first_steps.ipynb"
+    notebook.write_text("{}\n")
+    repo = examples.repo_path(tmp_path / "state")
+    examples.publish(repo, [notebook])
+    git = {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "url.http://hub.example:8081/hub/examples.git.insteadOf",
+        "GIT_CONFIG_VALUE_0": "af-hub://examples.git",
+    }
+    for name in KINDS:
+        _, config = with_examples(
+            (object, {"environment": {"AF_BACKEND": name}}), str(repo), "http://hub.example:8081/hub/"
+        )
+        assert config["default_url"] == examples.pull_url(), name
+        assert config["environment"] == {"AF_BACKEND": name, **git}, name
+    _, config = with_examples((object, {"environment": {}}), "", "http://hub.example:8081/hub/")
     assert "default_url" not in config  # no repository configured: nothing to pull
+    _, config = with_examples((object, {}), str(tmp_path / "never-published.git"), "http://hub.example:8081/hub/")
+    assert "default_url" not in config  # a hub without a published repository keeps /lab

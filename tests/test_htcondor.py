@@ -27,6 +27,7 @@ from tests.batch_helpers import (
     account_of,
     check_notebooks_run_as_own_accounts,
     check_private_to,
+    check_server_opens_with_the_examples,
     spawn_form,
     spawn_outcome,
     until,
@@ -85,6 +86,12 @@ def test_notebook_server_runs_as_an_htcondor_job_and_answers_through_the_hub(gri
     status = requests.get(f"{url}api/status", headers={"Authorization": f"token {token}"}, timeout=30)
     assert status.status_code == 200 and "started" in status.json()
     alice.stop_server()
+    until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
+
+
+def test_notebook_server_opens_with_the_examples_pulled_from_the_hub(grid, pool) -> None:
+    """The job's server, inside the pool's chroot, pulls ~/examples over HTTP from the hub (the chroot's git)."""
+    check_server_opens_with_the_examples(grid, "judy", _form())
     until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
 
 

@@ -32,6 +32,7 @@ import facility
 from backends.common.cluster_options import NotAllowedError
 from backends.kubernetes.gateway import configure, configure_from_environment, kube_cluster_options
 from backends.kubernetes.pods import SLURM_FLAGS, SLURM_IMAGE_ROOT, SLURM_PRE_EXEC
+from facility import examples
 from facility.cvmfs import CvmfsImageError
 from hub_config import children
 from hub_config.spawner import FacilitySpawner, render_form
@@ -109,9 +110,11 @@ def hub_spawner(user: User, site_file: Path, db=None) -> FacilitySpawner:
     return FacilitySpawner(user=user, hub=Hub(), db=db, config=Config(), facility_file=str(site_file))
 
 
-async def notebook_pod(site_file: Path, user: User, db, options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+async def notebook_pod(
+    site_file: Path, user: User, db, options: dict[str, Any], parent: FacilitySpawner | None = None
+) -> tuple[dict[str, Any], Any]:
     """The pod manifest the hub's KubeSpawner child would create for these form values, and that child."""
-    parent = hub_spawner(user, site_file, db)
+    parent = parent or hub_spawner(user, site_file, db)
     request = parent.validated(options)
     fac = parent.facility
     parent.child_class, parent.child_config = children.child_for(fac, fac.backend(request.backend), request, parent)
@@ -169,6 +172,25 @@ async def test_notebook_pod_cpu_memory_image(site_file, alice, hub_db, cvmfs_roo
     assert env["AF_IMAGE"] == registry
     assert env["AF_DATA_CACHE"] == "root://xcache.analysis.svc:1094"
     assert env["AF_CVMFS_ROOT"] == str(cvmfs_root)
+
+
+async def test_notebook_pod_pulls_the_examples_from_the_hubs_service(site_file, alice, hub_db, tmp_path):
+    """A pod reaches the hub at the chart's hub_connect_url: its default URL pulls the examples from there."""
+    notebook = tmp_path / "first_steps.ipynb"
+    notebook.write_text("{}\n")
+    repo = examples.repo_path(tmp_path / "state")
+    examples.publish(repo, [notebook])
+    hub = Hub(base_url="/hub/")
+    hub.connect_url = "http://hub:8081"  # as helm/.../jupyterhub_config_k8s.py sets it
+    parent = FacilitySpawner(
+        user=alice, hub=hub, db=hub_db, config=Config(), facility_file=str(site_file), examples_repo=str(repo)
+    )
+    pod, _ = await notebook_pod(site_file, alice, hub_db, {"backend": "cloud"}, parent=parent)
+    validate(pod)
+    env = env_of(pod)
+    assert env["JUPYTERHUB_DEFAULT_URL"] == examples.pull_url()
+    assert env["GIT_CONFIG_KEY_0"] == "url.http://hub:8081/hub/examples.git.insteadOf"
+    assert env["GIT_CONFIG_VALUE_0"] == examples.ORIGIN
 
 
 @pytest.mark.parametrize(("gpus", "gpu_type"), [(1, "NVIDIA-A100-SXM4-40GB"), (2, "NVIDIA-H100-80GB-HBM3")])

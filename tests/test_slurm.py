@@ -22,6 +22,7 @@ from tests.batch_helpers import (
     account_of,
     check_notebooks_run_as_own_accounts,
     check_private_to,
+    check_server_opens_with_the_examples,
     spawn_form,
     spawn_outcome,
     until,
@@ -72,6 +73,12 @@ def test_notebook_server_runs_as_a_slurm_job_and_answers_through_the_hub(hpc, sl
     assert status.status_code == 200 and "started" in status.json()
     alice.stop_server()
     assert slurm.wait_no_jobs(timeout=30) == [], "stopping the server left its Slurm job behind"
+
+
+def test_notebook_server_opens_with_the_examples_pulled_from_the_hub(hpc, slurm) -> None:
+    """The Slurm job's server pulls ~/examples over HTTP from the hub, as its first opening does."""
+    check_server_opens_with_the_examples(hpc, "judy", _form())
+    assert slurm.wait_no_jobs(timeout=30) == []
 
 
 def test_notebook_jobs_run_as_each_users_own_account(hpc, slurm) -> None:

@@ -36,7 +36,8 @@ mkdir -p "$(dirname "$CHROOT")"
 started=$(date +%s)
 echo "htcondor: debootstrap trixie + htcondor into $NEW from $MIRROR (about a minute)"
 # debootstrap leaves htcondor's dependencies half-configured; apt and dpkg finish them below.
-debootstrap --variant=minbase --include=htcondor trixie "$NEW" "$MIRROR" >"$CHROOT.log" 2>&1 \
+# git: notebook jobs run here, and nbgitpuller clones the facility's examples with it (facility/examples.py).
+debootstrap --variant=minbase --include=htcondor,git trixie "$NEW" "$MIRROR" >"$CHROOT.log" 2>&1 \
   || echo "htcondor: debootstrap reported errors (finished below); log: $CHROOT.log"
 chroot "$NEW" env DEBIAN_FRONTEND=noninteractive apt-get install -y -f -qq python3-cffi-backend >>"$CHROOT.log" 2>&1
 chroot "$NEW" env DEBIAN_FRONTEND=noninteractive dpkg --configure -a >>"$CHROOT.log" 2>&1
