@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # `playwright install` cannot download browsers here: Debian's chromium, with these flags.
 CHROMIUM_ARGS = [
     "--headless",
@@ -32,3 +36,20 @@ def chromium_page(width: int, height: int) -> Iterator[Any]:
         finally:
             context.close()
             browser.close()
+
+
+def sync_api_or_skip() -> Any:
+    """Playwright's sync API; skips the test (or the module, called at import) when playwright or
+    Debian's Chromium is not installed."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)", allow_module_level=True)
+    return sync_api
+
+
+def emptied_artifacts(name: str) -> Path:
+    """test-artifacts/<name>, emptied: it holds the screenshots of this run only."""
+    folder = ARTIFACTS / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder

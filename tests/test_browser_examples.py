@@ -21,24 +21,19 @@ import requests
 import facility
 from af.hub_content import example_notebooks, publish_examples
 from facility.accounts import lookup, remove_account
-from tests.browser import CHROMIUM, chromium_page
+from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
 from tests.harness import RunningFacility
 
 NEWCOMER = "examples-newcomer"
 RETURNING = "examples-returning"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)", allow_module_level=True)
+sync_api = sync_api_or_skip()
 expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    folder = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser-examples"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
+    return emptied_artifacts("browser-examples")
 
 
 @pytest.fixture

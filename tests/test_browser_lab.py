@@ -9,7 +9,6 @@ Screenshots of each step go to test-artifacts/browser/.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,23 +16,17 @@ import pytest
 
 import facility
 from facility.accounts import remove_account
-from tests.browser import CHROMIUM, chromium_page
+from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
 from tests.harness import RunningFacility
 
 USER = "browser-user"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)", allow_module_level=True)
+sync_api = sync_api_or_skip()
 
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    """test-artifacts/browser, emptied once per run of this module."""
-    folder = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
+    return emptied_artifacts("browser")
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,12 @@ progress of a pending job. Screenshots go to test-artifacts/browser-wait/.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, chromium_page
+from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
 from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
@@ -23,17 +22,12 @@ __all__ = ["batch"]  # the module fixture from tests/wait_helpers.py (slurm and 
 
 USER = "wait-user"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)", allow_module_level=True)
+sync_api = sync_api_or_skip()
 
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    folder = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser-wait"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
+    return emptied_artifacts("browser-wait")
 
 
 @pytest.fixture

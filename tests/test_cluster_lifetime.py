@@ -9,7 +9,6 @@ clusters still run without a server. Screenshots go to test-artifacts/cluster-li
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from dask_gateway import Gateway, JupyterHubAuth
 
-from tests.browser import CHROMIUM, chromium_page
+from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, embedded_raw
 from tests.test_restarts import supervisor, wait_for
 
@@ -30,12 +29,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a te
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)")
-    folder = Path(__file__).resolve().parent.parent / "test-artifacts" / "cluster-lifetime"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return folder
+    sync_api_or_skip()
+    return emptied_artifacts("cluster-lifetime")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
 from facility.dashboard_keys import KEY_HEADER, dashboard_key
-from tests.browser import CHROMIUM, chromium_page
+from tests.browser import chromium_page, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
@@ -224,9 +224,7 @@ def test_gateway_route_and_own_ports_refuse_requests_without_the_key(
 
 @pytest.fixture
 def browser_page() -> Iterator[Any]:
-    pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)")
+    sync_api_or_skip()
     with chromium_page(1280, 800) as page:
         yield page
 

@@ -24,7 +24,7 @@ import yaml
 
 from facility import FacilityError, loads
 from hub_config.log_once import SpawnFailureOnce
-from tests.browser import CHROMIUM, chromium_page
+from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
 from tests.harness import RunningFacility, embedded_raw, execute_in_kernel, run_af
 from tests.test_restarts import (
     COMPUTE,
@@ -99,10 +99,8 @@ def test_spawn_failure_is_logged_once_and_told_in_plain_words(keeping: RunningFa
 
 def test_spawn_failure_in_a_browser(keeping: RunningFacility, clash: str) -> None:
     """A second attempt, from the spawn form: the reason on the progress page and after a reload."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"no {CHROMIUM}")
-    shots = Path(__file__).resolve().parent.parent / "test-artifacts" / "sessions"
-    shots.mkdir(parents=True, exist_ok=True)
+    sync_api_or_skip()
+    shots = emptied_artifacts("sessions")
     expected = reason(clash)
     with chromium_page(1200, 900) as page:
         page.goto(f"{keeping.url}/hub/login")

@@ -26,7 +26,7 @@ import pytest
 from facility.accounts import remove_account
 from facility.model import UnixAccounts
 from hub_config.spawn_queue import SpawnQueue
-from tests.browser import CHROMIUM, chromium_page
+from tests.browser import chromium_page, sync_api_or_skip
 from tests.harness import RunningFacility, embedded_raw
 from tests.spawn_storm import stop_servers, storm
 
@@ -124,9 +124,7 @@ def test_storm_of_new_accounts_all_get_their_server(storm_facility: RunningFacil
 def test_spawn_page_says_how_many_are_ahead(storm_facility: RunningFacility, new_users, artifacts: Path) -> None:
     """In a real browser: a user who spawns while others are starting sees the line on the spawn
     page, in plain words, and reaches JupyterLab without doing anything."""
-    pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (scripts/test-install.d/50-browser.sh)")
+    sync_api_or_skip()
     # A short line is enough to be seen waiting (the storm test above takes the full one).
     others, me = new_users[: CONCURRENT + 4], new_users[-1]
     outcomes: list = []
