@@ -30,8 +30,8 @@ from tornado import httputil, web
 from tornado.routing import Router
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
-from traitlets.utils.importstring import import_item
 
+from backends.common.mixed_in import mixed_in
 from facility.dashboard_keys import ENV_KEY, KEY_HEADER, dashboard_key
 
 logger = logging.getLogger("distributed.af.dashboard_guard")
@@ -117,7 +117,4 @@ def with_dashboard_keys(backend_class: str | type) -> type:
     One subclass for whatever backend facility.yaml picks (local, per-user local, Slurm,
     HTCondor), under the same name, so `c.<BackendClass>.<trait>` configuration still applies.
     """
-    base = import_item(backend_class) if isinstance(backend_class, str) else backend_class
-    if issubclass(base, DashboardKeyMixin):
-        return base
-    return type(base.__name__, (DashboardKeyMixin, base), {"__module__": base.__module__, "__doc__": base.__doc__})
+    return mixed_in(DashboardKeyMixin, backend_class)

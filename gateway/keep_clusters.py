@@ -13,7 +13,8 @@ from pathlib import Path
 
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
-from traitlets.utils.importstring import import_item
+
+from backends.common.mixed_in import mixed_in
 
 
 class StopOnlyWhenFacilityStopsMixin(LoggingConfigurable):
@@ -30,8 +31,4 @@ class StopOnlyWhenFacilityStopsMixin(LoggingConfigurable):
 
 def keeping_clusters(backend_class: str | type) -> type:
     """`backend_class` with StopOnlyWhenFacilityStopsMixin in front, under the same name."""
-    base = import_item(backend_class) if isinstance(backend_class, str) else backend_class
-    if issubclass(base, StopOnlyWhenFacilityStopsMixin):
-        return base
-    mixin = StopOnlyWhenFacilityStopsMixin
-    return type(base.__name__, (mixin, base), {"__module__": base.__module__, "__doc__": base.__doc__})
+    return mixed_in(StopOnlyWhenFacilityStopsMixin, backend_class)

@@ -16,9 +16,9 @@ from typing import Any
 from aiohttp import web
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
-from traitlets.utils.importstring import import_item
 
 from backends.common.cluster_options import OUTLIVE_SERVER
+from backends.common.mixed_in import mixed_in
 from facility.cluster_lifetime import SERVER_STOPPED_PATH, USER_CLUSTERS_PATH
 
 
@@ -65,8 +65,4 @@ class StopWithServerMixin(LoggingConfigurable):
 
 def stopping_with_server(backend_class: str | type) -> type:
     """`backend_class` with StopWithServerMixin in front, under the same name (its config still applies)."""
-    base = import_item(backend_class) if isinstance(backend_class, str) else backend_class
-    if issubclass(base, StopWithServerMixin):
-        return base
-    mixin = StopWithServerMixin
-    return type(base.__name__, (mixin, base), {"__module__": base.__module__, "__doc__": base.__doc__})
+    return mixed_in(StopWithServerMixin, backend_class)

@@ -28,8 +28,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
-from traitlets.utils.importstring import import_item
 
+from backends.common.mixed_in import mixed_in
 from monitoring.routes import HOLDINGS_PATH, METRICS_PATH
 
 # dask-gateway's job states, in the words the dashboards use.
@@ -132,7 +132,4 @@ def _metrics_response(registry: CollectorRegistry) -> web.Response:
 
 def with_metrics(backend_class: str | type) -> type:
     """`backend_class` with GatewayMetricsMixin in front, under the same name (its config still applies)."""
-    base = import_item(backend_class) if isinstance(backend_class, str) else backend_class
-    if issubclass(base, GatewayMetricsMixin):
-        return base
-    return type(base.__name__, (GatewayMetricsMixin, base), {"__module__": base.__module__, "__doc__": base.__doc__})
+    return mixed_in(GatewayMetricsMixin, backend_class)
