@@ -193,13 +193,19 @@ class HTCondorPool:
 
     def _let_the_job_account_enter_the_binds(self) -> None:
         """A bound folder may be private on the host (a clone in a 0700 `mktemp -d` folder): the job
-        account gets a pass-through ACL on each such bind root, and only there. Not
+        account gets a pass-through ACL on each such bind root (and the host folders above it the
+        chroot sees through another bind), and only there. Not
         facility.accounts.grant_traverse, which also opens every host folder above (/root, ...) and
         names a host group, where this account exists only inside the chroot."""
         uid, _ = job_user_ids(self.site)
-        for bound in sorted({p.resolve() for p in self.binds}):
-            if not bound.stat().st_mode & 0o001:
-                subprocess.run(["setfacl", "--modify", f"u:{uid}:x", str(bound)], check=True)
+        roots = sorted({p.resolve() for p in self.binds})
+        for bound in roots:
+            # The folders above a bind root that the chroot sees as the host's (they lie inside
+            # another bind, e.g. a clone in /tmp/tmp.XXXX/repo under the bound /tmp) are on the way too.
+            on_the_way = [f for f in bound.parents if any(f.is_relative_to(r) for r in roots)]
+            for folder in [bound, *on_the_way]:
+                if not folder.stat().st_mode & 0o001:
+                    subprocess.run(["setfacl", "--modify", f"u:{uid}:x", str(folder)], check=True)
 
     def start(self, timeout: float = 60) -> None:
         self.stop()  # a pool left by an interrupted run
