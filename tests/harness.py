@@ -21,9 +21,11 @@ from typing import Any
 
 import requests
 import yaml
+from requests.adapters import HTTPAdapter
 from tornado.httpclient import HTTPRequest
 from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
+from urllib3.util.retry import Retry
 
 ROOT = Path(__file__).resolve().parent.parent
 AF = [sys.executable, "-m", "af.cli"]
@@ -145,6 +147,11 @@ class HubSession:
         self.url = url
         self.username = username
         self.http = requests.Session()
+        # The proxy (node) closes a keep-alive connection after 5 s idle; a request sent on it at that
+        # moment is reset. Idempotent requests try again on a new connection, as a browser does.
+        again = Retry(total=2, connect=2, read=1, status=0, allowed_methods=Retry.DEFAULT_ALLOWED_METHODS)
+        self.http.mount("http://", HTTPAdapter(max_retries=again))
+        self.http.mount("https://", HTTPAdapter(max_retries=again))
 
     @classmethod
     def login(cls, url: str, username: str, password: str) -> HubSession:
