@@ -32,7 +32,7 @@ def spawn_form(backend: str, queue: str, /, **overrides: str) -> dict[str, str]:
 
 def spawn_outcome(session: HubSession, timeout: float = 120) -> dict:
     """Follow the hub's progress stream of a spawn until it is ready or has failed."""
-    reply = session.api("GET", f"/users/{session.username}/server/progress", stream=True)
+    reply = session.progress()
     deadline = time.monotonic() + timeout
     last: dict = {}
     for line in reply.iter_lines(decode_unicode=True):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import logging
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,18 +75,6 @@ def clash(keeping: RunningFacility) -> Iterator[str]:
     subprocess.run(["userdel", f"af-{name}"], check=False)
 
 
-def _progress_once_started(user, name: str, timeout: float = 30) -> str:
-    """The spawn's progress stream. The spawn form answers with a redirect to the pending page after
-    1 s, which on a busy host can come before the hub counts the spawn as started: then the
-    progress API says "is not starting" for a moment, and a browser's event source asks again."""
-    deadline = time.monotonic() + timeout
-    while True:
-        reply = user.http.get(f"{user.url}/hub/api/users/{name}/server/progress", timeout=60)
-        if reply.status_code != 400 or "is not starting" not in reply.text or time.monotonic() > deadline:
-            return reply.text
-        time.sleep(0.5)
-
-
 def reason(name: str) -> str:
     return f"Unix account 'af-{name}' exists but was not created by the analysis facility"
 
@@ -95,7 +82,7 @@ def reason(name: str) -> str:
 def test_spawn_failure_is_logged_once_and_told_in_plain_words(keeping: RunningFacility, clash: str) -> None:
     user = keeping.login(clash)
     reply = user.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
-    progress = _progress_once_started(user, clash)
+    progress = user.progress().text
     page = user.http.get(f"{user.url}/hub/spawn-pending/{clash}", timeout=60).text
     again = user.http.get(f"{user.url}/hub/spawn-pending/{clash}", timeout=60).text  # a second look
     log = (keeping.state_dir / "logs" / "hub.log").read_text(errors="replace")

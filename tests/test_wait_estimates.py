@@ -125,7 +125,7 @@ def test_a_scheduler_that_is_down_gives_a_plain_message(batch: RunningFacility, 
 
 def _progress_until(session, text: str, timeout: float) -> list[str]:
     """The spawn's progress messages, read until one contains `text` (or the spawn ends)."""
-    reply = session.api("GET", f"/users/{session.username}/server/progress", stream=True)
+    reply = session.progress()
     deadline = time.monotonic() + timeout
     messages: list[str] = []
     for line in reply.iter_lines(decode_unicode=True):
