@@ -62,8 +62,8 @@ def running(start_facility) -> RunningFacility:
     return start_facility(raw)
 
 
-@pytest.fixture(scope="module")
-def work(running: RunningFacility) -> Work:
+def start_alices_work(running: RunningFacility) -> Work:
+    """alice's local server, and a Dask cluster started from its kernel."""
     alice = running.login("alice")
     reply = alice.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
     assert reply.status_code == 200, reply.text[-2000:]
@@ -71,6 +71,11 @@ def work(running: RunningFacility) -> Work:
     url, token = f"{running.url}{server['url']}", alice.token()
     out = execute_in_kernel(url, token, START_CLUSTER)
     return Work(alice, url, token, out.split("CLUSTER ")[1].split()[0])
+
+
+@pytest.fixture(scope="module")
+def work(running: RunningFacility) -> Work:
+    return start_alices_work(running)
 
 
 def supervisor(running: RunningFacility, *args: str) -> str:

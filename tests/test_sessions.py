@@ -28,11 +28,11 @@ from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
 from tests.harness import RunningFacility, embedded_raw, execute_in_kernel, run_af
 from tests.test_restarts import (
     COMPUTE,
-    START_CLUSTER,
     Work,
     assert_no_port_clash,
     facility_processes,
     server_answers,
+    start_alices_work,
     wait_for,
 )
 
@@ -122,13 +122,7 @@ def test_spawn_failure_in_a_browser(keeping: RunningFacility, clash: str) -> Non
 @pytest.fixture(scope="module")
 def work(keeping: RunningFacility) -> Work:
     """alice's server and Dask cluster: kept by the first `af down`, stopped by the second."""
-    alice = keeping.login("alice")
-    reply = alice.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
-    assert reply.status_code == 200, reply.text[-2000:]
-    server = alice.wait_ready()
-    url, token = f"{keeping.url}{server['url']}", alice.token()
-    out = execute_in_kernel(url, token, START_CLUSTER)
-    return Work(alice, url, token, out.split("CLUSTER ")[1].split()[0])
+    return start_alices_work(keeping)
 
 
 def test_on_down_keep_leaves_server_and_cluster_to_the_next_up(keeping: RunningFacility, work: Work) -> None:
