@@ -17,6 +17,7 @@ Imported files are written once; different contents under an existing name are r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +140,13 @@ def prune_generations(root: Path, sample: str, keep: set[str]) -> None:
             entry.unlink()  # written in place before generations existed
 
 
+def _seeded_uuids(seed: int, sample: str, index: int, count: int) -> Callable[[], uuid.UUID]:
+    """The file's and its directories' UUIDs from the seed: the analysis seeds each chunk's random
+    stream from the file's UUID, so "same seed, same files" must hold for the UUID too."""
+    calls = itertools.count()
+    return lambda: uuid.uuid5(uuid.NAMESPACE_URL, f"af-data:{seed}/{sample}/{index}/{count}/{next(calls)}")
+
+
 def write_sample(
     root: Path,
     sample: str,
@@ -165,7 +175,7 @@ def write_sample(
     for index, count in enumerate(per_file):
         lake_path = f"{GENERATED_DIR}/{sample}/{generation}/{sample}_{index:03d}.root"
         path = _on_disk(root, lake_path)
-        with uproot.recreate(path) as out:
+        with uproot.recreate(path, uuid_function=_seeded_uuids(seed, sample, index, count)) as out:
             tree = None
             written = 0
             sums = {"genWeight_sum": 0.0, "genWeight_sign_sum": 0.0}

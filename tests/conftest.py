@@ -106,3 +106,16 @@ def pool() -> Iterator[HTCondorPool]:
     yield pool
     pool.stop()
     pool.remove_job_dir()
+
+
+# `make test` runs two pytest-xdist workers. The tests that start a facility or a batch system stay
+# in one group, in their usual order on one worker: they share Unix accounts (af-alice is the same
+# account in every test facility) and the host's batch daemons. Modules marked `no_facility` start
+# none of that and run beside them, each module as one unit so its module fixtures are made once.
+# First, before xdist turns the group marks into the tests' node ids.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        alone = item.get_closest_marker("no_facility") is not None
+        group = item.module.__name__ if alone else "facility"
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -6,6 +6,7 @@ real processes `af up` starts; this module only talks to them the way a browser 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -32,27 +33,49 @@ AF = [sys.executable, "-m", "af.cli"]
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-# Blocks already handed out in this test session: a block chosen before its facility binds it
-# still looks free, and the kernel readily hands the same ephemeral port out again.
-_handed_out: list[range] = []
+# Blocks handed out to test processes still alive (pytest runs its workers in parallel): a block
+# chosen before its facility binds it still looks free, and the kernel readily hands the same
+# ephemeral port out again, to this process or to another worker.
+PORT_REGISTRY = Path(tempfile.gettempdir()) / "af-test-ports.json"
 
 
 def free_port_block(size: int = 20) -> int:
     """A base port with `size` consecutive free ports above it (the facility's port layout).
 
-    Never overlaps a block handed out earlier in this process, bound yet or not.
+    Never overlaps a block handed out earlier to a test process that is still running.
     """
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        block = range(base, base + size)
-        if block.stop > 65000 or any(block.start < r.stop and r.start < block.stop for r in _handed_out):
-            continue
-        if all(_port_free(port) for port in block):
-            _handed_out.append(block)
-            return base
+    with open(PORT_REGISTRY.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken = [b for b in _registered_blocks() if _alive(b["pid"])]
+        for _ in range(200):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                base = probe.getsockname()[1]
+            stop = base + size
+            if stop > 65000 or any(base < b["stop"] and b["start"] < stop for b in taken):
+                continue
+            if all(_port_free(port) for port in range(base, stop)):
+                taken.append({"pid": os.getpid(), "start": base, "stop": stop})
+                PORT_REGISTRY.write_text(json.dumps(taken))
+                return base
     raise RuntimeError("no block of free ports found")
+
+
+def _registered_blocks() -> list[dict[str, int]]:
+    try:
+        return json.loads(PORT_REGISTRY.read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _port_free(port: int) -> bool:

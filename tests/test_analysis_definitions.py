@@ -9,6 +9,8 @@ import pytest
 from analyses import definitions, systematics, ttbar
 from tests.analysis_events import collections, four_jets
 
+pytestmark = pytest.mark.no_facility
+
 MUON = {"muons": [{}]}
 # name -> (event, expected AGC region or None)
 EVENTS = {

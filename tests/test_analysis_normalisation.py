@@ -12,6 +12,8 @@ import uproot
 from analyses import normalisation, ttbar
 from tests.analysis_events import four_jets, write_file
 
+pytestmark = pytest.mark.no_facility
+
 LUMI = normalisation.LUMI_PB
 SELECTED = {"muons": [{}], "jets": four_jets()}  # one tight muon, four jets, one b tag: 4j1b, HT 280
 NOT_SELECTED = {"jets": four_jets()}  # no lepton
@@ -120,6 +122,26 @@ def test_generated_catalogue_records_weight_sums(tmp_path: Path) -> None:
         assert (weights < 0).any()  # W+jets has negative weights: sums differ from the event count
         assert entry["genWeight_sign_sum"] < entry["events"]
     assert data.weight_sums(entries)["genWeight_sum"] == pytest.approx(sum(e["genWeight_sum"] for e in entries))
+
+
+def test_same_seed_gives_the_same_file_uuids_so_the_same_smearing(tmp_path: Path) -> None:
+    """The analysis seeds each chunk's jet smearing from the file's UUID: two generations from one
+    seed must carry the same UUIDs (uproot's default is a new random one per file), and the files
+    of one generation different ones."""
+    from af import data
+
+    def uuids(folder: Path, seed: int) -> list[str]:
+        entries = data.write_sample(folder, "ttbar", events=500, files=2, seed=seed)
+        found = []
+        for entry in entries:
+            with uproot.open(folder / entry["path"].lstrip("/")) as opened:
+                found.append(str(opened.file.uuid))
+        return found
+
+    first, again, other = uuids(tmp_path / "a", 7), uuids(tmp_path / "b", 7), uuids(tmp_path / "c", 8)
+    assert first == again
+    assert len(set(first)) == 2
+    assert not set(first) & set(other)
 
 
 def test_same_file_under_another_path_gives_identical_histograms(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 
 from analyses import plots, ttbar  # noqa: E402
 
+pytestmark = pytest.mark.no_facility
+
 
 def _histogram() -> tuple:
     histogram = ttbar.new_histogram(["ttbar", "wjets"])

@@ -9,11 +9,14 @@ import logging
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 from rich.console import Console
 
 from af import run_report
 from backends.common.run_log import RunLog
+
+pytestmark = pytest.mark.no_facility
 
 WARNING = (
     "/venv/coffea/nanoevents/schemas/nanoaod.py:297: RuntimeWarning: Missing cross-reference index for Jet_muonIdx1\n"

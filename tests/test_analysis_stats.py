@@ -12,6 +12,8 @@ import pytest
 
 from analyses import stats, ttbar
 
+pytestmark = pytest.mark.no_facility
+
 INJECTED_MU = 1.3
 
 

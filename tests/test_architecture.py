@@ -25,6 +25,8 @@ from facility.settings import SiteSettingsError
 from tests.kube_helpers import ROOT, site_raw
 from tests.test_helm import chart, find, render_objects, secret_data  # noqa: F401 - `chart` is a fixture
 
+pytestmark = pytest.mark.no_facility
+
 PRODUCTION_PACKAGES = ("facility", "backends", "hub_config", "gateway", "af", "dask_backends")
 # facility.yaml's loader may say "only a kubernetes backend can offload"; naming one kind is not listing kinds.
 OFFLOAD_KEY = "offload"

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.no_facility
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 MODULES = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__")
 

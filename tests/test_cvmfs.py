@@ -13,6 +13,8 @@ import facility
 from facility.cvmfs import CvmfsImageError, cvmfs_path, image_path, recipe_images, resolve
 from tests.kube_helpers import ROOT, SITE_EXAMPLE, publish, site_raw, with_local_cvmfs
 
+pytestmark = pytest.mark.no_facility
+
 NOTEBOOK = "registry.example.org/analysis-facility/notebook:2026.9"
 
 

@@ -15,6 +15,8 @@ import pytest
 from af.hub_content import example_notebooks, render_user_guide
 from facility import examples
 
+pytestmark = pytest.mark.no_facility
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -20,6 +20,8 @@ from tornado.netutil import bind_sockets
 from facility import examples
 from hub_config.examples_http import ROUTE, ExamplesRepoHandler, served_file
 
+pytestmark = pytest.mark.no_facility
+
 
 def _rev(repo: Path, what: str = "HEAD") -> str:
     out = subprocess.run(["git", "--git-dir", str(repo), "rev-parse", what], capture_output=True, text=True)

@@ -11,6 +11,8 @@ import yaml
 import facility
 from tests.harness import ROOT, embedded_raw
 
+pytestmark = pytest.mark.no_facility
+
 
 def test_embedded_default_has_only_the_local_backend() -> None:
     fac = facility.load(facility.embedded_default_path())

@@ -27,6 +27,8 @@ from tests.harness import free_port_block
 from tests.kube_helpers import ROOT, site_raw, validate
 from tests.oidc_provider.fixture import Provider, write_settings
 
+pytestmark = pytest.mark.no_facility
+
 CHART_DIR = ROOT / "helm" / "analysis-facility"
 OFFLINE = {"dask-gateway": {"enabled": False}, "cvmfs-csi": {"enabled": False}}
 

@@ -28,6 +28,8 @@ from dask_backends.versions import (
 )
 from tests.kube_helpers import ROOT
 
+pytestmark = pytest.mark.no_facility
+
 LOCK = ROOT / "images" / "requirements.lock"
 
 

@@ -38,6 +38,8 @@ from hub_config import children
 from hub_config.spawner import FacilitySpawner, render_form
 from tests.kube_helpers import UNREACHABLE_KUBECONFIG, site_raw, validate, with_local_cvmfs
 
+pytestmark = pytest.mark.no_facility
+
 PRE_EXEC = "module load apptainer"
 # An in-cluster GPU backend next to the example's CPU cloud and interLink offload target.
 CLOUD_GPU = {

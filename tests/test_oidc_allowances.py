@@ -17,6 +17,8 @@ from backends.common.gateway_options import cluster_options, cluster_options_per
 from facility import FacilityError, RequestError, from_dict, validate_spawn
 from facility.allowances import usable_backends
 
+pytestmark = pytest.mark.no_facility
+
 BASE: dict[str, Any] = {
     "name": "groups",
     "backends": [

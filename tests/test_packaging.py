@@ -14,7 +14,7 @@ import pytest
 
 from tests.harness import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.no_facility, pytest.mark.slow]
 
 
 def _repository_files() -> list[str]:

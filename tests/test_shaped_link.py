@@ -20,10 +20,13 @@ import pytest
 from tests.harness import free_port_block
 from tests.shaped_link import ShapedLink, XRootDServer, toxiproxy_dir, toxiproxy_server, work_folder
 
-pytestmark = pytest.mark.skipif(
-    toxiproxy_server() is None,
-    reason=f"toxiproxy is not built in {toxiproxy_dir()} (scripts/bench-install.d/10-toxiproxy.sh builds it)",
-)
+pytestmark = [
+    pytest.mark.no_facility,
+    pytest.mark.skipif(
+        toxiproxy_server() is None,
+        reason=f"toxiproxy is not built in {toxiproxy_dir()} (scripts/bench-install.d/10-toxiproxy.sh builds it)",
+    ),
+]
 
 EVENTS = 20_000
 

@@ -9,6 +9,8 @@ from facility import RequestError, validate_spawn
 from facility.validation import from_form
 from tests.harness import ROOT
 
+pytestmark = pytest.mark.no_facility
+
 SITE = facility.load(ROOT / "examples" / "site-facility.yaml")
 
 
