@@ -218,6 +218,10 @@ class FacilitySpawner(WrapSpawner):
                 yield {"progress": progress}
             await asyncio.sleep(1)
 
+    def backend_labels(self) -> dict[str, str]:
+        """Each backend's label by name, for pages that get names from the gateways."""
+        return {b.name: b.label for b in self.facility.backends}
+
     def summary(self) -> dict[str, Any]:
         """Backend, size and age of this server in words, for the hub's pages (server_summary.py)."""
         return summary_of(self)
