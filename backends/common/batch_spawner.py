@@ -147,7 +147,9 @@ class WatchedStartMixin(SpawnStepsMixin):
                 steps += 1
                 yield step
             if self.state_isrunning():
-                yield {"progress": RUNNING, "message": f"Your notebook job {self.job_id} is running"}
+                host = self.state_gethost()  # the node, from the status already queried (None if unsaid)
+                where = f" on {host}" if host else ""
+                yield {"progress": RUNNING, "message": f"Your notebook job {self.job_id} is running{where}"}
                 return
             if not self.job_id:
                 message = ""  # submitting: the submission step says it once done
