@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,6 +184,9 @@ def test_spawn_page_remembers_options_and_home_asks_before_stop(
             finally:
                 cluster.shutdown()
 
+        # Kept where the hub keeps spawner state (its database): a restarted hub remembers too.
+        assert _remembered_in_database(hub)["local"]["memory_gb"] == 3
+
         # Second start: the form is filled in with the last choices.
         page.goto(f"{hub.url}/hub/spawn")
         expect(page.locator("#af-remembered")).to_have_text("Filled in with your choices from last time.")
@@ -195,6 +199,21 @@ def test_spawn_page_remembers_options_and_home_asks_before_stop(
         assert "Your Unix account af-spawnpage-user is ready" in log, log
         assert len(set(values)) >= 4 and values == sorted(values), values
         session.stop_server()
+
+
+def _remembered_in_database(hub: RunningFacility) -> dict[str, Any]:
+    """The remembered options in the state of the user's default spawner in the hub's database."""
+    deadline = time.monotonic() + 15
+    while True:
+        with sqlite3.connect(hub.state_dir / "jupyterhub.sqlite") as db:
+            row = db.execute(
+                "SELECT s.state FROM spawners s JOIN users u ON s.user_id = u.id WHERE u.name = ? AND s.name = ''",
+                (USER,),
+            ).fetchone()
+        options = json.loads(row[0] or "{}").get("last_options", {}).get("options", {}) if row else {}
+        if options or time.monotonic() > deadline:
+            return options
+        time.sleep(0.5)
 
 
 def _home_shows_the_server_and_stop_asks(page: Any, session: HubSession, shots: Path, name: str) -> None:
