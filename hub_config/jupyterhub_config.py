@@ -18,6 +18,7 @@ from hub_config.cluster_lifetime import stop_clusters_hook
 from hub_config.dashboard_service import dashboards_prefix
 from hub_config.examples import configure as configure_examples
 from hub_config.log_once import logging_config as log_spawn_failures_once
+from hub_config.server_summary import handlers as server_summary_handlers
 from hub_config.services import DASHBOARD_SERVICE, register_services
 from hub_config.user_guide import configure as configure_user_guide
 from hub_config.wait_api import handlers as wait_handlers
@@ -97,6 +98,7 @@ c.Spawner.start_timeout = fac.hub.start_timeout_seconds
 # A server's stop (not a hub restart) stops its user's Dask clusters, unless started to outlive it.
 c.Spawner.post_stop_hook = stop_clusters_hook(runtime.gateways)
 c.JupyterHub.extra_handlers.extend(cluster_handlers(runtime.gateways))  # the home page's note on them
+c.JupyterHub.extra_handlers.extend(server_summary_handlers())  # the home page's server: backend, size, kernels
 c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
 configure_examples(c, runtime)  # /hub/examples.git; every server opens through nbgitpuller: ~/examples kept current
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages

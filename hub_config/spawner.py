@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -22,9 +22,12 @@ from traitlets import Dict, Unicode, default
 from wrapspawner import WrapSpawner
 
 import facility
+from backends.common.progress import ANSWERING
 from backends.registry import kind_of
 from facility.model import Backend, Facility
 from hub_config import children, spawn_queue
+from hub_config.server_summary import summary_of
+from hub_config.spawn_words import kind_badge, lifetime_lines, size_words
 
 _templates = Environment(loader=PackageLoader("hub_config", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -39,14 +42,36 @@ def number_fields(backend: Backend) -> list[tuple[str, str, Any]]:
     return fields
 
 
-def render_form(fac: Facility, backends: list[Backend]) -> str:
+def render_form(fac: Facility, backends: list[Backend], remembered: dict[str, Any] | None = None) -> str:
+    """The form; `remembered` (the user's last valid options per backend and the last backend)
+    pre-fills it."""
+    remembered = remembered or {}
+    per_backend = remembered.get("options", {})
+    names = [b.name for b in backends]
+    chosen = remembered.get("backend") if remembered.get("backend") in names else names[0]
+
+    def value(backend: Backend, field: str, default: Any) -> Any:
+        return per_backend.get(backend.name, {}).get(field, default)
+
     return _templates.get_template("spawn_form.html").render(
         backends=backends,
+        chosen=chosen,
+        value=value,
         images_for=fac.images_for,
         default_image=fac.default_image.name,
         number_fields=number_fields,
         kind_of=kind_of,
+        kind_badge=kind_badge,
+        lifetime_lines=lambda b: lifetime_lines(fac, b),
+        remembered=bool(per_backend),
     )
+
+
+def remembered_answer(remembered: dict[str, Any], request: facility.SpawnRequest) -> dict[str, Any]:
+    """The remembered options after a spawn of `request`: its backend first, its values kept."""
+    options = {k: v for k, v in remembered.get("options", {}).items() if k != request.backend}
+    options[request.backend] = request.as_options()
+    return {"backend": request.backend, "options": options}
 
 
 class FacilitySpawner(WrapSpawner):
@@ -89,7 +114,21 @@ class FacilitySpawner(WrapSpawner):
         backends = self.allowed_backends()
         if not backends:
             return "<p class='alert alert-danger'>Your account is not in any group that may start servers here.</p>"
-        return render_form(self.facility, backends)
+        return render_form(self.facility, backends, self._still_valid(self.last_options))
+
+    # The user's last options per backend ({"backend": name, "options": {name: options}}), kept in
+    # the spawner's state across stops (clear_state leaves them), so the form pre-fills them.
+    last_options: dict[str, Any] = {}
+
+    def _still_valid(self, remembered: dict[str, Any]) -> dict[str, Any]:
+        """The remembered options that facility.yaml and the user's groups still allow."""
+        kept = {}
+        for name, options in (remembered.get("options") or {}).items():
+            try:
+                kept[name] = self.validated(options).as_options()
+            except web.HTTPError:
+                continue  # a limit or an allowance changed since: the defaults instead
+        return {"backend": remembered.get("backend"), "options": kept}
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         # Raising here re-renders the form with the message and spawns nothing.
@@ -129,6 +168,7 @@ class FacilitySpawner(WrapSpawner):
         # The REST API passes user_options straight here: validate again, before any child exists.
         request = self.validated(self.user_options or {})
         self.user_options = request.as_options()
+        self.last_options = remembered_answer(self.last_options, request)
         fac = self.facility
         backend = fac.backend(request.backend)
         self.child_class, self.child_config = children.child_for(fac, backend, request, self)
@@ -149,10 +189,11 @@ class FacilitySpawner(WrapSpawner):
             raise
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
-        """Progress events for the hub's spawn page: our own steps plus the child spawner's own
-        (batchspawner's queue state, KubeSpawner's pod events). The hub stops reading when the
-        server is up, so the waiting messages below need no end of their own."""
-        started = time.monotonic()
+        """Progress events for the hub's spawn page: the request checked, then the child spawner's
+        steps (backends.common.progress: account, job submitted, queued with the scheduler's
+        reason, running; KubeSpawner's pod events), then the wait for the server to answer. The hub
+        stops reading when the server is up (its own last event, 100), so the waiting messages below
+        need no end of their own."""
         while self.child_spawner is None:  # start() has not handed the request to a backend yet
             if self._queued is not None:  # waiting in line: say for how many others
                 async for event in self._queued.progress():
@@ -160,28 +201,42 @@ class FacilitySpawner(WrapSpawner):
             await asyncio.sleep(0.2)
         opts = self.user_options or {}
         backend = self.facility.backend(opts["backend"])
-        sizes = f"{opts.get('cores')} cores, {opts.get('memory_gb')} GB" + (
-            f", {opts['gpus']} GPUs" if opts.get("gpus") else ""
-        )
-        yield {"progress": 10, "message": f"Request checked: {sizes}, image {opts.get('image')}"}
-        yield {
-            "progress": 20,
-            "message": f"Submitted to backend {backend.label!r} ({kind_of(backend).label_of(backend)}) "
-            f"through {type(self.child_spawner).__name__}",
-        }
-        if type(self.child_spawner).progress is not Spawner.progress:  # the child has real events
-            async for event in self.child_spawner.progress():
+        sizes = size_words(opts)
+        yield {"progress": 10, "message": f"Request checked: {backend.label}, {sizes}, image {opts.get('image')}"}
+        child = self.child_spawner
+        if type(child).progress is not Spawner.progress:  # the child has real events
+            async for event in child.progress():
                 yield {**event, "progress": min(int(event.get("progress", 50)), 90)}
-        while True:
-            waited = int(time.monotonic() - started)
-            yield {"progress": min(30 + waited, 90), "message": f"Waiting for your server to answer ({waited} s)"}
-            await asyncio.sleep(2)
+        for waited in itertools.count():  # seconds, roughly: the hub's poll decides when it ends
+            # Closer to 95 with each second, never there: the hub's "ready" is 100.
+            progress = 95 - int((95 - ANSWERING) * 0.85**waited)
+            # Every event with a message is a line in the page's log: a line every 10 s, the bar each second.
+            if waited % 10 == 0:
+                word = "Waiting for your server to answer" + (f" ({waited} s so far)" if waited else "")
+                yield {"progress": progress, "message": word}
+            else:
+                yield {"progress": progress}
+            await asyncio.sleep(1)
+
+    def backend_labels(self) -> dict[str, str]:
+        """Each backend's label by name, for pages that get names from the gateways."""
+        return {b.name: b.label for b in self.facility.backends}
+
+    def summary(self) -> dict[str, Any]:
+        """Backend, size and age of this server in words, for the hub's pages (server_summary.py)."""
+        return summary_of(self)
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.child_spawner is not None:
             state["child_class"] = f"{self.child_class.__module__}.{self.child_class.__name__}"
+        if self.last_options:
+            state["last_options"] = self.last_options
         return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self.last_options = state.get("last_options") or {}
 
     def load_child_class(self, state: dict[str, Any]) -> None:
         # Restores the right child after a hub restart, so running servers are polled and stopped.

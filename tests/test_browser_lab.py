@@ -70,12 +70,12 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     page.wait_for_url(re.compile(r"/hub/spawn-pending/"))
     page.wait_for_function(
         "document.querySelector('#progress-log') && "
-        "document.querySelector('#progress-log').textContent.includes('Submitted to backend')"
+        "document.querySelector('#progress-log').textContent.includes('Request checked')"
     )
     log = page.locator("#progress-log").text_content()
     page.evaluate("document.querySelector('#progress-details').open = true")
     page.screenshot(path=shots / "02-spawn-progress.png")
-    assert "Request checked: 1 cores, 2 GB" in log and "'This machine' (this machine)" in log
+    assert "Request checked: This machine, 1 core, 2 GB memory" in log
 
     # 4. JupyterLab, with the Dask panel in the left sidebar.
     page.wait_for_url(re.compile(rf"/user/{USER}/lab"), timeout=120_000)

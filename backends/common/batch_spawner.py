@@ -21,11 +21,12 @@ from batchspawner import JobStatus
 from traitlets import HasTraits, List, Unicode, default
 
 from backends.common.container import JobWrapping
+from backends.common.progress import ACCOUNT, QUEUED, RUNNING, SUBMITTED, SpawnStepsMixin, account_step
 from facility.accounts import Account, AccountError, ensure_account
 from facility.model import Facility, UnixAccounts
 
 
-class JobAccountMixin(HasTraits):
+class JobAccountMixin(SpawnStepsMixin, HasTraits):
     """Submit, query and cancel a user's batch jobs as the user's own Unix account (per-user mode).
 
     Mix in after JobCommandMixin (its use_account switches the job's folder) and before
@@ -53,6 +54,7 @@ class JobAccountMixin(HasTraits):
         if self.account_prefix:
             settings = UnixAccounts("per-user", self.account_prefix, self.account_group)
             roots = [Path(p) for p in self.account_chroots]
+            self.say(ACCOUNT, await asyncio.to_thread(account_step, self.user.name, settings))
             try:
                 # useradd takes a moment: not on the hub's event loop.
                 account = await asyncio.to_thread(ensure_account, self.user.name, settings, roots)
@@ -120,11 +122,13 @@ def wrapping_traits(wrapping: JobWrapping) -> dict[str, Any]:
 QUEUE_ESTIMATE_SECONDS = 10
 
 
-class WatchedStartMixin:
+class WatchedStartMixin(SpawnStepsMixin):
     """Mix in before a batchspawner spawner class (which provides job_id, query_job_status, ...).
 
     The spawner defines a `pending_timeout` trait (seconds a job may wait in the queue).
     """
+
+    scheduler_name = "the scheduler"  # how the spawn page names the batch system
 
     # start() errors that already say what went wrong (the job was never queued): raised as they are.
     reraised_errors: tuple[str, ...] = ()
@@ -133,25 +137,31 @@ class WatchedStartMixin:
         """What the scheduler says about when the pending job starts, in words ("" when nothing)."""
         return ""
 
-    async def progress(self) -> AsyncIterator[dict[str, str]]:
-        """batchspawner's progress, with the scheduler's estimate while the job waits in the queue
-        (refreshed every `QUEUE_ESTIMATE_SECONDS`); a message is sent only when its text changes."""
-        shown, words, refresh_at = "", "", 0.0
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """The recorded steps (account, submission), then the job's state: the scheduler's estimate
+        and reason while it waits in the queue (refreshed every `QUEUE_ESTIMATE_SECONDS`), running.
+        A state message is sent only when its text changes."""
+        shown, steps, words, refresh_at = "", 0, "", 0.0
         while True:
+            for step in (self._steps or [])[steps:]:
+                steps += 1
+                yield step
             if self.state_isrunning():
-                yield {"message": "Your notebook job is running; waiting for its server to answer"}
+                host = self.state_gethost()  # the node, from the status already queried (None if unsaid)
+                where = f" on {host}" if host else ""
+                yield {"progress": RUNNING, "message": f"Your notebook job {self.job_id} is running{where}"}
                 return
             if not self.job_id:
-                message = "Submitting your notebook job to the scheduler"
+                message = ""  # submitting: the submission step says it once done
             elif self.state_ispending():
                 if time.monotonic() >= refresh_at:
                     words = await self._queue_estimate(self.job_id)
                     refresh_at = time.monotonic() + QUEUE_ESTIMATE_SECONDS
                 message = f"Your notebook job {self.job_id} waits in the queue" + (f": {words}" if words else "")
             else:
-                message = f"Asking the scheduler about your notebook job {self.job_id}"
-            if message != shown:
-                yield {"message": message}
+                message = f"Asking {self.scheduler_name} about your notebook job {self.job_id}"
+            if message and message != shown:
+                yield {"progress": QUEUED, "message": message}
                 shown = message
             await asyncio.sleep(1)
 
@@ -171,6 +181,8 @@ class WatchedStartMixin:
         job_id = await super().submit_batch_script()  # type: ignore[misc]
         self._submitted_at = time.monotonic()
         self._submitted_job = job_id
+        if job_id:
+            self.say(SUBMITTED, f"Your notebook job {job_id} was submitted to {self.scheduler_name}")
         return job_id
 
     async def _watch_job(self) -> str:
@@ -193,6 +205,7 @@ class WatchedStartMixin:
     async def start(self) -> tuple[str, int]:
         self._submitted_job = ""
         self._starting = True
+        self.say(SUBMITTED - 5, f"Submitting your notebook job to {self.scheduler_name}")
         try:
             return await self._start_and_watch()
         finally:

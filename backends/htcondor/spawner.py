@@ -52,6 +52,8 @@ from facility.validation import SpawnRequest
 class FacilityCondorSpawner(JobCommandMixin, JobAccountMixin, WatchedStartMixin, CondorSpawner):
     """CondorSpawner configured per spawn by htcondor_child below."""
 
+    scheduler_name = "HTCondor"
+
     exec_prefix = Unicode("", help="Prefix of the HTCondor tools' command lines; the tools' argv is in `site`.").tag(
         config=True
     )

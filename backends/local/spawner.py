@@ -19,12 +19,13 @@ from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
 from traitlets import Unicode
 
 from backends.common.notebook_child import ChildConfig, ParentSpawner, common_config
+from backends.common.progress import ACCOUNT, RUNNING, SpawnStepsMixin, account_step
 from facility.accounts import Account, AccountError, ensure_account
 from facility.model import Backend, Facility, UnixAccounts
 from facility.validation import SpawnRequest
 
 
-class OwnOutputMixin:
+class OwnOutputMixin(SpawnStepsMixin):
     """The server's output goes to its own file (<state>/logs/servers/<user>.log), not to the hub's.
 
     Inheriting the hub's stdout ties the server to that pipe: after a restart of the hub,
@@ -45,14 +46,18 @@ class OwnOutputMixin:
     async def start(self) -> Any:
         output = self._output_file()
         if output is None:
-            return await super().start()
+            return self._started(await super().start())
         kept = self.popen_kwargs
         self.popen_kwargs = {**kept, "stdout": output, "stderr": subprocess.STDOUT}
         try:
-            return await super().start()
+            return self._started(await super().start())
         finally:
             self.popen_kwargs = kept
             output.close()
+
+    def _started(self, address: Any) -> Any:
+        self.mark_started(RUNNING, f"Your server process started on this machine (pid {self.pid})")
+        return address
 
 
 class SharedLocalSpawner(OwnOutputMixin, SimpleLocalProcessSpawner):
@@ -75,6 +80,8 @@ class PerUserLocalSpawner(OwnOutputMixin, LocalProcessSpawner):
         return self._account
 
     async def start(self) -> Any:
+        settings = UnixAccounts("per-user", self.account_prefix, self.account_group)
+        self.say(ACCOUNT, await asyncio.to_thread(account_step, self.user.name, settings))
         try:
             # useradd takes a moment: not on the hub's event loop.
             self._account = await asyncio.to_thread(lambda: self.account)

@@ -44,6 +44,8 @@ from facility.validation import SpawnRequest
 class FacilitySlurmSpawner(JobCommandMixin, JobAccountMixin, WatchedStartMixin, SlurmSpawner):
     """SlurmSpawner configured per spawn by slurm_child below."""
 
+    scheduler_name = "Slurm"
+
     exec_prefix = Unicode(
         "", help="Prefix of sbatch/squeue/scancel (SLURM_CONF); per-user mode runs the whole line as the account."
     ).tag(config=True)
