@@ -25,6 +25,7 @@ import facility
 from backends.registry import kind_of
 from facility.model import Backend, Facility
 from hub_config import children, spawn_queue
+from hub_config.idle_groups import sync_idle_group
 
 _templates = Environment(loader=PackageLoader("hub_config", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -130,6 +131,7 @@ class FacilitySpawner(WrapSpawner):
         request = self.validated(self.user_options or {})
         self.user_options = request.as_options()
         fac = self.facility
+        sync_idle_group(self.user, fac.hub.idle_cull)  # the culler of this user's timeout sees the server
         backend = fac.backend(request.backend)
         self.child_class, self.child_config = children.child_for(fac, backend, request, self)
         self.child_spawner = None
