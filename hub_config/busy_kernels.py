@@ -10,9 +10,9 @@ and jupyterhub-singleuser reports that time to the hub.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from jupyter_server.utils import utcnow  # type: ignore[attr-defined]
 from tornado.ioloop import PeriodicCallback
 
 SETTING = "af_busy_kernels_last_activity"
@@ -35,7 +35,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
 
     def mark() -> None:
         if busy(serverapp.kernel_manager):
-            settings[SETTING] = utcnow()
+            settings[SETTING] = datetime.now(UTC)
 
     PeriodicCallback(mark, CHECK_SECONDS * 1000).start()
     serverapp.log.info("Busy kernels count as activity (checked every %d s)", CHECK_SECONDS)
