@@ -24,6 +24,7 @@ import jsonschema
 import yaml
 
 from facility.model import (
+    IDLE_GROUP_PREFIX,
     OIDC,
     Allowance,
     Auth,
@@ -33,6 +34,7 @@ from facility.model import (
     Data,
     Facility,
     Hub,
+    IdleCull,
     Image,
     LoginThrottle,
     Metrics,
@@ -208,6 +210,9 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
         yield "auth.shared_password: only for auth.type 'local'; the identity provider checks passwords"
     if auth.get("type") == "oidc" and "login_throttle" in auth:
         yield "auth.login_throttle: only for auth.type 'local'; the identity provider throttles its own logins"
+    for group in ((raw.get("hub") or {}).get("idle_cull") or {}).get("groups", {}):
+        if group.startswith(IDLE_GROUP_PREFIX):
+            yield f"hub.idle_cull.groups: {group!r} starts with {IDLE_GROUP_PREFIX!r}, kept for the cullers' own groups"
     backend_names = [b["name"] for b in raw["backends"]]
     for index, allowance in enumerate(auth.get("allowances", [])):
         where = f"auth.allowances[{index}]"
@@ -338,7 +343,7 @@ def _build(raw: dict[str, Any]) -> Facility:
         ),
         hub=Hub(
             bind_url=hub_raw.get("bind_url", "http://127.0.0.1:8000"),
-            idle_cull_minutes=hub_raw.get("idle_cull_minutes", 0),
+            idle_cull=IdleCull(**(hub_raw.get("idle_cull") or {})),
             start_timeout_seconds=hub_raw.get("start_timeout_seconds", 120),
             spawn=Spawn(**(hub_raw.get("spawn") or {})),
             on_down=hub_raw.get("on_down", "stop"),

@@ -173,10 +173,40 @@ class Spawn:
     http_timeout_seconds: int = 120
 
 
+IDLE_GROUP_PREFIX = "af-idle-"  # the hub groups the idle cullers see (hub_config.idle_groups)
+
+
+@dataclass(frozen=True)
+class IdleCull:
+    """hub.idle_cull: notebook servers idle this many minutes are stopped (0: never). A user in
+    groups listed under `groups` gets the longest of their groups' timeouts, others `minutes`."""
+
+    minutes: int = 0
+    groups: dict[str, int] = field(default_factory=dict)
+    check_every_seconds: int = 60
+
+    def minutes_for(self, groups: set[str] | frozenset[str]) -> int:
+        """The user's idle timeout in minutes (0: never culled)."""
+        mine = [self.groups[g] for g in groups if g in self.groups]
+        if not mine:
+            return self.minutes
+        return 0 if 0 in mine else max(mine)
+
+    @property
+    def timeouts(self) -> tuple[int, ...]:
+        """Every timeout some user can get, in minutes (one culler each)."""
+        return tuple(sorted({m for m in (self.minutes, *self.groups.values()) if m}))
+
+    @staticmethod
+    def group_of(minutes: int) -> str:
+        """The hub group of the users whose timeout is `minutes`."""
+        return f"{IDLE_GROUP_PREFIX}{minutes}m"
+
+
 @dataclass(frozen=True)
 class Hub:
     bind_url: str
-    idle_cull_minutes: int
+    idle_cull: IdleCull
     start_timeout_seconds: int
     spawn: Spawn = field(default_factory=Spawn)
     on_down: str = "stop"  # "keep": `af down` leaves notebook servers and Dask clusters running

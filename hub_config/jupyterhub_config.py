@@ -17,9 +17,10 @@ from hub_config.cluster_lifetime import handlers as cluster_handlers
 from hub_config.cluster_lifetime import stop_clusters_hook
 from hub_config.dashboard_service import dashboards_prefix
 from hub_config.examples import configure as configure_examples
+from hub_config.idle_groups import post_auth_hook as idle_post_auth_hook
 from hub_config.log_once import logging_config as log_spawn_failures_once
 from hub_config.server_summary import handlers as server_summary_handlers
-from hub_config.services import DASHBOARD_SERVICE, register_services
+from hub_config.services import DASHBOARD_SERVICE, activity_interval, register_services
 from hub_config.user_guide import configure as configure_user_guide
 from hub_config.wait_api import handlers as wait_handlers
 from monitoring.hub import configure_hub as configure_metrics
@@ -71,6 +72,8 @@ else:
 
     configure_oidc(c, fac)
 c.Authenticator.admin_users = set(fac.auth.admin_users)
+# Idle culling per group (hub.idle_cull): each login puts the user into the group of their timeout.
+c.Authenticator.post_auth_hook = idle_post_auth_hook(lambda: facility.current(runtime.facility_file).hub.idle_cull)
 # Usernames end up in paths, job names and batch scripts: refuse anything but plain names at login.
 c.Authenticator.username_pattern = USERNAME_PATTERN
 
@@ -99,7 +102,13 @@ c.Spawner.start_timeout = fac.hub.start_timeout_seconds
 c.Spawner.post_stop_hook = stop_clusters_hook(runtime.gateways)
 c.JupyterHub.extra_handlers.extend(cluster_handlers(runtime.gateways))  # the home page's note on them
 c.JupyterHub.extra_handlers.extend(server_summary_handlers())  # the home page's server: backend, size, kernels
-c.Spawner.environment = {"AF_FACILITY": runtime.facility_file, "AF_INSTANCE": runtime.state_dir}
+c.Spawner.environment = {
+    "AF_FACILITY": runtime.facility_file,
+    "AF_INSTANCE": runtime.state_dir,
+    # How often a server tells the hub its last activity (a busy kernel counts, hub_config.busy_kernels):
+    # often enough for the idle cullers' checks (jupyterhub-singleuser's default is 300 s).
+    "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval(fac.hub.idle_cull)),
+}
 configure_examples(c, runtime)  # /hub/examples.git; every server opens through nbgitpuller: ~/examples kept current
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).

@@ -5,7 +5,9 @@ rfc3987-syntax when it is installed, which compiles an Earley grammar for the "i
 import: about 2 s of CPU in every notebook server, most of a server's start-up, for a format the
 server never checks. With 30 servers starting on 2 cores that is a minute of CPU (issue 15).
 Blocking that one import makes jsonschema skip the "iri" checker (it treats the import as
-optional); everything else is the stock jupyterhub-singleuser.
+optional). It also loads hub_config.busy_kernels, so a kernel running a cell keeps the server from
+being culled as idle, and has jupyter-resource-usage show CPU besides memory. Everything else is
+the stock jupyterhub-singleuser.
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ import sys
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
+# Before the command's own arguments, which may override them; extensions enabled in config files stay.
+EXTRA_ARGUMENTS = (
+    "--ServerApp.jpserver_extensions=hub_config.busy_kernels=True",
+    "--ResourceUseDisplay.track_cpu_percent=True",  # against CPU_LIMIT, the form's cores
+)
+
+
 def main() -> int | None:
     """The stock jupyterhub-singleuser, with the import above blocked (the `af-singleuser` script)."""
     from jupyterhub.singleuser import main as singleuser_main
 
+    sys.argv[1:1] = EXTRA_ARGUMENTS
     return singleuser_main()
 
 

@@ -24,12 +24,14 @@ def kind_badge(backend: Backend) -> str:
     return "" if where.casefold() in backend.label.casefold() else where
 
 
-def lifetime_lines(fac: Facility, backend: Backend) -> list[str]:
-    """What idle culling and wall time mean for a server on this backend, one sentence each."""
+def lifetime_lines(fac: Facility, backend: Backend, groups: frozenset[str] = frozenset()) -> list[str]:
+    """What idle culling and wall time mean for a server on this backend, one sentence each; the
+    idle timeout is the one of the user's `groups` (hub.idle_cull)."""
     lines = []
-    if fac.hub.idle_cull_minutes:
+    idle_minutes = fac.hub.idle_cull.minutes_for(groups)
+    if idle_minutes:
         lines.append(
-            f"Idle servers stop: after {_minutes(fac.hub.idle_cull_minutes)} with no open JupyterLab tab "
+            f"Idle servers stop: after {_minutes(idle_minutes)} with no open JupyterLab tab "
             "and no running code, your server is stopped. Files in your home folder stay."
         )
     else:

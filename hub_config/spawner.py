@@ -26,6 +26,7 @@ from backends.common.progress import ANSWERING
 from backends.registry import kind_of
 from facility.model import Backend, Facility
 from hub_config import children, spawn_queue
+from hub_config.idle_groups import sync_idle_group
 from hub_config.server_summary import summary_of
 from hub_config.spawn_words import kind_badge, lifetime_lines, size_words
 
@@ -42,9 +43,14 @@ def number_fields(backend: Backend) -> list[tuple[str, str, Any]]:
     return fields
 
 
-def render_form(fac: Facility, backends: list[Backend], remembered: dict[str, Any] | None = None) -> str:
+def render_form(
+    fac: Facility,
+    backends: list[Backend],
+    remembered: dict[str, Any] | None = None,
+    groups: frozenset[str] = frozenset(),
+) -> str:
     """The form; `remembered` (the user's last valid options per backend and the last backend)
-    pre-fills it."""
+    pre-fills it; `groups` (the user's) choose the idle timeout it states."""
     remembered = remembered or {}
     per_backend = remembered.get("options", {})
     names = [b.name for b in backends]
@@ -62,7 +68,7 @@ def render_form(fac: Facility, backends: list[Backend], remembered: dict[str, An
         number_fields=number_fields,
         kind_of=kind_of,
         kind_badge=kind_badge,
-        lifetime_lines=lambda b: lifetime_lines(fac, b),
+        lifetime_lines=lambda b: lifetime_lines(fac, b, groups),
         remembered=bool(per_backend),
     )
 
@@ -114,7 +120,7 @@ class FacilitySpawner(WrapSpawner):
         backends = self.allowed_backends()
         if not backends:
             return "<p class='alert alert-danger'>Your account is not in any group that may start servers here.</p>"
-        return render_form(self.facility, backends, self._still_valid(self.last_options))
+        return render_form(self.facility, backends, self._still_valid(self.last_options), frozenset(self._groups()))
 
     # The user's last options per backend ({"backend": name, "options": {name: options}}), kept in
     # the spawner's state across stops (clear_state leaves them), so the form pre-fills them.
@@ -170,6 +176,7 @@ class FacilitySpawner(WrapSpawner):
         self.user_options = request.as_options()
         self.last_options = remembered_answer(self.last_options, request)
         fac = self.facility
+        sync_idle_group(self.user, fac.hub.idle_cull)  # the culler of this user's timeout sees the server
         backend = fac.backend(request.backend)
         self.child_class, self.child_config = children.child_for(fac, backend, request, self)
         self.child_spawner = None

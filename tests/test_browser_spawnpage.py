@@ -69,7 +69,7 @@ def shots() -> Path:
 @pytest.fixture(scope="module")
 def hub(start_facility) -> RunningFacility:
     raw = copy.deepcopy(embedded_raw())
-    raw["hub"]["idle_cull_minutes"] = IDLE_CULL_MINUTES
+    raw["hub"]["idle_cull"] = {"minutes": IDLE_CULL_MINUTES}
     return start_facility(raw)
 
 

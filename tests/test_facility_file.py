@@ -88,6 +88,22 @@ def _mutated(change) -> dict:
             lambda r: r["auth"].update(login_throttle={"tries": 3}),
             "auth.login_throttle: unknown key 'tries'",
         ),
+        (
+            lambda r: r["hub"].update(idle_cull_minutes=60),
+            "hub: unknown key 'idle_cull_minutes'; allowed keys: bind_url, idle_cull,",
+        ),
+        (
+            lambda r: r["hub"].update(idle_cull={"groups": {"workshop": -5}}),
+            "hub.idle_cull.groups.workshop: -5 is out of range; expected a number >= 0",
+        ),
+        (
+            lambda r: r["hub"].update(idle_cull={"groups": {"af-idle-5m": 5}}),
+            "hub.idle_cull.groups: 'af-idle-5m' starts with 'af-idle-', kept for the cullers' own groups",
+        ),
+        (
+            lambda r: r["hub"].update(idle_cull={"check_every_seconds": 1}),
+            "hub.idle_cull.check_every_seconds: 1 is out of range; expected a number >= 5",
+        ),
     ],
 )
 def test_malformed_facility_names_key_value_and_allowed(change, expected: str) -> None:
@@ -140,3 +156,15 @@ def test_password_settings_are_refused_for_an_identity_provider() -> None:
 def test_login_throttle_settings_reach_the_model() -> None:
     fac = facility.from_dict(_mutated(lambda r: r["auth"].update(login_throttle={"lockout_seconds": 4})), "t.yaml")
     assert fac.auth.login_throttle.lockout_seconds == 4 and fac.auth.login_throttle.failures_per_user == 5
+
+
+def test_idle_cull_gives_each_user_the_longest_of_their_groups() -> None:
+    cull = {"minutes": 120, "groups": {"workshop": 30, "long": 480, "staff": 0}}
+    fac = facility.from_dict(_mutated(lambda r: r["hub"].update(idle_cull=cull)), "t.yaml")
+    idle = fac.hub.idle_cull
+    assert idle.minutes_for(set()) == 120 and idle.minutes_for({"physics"}) == 120  # unlisted groups: the default
+    assert idle.minutes_for({"workshop"}) == 30  # shorter than the default: a listed group wins
+    assert idle.minutes_for({"workshop", "long"}) == 480
+    assert idle.minutes_for({"workshop", "staff"}) == 0  # never culled: the longest of all
+    assert idle.timeouts == (30, 120, 480) and idle.group_of(30) == "af-idle-30m"
+    assert facility.from_dict(embedded_raw(), "t.yaml").hub.idle_cull.timeouts == ()  # off unless configured

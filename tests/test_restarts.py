@@ -58,7 +58,7 @@ class Work:
 @pytest.fixture(scope="module")
 def running(start_facility) -> RunningFacility:
     raw = copy.deepcopy(embedded_raw())
-    raw["hub"]["idle_cull_minutes"] = 60  # the idle culler runs too (under af's supervisor)
+    raw["hub"]["idle_cull"] = {"minutes": 60}  # the idle culler runs too (under af's supervisor)
     return start_facility(raw)
 
 

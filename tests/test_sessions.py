@@ -56,7 +56,7 @@ def keeping(start_facility) -> RunningFacility:
     """The embedded facility with hub.on_down: keep (conftest stops it with `--sessions stop`)."""
     raw = copy.deepcopy(embedded_raw())
     # The idle culler runs too: after `af down` and `af up`, one copy of it (assert_no_port_clash).
-    raw["hub"].update(on_down="keep", idle_cull_minutes=60)
+    raw["hub"].update(on_down="keep", idle_cull={"minutes": 60})
     return start_facility(raw)
 
 

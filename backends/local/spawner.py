@@ -20,6 +20,7 @@ from traitlets import Unicode
 
 from backends.common.notebook_child import ChildConfig, ParentSpawner, common_config
 from backends.common.progress import ACCOUNT, RUNNING, SpawnStepsMixin, account_step
+from backends.local import memory_limit
 from facility.accounts import Account, AccountError, ensure_account
 from facility.model import Backend, Facility, UnixAccounts
 from facility.validation import SpawnRequest
@@ -60,11 +61,54 @@ class OwnOutputMixin(SpawnStepsMixin):
         return address
 
 
-class SharedLocalSpawner(OwnOutputMixin, SimpleLocalProcessSpawner):
+class MemoryLimitMixin:
+    """The server and its kernels stay within mem_limit (backends.local.memory_limit): a cgroup
+    made before the start and removed after the stop, RLIMIT_DATA in the forked server."""
+
+    def _cgroup(self) -> Path | None:
+        name = self.user.name + (f"-{self.name}" if self.name else "")
+        return memory_limit.cgroup_path(os.environ.get("AF_INSTANCE", "hub"), name)
+
+    def _limits_preexec(self) -> Any:
+        if not self.mem_limit:
+            return None
+        path = self._cgroup()
+        if path is not None:
+            memory_limit.create(path, self.mem_limit)
+        self.log.info("Memory limit of %s: %d bytes by %s", self._log_name, self.mem_limit, memory_limit.mechanism())
+        return memory_limit.preexec(self.mem_limit, path)
+
+    def _with_limits(self, then: Any) -> Any:
+        """`then` (the spawner's own preexec_fn), after joining the cgroup and setting the limit."""
+        limits = self._limits_preexec()
+        if limits is None or then is None:
+            return limits or then
+
+        def preexec() -> None:
+            limits()  # as root: joining the cgroup needs it
+            then()
+
+        return preexec
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        path = self._cgroup()  # also after a hub restart, whose restored spawner has no mem_limit
+        if path is not None and path.exists():
+            for _ in range(20):  # the server's kernels end a moment after it
+                if await asyncio.to_thread(memory_limit.remove, path):
+                    return
+                await asyncio.sleep(0.5)
+            self.log.warning("Memory cgroup %s still has processes; left in place", path)
+
+
+class SharedLocalSpawner(MemoryLimitMixin, OwnOutputMixin, SimpleLocalProcessSpawner):
     """Shared mode: SimpleLocalProcessSpawner with its own output file."""
 
+    def make_preexec_fn(self, name: str) -> Any:
+        return self._with_limits(super().make_preexec_fn(name))
 
-class PerUserLocalSpawner(OwnOutputMixin, LocalProcessSpawner):
+
+class PerUserLocalSpawner(MemoryLimitMixin, OwnOutputMixin, LocalProcessSpawner):
     """LocalProcessSpawner running each hub user's server as their facility Unix account."""
 
     account_prefix = Unicode("af-", config=True, help="auth.unix_accounts.prefix of facility.yaml.")
@@ -92,7 +136,7 @@ class PerUserLocalSpawner(OwnOutputMixin, LocalProcessSpawner):
         return await super().start()
 
     def make_preexec_fn(self, name: str) -> Any:
-        return self.account.preexec_fn(cwd=self.account.home)
+        return self._with_limits(self.account.preexec_fn(cwd=self.account.home))
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
         env.update(self.account.environment())

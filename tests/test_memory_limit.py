@@ -1,0 +1,120 @@
+"""The form's memory is enforced on the local backend (issue 18), on the real facility.
+
+maud's server gets 1 GB. Its processes carry RLIMIT_DATA of 1 GiB and sit in a memory cgroup of
+1 GiB (this host: cgroup v1, writable by the hub as root); a cell asking for 1.5 GB at once gets
+MemoryError and the kernel lives on; two processes of 700 MB each (each under the process limit)
+pass the cgroup's limit together and the kernel's OOM killer stops one. jupyter-resource-usage
+reports the limit, and JupyterLab shows it in its status bar and the MemoryError in the notebook
+(a real browser; screenshots in test-artifacts/memory-limit/). The cgroup goes with the server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+import facility
+from backends.local import memory_limit
+from facility.accounts import remove_account
+from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.harness import HubSession, RunningFacility, execute_in_kernel
+
+USER = "maud"
+GIB = 1024**3
+
+
+@pytest.fixture(scope="module")
+def maud(embedded: RunningFacility) -> Iterator[HubSession]:
+    # A first login: no JupyterLab workspace left in the account's home by an earlier run.
+    remove_account(USER, facility.load(embedded.facility_file).auth.unix_accounts)
+    session = embedded.login(USER)
+    reply = session.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "1", "image": "coffea-2026"})
+    assert reply.status_code == 200, reply.text[-2000:]
+    session.wait_ready()
+    yield session
+    session.stop_server()
+
+
+def run(embedded: RunningFacility, session: HubSession, code: str) -> str:
+    return execute_in_kernel(f"{embedded.url}/user/{USER}/", session.token(), code)
+
+
+def test_server_processes_carry_the_limit(embedded: RunningFacility, maud: HubSession) -> None:
+    assert memory_limit.mechanism() == "cgroup v1"  # this host; 'rlimit' alone where cgroups are not writable
+    code = (
+        "import json, resource\n"
+        "lines = [line.split(':') for line in open('/proc/self/cgroup').read().splitlines()]\n"
+        "cgroup = [path for _, names, path in lines if names == 'memory']\n"
+        "rlimit = resource.getrlimit(resource.RLIMIT_DATA)[0]\n"
+        "print(json.dumps({'rlimit': rlimit, 'cgroup': cgroup[0]}))"
+    )
+    seen = json.loads(run(embedded, maud, code))
+    assert seen["rlimit"] == GIB
+    assert seen["cgroup"].startswith(f"/{memory_limit.PARENT}/") and seen["cgroup"].endswith(f"-{USER}")
+    # Read here (as root): the hub's umask 077 leaves the cgroup folders closed to the user.
+    assert int(Path(f"/sys/fs/cgroup/memory{seen['cgroup']}/memory.limit_in_bytes").read_text()) == GIB
+
+
+def test_one_allocation_past_the_limit_is_a_memory_error(embedded: RunningFacility, maud: HubSession) -> None:
+    with pytest.raises(AssertionError, match="MemoryError"):
+        run(embedded, maud, "block = bytearray(1536 * 1024**2)")
+    assert run(embedded, maud, "print('alive')").strip() == "alive"  # the kernel is not lost
+
+
+def test_processes_together_past_the_limit_are_stopped(embedded: RunningFacility, maud: HubSession) -> None:
+    code = (
+        "import subprocess, sys\n"
+        "hold = 'b = bytearray(700 * 1024**2); import time; time.sleep(20)'\n"
+        "children = [subprocess.Popen([sys.executable, '-c', hold]) for _ in range(2)]\n"
+        "print(sorted(c.wait() for c in children))"
+    )
+    codes = run(embedded, maud, code).strip()
+    assert codes.startswith("[-9"), f"expected one child killed by the cgroup's OOM killer, exit codes {codes}"
+
+
+def test_resource_usage_reports_the_limit(embedded: RunningFacility, maud: HubSession) -> None:
+    reply = requests.get(
+        f"{embedded.url}/user/{USER}/api/metrics/v1",
+        headers={"Authorization": f"token {maud.token()}"},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    assert reply.json()["limits"]["memory"]["rss"] == GIB
+
+
+def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility, maud: HubSession) -> None:
+    sync_api = sync_api_or_skip()
+    shots = emptied_artifacts("memory-limit")
+    with chromium_page(1440, 900) as page:
+        page.goto(f"{embedded.url}/hub/login")
+        page.fill("#username_input", USER)
+        page.fill("#password_input", embedded.password_of(USER))
+        page.click("#login_submit")
+        page.goto(f"{embedded.url}/user/{USER}/lab")
+        page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+        status = page.locator("#jp-main-statusbar")
+        sync_api.expect(status).to_contain_text(
+            re.compile(r"CPU: +[\d.]+ % \| Mem: +[\d.]+ / 1024(\.00)? MB"), timeout=30_000
+        )
+        page.screenshot(path=shots / "01-status-bar-memory.png")
+        page.click('.jp-LauncherCard[data-category="Notebook"]')
+        page.wait_for_selector(".jp-NotebookPanel .jp-Notebook")
+        sync_api.expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+        page.locator(".jp-NotebookPanel:visible .jp-Cell").last.locator(".cm-content").click()
+        page.keyboard.insert_text("block = bytearray(1536 * 1024**2)")
+        page.keyboard.press("Shift+Enter")
+        output = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output").first
+        sync_api.expect(output).to_contain_text("MemoryError", timeout=60_000)
+        page.screenshot(path=shots / "02-memory-error.png")
+
+
+def test_the_cgroup_goes_with_the_server(embedded: RunningFacility, maud: HubSession) -> None:
+    path = memory_limit.cgroup_path(str(embedded.state_dir), USER)
+    assert path is not None and path.exists()
+    maud.stop_server()
+    assert not path.exists()
