@@ -391,7 +391,8 @@ export class DaskPanel extends SidePanel {
     } else {
       input = el('input', { className: 'jp-mod-styled', type: 'text', name: option.field, id, value: `${option.default}` });
       if (option.field === 'cluster_name') {
-        input.placeholder = 'e.g. ttbar-fit (empty: two words are picked)';
+        input.placeholder = 'optional, e.g. ttbar-fit';
+        input.title = 'Empty: the cluster gets two readable words as its name';
         input.maxLength = spec.max_length ?? 40;
       }
       input.oninput = () => check();
