@@ -164,12 +164,10 @@ def test_dashboard_plots_open_as_tabs(page, shots: Path) -> None:
 
 
 def test_widget_labels_are_whole_and_clamping_is_said(page, shots: Path) -> None:
-    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^New$")).hover()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Notebook$")).click()
-    kernel_dialog = page.locator(".jp-Dialog .jp-mod-accept")
-    if kernel_dialog.count():
-        kernel_dialog.click()
+    launcher = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
+    if not launcher.is_visible():
+        page.locator(".lm-TabBar-tabLabel", has_text="Launcher").click()
+    launcher.click()
     expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
     page.locator(".jp-NotebookPanel:visible .jp-Cell .cm-content").first.click()
     page.keyboard.insert_text("from dask_backends.widget import ClusterWidget\nwidget = ClusterWidget()\nwidget")
@@ -190,7 +188,6 @@ def test_widget_labels_are_whole_and_clamping_is_said(page, shots: Path) -> None
     )
     assert cut == [], f"labels cut off: {cut}"
     _shoot(page, shots, "06-widget")
-    page.locator(".jp-NotebookPanel:visible").click(position={"x": 300, "y": 10})
 
 
 def test_dark_theme_and_narrow_window(page, shots: Path) -> None:

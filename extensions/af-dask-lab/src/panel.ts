@@ -402,6 +402,11 @@ export class DaskPanel extends SidePanel {
   }
 
   private renderClusters(errors: IBackendError[]): void {
+    // Someone typing a worker count: redraw at the next refresh, not under their cursor.
+    const focused = document.activeElement;
+    if (focused instanceof HTMLInputElement && this.list.node.contains(focused)) {
+      return;
+    }
     const nodes: Node[] = errors.map(e =>
       el('div', { className: 'af-dask-backend-down af-dask-message af-dask-message-warning' }, e.plain || e.message)
     );
