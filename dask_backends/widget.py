@@ -92,7 +92,7 @@ def _option_widget(option: dict[str, Any], where: str) -> w.Widget:
     return w.Text(
         value=str(option["default"]),
         description=label,
-        placeholder="empty: two words are picked" if option["field"] == "cluster_name" else "",
+        placeholder="optional" if option["field"] == "cluster_name" else "",
         style=LABEL_STYLE,
         layout=FIELD_LAYOUT,
     )

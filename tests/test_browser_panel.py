@@ -66,7 +66,7 @@ def _theme(page: Any, name: str) -> None:
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).hover()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{name}$")).click()
     light = "false" if "Dark" in name else "true"
-    page.wait_for_selector(f"body[data-jp-theme-light='{light}']")
+    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached")
     page.wait_for_timeout(500)  # the theme's CSS applies after the attribute
 
 

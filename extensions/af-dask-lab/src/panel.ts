@@ -462,7 +462,7 @@ export class DaskPanel extends SidePanel {
       type: 'number',
       min: `${w.min}`,
       max: `${w.max}`,
-      value: `${cluster.desired_workers ?? cluster.workers ?? 0}`,
+      value: `${cluster.workers ?? 0}`,
       title: `Workers: ${w.min} to ${w.max}`
     });
     const scale = act(button('Scale', 'af-dask-scale', `Scale to this many workers (${w.min} to ${w.max})`), async () => {
