@@ -221,12 +221,15 @@ def test_stop_asks_first_and_dashboard_tabs_say_the_cluster_stopped(page, shots:
     page.locator(".jp-Dialog").get_by_role("button", name="Stop cluster").click()
     expect(panel.locator(".af-dask-empty")).to_be_visible(timeout=60_000)
     expect(panel.locator(".af-dask-message")).to_have_text(re.compile(r"^Cluster ttbar fit stopped\."))
-    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", has_text="Task Stream · ttbar fit").click()
-    note = page.locator(".af-dask-dashboard-note:visible")
-    expect(note).to_contain_text("Cluster ttbar fit has stopped")
+    # Both plot tabs (side by side) say so in place of their plots, and can be closed from there.
+    notes = page.locator(".af-dask-dashboard-note:visible")
+    expect(notes).to_have_count(2)
+    for index in (0, 1):
+        expect(notes.nth(index)).to_contain_text("Cluster ttbar fit has stopped")
+    expect(page.locator(".lm-TabBar-tabLabel", has_text="(stopped)")).to_have_count(2)
     _each_look(page, shots, "10-dashboard-stopped")
-    note.get_by_role("button", name="Close this tab").click()
-    expect(page.locator(".lm-TabBar-tabLabel", has_text="Task Stream · ttbar fit")).to_have_count(0)
+    notes.first.get_by_role("button", name="Close this tab").click()
+    expect(page.locator(".lm-TabBar-tabLabel", has_text="(stopped)")).to_have_count(1)
 
 
 def test_calm_message_when_the_server_is_gone(page, hub: HubSession, shots: Path) -> None:
