@@ -209,7 +209,10 @@ export class DaskPanel extends SidePanel {
 
   private sayError(error: unknown): void {
     if (error instanceof ServerGoneError) {
+      // Nothing is broken that the user did: said calmly, not as an error.
       this.gone = true;
+      this.say(error.message, 'info');
+      return;
     }
     this.say(error instanceof AfDaskError ? error.message : `Something went wrong: ${String(error)}`, 'error');
   }
