@@ -1,11 +1,17 @@
 """ClusterWidget: the JupyterLab panel's choices as an ipywidget inside a notebook.
 
     from dask_backends.widget import ClusterWidget
-    ClusterWidget()
+    widget = ClusterWidget()
+    widget            # shows it; pick, then press Create
+    client = widget.client   # a dask.distributed Client of the cluster it created
 
 Pick a backend (only those the user may use), its cluster options and workers, then create,
 scale, make adaptive or stop the cluster; the worker count updates live and the dashboard link
-appears once the scheduler runs. Errors from the gateway are shown in the widget.
+appears once the scheduler runs. Each number shows its limits; a value beyond them is set to the
+limit and the widget says so. Errors from the gateway are shown in the widget in plain words.
+
+After a kernel restart, the widget's old output says "model not found": the widget lived in the
+kernel that was stopped (ipywidgets keeps no state in the notebook). Run the cell again.
 """
 
 from __future__ import annotations
@@ -15,26 +21,88 @@ from typing import Any
 
 import ipywidgets as w
 from dask_gateway import GatewayCluster
+from distributed import Client
 from tornado.ioloop import PeriodicCallback
 
+from backends.common import cluster_names
 from dask_backends import catalog
 from dask_backends.client import new_cluster
 
 REFRESH_MS = 1000
+# Wide enough for the longest label ("Worker memory (GB)", "Software image"): none is cut off.
+LABEL_STYLE = {"description_width": "11em"}
+FIELD_LAYOUT = w.Layout(width="22em")
+UNITS = {"worker_memory_gb": "GB", "worker_cores": "cores", "worker_gpus": "GPUs", "workers": "workers"}
 
 
-def _option_widget(option: dict[str, Any]) -> w.Widget:
-    spec = option["spec"]
-    style = {"description_width": "10em"}
-    if spec["type"] == "select":
-        return w.Dropdown(options=spec["options"], value=option["default"], description=option["label"], style=style)
-    if spec["type"] == "int":
-        return w.BoundedIntText(
-            value=option["default"], min=spec["min"], max=spec["max"], description=option["label"], style=style
+class LimitedInt(w.HBox):
+    """A whole number with its limits beside it. A value beyond them is set to the limit and the
+    hint says so (ipywidgets' BoundedIntText clamps without a word)."""
+
+    def __init__(self, field: str, label: str, value: int, low: int, high: int, where: str):
+        self.field, self.low, self.high, self.where = field, low, high, where
+        self.number = w.IntText(value=value, description=label, style=LABEL_STYLE, layout=FIELD_LAYOUT)
+        self.hint = w.HTML()
+        self._clamping = False
+        self._say_limits()
+        self.number.observe(self._clamp, names="value")
+        super().__init__([self.number, self.hint])
+
+    @property
+    def value(self) -> int:
+        return int(self.number.value)
+
+    @value.setter
+    def value(self, new: int) -> None:
+        self.number.value = new
+
+    def _say_limits(self) -> None:
+        self.hint.value = f"<span class='af-hint'>{self.low} to {self.high} {UNITS.get(self.field, '')}</span>"
+
+    def _clamp(self, change: dict[str, Any]) -> None:
+        asked = change["new"]
+        if self.low <= asked <= self.high:
+            if not self._clamping:  # the limit just set keeps its note
+                self._say_limits()
+            return
+        limit = self.high if asked > self.high else self.low
+        self._clamping = True
+        try:
+            self.number.value = limit
+        finally:
+            self._clamping = False
+        side = "at most" if asked > self.high else "at least"
+        self.hint.value = (
+            f"<span class='af-clamped' style='color: var(--jp-warn-color1, #b26a00)'>"
+            f"{asked} asked; {html.escape(self.where)} allows {side} {limit}, so {limit} it is</span>"
         )
+
+
+def _option_widget(option: dict[str, Any], where: str) -> w.Widget:
+    spec = option["spec"]
+    label = option["label"]
+    if spec["type"] == "select":
+        return w.Dropdown(
+            options=spec["options"], value=option["default"], description=label, style=LABEL_STYLE, layout=FIELD_LAYOUT
+        )
+    if spec["type"] == "int":
+        return LimitedInt(option["field"], label, option["default"], spec["min"], spec["max"], where)
     if spec["type"] == "bool":
-        return w.Checkbox(value=bool(option["default"]), description=option["label"], indent=False)
-    return w.Text(value=str(option["default"]), description=option["label"], style=style)
+        return w.Checkbox(value=bool(option["default"]), description=label, indent=False, layout=w.Layout(width="auto"))
+    return w.Text(
+        value=str(option["default"]),
+        description=label,
+        placeholder="optional" if option["field"] == "cluster_name" else "",
+        style=LABEL_STYLE,
+        layout=FIELD_LAYOUT,
+    )
+
+
+def _backend_title(backend: dict[str, Any]) -> str:
+    """The backend's name once: "This machine", not "This machine (this machine)"."""
+    kind = backend["kind_label"].strip()
+    same = not kind or kind.lower() == backend["label"].strip().lower()
+    return backend["label"] if same else f"{backend['label']} ({kind})"
 
 
 class ClusterWidget(w.VBox):
@@ -44,17 +112,22 @@ class ClusterWidget(w.VBox):
         self.backends = {b["name"]: b for b in (backends if backends is not None else catalog.user_backends())}
         self.api_token = api_token
         self.cluster: GatewayCluster | None = None
+        self._client: Client | None = None
+        self.cluster_name = ""  # the readable one (backends.common.cluster_names)
         self._refresh: PeriodicCallback | None = None
-        style = {"description_width": "10em"}
         self.backend = w.Dropdown(
-            options=[(f"{b['label']} ({b['kind_label']})", name) for name, b in self.backends.items()],
+            options=[(_backend_title(b), name) for name, b in self.backends.items()],
             description="Backend",
-            style=style,
+            style=LABEL_STYLE,
+            layout=FIELD_LAYOUT,
         )
         self.about = w.HTML()
         self.options_box = w.VBox()
-        self.workers = w.BoundedIntText(description="Workers", style=style)
-        self.adaptive = w.Checkbox(description="Adaptive (scale with the load)", value=False)
+        self.workers_box = w.VBox()
+        self.workers = LimitedInt("workers", "Workers", 0, 0, 0, "")
+        self.adaptive = w.Checkbox(
+            description="Adaptive: scale with the load", value=False, indent=False, layout=w.Layout(width="auto")
+        )
         self.create_button = w.Button(description="Create", button_style="primary", icon="play")
         self.scale_button = w.Button(description="Scale", icon="arrows-v", disabled=True)
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -70,7 +143,8 @@ class ClusterWidget(w.VBox):
                 self.backend,
                 self.about,
                 self.options_box,
-                w.HBox([self.workers, self.adaptive]),
+                self.workers_box,
+                self.adaptive,
                 w.HBox([self.create_button, self.scale_button, self.stop_button]),
                 self.status,
                 self.error,
@@ -89,14 +163,16 @@ class ClusterWidget(w.VBox):
     def _backend_changed(self, _change: Any = None) -> None:
         backend = self.chosen
         limits = backend["workers"]
+        minutes = backend["idle_timeout_minutes"]
         self.about.value = (
             f"<p>{html.escape(backend['description'])}<br><small>Workers {limits['min']} to {limits['max']}; "
-            f"idle clusters stop after {backend['idle_timeout_minutes']} minutes.</small></p>"
+            f"idle clusters stop after {minutes} minute{'' if minutes == 1 else 's'}.</small></p>"
         )
-        self.option_widgets = {o["field"]: _option_widget(o) for o in backend["options"]}
+        where = backend["label"]
+        self.option_widgets = {o["field"]: _option_widget(o, where) for o in backend["options"]}
         self.options_box.children = list(self.option_widgets.values())
-        self.workers.min, self.workers.max = limits["min"], limits["max"]
-        self.workers.value = limits["default"]
+        self.workers = LimitedInt("workers", "Workers", limits["default"], limits["min"], limits["max"], where)
+        self.workers_box.children = [self.workers]
         self.backend.disabled = self.cluster is not None
 
     def _guard(self, action: Any) -> None:
@@ -105,10 +181,27 @@ class ClusterWidget(w.VBox):
         try:
             action()
         except Exception as exc:
-            self.error.value = f"<div style='color:#b00020'><b>Error:</b> {html.escape(str(exc))}</div>"
+            self.error.value = (
+                f"<div style='color: var(--jp-error-color1, #b00020)'><b>Not done:</b> {html.escape(str(exc))}</div>"
+            )
 
     def options(self) -> dict[str, Any]:
-        return {field: widget.value for field, widget in self.option_widgets.items()}
+        values = {field: widget.value for field, widget in self.option_widgets.items()}
+        if isinstance(values.get("cluster_name"), str):
+            values["cluster_name"] = values["cluster_name"].strip()
+        return values
+
+    @property
+    def client(self) -> Client:
+        """A dask.distributed Client of the cluster this widget created (made once, then reused).
+
+        RuntimeError before Create and after Stop.
+        """
+        if self.cluster is None:
+            raise RuntimeError("no cluster yet: press Create in the widget (or call widget.create()) first")
+        if self._client is None:
+            self._client = self.cluster.get_client(set_as_default=True)
+        return self._client
 
     def create(self) -> GatewayCluster:
         if self.cluster is not None:
@@ -120,6 +213,8 @@ class ClusterWidget(w.VBox):
         except Exception:
             self.status.value = "No cluster."
             raise
+        report = self.cluster.gateway.get_cluster(self.cluster.name)
+        self.cluster_name = cluster_names.display_name(report.options, self.cluster.name)
         self.apply_scaling()
         self.create_button.disabled = True
         self.backend.disabled = True
@@ -147,10 +242,12 @@ class ClusterWidget(w.VBox):
         if cluster is None:
             return
         link = cluster.dashboard_link
+        count = self.worker_count()
         self.status.value = (
-            f"<b>{html.escape(cluster.name)}</b> on {html.escape(self.chosen['label'])}: "
-            f"<span class='af-workers'>{self.worker_count()}</span> workers · "
-            f"<a href='{html.escape(link)}' target='_blank'>dashboard</a>"
+            f"<b>{html.escape(self.cluster_name)}</b> on {html.escape(self.chosen['label'])}: "
+            f"<span class='af-workers'>{count}</span> worker{'' if count == 1 else 's'} · "
+            f"<a href='{html.escape(link)}' target='_blank'>dashboard</a> · "
+            "<code>widget.client</code> gives a client"
         )
 
     def stop(self) -> None:
@@ -158,9 +255,12 @@ class ClusterWidget(w.VBox):
             return
         if self._refresh is not None:
             self.cluster.loop.add_callback(self._refresh.stop)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         self.cluster.shutdown()
         self.cluster = None
-        self.status.value = "Cluster stopped."
+        self.status.value = f"Cluster {html.escape(self.cluster_name)} stopped."
         self.create_button.disabled = False
         self.backend.disabled = False
         self.scale_button.disabled = self.stop_button.disabled = True

@@ -87,13 +87,12 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     expect(panel.locator(".af-dask-empty")).to_be_visible()
     page.screenshot(path=shots / "03-lab-dask-panel.png")
 
-    # 5. A value the gateway refuses: its status and message are shown in the panel.
+    # 5. A value beyond the backend's limit: refused in the browser, in plain words, nothing sent.
     panel.locator('input[name="worker_cores"]').fill("99")
-    panel.locator(".af-dask-create").click()
-    error = panel.locator(".af-dask-error")
-    expect(error).to_contain_text("422: dask-gateway of 'local': worker_cores must be <= 2")
-    page.screenshot(path=shots / "04a-gateway-error.png")
-    error.locator("button").click()  # dismiss
+    message = panel.locator(".af-dask-message")
+    expect(message).to_contain_text("Worker cores can be at most 2 cores on This machine.")
+    expect(panel.locator(".af-dask-create")).to_be_disabled()
+    page.screenshot(path=shots / "04a-value-refused.png")
     panel.locator('input[name="worker_cores"]').fill("1")
 
     # 6. Create a cluster with one worker and see the worker arrive.
@@ -101,12 +100,13 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     panel.locator('input[name="workers"]').fill("1")
     panel.locator(".af-dask-create").click()
     cluster = panel.locator(".af-dask-cluster")
-    expect(cluster.locator(".af-dask-workers")).to_have_text(re.compile(r"^1 worker, 1 cores"), timeout=120_000)
+    expect(cluster.locator(".af-dask-workers")).to_have_text(re.compile(r"^1 worker, 1 core$"), timeout=120_000)
     name = cluster.get_attribute("data-name")
     page.screenshot(path=shots / "04-cluster-running.png")
 
-    # 7. Its dashboard, in a JupyterLab tab.
+    # 7. Its dashboard, in a JupyterLab tab (the first entry of the Dashboard menu).
     cluster.locator(".af-dask-dashboard-button").click()
+    page.locator(".af-dask-plots-menu .lm-Menu-itemLabel", has_text=re.compile(r"^Dashboard$")).click()
     frame_element = page.locator(".af-dask-dashboard iframe")
     # Through the hub's dashboard service, which adds the owner's key (hub_config/dashboard_service.py).
     through_service = re.compile(rf"/services/dask-dashboards/local/clusters/{name}/status")
@@ -140,13 +140,14 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     page.keyboard.insert_text("from dask_backends.widget import ClusterWidget\nClusterWidget()")
     page.keyboard.press("Shift+Enter")
     widget = page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(2).locator(".jp-OutputArea-output").first
-    expect(widget.locator("select").first).to_contain_text("This machine (this machine)", timeout=60_000)
+    expect(widget.locator("select").first).to_contain_text("This machine", timeout=60_000)
     expect(widget.get_by_role("button", name="Create")).to_be_visible()
     expect(widget).to_contain_text("Workers 0 to 4")
     page.screenshot(path=shots / "06b-notebook-widget.png")
 
-    # 9. Stop it from the panel: it leaves the gateway's list.
+    # 9. Stop it from the panel, after saying yes: it leaves the gateway's list.
     cluster.locator(".af-dask-stop").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Stop cluster").click()
     expect(panel.locator(".af-dask-empty")).to_be_visible(timeout=60_000)
     page.screenshot(path=shots / "07-cluster-stopped.png")
 

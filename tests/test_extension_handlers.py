@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -142,14 +143,17 @@ def test_backends_come_from_facility_yaml_and_the_users_gateways(lab: LabServer)
 
 
 def test_cluster_lifecycle_through_the_panel_api(lab: LabServer, notebook_env: dict[str, str]) -> None:
-    created = lab.call(
-        "POST", "clusters", {"backend": "local", "workers": 1, "options": {"worker_cores": 1, "worker_memory_gb": 1}}
-    )
+    options = {"worker_cores": 1, "worker_memory_gb": 1, "cluster_name": " ttbar fit "}
+    created = lab.call("POST", "clusters", {"backend": "local", "workers": 1, "options": options})
     assert created.status_code == 201, created.text
     cluster = created.json()
     name = cluster["name"]
     try:
         assert cluster["status"] == "RUNNING" and cluster["options"]["worker_memory_gb"] == 1
+        # The readable name travels as a cluster option, stored by the gateway; size and limits beside it.
+        assert cluster["display_name"] == "ttbar fit" and cluster["backend_label"] == "This machine"
+        assert (cluster["worker_cores"], cluster["worker_memory_gb"]) == (1, 1)
+        assert cluster["idle_timeout_minutes"] > 0 and cluster["start_time"] > 0
         assert f"gateway('local').connect('{name}')" in cluster["connect_code"]
         lab.wait_workers("local", name, 1)
         # The dashboard link answers its owner (the hub's dashboard service adds the cluster's key).
@@ -157,6 +161,12 @@ def test_cluster_lifecycle_through_the_panel_api(lab: LabServer, notebook_env: d
         owner = {"Authorization": f"token {notebook_env['JUPYTERHUB_API_TOKEN']}"}
         dashboard = requests.get(cluster["dashboard_link"], headers=owner, timeout=30)
         assert dashboard.status_code == 200 and "Dask" in dashboard.text
+
+        # The dashboard's individual plots, for tabs of their own (as dask-labextension opens them).
+        plots = {p["label"]: p["url"] for p in lab.call("GET", f"clusters/local/{name}/plots").json()["plots"]}
+        assert {"Task Stream", "Progress", "Workers Memory"} <= set(plots), sorted(plots)
+        task_stream = requests.get(plots["Task Stream"], headers=owner, timeout=30)
+        assert task_stream.status_code == 200 and "bokeh" in task_stream.text.lower()
 
         scaled = lab.call("PATCH", f"clusters/local/{name}", {"workers": 2})
         assert scaled.status_code == 200, scaled.text
@@ -176,7 +186,8 @@ def test_cluster_lifecycle_through_the_panel_api(lab: LabServer, notebook_env: d
 
 
 def test_clusters_started_elsewhere_are_listed(lab: LabServer, notebook_env: dict[str, str]) -> None:
-    """A cluster started from code (another kernel, an earlier session) shows up in the panel."""
+    """A cluster started from code (another kernel, an earlier session) shows up in the panel, with
+    two readable words as its name when none was given."""
     from dask_gateway import Gateway, JupyterHubAuth
 
     address = json.loads(notebook_env["AF_DASK_GATEWAYS"])["local"]
@@ -184,16 +195,17 @@ def test_clusters_started_elsewhere_are_listed(lab: LabServer, notebook_env: dic
     name = gateway.submit(worker_cores=1, worker_memory_gb=1)
     try:
         deadline = time.monotonic() + 60
-        while name not in [c["name"] for c in lab.call("GET", "clusters").json()["clusters"]]:
+        while name not in (listed := {c["name"]: c for c in lab.call("GET", "clusters").json()["clusters"]}):
             assert time.monotonic() < deadline, f"cluster {name} started from code never listed"
             time.sleep(1)
+        assert re.fullmatch(r"[a-z]+-[a-z]+", listed[name]["display_name"]), listed[name]["display_name"]
     finally:
         gateway.stop_cluster(name)
         gateway.close()
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body", "status", "message"),
+    ("method", "path", "body", "status", "message", "plain"),
     [
         # The gateway's own validation of cluster options, passed through with its status.
         (
@@ -202,22 +214,80 @@ def test_clusters_started_elsewhere_are_listed(lab: LabServer, notebook_env: dic
             {"backend": "local", "workers": 0, "options": {"worker_cores": 99}},
             422,
             "worker_cores must be <= 2",
+            "Worker cores can be at most 2 cores on This machine.",
         ),
-        ("POST", "clusters", {"backend": "local", "workers": 0, "options": {"cmd": "sh"}}, 422, "Unknown fields"),
-        ("GET", "clusters/local/0123456789abcdef", None, 404, "Cluster 0123456789abcdef not found"),
-        ("PATCH", "clusters/local/0123456789abcdef", {"workers": 1}, 404, "not found"),
+        (
+            "POST",
+            "clusters",
+            {"backend": "local", "workers": 0, "options": {"worker_memory_gb": 16}},
+            422,
+            "worker_memory_gb must be <= 4",
+            "Worker memory can be at most 4 GB on This machine.",
+        ),
+        (
+            "POST",
+            "clusters",
+            {"backend": "local", "workers": 0, "options": {"cluster_name": "<b>x</b>"}},
+            422,
+            "cluster_name: '<b>x</b>' is not a usable name",
+            "The cluster name '<b>x</b>' cannot be used: use up to 40 letters",
+        ),
+        ("POST", "clusters", {"backend": "local", "workers": 0, "options": {"cmd": "sh"}}, 422, "Unknown fields", ""),
+        (
+            "GET",
+            "clusters/local/0123456789abcdef",
+            None,
+            404,
+            "Cluster 0123456789abcdef not found",
+            "That cluster no longer exists",
+        ),
+        ("PATCH", "clusters/local/0123456789abcdef", {"workers": 1}, 404, "not found", "no longer exists"),
         # A gateway that is down, a backend the user may not use, limits from facility.yaml.
-        ("POST", "clusters", {"backend": "offline", "workers": 0}, 503, "does not answer"),
-        ("POST", "clusters", {"backend": "physics", "workers": 1}, 404, "no backend 'physics' you may use"),
-        ("POST", "clusters", {"backend": "local", "workers": 9}, 400, "choose between 0 and 4"),
-        ("POST", "clusters", {"backend": "local", "workers": "$(reboot)"}, 400, "is out of range"),
-        ("PATCH", "clusters/local/0123456789abcdef", {"adaptive": {"minimum": 3, "maximum": 1}}, 400, "above maximum"),
+        (
+            "POST",
+            "clusters",
+            {"backend": "offline", "workers": 0},
+            503,
+            "does not answer",
+            "The Dask service of Switched-off site does not answer.",
+        ),
+        (
+            "POST",
+            "clusters",
+            {"backend": "physics", "workers": 1},
+            404,
+            "no backend 'physics' you may use",
+            "You may not start Dask clusters on this backend.",
+        ),
+        (
+            "POST",
+            "clusters",
+            {"backend": "local", "workers": 9},
+            400,
+            "choose between 0 and 4",
+            "Workers can be 0 to 4 on This machine.",
+        ),
+        ("POST", "clusters", {"backend": "local", "workers": "$(reboot)"}, 400, "is out of range", "0 to 4"),
+        (
+            "PATCH",
+            "clusters/local/0123456789abcdef",
+            {"adaptive": {"minimum": 3, "maximum": 1}},
+            400,
+            "above maximum",
+            "above maximum",
+        ),
     ],
 )
-def test_errors_keep_the_gateways_status_and_message(lab: LabServer, method, path, body, status, message) -> None:
+def test_errors_keep_the_gateways_status_and_message(
+    lab: LabServer, method, path, body, status, message, plain
+) -> None:
+    """The gateway's own words in `message` (scripts, logs); the panel's sentence in `plain`, with
+    no HTTP status and no field names where a person's words exist."""
     reply = lab.call(method, path, body)
     assert reply.status_code == status, reply.text
-    assert message in reply.json()["message"]
+    answer = reply.json()
+    assert message in answer["message"]
+    assert plain in answer["plain"] and str(status) not in answer["plain"] and "dask-gateway" not in answer["plain"]
 
 
 def test_notebook_widget_creates_scales_and_stops_a_cluster(notebook_env: dict[str, str], monkeypatch) -> None:
@@ -228,7 +298,8 @@ def test_notebook_widget_creates_scales_and_stops_a_cluster(notebook_env: dict[s
 
     widget = ClusterWidget()
     assert [v for _, v in widget.backend.options] == ["local", "offline"]
-    assert widget.workers.max == 4 and set(widget.option_widgets) == {
+    assert widget.workers.high == 4 and set(widget.option_widgets) == {
+        "cluster_name",
         "worker_cores",
         "worker_memory_gb",
         "image",
@@ -241,12 +312,27 @@ def test_notebook_widget_creates_scales_and_stops_a_cluster(notebook_env: dict[s
     assert "does not answer" in widget.error.value and widget.cluster is None
 
     widget.backend.value = "local"
-    widget.option_widgets["worker_memory_gb"].value = 1
+    # Full labels (the backend named once) and limits beside each number; a value beyond them is set
+    # to the limit, and the widget says so.
+    assert dict(widget.backend.options)["This machine"] == "local"
+    memory = widget.option_widgets["worker_memory_gb"]
+    assert memory.number.description == "Worker memory (GB)" and "1 to 4 GB" in memory.hint.value
+    widget.workers.value = 10
+    assert (
+        widget.workers.value == 4 and "10 asked; This machine allows at most 4, so 4 it is" in widget.workers.hint.value
+    )
+    with pytest.raises(RuntimeError, match="no cluster yet: press Create"):
+        widget.client  # noqa: B018 - the property is the test
+    memory.value = 1
     widget.workers.value = 1
+    widget.option_widgets["cluster_name"].value = "widget run"
     widget.create_button.click()
     assert widget.error.value == "", widget.error.value
     try:
         assert widget.cluster is not None and widget.stop_button.disabled is False
+        assert widget.cluster_name == "widget run" and "widget run" in widget.status.value
+        # `.client`: a client of the widget's cluster, made once.
+        assert widget.client.submit(sum, [1, 2]).result(timeout=60) == 3 and widget.client is widget.client
         deadline = time.monotonic() + 90
         while "<span class='af-workers'>1</span>" not in widget.status.value:
             assert time.monotonic() < deadline, widget.status.value

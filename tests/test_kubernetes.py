@@ -377,7 +377,7 @@ def test_gateway_configuration_file_settings(site_file, cvmfs_root, monkeypatch)
     worker = KubeController(api_url="http://gw/api", gateway_instance="af").make_pod("analysis", "c1", defaults, True)
     validate(worker)
     fields = [f.field for f in c.Backend.cluster_options.fields]
-    assert fields == ["worker_cores", "worker_memory_gb", "image", "outlive_server"]
+    assert fields == ["cluster_name", "worker_cores", "worker_memory_gb", "image", "outlive_server"]
     with pytest.raises(ValueError, match="'tier2' is a htcondor backend; this gateway runs kubernetes ones"):
         configure(Config(), str(site_file), "tier2")
     monkeypatch.delenv("AF_GATEWAY_BACKEND")

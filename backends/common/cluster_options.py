@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backends.common import cluster_names
 from facility import allowances
 from facility.model import Backend, Facility, Range
 
@@ -25,7 +26,8 @@ class NotAllowedError(ValueError):
 
 @dataclass(frozen=True)
 class OptionField:
-    """One cluster option: an integer within a range, a choice among names, or a yes/no flag."""
+    """One cluster option: an integer within a range, a choice among names, a yes/no flag or a
+    cluster's readable name (text)."""
 
     field: str
     label: str
@@ -33,6 +35,7 @@ class OptionField:
     limits: Range | None = None  # integers
     choices: tuple[str, ...] = ()  # selections
     flag: bool = False  # yes/no (default True or False)
+    text: bool = False  # the cluster's name (backends.common.cluster_names)
 
     def specification(self) -> dict[str, Any]:
         """The field as dask-gateway's /api/v1/options answers it (the JupyterLab panel reads this)."""
@@ -40,6 +43,8 @@ class OptionField:
             spec: dict[str, Any] = {"type": "int", "min": self.limits.min, "max": self.limits.max}
         elif self.flag:
             spec = {"type": "bool"}
+        elif self.text:
+            spec = {"type": "string", "max_length": cluster_names.MAX_LENGTH}
         else:
             spec = {"type": "select", "options": list(self.choices)}
         return {"field": self.field, "label": self.label, "default": self.default, "spec": spec}
@@ -63,6 +68,8 @@ def option_fields(fac: Facility, backend: Backend) -> list[OptionField]:
     images = [i.name for i in fac.images_for(backend)]
     default_image = fac.default_image.name if fac.default_image.name in images else images[0]
     fields = [
+        # Empty: the gateway names the cluster with two words (cluster_names.checked_name).
+        OptionField(cluster_names.FIELD, "Cluster name", "", text=True),
         _integer("worker_cores", limits.worker_cores, "Worker cores"),
         _integer("worker_memory_gb", limits.worker_memory_gb, "Worker memory (GB)"),
     ]

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dask_gateway_server.options import Bool, Field, Integer, Options, Select
+from dask_gateway_server.options import Bool, Field, Integer, Options, Select, String
 
+from backends.common import cluster_names
 from backends.common.cluster_options import NotAllowedError, OptionField, allowed_for, check_allowance, cluster_config
 from backends.common.cluster_options import option_fields as plain_fields
 from facility.model import Backend, Facility
@@ -19,12 +20,24 @@ from facility.model import Backend, Facility
 ConfigBuilder = Callable[[Facility, Backend, Any], dict[str, Any]]
 
 
+class ClusterName(String):
+    """The cluster's readable name: dask-gateway stores what validate() returns with the cluster."""
+
+    def validate(self, x: Any) -> str:
+        return cluster_names.checked_name(x)
+
+    def json_type_spec(self) -> dict[str, Any]:
+        return {"type": "string", "max_length": cluster_names.MAX_LENGTH}
+
+
 def gateway_field(option: OptionField) -> Field:
     if option.limits is not None:
         rng = option.limits
         return Integer(option.field, default=rng.default, min=rng.min, max=rng.max, label=option.label)
     if option.flag:
         return Bool(option.field, default=option.default, label=option.label)
+    if option.text:
+        return ClusterName(option.field, default=option.default, label=option.label)
     return Select(option.field, list(option.choices), default=option.default, label=option.label)
 
 

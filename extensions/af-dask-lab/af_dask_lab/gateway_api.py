@@ -99,8 +99,15 @@ class GatewayAPI:
 
     async def counts(self, name: str) -> dict[str, Any] | None:
         """The scheduler's own counts (workers, cores, tasks), read from its dashboard as its owner."""
+        return await self._dashboard_json(name, "json/counts.json")
+
+    async def plots(self, name: str) -> dict[str, str] | None:
+        """The dashboard's individual plots (label -> path), as dask-labextension lists them."""
+        return await self._dashboard_json(name, "individual-plots.json")
+
+    async def _dashboard_json(self, name: str, path: str) -> Any:
         request = HTTPRequest(
-            f"{self.dashboard_address}/clusters/{name}/json/counts.json",
+            f"{self.dashboard_address}/clusters/{name}/{path}",
             headers={"Authorization": f"token {self.token}"},
             follow_redirects=False,
             request_timeout=5,

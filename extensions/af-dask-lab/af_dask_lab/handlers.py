@@ -4,10 +4,12 @@
     GET    /af-dask/clusters                       live clusters on every backend (+ per-backend errors)
     POST   /af-dask/clusters                       {backend, options, workers | adaptive}
     GET    /af-dask/clusters/<backend>/<name>      one cluster
+    GET    /af-dask/clusters/<backend>/<name>/plots  its dashboard's individual plots [{label, url}]
     PATCH  /af-dask/clusters/<backend>/<name>      {workers} or {adaptive: {minimum, maximum}}
     DELETE /af-dask/clusters/<backend>/<name>      stop it
 
-A gateway's refusal is answered with the gateway's status and message ({"message", "backend"}).
+A gateway's refusal is answered with the gateway's status and message ({"message", "backend"})
+and the same in plain words for the panel ("plain", af_dask_lab.messages).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from tornado import web
 
 import facility
 from af_dask_lab.gateway_api import GatewayAPI, GatewayError
+from af_dask_lab.messages import plain
+from backends.common import cluster_names
 from dask_backends import catalog
 
 CLUSTER_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -47,17 +51,33 @@ def _backend(name: str) -> dict[str, Any]:
     return backends[name]
 
 
+def _backend_or_none(name: str) -> dict[str, Any] | None:
+    try:
+        return _backend(name)
+    except GatewayError:
+        return None
+
+
 async def describe_cluster(api: GatewayAPI, report: dict[str, Any]) -> dict[str, Any]:
-    """A gateway cluster report plus what the panel shows: workers, dashboard, connect code."""
+    """A gateway cluster report plus what the panel shows: readable name, size, idle timeout,
+    workers, dashboard, connect code."""
     name = report["name"]
     running = report["status"] == "RUNNING"
     counts = await api.counts(name) if running else None
     route = report.get("dashboard_route")
+    options = report.get("options") or {}
+    backend = _backend_or_none(api.backend)
     return {
         "backend": api.backend,
+        "backend_label": backend["label"] if backend else api.backend,
         "name": name,
+        "display_name": cluster_names.display_name(options, name),
         "status": report["status"],
-        "options": report.get("options") or {},
+        "options": options,
+        "worker_cores": options.get("worker_cores"),
+        "worker_memory_gb": options.get("worker_memory_gb"),
+        "idle_timeout_minutes": backend["idle_timeout_minutes"] if backend else None,
+        # Milliseconds since the epoch, as dask-gateway reports it.
         "start_time": report.get("start_time"),
         "dashboard_link": f"{api.dashboard_address}{route}" if route else None,
         "workers": None if counts is None else counts["workers"],
@@ -81,7 +101,12 @@ class AfDaskHandler(APIHandler):
 
     def fail(self, exc: GatewayError) -> None:
         self.set_status(exc.status if 400 <= exc.status < 600 else 502)
-        self.finish({"message": exc.message, "backend": exc.backend, "status": exc.status})
+        try:
+            backend = _backend_or_none(exc.backend) if exc.backend else None
+        except GatewayError:  # facility.yaml unreadable: the message says so already
+            backend = None
+        said = plain(exc.message, exc.status, backend)
+        self.finish({"message": exc.message, "plain": said, "backend": exc.backend, "status": exc.status})
 
 
 async def _users_options(backend: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +147,8 @@ class ClustersHandler(AfDaskHandler):
             reports = await api.clusters()
             return [await describe_cluster(api, r) for r in reports], None
         except GatewayError as exc:
-            return [], {"backend": backend, "status": exc.status, "message": exc.message}
+            said = plain(exc.message, exc.status, _backend_or_none(backend))
+            return [], {"backend": backend, "status": exc.status, "message": exc.message, "plain": said}
 
     @web.authenticated
     async def post(self) -> None:
@@ -224,6 +250,25 @@ class ClusterHandler(AfDaskHandler):
             self.fail(exc)
 
 
+class PlotsHandler(AfDaskHandler):
+    @web.authenticated
+    async def get(self, backend: str, name: str) -> None:
+        try:
+            api = GatewayAPI(backend)
+            plots = await api.plots(name)
+        except GatewayError as exc:
+            return self.fail(exc)
+        if plots is None:
+            return self.fail(GatewayError(404, backend, f"the dashboard of cluster {name} does not answer"))
+        base = f"{api.dashboard_address}/clusters/{name}"
+        # As dask-labextension labels them: "Individual Task Stream" -> "Task Stream".
+        listed = [
+            {"label": label.replace("Individual ", "", 1), "url": f"{base}/{path.lstrip('/')}"}
+            for label, path in sorted(plots.items())
+        ]
+        self.finish({"plots": listed})
+
+
 def setup_handlers(web_app: Any) -> None:
     base = url_path_join(web_app.settings["base_url"], "af-dask")
     web_app.add_handlers(
@@ -232,5 +277,6 @@ def setup_handlers(web_app: Any) -> None:
             (url_path_join(base, "backends"), BackendsHandler),
             (url_path_join(base, "clusters"), ClustersHandler),
             (url_path_join(base, "clusters", f"({BACKEND_NAME})", f"({CLUSTER_NAME})"), ClusterHandler),
+            (url_path_join(base, "clusters", f"({BACKEND_NAME})", f"({CLUSTER_NAME})", "plots"), PlotsHandler),
         ],
     )

@@ -1,10 +1,11 @@
 // JupyterLab plugin: the Dask sidebar, dashboards in the main area, connect code into notebooks.
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { IFrame, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
+import { showErrorMessage } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ICluster } from './api';
+import { DashboardTabs } from './dashboard';
 import { examplesPlugin } from './examples';
 import { DaskPanel } from './panel';
 
@@ -23,21 +24,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   requires: [ILabShell, INotebookTracker],
   optional: [ILayoutRestorer],
   activate: (app: JupyterFrontEnd, shell: ILabShell, notebooks: INotebookTracker, restorer: ILayoutRestorer | null) => {
-    const openDashboard = (cluster: ICluster) => {
-      if (!cluster.dashboard_link) {
-        void showErrorMessage('Dashboard not available', `Cluster ${cluster.name} is not running yet.`);
+    const dashboards = new DashboardTabs(shell, daskIcon);
+    const openDashboard = (cluster: ICluster, label: string, url: string) => {
+      if (!url) {
+        void showErrorMessage('Dashboard not available', `Cluster ${cluster.display_name} is not running yet.`);
         return;
       }
-      const frame = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-popups'] });
-      frame.url = cluster.dashboard_link;
-      const widget = new MainAreaWidget({ content: frame });
-      widget.id = `af-dask-dashboard-${cluster.name}`;
-      widget.addClass('af-dask-dashboard');
-      widget.title.label = `Dask ${cluster.backend} ${cluster.name.slice(0, 8)}`;
-      widget.title.icon = daskIcon;
-      widget.title.closable = true;
-      shell.add(widget, 'main', { mode: 'split-right' });
-      shell.activateById(widget.id);
+      dashboards.open(cluster, label, url);
     };
     const insertCode = (cluster: ICluster) => {
       const current = notebooks.currentWidget;
@@ -50,7 +43,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       notebook.activeCell?.model.sharedModel.setSource(cluster.connect_code);
       shell.activateById(current.id);
     };
-    const panel = new DaskPanel({ openDashboard, insertCode });
+    const panel = new DaskPanel(
+      {
+        openDashboard,
+        insertCode,
+        clustersListed: clusters => dashboards.keepOnly(clusters),
+        clusterStopped: cluster => dashboards.stopped(cluster)
+      },
+      app.commands
+    );
     panel.title.icon = daskIcon;
     shell.add(panel, 'left', { rank: 200 });
     if (restorer) {
