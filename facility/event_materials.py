@@ -30,9 +30,14 @@ def is_remote(materials: str) -> bool:
     return bool(_REMOTE.match(materials))
 
 
+def repos_folder(state: Path) -> Path:
+    """Where the events' published materials live (the hub serves this folder's repositories)."""
+    return Path(state) / "events"
+
+
 def repo_path(state: Path, event: str) -> Path:
     """The repository an event's local materials are published into."""
-    return Path(state) / "events" / f"{event}.git"
+    return repos_folder(state) / f"{event}.git"
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
