@@ -246,3 +246,14 @@ def test_the_hub_serves_only_the_materials_repository(
 ) -> None:
     assert requests.get(f"{running.url}/hub/events/ws.git/{path}", timeout=30).status_code == status
     assert requests.get(f"{running.url}/hub/events/none.git/HEAD", timeout=30).status_code == 404
+
+
+def test_handout_again_gives_new_passwords(running: RunningFacility, tmp_path: Path) -> None:
+    _create(running, tmp_path, "again", "--start", _at(-1), "--end", _at(60), "--participants", "1")
+    old = _handout(tmp_path, "again")["again-01"]
+    made = running.af("event", "handout", "again", "--out", str(tmp_path / "again-handout"))
+    assert "New passwords for the 1 participants of again" in made.stdout
+    new = _handout(tmp_path, "again")["again-01"]
+    assert new != old
+    assert _login(running, "again-01", old).status_code == 403
+    assert _login(running, "again-01", new).status_code == 302
