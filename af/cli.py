@@ -19,6 +19,7 @@ from af import host_access, hub_content, sessions, supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
 from af.data import seed_empty_lake
+from af.events import event as event_commands
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, previous_runtime, write_runtime
 from af.users import prepare_logins
@@ -266,6 +267,7 @@ def check_facility(path: Path) -> None:
 
 
 main.add_command(data_commands)
+main.add_command(event_commands)
 main.add_command(run_command)
 main.add_command(user_commands)
 

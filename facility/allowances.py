@@ -101,6 +101,19 @@ def for_user(
     )
 
 
-def usable_backends(fac: Facility, groups: set[str] | frozenset[str], is_admin: bool = False) -> list[Backend]:
-    """Every backend this user may use, each narrowed to what they may ask for on it."""
-    return [b for b in (for_user(fac, backend, groups, is_admin) for backend in fac.backends) if b is not None]
+def within(fac: Facility, backend: Backend, allowance: Allowance, groups: set[str] | frozenset[str]) -> Backend | None:
+    """The backend (already narrowed for the user) narrowed further by one more allowance, such as
+    an event's (facility.events): what both grant, or None if that is nothing."""
+    scoped = replace(fac, auth=replace(fac.auth, allowances=(replace(allowance, groups=None),)))
+    return for_user(scoped, backend, groups)
+
+
+def usable_backends(
+    fac: Facility, groups: set[str] | frozenset[str], is_admin: bool = False, also: Allowance | None = None
+) -> list[Backend]:
+    """Every backend this user may use, each narrowed to what they may ask for on it (and, with
+    `also`, to what that further allowance grants)."""
+    usable = [b for b in (for_user(fac, backend, groups, is_admin) for backend in fac.backends) if b is not None]
+    if also is None:
+        return usable
+    return [b for b in (within(fac, backend, also, groups) for backend in usable) if b is not None]

@@ -76,3 +76,12 @@ def service_environment(runtime: Runtime, service: HubService) -> dict[str, str]
 def af_service() -> HubService:
     """`af` itself: no process, a token that may list and stop notebook servers."""
     return HubService(name=AF_SERVICE, command=(), scopes=AF_SCOPES)
+
+
+EVENTS_SERVICE = "af-events"  # the token `af event` uses to create participants and their group, and stop them
+EVENTS_SCOPES = ("admin:users", "admin:groups", "list:users", "read:servers", "delete:servers")
+
+
+def events_service() -> HubService:
+    """`af event`: no process, a token that may create users and groups and stop their servers."""
+    return HubService(name=EVENTS_SERVICE, command=(), scopes=EVENTS_SCOPES)

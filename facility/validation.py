@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from facility.allowances import usable_backends
-from facility.model import Backend, Facility, Range
+from facility.model import Allowance, Backend, Facility, Range
 
 
 class RequestError(ValueError):
@@ -79,27 +79,36 @@ def _choice(options: Mapping[str, Any], key: str, allowed: list[str], default: s
     return value
 
 
-def allowed_backends(facility: Facility, groups: set[str], is_admin: bool = False) -> list[Backend]:
-    """The backends this user may use, each narrowed to their allowance (facility.allowances)."""
-    return usable_backends(facility, groups, is_admin)
+def allowed_backends(
+    facility: Facility, groups: set[str], is_admin: bool = False, also: Allowance | None = None
+) -> list[Backend]:
+    """The backends this user may use, each narrowed to their allowance (facility.allowances) and,
+    for an event's participant, to the event's allowance (`also`)."""
+    return usable_backends(facility, groups, is_admin, also)
 
 
 def validate_spawn(
-    facility: Facility, options: Mapping[str, Any], groups: set[str], is_admin: bool = False
+    facility: Facility,
+    options: Mapping[str, Any],
+    groups: set[str],
+    is_admin: bool = False,
+    also: Allowance | None = None,
 ) -> SpawnRequest:
     """Check every value of a spawn request; raise RequestError on the first that is not allowed."""
     known = {"backend", "image", "cores", "memory_gb", "gpus", "gpu_type", "queue", "walltime_hours"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise RequestError(f"unknown option {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}")
-    usable = allowed_backends(facility, groups, is_admin)
+    usable = allowed_backends(facility, groups, is_admin, also)
     if not usable:
         raise RequestError("you are not in any group that may use a backend of this facility")
     name = _choice(options, "backend", [b.name for b in facility.backends], usable[0].name, "backend")
     backend = next((b for b in usable if b.name == name), None)
     if backend is None:
         backend = facility.backend(name)
-        if backend.allows_user(groups, is_admin):
+        if also is not None and name in {b.name for b in allowed_backends(facility, groups, is_admin)}:
+            why = "your event's allowance does not cover it"
+        elif backend.allows_user(groups, is_admin):
             why = "no allowance of your groups covers it"
         else:
             why = f"it is open to the groups {', '.join(backend.allowed_groups)}"

@@ -20,6 +20,7 @@ from traitlets import Dict, Integer, List, Unicode
 
 from facility import data_tokens
 from facility.credentials import CredentialStore
+from facility.events import Event, EventStore
 from facility.runtime import read_runtime
 from facility.tokens import token_files_of, write_user_tokens
 from hub_config.login_throttle import Throttle
@@ -39,6 +40,7 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
         config=True,
         help="username -> groups, inverted from facility.yaml's auth.groups.",
     )
+    events_file = Unicode("", config=True, help="The facility's events (facility.events): participants' windows.")
     failures_per_user = Integer(5, config=True, help="Failed logins of one name before it must wait.")
     failures_per_address = Integer(20, config=True, help="Failed logins from one address before it must wait.")
     lockout_seconds = Integer(30, config=True, help="How long a name or address waits after too many failures.")
@@ -96,8 +98,19 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
             self._by_address.failed(address)
             return None
         self._by_user.succeeded(username)
-        model["groups"] = sorted(set(model.get("groups", [])) | set(self.user_groups.get(model["name"], [])))
+        event = await asyncio.to_thread(self._event_of, model["name"])
+        if event is not None:
+            refusal = event.refusal()
+            if refusal:  # the right password outside the event's window: say so, on the login page
+                self.log.info("Login of %s refused: %s", model["name"], refusal)
+                raise web.HTTPError(403, refusal)
+        groups = set(model.get("groups", [])) | set(self.user_groups.get(model["name"], []))
+        # manage_groups makes a login's groups the user's only ones: keep the event's group.
+        model["groups"] = sorted(groups | ({event.group} if event else set()))
         return model
+
+    def _event_of(self, username: str) -> Event | None:
+        return EventStore(self.events_file).event_of(username) if self.events_file else None
 
     def _refuse_if_throttled(self, username: str, address: str) -> None:
         # Checked before the password, so the right password does not help during the wait.

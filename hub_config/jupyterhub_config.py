@@ -16,6 +16,7 @@ from hub_config.auth import invert_groups
 from hub_config.cluster_lifetime import handlers as cluster_handlers
 from hub_config.cluster_lifetime import stop_clusters_hook
 from hub_config.dashboard_service import dashboards_prefix
+from hub_config.events import configure as configure_events
 from hub_config.examples import configure as configure_examples
 from hub_config.idle_groups import post_auth_hook as idle_post_auth_hook
 from hub_config.log_once import logging_config as log_spawn_failures_once
@@ -136,6 +137,8 @@ c.JupyterHub.load_roles = [
 # The Dask dashboards (hub_config/dashboard_service.py), the operator page and the idle culler run
 # under af's supervisor, not as the hub's children (hub_config/services.py).
 register_services(c, runtime, fac)
+# Events (after the services and roles above, to which it adds `af event`'s): windows, allowances, materials.
+configure_events(c, runtime, local_auth=fac.auth.type == "local")
 
 # Prometheus reads /hub/metrics with this service's token (monitoring/hub.py), when metrics are enabled.
 configure_metrics(c, runtime)

@@ -9,6 +9,7 @@ batchspawner's Slurm / Condor spawners.
 from __future__ import annotations
 
 import asyncio
+import html
 import inspect
 import itertools
 import json
@@ -24,8 +25,9 @@ from wrapspawner import WrapSpawner
 import facility
 from backends.common.progress import ANSWERING
 from backends.registry import kind_of
+from facility.events import Event, EventStore
 from facility.model import Backend, Facility
-from hub_config import children, spawn_queue
+from hub_config import children, events, spawn_queue
 from hub_config.idle_groups import sync_idle_group
 from hub_config.server_summary import summary_of
 from hub_config.spawn_words import kind_badge, lifetime_lines, size_words
@@ -97,6 +99,7 @@ class FacilitySpawner(WrapSpawner):
     examples_repo = Unicode(
         "", config=True, help="The facility's examples repository, pulled into ~/examples (hub_config/examples.py)."
     )
+    events_file = Unicode("", config=True, help="The facility's events (facility.events), read at each spawn.")
     home_dir_template = Unicode(
         "~/af-home/{username}", config=True, help="Home folder of local-backend notebook servers."
     )
@@ -109,14 +112,24 @@ class FacilitySpawner(WrapSpawner):
     def _groups(self) -> set[str]:
         return {g.name for g in self.user.groups}
 
+    def event(self) -> Event | None:
+        """The event this user takes part in, as events.json says now."""
+        return EventStore(self.events_file).event_of(self.user.name) if self.events_file else None
+
     def allowed_backends(self) -> list[Backend]:
-        return facility.validation.allowed_backends(self.facility, self._groups(), bool(self.user.admin))
+        event = self.event()
+        also = event.allowance if event else None
+        return facility.validation.allowed_backends(self.facility, self._groups(), bool(self.user.admin), also)
 
     @default("options_form")
     def _default_options_form(self):
         return self._render_options_form
 
     def _render_options_form(self, spawner: FacilitySpawner) -> str:
+        event = self.event()
+        refusal = event.refusal() if event else None
+        if refusal:
+            return f"<p class='alert alert-danger'>{html.escape(refusal)}</p>"
         backends = self.allowed_backends()
         if not backends:
             return "<p class='alert alert-danger'>Your account is not in any group that may start servers here.</p>"
@@ -142,9 +155,14 @@ class FacilitySpawner(WrapSpawner):
         return self.validated(fields, form=True).as_options()
 
     def validated(self, options: dict[str, Any], form: bool = False) -> facility.SpawnRequest:
+        event = self.event()
+        refusal = event.refusal() if event else None
+        if refusal:  # outside the event's window, whatever was asked
+            raise web.HTTPError(403, f"Cannot start your server: {refusal}", reason="Forbidden")
         try:
             options = facility.validation.from_form(options) if form else options
-            return facility.validate_spawn(self.facility, options, self._groups(), bool(self.user.admin))
+            also = event.allowance if event else None
+            return facility.validate_spawn(self.facility, options, self._groups(), bool(self.user.admin), also)
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None
 
@@ -178,7 +196,11 @@ class FacilitySpawner(WrapSpawner):
         fac = self.facility
         sync_idle_group(self.user, fac.hub.idle_cull)  # the culler of this user's timeout sees the server
         backend = fac.backend(request.backend)
-        self.child_class, self.child_config = children.child_for(fac, backend, request, self)
+        child = children.child_for(fac, backend, request, self)
+        event = self.event()
+        if event is not None:  # a participant's server opens on the event's materials
+            child = events.with_materials(child, event, self.hub.url)
+        self.child_class, self.child_config = child
         self.child_spawner = None
         self.construct_child()
         self.log.info("Starting %s on backend %s with %s", self._log_name, backend.name, json.dumps(self.user_options))

@@ -8,12 +8,15 @@ the backend, and values above the user's allowance (facility.allowances). The no
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from backends.common import cluster_names
 from facility import allowances
+from facility.events import Event, EventStore, events_path
 from facility.model import Backend, Facility, Range
+from facility.runtime import ENV_RUNTIME, read_runtime
 
 # The cluster option that keeps a cluster running after its owner's notebook server stops
 # (gateway.server_lifetime stops the others when the hub reports the stop).
@@ -95,7 +98,27 @@ def allowed_for(fac: Facility, backend: Backend, user: Any) -> Backend:
             else "no allowance of your groups covers it"
         )
         raise NotAllowedError(f"user {user.name!r} may not start clusters on {backend.name!r}; {why}")
-    return narrowed
+    event = event_of(user.name)
+    if event is None:
+        return narrowed
+    # An event's participant: only during the event, and within its allowance (facility.events).
+    refusal = event.refusal()
+    if refusal:
+        raise NotAllowedError(refusal)
+    within = allowances.within(fac, narrowed, event.allowance, groups)
+    if within is None:
+        raise NotAllowedError(
+            f"user {user.name!r} may not start clusters on {backend.name!r}; the event's allowance does not cover it"
+        )
+    return within
+
+
+def event_of(username: str) -> Event | None:
+    """The event `username` takes part in, from the state folder of the gateway's facility (none
+    where no runtime.json is set, as in a notebook)."""
+    if not os.environ.get(ENV_RUNTIME):
+        return None
+    return EventStore(events_path(read_runtime().state_path)).event_of(username)
 
 
 def check_allowance(fac: Facility, backend: Backend, options: Any, user: Any) -> Backend:

@@ -1,0 +1,258 @@
+"""`af event`: workshops and training sessions on a running facility (facility.events).
+
+`create` makes the participants as hub users with their own generated passwords (as `af user add`
+does), a JupyterHub group for them, and the handout (CSV and a printable HTML sheet); `end` stops
+their servers (their Dask clusters stop with them) and closes their logins. The hub is reached
+through its REST API with the `af-events` service token (facility.hub_services).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import quote
+
+import click
+import requests
+
+import facility
+from af.event_handout import write_handout
+from af.runtime import StateDir
+from facility import event_materials
+from facility.credentials import CredentialStore, credentials_path, generate_password
+from facility.events import Event, EventError, EventStore, events_path, new_event, shown
+from facility.examples import ExamplesError
+from facility.hub_services import EVENTS_SERVICE, hub_api_url, service_token
+from facility.runtime import Runtime
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _runtime(state: StateDir) -> Runtime:
+    runtime = state.read_runtime()
+    if runtime is None:
+        _fail(f"no facility has been started in {state.root}; run `af up` first")
+    return runtime
+
+
+class Hub:
+    """The hub's REST API with `af event`'s service token; a hub that does not answer is an error."""
+
+    def __init__(self, runtime: Runtime):
+        self.api = hub_api_url(runtime)
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"token {service_token(runtime, EVENTS_SERVICE)}"
+
+    def __call__(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        try:
+            return self.http.request(method, f"{self.api}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
+        except requests.RequestException:
+            _fail(f"the hub at {self.api} does not answer; is the facility up (`af status`)?")
+
+    def checked(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        reply = self(method, path, **kwargs)
+        if reply.status_code >= 400:
+            _fail(f"the hub refused {method} {path}: {reply.status_code} {reply.text[:200]}")
+        return reply
+
+
+def _store(state: StateDir) -> EventStore:
+    return EventStore(events_path(state.root))
+
+
+def _event(state: StateDir, name: str) -> Event:
+    event = _store(state).get(name)
+    if event is None:
+        _fail(f"no event named {name!r}; `af event list` shows them")
+    return event
+
+
+def _names(participants: str) -> int | list[str]:
+    """--participants: a number, or names separated by commas or spaces, or @FILE with one name a line."""
+    text = Path(participants[1:]).read_text() if participants.startswith("@") else participants
+    items = text.replace(",", " ").split()
+    return int(items[0]) if len(items) == 1 and items[0].isdigit() else items
+
+
+def _allowance(backends: tuple[str, ...], images: tuple[str, ...], maxima: tuple[str, ...]) -> dict[str, object]:
+    raw: dict[str, object] = {}
+    if backends:
+        raw["backends"] = list(backends)
+    if images:
+        raw["images"] = list(images)
+    ceilings = {}
+    for item in maxima:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            _fail(f"--max {item!r}: write KEY=NUMBER, for example cores=1", 2)
+        ceilings[key.strip()] = int(value)
+    if ceilings:
+        raw["max"] = ceilings
+    return raw
+
+
+def _refuse_taken(state: StateDir, hub: Hub, event: Event) -> None:
+    """Participants may not take over an existing login or hub user; the event's group must be new."""
+    logins = CredentialStore(credentials_path(state.root))
+    for name in event.participants:
+        if logins.has(name):
+            _fail(f"{name} already has a login on this facility; choose another participant name")
+        if hub("GET", f"/users/{quote(name)}").status_code != 404:
+            _fail(f"{name} is already a user of the hub; choose another participant name")
+    if hub("GET", f"/groups/{quote(event.group)}").status_code != 404:
+        _fail(f"the hub already has a group {event.group}; choose another event name")
+
+
+def _issue_passwords(state: StateDir, names: list[str]) -> list[tuple[str, str]]:
+    logins = CredentialStore(credentials_path(state.root))
+    issued = []
+    for name in names:
+        password = generate_password()
+        logins.set(name, password)
+        issued.append((name, password))
+    return issued
+
+
+@click.group("event")
+def event() -> None:
+    """Workshops and training sessions: participants with their own logins, a window, an allowance, materials."""
+
+
+@event.command("create")
+@click.argument("name")
+@click.option("--start", required=True, help="When participants may start logging in, e.g. 2026-12-07T09:00 (UTC).")
+@click.option("--end", required=True, help="When logins and servers end, e.g. 2026-12-07T17:00 (UTC).")
+@click.option(
+    "--participants",
+    required=True,
+    help="A number (names NAME-01, NAME-02, ...), names separated by commas, or @FILE with one name a line.",
+)
+@click.option("--backend", "backends", multiple=True, help="A backend participants may use (repeat; default: all).")
+@click.option("--image", "images", multiple=True, help="An image participants may use (repeat; default: all).")
+@click.option("--max", "maxima", multiple=True, help="A ceiling as in auth.allowances' max, e.g. cores=1 (repeat).")
+@click.option("--materials", default="", help="A git URL the servers can reach, or a local folder or git repository.")
+@click.option("--branch", default="", help="Branch of a git URL's materials (default: the repository's own).")
+@click.option("--code", default="", help="A shared event code (stored as a hash).")
+@click.option(
+    "--handout",
+    "handout_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the handout (default: ./NAME-handout).",
+)
+@click.pass_obj
+def create(
+    state: StateDir,
+    name: str,
+    start: str,
+    end: str,
+    participants: str,
+    backends: tuple[str, ...],
+    images: tuple[str, ...],
+    maxima: tuple[str, ...],
+    materials: str,
+    branch: str,
+    code: str,
+    handout_dir: Path | None,
+) -> None:
+    """Create event NAME: its participants' logins and hub group, and the handout with their passwords."""
+    runtime = _runtime(state)
+    try:
+        fac = facility.load(runtime.facility_file)
+        if fac.auth.type != "local":
+            _fail("events make their own logins: they need auth.type local (OIDC sites give accounts themselves)", 2)
+        new = new_event(fac, name, start, end, _names(participants), _allowance(backends, images, maxima),
+                        materials, branch, code)  # fmt: skip
+    except (EventError, facility.FacilityError, OSError, ValueError) as exc:
+        _fail(str(exc), 2)
+    hub = Hub(runtime)
+    _refuse_taken(state, hub, new)
+    if materials and not event_materials.is_remote(materials):
+        try:
+            event_materials.publish(state.root, new.name, Path(materials))
+        except ExamplesError as exc:
+            _fail(str(exc), 2)
+    try:
+        _store(state).add(new)
+    except EventError as exc:
+        _fail(str(exc))
+    logins = _issue_passwords(state, list(new.participants))
+    hub.checked("POST", "/users", json={"usernames": list(new.participants)})
+    hub.checked("POST", f"/groups/{quote(new.group)}", json={"users": list(new.participants)})
+    csv_file, html_file = write_handout(handout_dir or Path(f"{new.name}-handout"), new, runtime.public_url, logins)
+    click.echo(f"Event {new.name}: {len(new.participants)} participants, {shown(new.start)} to {shown(new.end)}")
+    click.echo(f"Handout (the only copy of the passwords): {csv_file} and {html_file}")
+
+
+@event.command("list")
+@click.pass_obj
+def list_events(state: StateDir) -> None:
+    """Every event: name, window, participants, open or not."""
+    for ev in _store(state).all():
+        status = ev.refusal() or "open"
+        click.echo(f"{ev.name}\t{shown(ev.start)}\t{shown(ev.closes)}\t{len(ev.participants)} participants\t{status}")
+
+
+@event.command("show")
+@click.argument("name")
+@click.pass_obj
+def show(state: StateDir, name: str) -> None:
+    """One event: window, allowance, materials, participants."""
+    ev = _event(state, name)
+    click.echo(f"event:        {ev.name} (hub group {ev.group})")
+    click.echo(f"window:       {shown(ev.start)} to {shown(ev.end)}")
+    click.echo(f"now:          {ev.refusal() or 'open'}")
+    click.echo(f"allowance:    {ev.allowance_raw or 'everything the facility allows'}")
+    click.echo(f"materials:    {ev.materials or 'none'}")
+    click.echo(f"event code:   {'set' if ev.code_hash else 'none'}")
+    click.echo(f"participants: {', '.join(ev.participants)}")
+
+
+@event.command("handout")
+@click.argument("name")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: ./NAME-handout.")
+@click.pass_obj
+def handout(state: StateDir, name: str, out: Path | None) -> None:
+    """Give every participant of NAME a new password and write a new handout (the old passwords stop working)."""
+    runtime = _runtime(state)
+    ev = _event(state, name)
+    logins = _issue_passwords(state, list(ev.participants))
+    csv_file, html_file = write_handout(out or Path(f"{ev.name}-handout"), ev, runtime.public_url, logins)
+    click.echo(f"New passwords for the {len(logins)} participants of {ev.name}: {csv_file} and {html_file}")
+
+
+@event.command("end")
+@click.argument("name")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for servers to stop.")
+@click.pass_obj
+def end(state: StateDir, name: str, timeout: float) -> None:
+    """End NAME now: participants can no longer log in or start servers; their servers (and with them
+    their Dask clusters) stop."""
+    runtime = _runtime(state)
+    try:
+        ev = _store(state).end(name)
+    except EventError as exc:
+        _fail(str(exc))
+    hub = Hub(runtime)
+    running = _running(hub, ev)
+    for user in running:
+        hub("DELETE", f"/users/{quote(user)}/server")
+    deadline = time.monotonic() + timeout
+    while (left := _running(hub, ev)) and time.monotonic() < deadline:
+        time.sleep(1)
+    click.echo(
+        f"Event {ev.name} ended at {shown(ev.closes)}: logins closed, {len(running) - len(left)} servers stopped"
+    )
+    if left:
+        _fail(f"servers still running after {timeout:.0f} s: {', '.join(left)}")
+
+
+def _running(hub: Hub, ev: Event) -> list[str]:
+    """Participants with a server that is running or starting."""
+    users = hub.checked("GET", "/users", params={"state": "active"}).json()
+    return sorted(u["name"] for u in users if u["name"] in ev.participants)

@@ -1,0 +1,268 @@
+"""Events (workshops, training sessions): who takes part, when, with what, and where the materials are.
+
+`af event create` writes an event into ``events.json`` (0600) in the state folder; the hub's login
+(hub_config/auth.py) and FacilitySpawner read it at each login and spawn, so an event's window
+and allowance count from the moment it is written, and `af event end` closes it at once.
+An event's allowance has the shape and meaning of one of facility.yaml's ``auth.allowances``
+(without ``groups``: it is for the event's participants) and narrows what they may use further.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from facility.credentials import check_password, hash_password
+from facility.loader import schema
+from facility.model import Allowance, Facility
+from facility.private_file import write_private
+from facility.usernames import UsernameError, checked_username
+
+FILE_NAME = "events.json"
+# Event names become a hub group (event-<name>), participant names and a folder in each home.
+EVENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+GROUP_PREFIX = "event-"
+MAX_PARTICIPANTS = 500
+_TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
+
+
+class EventError(ValueError):
+    """An event that cannot be made or used as asked; the message says which value and why."""
+
+
+def events_path(state_dir: Path) -> Path:
+    """Where a facility keeps its events."""
+    return Path(state_dir) / FILE_NAME
+
+
+def checked_event_name(name: str) -> str:
+    if not re.fullmatch(EVENT_NAME_PATTERN, name):
+        raise EventError(
+            f"{name[:40]!r} cannot be an event name: use 1-24 lower-case letters, digits and -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def utc(value: str | dt.datetime) -> dt.datetime:
+    """A time as an aware UTC datetime; an ISO text without an offset is read as UTC."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise EventError(f"{value[:40]!r} is not a time; write it like 2026-12-07T09:00 (UTC)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def shown(when: dt.datetime) -> str:
+    return when.strftime(_TIME_FORMAT)
+
+
+def participant_names(event: str, participants: int | list[str]) -> list[str]:
+    """The participants' hub names: given names (checked, as the hub stores them) or <event>-01.. for a count."""
+    if isinstance(participants, int):
+        if not 1 <= participants <= MAX_PARTICIPANTS:
+            raise EventError(f"participants: {participants} is out of range; choose between 1 and {MAX_PARTICIPANTS}")
+        width = max(2, len(str(participants)))
+        participants = [f"{event}-{i:0{width}d}" for i in range(1, participants + 1)]
+    names = []
+    for raw in participants:
+        try:
+            names.append(checked_username(raw))
+        except UsernameError as exc:
+            raise EventError(f"participant {exc}") from None
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise EventError(f"participants: {', '.join(twice)} listed more than once")
+    if not names:
+        raise EventError("participants: give a number or at least one name")
+    return names
+
+
+def checked_allowance(fac: Facility, raw: dict[str, Any]) -> dict[str, Any]:
+    """An event's allowance as written (auth.allowances' schema without groups), its names checked
+    against the facility."""
+    definition = {"$defs": schema()["$defs"], "$ref": "#/$defs/allowance"}
+    try:
+        jsonschema.validate(raw, definition)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path)
+        raise EventError(f"allowance{'.' + where if where else ''}: {exc.message}") from None
+    if "groups" in raw:
+        raise EventError("allowance.groups: an event's allowance is for its participants; leave groups out")
+    known = {"backends": [b.name for b in fac.backends], "images": [i.name for i in fac.images]}
+    for key, names in known.items():
+        for name in raw.get(key, []):
+            if name not in names:
+                raise EventError(f"allowance.{key}: {name!r} is not one of the {key}; known {key}: {', '.join(names)}")
+    return raw
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    participants: tuple[str, ...]
+    allowance_raw: dict[str, Any] = field(default_factory=dict)
+    materials: str = ""  # a git URL or a local path (published into the state folder), as given
+    branch: str = ""  # of a git URL's materials; empty: the repository's default
+    code_hash: str = ""  # the shared event code's scrypt hash (facility.credentials), if any
+    ended: dt.datetime | None = None  # when `af event end` closed it
+
+    @property
+    def group(self) -> str:
+        """The JupyterHub group of the participants."""
+        return GROUP_PREFIX + self.name
+
+    @property
+    def allowance(self) -> Allowance:
+        raw = self.allowance_raw
+
+        def names(key: str) -> tuple[str, ...] | None:
+            return tuple(raw[key]) if key in raw else None
+
+        return Allowance(None, names("backends"), names("images"), names("gpu_types"), dict(raw.get("max", {})))
+
+    @property
+    def closes(self) -> dt.datetime:
+        return min(self.end, self.ended) if self.ended else self.end
+
+    def refusal(self, now: dt.datetime | None = None) -> str | None:
+        """Why a participant may not log in or start a server at `now` (default: now), or None."""
+        now = now or dt.datetime.now(dt.UTC)
+        if now < self.start:
+            return f"The event {self.name!r} starts at {shown(self.start)}; you can log in from then."
+        if now >= self.closes:
+            return f"The event {self.name!r} ended at {shown(self.closes)}; its accounts are closed."
+        return None
+
+    def code_matches(self, code: str) -> bool:
+        return bool(self.code_hash) and check_password(code, self.code_hash)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "participants": list(self.participants),
+            "allowance": self.allowance_raw,
+            "materials": self.materials,
+            "branch": self.branch,
+            "code_hash": self.code_hash,
+            "ended": self.ended.isoformat() if self.ended else None,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Event:
+        return cls(
+            name=raw["name"],
+            start=utc(raw["start"]),
+            end=utc(raw["end"]),
+            participants=tuple(raw["participants"]),
+            allowance_raw=raw.get("allowance", {}),
+            materials=raw.get("materials", ""),
+            branch=raw.get("branch", ""),
+            code_hash=raw.get("code_hash", ""),
+            ended=utc(raw["ended"]) if raw.get("ended") else None,
+        )
+
+
+def new_event(
+    fac: Facility,
+    name: str,
+    start: str | dt.datetime,
+    end: str | dt.datetime,
+    participants: int | list[str],
+    allowance: dict[str, Any] | None = None,
+    materials: str = "",
+    branch: str = "",
+    code: str = "",
+) -> Event:
+    """An event from what an instructor gives, every value checked; not stored yet."""
+    name = checked_event_name(name)
+    start_at, end_at = utc(start), utc(end)
+    if end_at <= start_at:
+        raise EventError(f"end: {shown(end_at)} is not after the start, {shown(start_at)}")
+    if code and len(code) < 8:
+        raise EventError("code: use at least 8 characters, so that it cannot be guessed during the event")
+    return Event(
+        name=name,
+        start=start_at,
+        end=end_at,
+        participants=tuple(participant_names(name, participants)),
+        allowance_raw=checked_allowance(fac, allowance or {}),
+        materials=materials,
+        branch=branch,
+        code_hash=hash_password(code) if code else "",
+    )
+
+
+class EventStore:
+    """The facility's events in one JSON file (0600), changed under a lock file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, dict[str, Any]]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            events = self._read()
+            yield events
+            write_private(self.path, json.dumps(events, indent=1, sort_keys=True) + "\n")
+        finally:
+            os.close(lock)
+
+    def all(self) -> list[Event]:
+        return [Event.from_json(raw) for _, raw in sorted(self._read().items())]
+
+    def get(self, name: str) -> Event | None:
+        raw = self._read().get(name)
+        return Event.from_json(raw) if raw else None
+
+    def event_of(self, username: str) -> Event | None:
+        """The event `username` takes part in, if any (a name is in one event at most)."""
+        return next((e for e in self.all() if username in e.participants), None)
+
+    def add(self, event: Event) -> None:
+        """Store a new event; EventError if the name or one of its participants is taken by another."""
+        with self._changing() as events:
+            if event.name in events:
+                raise EventError(f"an event named {event.name!r} exists already; choose another name")
+            taken = {p: name for name, raw in events.items() for p in raw["participants"]}
+            clash = [p for p in event.participants if p in taken]
+            if clash:
+                raise EventError(f"{clash[0]} already takes part in the event {taken[clash[0]]!r}")
+            events[event.name] = event.as_json()
+
+    def end(self, name: str, now: dt.datetime | None = None) -> Event:
+        """Close an event now (logins and spawns are refused from then on); the closed event."""
+        with self._changing() as events:
+            if name not in events:
+                raise EventError(f"no event named {name!r}")
+            event = Event.from_json(events[name])
+            if event.ended is None:
+                event = replace(event, ended=now or dt.datetime.now(dt.UTC))
+                events[name] = event.as_json()
+            return event

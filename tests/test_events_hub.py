@@ -1,0 +1,262 @@
+"""Events on the real embedded facility (issue 19): `af event create` makes participants, their hub
+group and the handout; a participant logs in with the handout's password, finds the materials
+(pulled by nbgitpuller in their server, edits kept), is held to the event's allowance and refused
+outside its window; `af event end` stops their servers and closes their logins."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import stat
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from dask_gateway import Gateway, JupyterHubAuth
+
+import facility
+from facility import event_materials
+from facility.accounts import remove_account
+from tests.conftest import StartFacility
+from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.test_restarts import wait_for
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
+)
+
+NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+SPAWN = {"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"}
+
+
+@pytest.fixture(scope="module")
+def running(start_facility: StartFacility) -> RunningFacility:
+    fac = start_facility(embedded_raw())
+    # Participants meet the facility for the first time: no account or home left by an earlier run.
+    for name in ("ws-01", "ws-02", "later-01"):
+        remove_account(name, facility.load(fac.facility_file).auth.unix_accounts)
+    return fac
+
+
+def _at(minutes: float) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).isoformat(timespec="seconds")
+
+
+def _create(running: RunningFacility, tmp: Path, name: str, *args: str, check: bool = True):
+    return running.af("event", "create", name, "--handout", str(tmp / f"{name}-handout"), *args, check=check)
+
+
+def _handout(tmp: Path, name: str) -> dict[str, str]:
+    with (tmp / f"{name}-handout" / f"{name}-logins.csv").open() as rows:
+        return {row["name"]: row["password"] for row in csv.DictReader(rows)}
+
+
+def _login(running: RunningFacility, name: str, password: str) -> requests.Response:
+    session = HubSession(running.url, name)
+    session.http.get(f"{running.url}/hub/login", timeout=30)
+    return session.http.post(
+        f"{running.url}/hub/login",
+        data={"username": name, "password": password, "_xsrf": session.xsrf},
+        allow_redirects=False,
+        timeout=30,
+    )
+
+
+def _admin(running: RunningFacility) -> HubSession:
+    return running.login("admin", running.admin_password)
+
+
+@pytest.fixture(scope="module")
+def materials(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("course")
+    (folder / "welcome.ipynb").write_text(json.dumps(NOTEBOOK))
+    (folder / "data").mkdir()
+    (folder / "data" / "readme.txt").write_text("first version\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def workshop(running: RunningFacility, materials: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An open event `ws` with two participants, one core each, the coffea image, local materials."""
+    tmp = tmp_path_factory.mktemp("ws")
+    made = _create(
+        running, tmp, "ws", "--start", _at(-1), "--end", _at(120), "--participants", "2",
+        "--max", "cores=1", "--max", "worker_cores=1", "--image", "coffea-2026", "--materials", str(materials),
+    )  # fmt: skip
+    assert "Event ws: 2 participants" in made.stdout, made.stdout
+    return tmp
+
+
+def test_create_refuses_bad_and_taken_names(running: RunningFacility, tmp_path: Path) -> None:
+    window = ("--start", _at(-1), "--end", _at(60))
+    bad = _create(running, tmp_path, "bad", *window, "--participants", "ok,a;touch /tmp/x", check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert "participant 'a;touch' cannot be a username: use 1-64 letters, digits and . _ @ -" in bad.stderr
+    taken = _create(running, tmp_path, "taken", *window, "--participants", "zoe,admin", check=False)
+    assert taken.returncode == 1 and "admin already has a login on this facility" in taken.stderr, taken.stderr
+    _admin(running).api("POST", "/users/hubonly")  # a hub user without a login of its own
+    hub_user = _create(running, tmp_path, "taken", *window, "--participants", "hubonly", check=False)
+    assert hub_user.returncode == 1 and "hubonly is already a user of the hub" in hub_user.stderr, hub_user.stderr
+    name = _create(running, tmp_path, "Bad Name", *window, "--participants", "2", check=False)
+    assert name.returncode == 2 and "'Bad Name' cannot be an event name" in name.stderr
+    # Nothing of the refused events was made.
+    assert "zoe" not in running.af("user", "list").stdout.split()
+    assert not [line for line in running.af("event", "list").stdout.splitlines() if line.startswith(("bad", "taken"))]
+
+
+def test_handout_and_hub_group(running: RunningFacility, workshop: Path) -> None:
+    logins = _handout(workshop, "ws")
+    assert sorted(logins) == ["ws-01", "ws-02"] and all(len(p) == 16 for p in logins.values())
+    for suffix in ("csv", "html"):
+        handout = workshop / "ws-handout" / f"ws-logins.{suffix}"
+        assert stat.S_IMODE(handout.stat().st_mode) == 0o600
+    sheet = (workshop / "ws-handout" / "ws-logins.html").read_text()
+    assert all(p in sheet for p in logins.values()) and running.url in sheet
+    group = _admin(running).api("GET", "/groups/event-ws").json()
+    assert sorted(group["users"]) == ["ws-01", "ws-02"]
+    shown = running.af("event", "show", "ws").stdout
+    assert "now:          open" in shown and "'max': {'cores': 1, 'worker_cores': 1}" in shown
+
+
+def test_participant_logs_in_finds_materials_and_keeps_edits(
+    running: RunningFacility, workshop: Path, materials: Path
+) -> None:
+    password = _handout(workshop, "ws")["ws-01"]
+    session = HubSession.login(running.url, "ws-01", password)
+    me = session.api("GET", "/users/ws-01").json()
+    assert me["groups"] == ["event-ws"]  # kept by the login (manage_groups)
+
+    # Outside the event's allowance: two cores are refused with the range it allows.
+    refused = session.post_spawn_form({**SPAWN, "cores": "2"})
+    assert "cores: 2 is out of range; choose between 1 and 1" in refused.text, refused.text[-1500:]
+    assert session.server() is None
+    started = time.monotonic()
+    reply = session.post_spawn_form(SPAWN)
+    assert reply.status_code == 200, reply.text[-1500:]
+    server = session.wait_ready()
+    spawn_seconds = time.monotonic() - started
+    url, headers = f"{running.url}{server['url']}", {"Authorization": f"token {session.token()}"}
+    try:
+        page = _open(url, headers)
+        assert "repo=af-hub%3A%2F%2Fevents%2Fws.git" in page and "targetpath=ws" in page, page
+        _pull(running, page, headers)
+        assert _names(url, headers, "ws") == ["data", "welcome.ipynb"]
+        assert _text(url, headers, "ws/data/readme.txt") == "first version\n"
+
+        # The participant edits a file; the instructor publishes a new version; the next pull keeps the edit.
+        put = requests.put(
+            f"{url}api/contents/ws/data/readme.txt",
+            headers=headers,
+            json={"type": "file", "format": "text", "content": "my notes\n"},
+            timeout=30,
+        )
+        assert put.status_code == 200, put.text
+        (materials / "data" / "readme.txt").write_text("second version\n")
+        (materials / "part2.ipynb").write_text(json.dumps(NOTEBOOK))
+        event_materials.publish(running.state_dir, "ws", materials)
+        _pull(running, page, headers)
+        assert _names(url, headers, "ws") == ["data", "part2.ipynb", "welcome.ipynb"]
+        assert _text(url, headers, "ws/data/readme.txt") == "my notes\n"
+    finally:
+        session.stop_server()
+    print(f"participant spawn: {spawn_seconds:.1f} s")
+
+
+def _open(url: str, headers: dict[str, str]) -> str:
+    """Where opening the server from the hub lands: its default URL, nbgitpuller's page."""
+    opened = requests.get(url, headers=headers, allow_redirects=False, timeout=30)
+    assert opened.status_code in (301, 302), opened.text[-500:]
+    return opened.headers["Location"]
+
+
+def _pull(running: RunningFacility, page: str, headers: dict[str, str]) -> None:
+    # nbgitpuller's page reads the pull's progress from /git-pull/api with the same query: do what it does.
+    pull = requests.get(f"{running.url}{page.replace('/git-pull?', '/git-pull/api?')}", headers=headers, timeout=120)
+    assert pull.status_code == 200 and '"phase": "finished"' in pull.text, pull.text[-2000:]
+
+
+def _names(url: str, headers: dict[str, str], folder: str) -> list[str]:
+    listing = requests.get(f"{url}api/contents/{folder}", headers=headers, timeout=30)
+    assert listing.status_code == 200, listing.text
+    return sorted(item["name"] for item in listing.json()["content"])
+
+
+def _text(url: str, headers: dict[str, str], path: str) -> str:
+    return requests.get(f"{url}api/contents/{path}", headers=headers, timeout=30).json()["content"]
+
+
+def test_refused_before_the_start(running: RunningFacility, tmp_path: Path) -> None:
+    _create(running, tmp_path, "later", "--start", _at(60), "--end", _at(120), "--participants", "1")
+    password = _handout(tmp_path, "later")["later-01"]
+    reply = _login(running, "later-01", password)
+    assert reply.status_code == 403
+    assert "The event &#39;later&#39; starts at" in reply.text or "The event 'later' starts at" in reply.text
+    assert "you can log in from then." in reply.text
+    assert _login(running, "later-01", password + "x").status_code == 403  # a wrong password says nothing of it
+    # Nor can a server be started for the participant (here by an admin, through the REST API).
+    spawn = _admin(running).api("POST", "/users/later-01/server", json={"backend": "local", "cores": 1})
+    assert spawn.status_code == 403 and "Cannot start your server: The event 'later' starts at" in spawn.text
+
+
+def _gateway(running: RunningFacility, session: HubSession) -> Gateway:
+    return Gateway(running.runtime["gateways"]["local"]["url"], auth=JupyterHubAuth(api_token=session.token()))
+
+
+def test_participants_clusters_are_held_to_the_event(running: RunningFacility, workshop: Path) -> None:
+    session = HubSession.login(running.url, "ws-01", _handout(workshop, "ws")["ws-01"])
+    with _gateway(running, session) as gateway:
+        # The gateway's options for a participant are narrowed to the event's allowance. (Not through
+        # a refused new_cluster: the half-made cluster's __del__ blocks the client's loop thread.)
+        options = gateway.cluster_options()
+        with pytest.raises(ValueError, match="worker_cores must be <= 1"):
+            options.worker_cores = 2
+        cluster = gateway.new_cluster(worker_cores=1, shutdown_on_close=False)
+        gateway.stop_cluster(cluster.name)
+
+
+def test_end_stops_servers_and_clusters_and_refuses_logins(running: RunningFacility, workshop: Path) -> None:
+    password = _handout(workshop, "ws")["ws-02"]
+    session = HubSession.login(running.url, "ws-02", password)
+    assert session.post_spawn_form(SPAWN).status_code == 200
+    session.wait_ready()
+    gateway = _gateway(running, session)
+    cluster = gateway.new_cluster(shutdown_on_close=False)
+    started = time.monotonic()
+    ended = running.af("event", "end", "ws")
+    end_seconds = time.monotonic() - started
+    assert "Event ws ended at" in ended.stdout and "1 servers stopped" in ended.stdout, ended.stdout
+    assert session.server() is None
+    # The cluster stops with the server (hub_config.cluster_lifetime); no new one starts.
+    wait_for(lambda: cluster.name not in {c.name for c in gateway.list_clusters()}, "ws-02's cluster to stop", 30)
+    with pytest.raises(Exception, match="The event 'ws' ended at"):
+        gateway.new_cluster(shutdown_on_close=False)
+    gateway.close()
+    reply = _login(running, "ws-02", password)
+    assert reply.status_code == 403 and "its accounts are closed." in reply.text
+    # The session from before the end cannot start a server again.
+    again = session.post_spawn_form(SPAWN)
+    assert "Cannot start your server: The event" in again.text and "ended at" in again.text, again.text[-1500:]
+    assert session.server() is None
+    assert "ended at" in running.af("event", "list").stdout
+    print(f"af event end: {end_seconds:.1f} s")
+
+
+@pytest.mark.parametrize(("path", "status"), [("info/refs", 200), ("HEAD", 200), ("config", 404)])
+def test_the_hub_serves_only_the_materials_repository(
+    running: RunningFacility, workshop: Path, path: str, status: int
+) -> None:
+    assert requests.get(f"{running.url}/hub/events/ws.git/{path}", timeout=30).status_code == status
+    assert requests.get(f"{running.url}/hub/events/none.git/HEAD", timeout=30).status_code == 404
+
+
+def test_handout_again_gives_new_passwords(running: RunningFacility, tmp_path: Path) -> None:
+    _create(running, tmp_path, "again", "--start", _at(-1), "--end", _at(60), "--participants", "1")
+    old = _handout(tmp_path, "again")["again-01"]
+    made = running.af("event", "handout", "again", "--out", str(tmp_path / "again-handout"))
+    assert "New passwords for the 1 participants of again" in made.stdout
+    new = _handout(tmp_path, "again")["again-01"]
+    assert new != old
+    assert _login(running, "again-01", old).status_code == 403
+    assert _login(running, "again-01", new).status_code == 302
