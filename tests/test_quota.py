@@ -1,0 +1,138 @@
+"""One quota per person across notebook servers and Dask clusters (facility.yaml `quotas`, issue 20).
+
+Unit tests of the arithmetic and of facility.yaml's errors; then a real facility (local backend):
+at her quota alice is refused a notebook server, a Dask cluster and a scale-up, each with a
+message naming what she holds where; after a restart of the hub the ledger counts the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+import requests
+
+import facility
+from facility.model import Ceilings, Quota
+from facility.quota import (
+    SERVER,
+    Holding,
+    cluster_holding,
+    per_worker,
+    quota_for,
+    refusal,
+    scale_refusal,
+    workers_that_fit,
+)
+from tests.harness import embedded_raw
+
+# --- facility.yaml -------------------------------------------------------------------------------
+
+
+def _with_quotas(quotas: dict[str, Any], groups: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    raw = copy.deepcopy(embedded_raw())
+    raw["quotas"] = quotas
+    if groups is not None:
+        raw["auth"]["groups"] = groups
+    return raw
+
+
+def _problems(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(facility.FacilityError) as caught:
+        facility.from_dict(raw, "test.yaml")
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("quotas", "expected"),
+    [
+        ({"default": {"cores": -1}}, "quotas.default.cores: -1 is out of range; expected a number >= 0"),
+        ({"default": {"cpus": 4}}, "quotas.default: unknown key 'cpus'; allowed keys: backends, clusters, cores"),
+        ({"default": {"servers": "one"}}, "quotas.default.servers: 'one' is a str; expected integer"),
+        (
+            {"default": {"backends": {"hpc": {"cores": 2}}}},
+            "quotas.default.backends: 'hpc' is not a backend; known backends: local",
+        ),
+        (
+            {"default": {"backends": {"local": {"backends": {}}}}},
+            "quotas.default.backends.local: unknown key 'backends'",
+        ),
+        ({"groups": {"physics": {"cores": 8}}}, "quotas.groups: 'physics' is not a group of auth.groups; known"),
+        ({"limits": {}}, "quotas: unknown key 'limits'; allowed keys: default, groups"),
+    ],
+)
+def test_bad_quotas_name_key_value_and_allowed(quotas: dict[str, Any], expected: str) -> None:
+    problems = _problems(_with_quotas(quotas))
+    assert any(expected in p for p in problems), problems
+
+
+def test_groups_keep_the_default_keys_they_leave_out_and_users_get_their_most_generous_group() -> None:
+    raw = _with_quotas(
+        {
+            "default": {"cores": 2, "memory_gb": 4, "clusters": 1, "backends": {"local": {"cores": 1}}},
+            "groups": {"physics": {"cores": 8}, "students": {"clusters": 3, "memory_gb": 2}},
+        },
+        groups={"physics": ["alice"], "students": ["alice", "bob"]},
+    )
+    fac = facility.from_dict(raw, "t.yaml")
+    assert fac.quotas.groups["physics"].overall == Ceilings(cores=8, memory_gb=4, clusters=1)
+    alice = quota_for(fac, {"physics", "students"})
+    assert alice is not None
+    assert alice.overall == Ceilings(cores=8, memory_gb=4, clusters=3)
+    assert alice.backends["local"].cores == 1  # both groups kept the default's per-backend ceiling
+    bob = quota_for(fac, {"students"})
+    assert bob is not None and bob.overall == Ceilings(cores=2, memory_gb=2, clusters=3)
+    assert quota_for(fac, {"nobody"}) == fac.quotas.default
+    assert quota_for(fac, {"physics"}, is_admin=True) is None
+    assert quota_for(facility.from_dict(embedded_raw(), "t.yaml"), set()) is None  # no quotas section
+
+
+# --- the arithmetic ----------------------------------------------------------------------------------
+
+SERVER_2 = Holding(SERVER, "local", "", cores=2, memory_gb=4)
+ONE_CORE = per_worker(1, 2, 0)
+
+
+def test_a_second_server_over_the_server_count_is_refused_naming_the_first() -> None:
+    quota = Quota(Ceilings(servers=1))
+    message = refusal(quota, [SERVER_2], Holding(SERVER, "local", "gpu", cores=1), "Starting a notebook server")
+    assert message is not None
+    assert "servers 2 of at most 1 on all backends" in message
+    assert "You hold: notebook server on 'local' (2 cores, 4 GB)" in message
+    assert refusal(quota, [], Holding(SERVER, "local", "", cores=1), "Starting a notebook server") is None
+
+
+def test_cores_count_across_servers_and_clusters_and_per_backend() -> None:
+    cluster = cluster_holding("hpc", "c1", 2, 1, 2, 0)
+    quota = Quota(Ceilings(cores=5), backends={"local": Ceilings(cores=2)})
+    assert refusal(quota, [SERVER_2, cluster], Holding(SERVER, "hpc", "x", cores=1), "Start") is None
+    message = refusal(quota, [SERVER_2, cluster], Holding(SERVER, "hpc", "x", cores=2), "Start")
+    assert message is not None and "cores 6 of at most 5 on all backends" in message
+    assert "Dask cluster c1 on 'hpc' (2 workers: 2 cores, 4 GB)" in message
+    local = refusal(quota, [SERVER_2], cluster_holding("local", "c2", 1, 1, 1, 0), "Start")
+    assert local is not None and "cores 3 of at most 2 on 'local'" in local
+
+
+def test_a_user_over_a_lowered_ceiling_is_not_refused_what_does_not_add_to_it() -> None:
+    quota = Quota(Ceilings(cores=1, clusters=5))
+    assert refusal(quota, [SERVER_2], Holding("cluster", "local", "new"), "Starting a Dask cluster") is None
+
+
+def test_scale_up_fits_or_is_refused_with_the_room_left() -> None:
+    quota = Quota(Ceilings(cores=4, memory_gb=100))
+    cluster = cluster_holding("local", "c1", 1, 1, 2, 0)
+    assert workers_that_fit(quota, [SERVER_2], "local", ONE_CORE) == 2
+    assert scale_refusal(quota, [SERVER_2], cluster, 2, ONE_CORE) is None
+    message = scale_refusal(quota, [SERVER_2], cluster, 3, ONE_CORE)
+    assert message is not None
+    assert "Scaling Dask cluster c1 to 3 workers would exceed your quota (cores 5 of at most 4" in message
+    assert "At most 2 workers of this size fit." in message
+    assert scale_refusal(quota, [SERVER_2], cluster, 1, ONE_CORE) is None  # no growth: never refused
+    assert workers_that_fit(None, [SERVER_2], "local", ONE_CORE) is None
+    assert workers_that_fit(Quota(Ceilings(cores=1)), [SERVER_2], "local", ONE_CORE) == 0
+
+
+def test_thirds_of_a_core_add_up_to_a_whole_one() -> None:
+    assert workers_that_fit(Quota(Ceilings(cores=1)), [], "local", per_worker(1 / 3, 0, 0)) == 3
