@@ -62,9 +62,9 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """A data-lake token for the new server when the facility's data lake requires tokens."""
-        # Refuse a request outside the user's allowance before anything is awaited (as hub_config.oidc):
+        # Refuse a request outside the user's allowance or quota before anything is awaited (as hub_config.oidc):
         # the hub answers the REST API's 400 only for a refusal that comes at once.
-        check = getattr(spawner, "validated", None)
+        check = getattr(spawner, "admitted", None)  # allowance and quota (FacilitySpawner)
         if check is not None:
             check(spawner.user_options or {})
         runtime = read_runtime()

@@ -115,7 +115,7 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         """Check the request, then give the new server the path of the user's token file."""
         # Refuse a request outside the user's allowance before anything is awaited: with the hub's
         # slow_spawn_timeout at 0 the API answers 400 only for a refusal that happens at once.
-        check = getattr(spawner, "validated", None)
+        check = getattr(spawner, "admitted", None)  # allowance and quota (FacilitySpawner)
         if check is not None:
             check(spawner.user_options or {})
         return self._prepare_token_file(user, spawner)

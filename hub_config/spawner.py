@@ -24,7 +24,7 @@ from wrapspawner import WrapSpawner
 import facility
 from backends.registry import kind_of
 from facility.model import Backend, Facility
-from hub_config import children, spawn_queue
+from hub_config import children, quota, spawn_queue
 
 _templates = Environment(loader=PackageLoader("hub_config", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -94,7 +94,9 @@ class FacilitySpawner(WrapSpawner):
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         # Raising here re-renders the form with the message and spawns nothing.
         fields = {k: v for k, v in formdata.items() if k != "_xsrf"}  # the hub's CSRF token, not an option
-        return self.validated(fields, form=True).as_options()
+        request = self.validated(fields, form=True)
+        quota.refuse_over_quota(self, request)  # the form again, saying what the user holds where
+        return request.as_options()
 
     def validated(self, options: dict[str, Any], form: bool = False) -> facility.SpawnRequest:
         try:
@@ -102,6 +104,16 @@ class FacilitySpawner(WrapSpawner):
             return facility.validate_spawn(self.facility, options, self._groups(), bool(self.user.admin))
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None
+
+    def admitted(self, options: dict[str, Any]) -> facility.SpawnRequest:
+        """The request, checked against the user's allowance and their quota (what they hold now).
+
+        The authenticators call this in pre_spawn_start, before anything is awaited: with the hub's
+        slow_spawn_timeout at 0, the REST API answers a refusal as an error only if it comes at once.
+        """
+        request = self.validated(options)
+        quota.refuse_over_quota(self, request)
+        return request
 
     _queued: spawn_queue.QueuedSpawn | None = None
 

@@ -1,0 +1,44 @@
+"""The hub refuses a notebook server that would take its user past their quota (facility.quota).
+
+Called by FacilitySpawner before anything is awaited (a refusal after that would reach a REST
+client as 202, not as an error). The user's other servers come from the hub's own spawners (the
+hub restores them from its database after a restart); their clusters from every gateway
+(facility.ledger), asked inline with a short timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from facility import ledger
+from facility.quota import Holding, quota_for, refusal
+from facility.runtime import read_runtime
+from facility.validation import SpawnRequest
+
+
+def _other_servers(spawner: Any) -> list[Holding]:
+    return [
+        ledger.server_holding(name, other.user_options or {})
+        for name, other in spawner.user.spawners.items()
+        if other is not spawner and other.active
+    ]
+
+
+def refuse_over_quota(spawner: Any, request: SpawnRequest) -> None:
+    """Raise the hub's 403 with what the user holds where, if this server does not fit their quota."""
+    user = spawner.user
+    quota = quota_for(spawner.facility, {g.name for g in user.groups}, bool(user.admin))
+    if quota is None:
+        return
+    gateways = {name: (gw.url, gw.api_token) for name, gw in read_runtime().gateways.items()}
+    try:
+        held = _other_servers(spawner) + ledger.gateway_clusters(gateways, user.name)
+    except ledger.LedgerUnavailable as exc:
+        raise web.HTTPError(503, f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
+    asked = ledger.server_holding(spawner.name, request.as_options())
+    message = refusal(quota, held, asked, f"Starting a notebook server on {request.backend!r}")
+    if message:
+        spawner.log.info("Quota: refused a server of %s: %s", user.name, message)
+        raise web.HTTPError(403, f"Cannot start your server: {message}")
