@@ -28,6 +28,10 @@ from facility.quota import (
 )
 from tests.harness import embedded_raw
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
+)
+
 # --- facility.yaml -------------------------------------------------------------------------------
 
 
@@ -136,3 +140,120 @@ def test_scale_up_fits_or_is_refused_with_the_room_left() -> None:
 
 def test_thirds_of_a_core_add_up_to_a_whole_one() -> None:
     assert workers_that_fit(Quota(Ceilings(cores=1)), [], "local", per_worker(1 / 3, 0, 0)) == 3
+
+
+# --- a real facility: alice's quota is 3 cores and 1 cluster -------------------------------------
+
+SERVER_OPTIONS = {"backend": "local", "memory_gb": 1, "image": "coffea-2026"}
+
+
+@pytest.fixture(scope="module")
+def running(start_facility):
+    raw = copy.deepcopy(embedded_raw())
+    raw["quotas"] = {"default": {"cores": 3, "clusters": 1}}
+    return start_facility(raw)
+
+
+@pytest.fixture(scope="module")
+def alice(running):
+    session = running.login("alice")
+    reply = session.api("POST", "/users/alice/server", json={**SERVER_OPTIONS, "cores": 1})
+    assert reply.status_code in (201, 202), reply.text
+    session.wait_ready()
+    return session
+
+
+@pytest.fixture(scope="module")
+def gateway(running, alice):
+    from dask_gateway import Gateway, JupyterHubAuth
+
+    with Gateway(running.runtime["gateways"]["local"]["url"], auth=JupyterHubAuth(api_token=alice.token())) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def cluster(gateway):
+    """alice's one cluster, two workers of 1 core: with her 1-core server, all 3 cores of her quota."""
+    cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, outlive_server=True, shutdown_on_close=False)
+    cluster.scale(2)
+    yield cluster
+    gateway.stop_cluster(cluster.name)
+
+
+def held_workers(running, name: str) -> int:
+    """Workers of alice's cluster as the gateway's ledger route says (what the hub reads)."""
+    gw = running.runtime["gateways"]["local"]
+    reply = requests.get(
+        f"{gw['url']}/api/af/clusters/alice", headers={"Authorization": f"Bearer {gw['api_token']}"}, timeout=10
+    )
+    reply.raise_for_status()
+    return next(c["workers"] for c in reply.json()["clusters"] if c["name"] == name)
+
+
+def wait_until(check, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(0.5)
+
+
+def test_a_scale_up_past_the_quota_is_refused_naming_the_server_and_the_cluster(cluster) -> None:
+    from dask_gateway import GatewayClusterError
+
+    with pytest.raises(GatewayClusterError) as refused:
+        cluster.scale(3)
+    message = str(refused.value)
+    assert f"Scaling Dask cluster {cluster.name} to 3 workers would exceed your quota" in message
+    assert "cores 4 of at most 3 on all backends" in message and "At most 2 workers of this size fit" in message
+    assert "notebook server on 'local' (1 cores, 1 GB)" in message
+    assert f"Dask cluster {cluster.name} on 'local' (2 workers: 2 cores, 2 GB)" in message
+
+
+def test_adaptive_scaling_is_capped_at_the_quota(running, cluster) -> None:
+    cluster.adapt(minimum=4, maximum=4)  # the scheduler asks for 4 workers at each heartbeat
+    try:
+        log = running.state_dir / "logs" / "gateway-local.log"
+        capped = f"Quota: cluster {cluster.name} of alice asked for 4 workers; 2 fit"
+        wait_until(lambda: capped in log.read_text(errors="replace"), "the gateway capping the adaptive target")
+        assert held_workers(running, cluster.name) == 2
+    finally:
+        cluster.scale(2)  # adaptive off again
+
+
+def test_a_second_cluster_is_refused_naming_the_first(gateway, cluster) -> None:
+    with pytest.raises(ValueError, match="Starting a Dask cluster on 'local' would exceed your quota") as refused:
+        gateway.new_cluster(shutdown_on_close=False)
+    assert "clusters 2 of at most 1 on all backends" in str(refused.value)
+    assert f"Dask cluster {cluster.name} on 'local'" in str(refused.value)
+    assert [c.name for c in gateway.list_clusters()] == [cluster.name]
+
+
+def test_after_a_hub_restart_the_ledger_counts_the_same(running, alice, cluster) -> None:
+    """The gateway reads alice's server from the restarted hub: still refused, still naming it."""
+    from dask_gateway import GatewayClusterError
+
+    from tests.test_restarts import supervisor
+
+    assert "hub: stopped" in supervisor(running, "restart", "hub")
+    wait_until(lambda: requests.get(f"{running.url}/hub/health", timeout=5).ok, "the restarted hub", timeout=60)
+    with pytest.raises(GatewayClusterError, match=r"notebook server on 'local' \(1 cores, 1 GB\)"):
+        cluster.scale(3)
+    cluster.scale(1)  # a scale down is never refused
+    wait_until(lambda: held_workers(running, cluster.name) == 1, "the cluster's count to drop to 1")
+    cluster.scale(2)  # and growing back within the quota is allowed
+    wait_until(lambda: held_workers(running, cluster.name) == 2, "the cluster's count to grow back to 2")
+
+
+def test_a_server_past_the_quota_is_refused_naming_the_cluster(running, alice, cluster) -> None:
+    alice.stop_server()  # the cluster outlives it (outlive_server) and keeps 2 of her 3 cores
+    assert held_workers(running, cluster.name) == 2
+    reply = alice.api("POST", "/users/alice/server", json={**SERVER_OPTIONS, "cores": 2})
+    assert reply.status_code == 403, reply.text
+    message = reply.json()["message"]
+    assert "Cannot start your server: Starting a notebook server on 'local' would exceed your quota" in message
+    assert "cores 4 of at most 3 on all backends" in message
+    assert f"You hold: Dask cluster {cluster.name} on 'local' (2 workers: 2 cores, 2 GB)" in message
+    assert alice.server() is None
+    reply = alice.api("POST", "/users/alice/server", json={**SERVER_OPTIONS, "cores": 1})
+    assert reply.status_code in (201, 202), reply.text
+    alice.wait_ready()
