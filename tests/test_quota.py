@@ -254,6 +254,30 @@ def test_a_server_past_the_quota_is_refused_naming_the_cluster(running, alice, c
     assert "cores 4 of at most 3 on all backends" in message
     assert f"You hold: Dask cluster {cluster.name} on 'local' (2 workers: 2 cores, 2 GB)" in message
     assert alice.server() is None
+
+
+def test_the_spawn_form_comes_back_with_the_message(running, alice, cluster) -> None:
+    """In a real browser: alice asks for 2 cores in the form; it comes back saying what she holds."""
+    from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+
+    sync_api = sync_api_or_skip()
+    shots = emptied_artifacts("quota")
+    with chromium_page(1280, 900) as page:
+        page.goto(f"{running.url}/hub/login")
+        page.fill("#username_input", "alice")
+        page.fill("#password_input", running.password_of("alice"))
+        page.click("#login_submit")
+        page.goto(f"{running.url}/hub/spawn")
+        page.fill("#af-local-cores", "2")
+        page.click('form button[type="submit"]')
+        text = page.locator("body")
+        sync_api.expect(text).to_contain_text("would exceed your quota (cores 4 of at most 3 on all backends)")
+        sync_api.expect(text).to_contain_text(f"You hold: Dask cluster {cluster.name} on 'local' (2 workers")
+        page.screenshot(path=shots / "01-spawn-form-over-quota.png", full_page=True)
+    assert alice.server() is None
+
+
+def test_a_server_that_fits_starts(alice) -> None:
     reply = alice.api("POST", "/users/alice/server", json={**SERVER_OPTIONS, "cores": 1})
     assert reply.status_code in (201, 202), reply.text
     alice.wait_ready()
