@@ -59,6 +59,11 @@ class QuotaMixin(LoggingConfigurable):
     hub_api_url = Unicode("", config=True, help="The hub's REST API: a user's groups and servers.")
     ledger_token = Unicode("", config=True, help="This gateway's hub token (read:users, read:servers).")
     peer_gateways = Dict(config=True, help="Other backends' gateways: name -> [url, their hub token].")
+    _starting: dict[str, asyncio.Lock]
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._starting = {}
 
     async def _quota_and_holdings(self, username: str) -> tuple[Quota | None, list[Holding]]:
         fac = facility.current(self.facility_file or None)
@@ -80,13 +85,15 @@ class QuotaMixin(LoggingConfigurable):
             raise PublicException(f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
 
     async def start_cluster(self, user: Any, cluster_options: Any) -> str:
-        quota, held = await self._ledger(user.name)
-        asked = Holding(CLUSTER, self.quota_backend, "(new)")
-        message = refusal(quota, held, asked, f"Starting a Dask cluster on {self.quota_backend!r}")
-        if message:
-            self.log.info("Quota: refused a cluster of %s: %s", user.name, message)
-            raise PublicException(message)
-        return await super().start_cluster(user, cluster_options)
+        # One check at a time per user: the cluster enters the database before the next check reads it.
+        async with self._starting.setdefault(user.name, asyncio.Lock()):
+            quota, held = await self._ledger(user.name)
+            asked = Holding(CLUSTER, self.quota_backend, "(new)")
+            message = refusal(quota, held, asked, f"Starting a Dask cluster on {self.quota_backend!r}")
+            if message:
+                self.log.info("Quota: refused a cluster of %s: %s", user.name, message)
+                raise PublicException(message)
+            return await super().start_cluster(user, cluster_options)
 
     async def forward_message_to_scheduler(self, cluster: Any, msg: dict[str, Any]) -> None:
         record = self.db.get_cluster(cluster.name) if msg.get("op") == "scale" else None
