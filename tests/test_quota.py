@@ -2,7 +2,8 @@
 
 Unit tests of the arithmetic and of facility.yaml's errors; then a real facility (local backend):
 at her quota alice is refused a notebook server, a Dask cluster and a scale-up, each with a
-message naming what she holds where; after a restart of the hub the ledger counts the same.
+message naming what she holds where; adaptive scaling stops at the quota; after a restart of the
+hub and of the gateway the ledger counts the same.
 """
 
 from __future__ import annotations
@@ -190,6 +191,13 @@ def held_workers(running, name: str) -> int:
     return next(c["workers"] for c in reply.json()["clusters"] if c["name"] == name)
 
 
+def _answers(check) -> bool:
+    try:
+        return check()
+    except requests.RequestException:
+        return False
+
+
 def wait_until(check, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -228,14 +236,17 @@ def test_a_second_cluster_is_refused_naming_the_first(gateway, cluster) -> None:
     assert [c.name for c in gateway.list_clusters()] == [cluster.name]
 
 
-def test_after_a_hub_restart_the_ledger_counts_the_same(running, alice, cluster) -> None:
-    """The gateway reads alice's server from the restarted hub: still refused, still naming it."""
+def test_after_restarts_the_ledger_counts_the_same(running, alice, cluster) -> None:
+    """The gateway reads alice's server from the restarted hub and her cluster from its own reloaded
+    database: still refused, still naming both, neither lost nor counted twice."""
     from dask_gateway import GatewayClusterError
 
     from tests.test_restarts import supervisor
 
     assert "hub: stopped" in supervisor(running, "restart", "hub")
+    assert "gateway-local: stopped" in supervisor(running, "restart", "gateway-local")
     wait_until(lambda: requests.get(f"{running.url}/hub/health", timeout=5).ok, "the restarted hub", timeout=60)
+    wait_until(lambda: _answers(lambda: held_workers(running, cluster.name) == 2), "the restarted gateway", timeout=60)
     with pytest.raises(GatewayClusterError, match=r"notebook server on 'local' \(1 cores, 1 GB\)"):
         cluster.scale(3)
     cluster.scale(1)  # a scale down is never refused
