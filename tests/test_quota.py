@@ -173,10 +173,12 @@ def gateway(running, alice):
 
 
 @pytest.fixture(scope="module")
-def cluster(gateway):
+def cluster(running, gateway):
     """alice's one cluster, two workers of 1 core: with her 1-core server, all 3 cores of her quota."""
     cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, outlive_server=True, shutdown_on_close=False)
     cluster.scale(2)
+    # The scheduler reports its new count at once (a heartbeat); the ledger counts from then on.
+    wait_until(lambda: held_workers(running, cluster.name) == 2, "the gateway to count 2 workers")
     yield cluster
     gateway.stop_cluster(cluster.name)
 
