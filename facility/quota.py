@@ -168,3 +168,19 @@ def without(held: list[Holding], kind: str, name: str) -> list[Holding]:
 def per_worker(cores: float, memory_gb: float, gpus: float) -> Holding:
     """The size of one worker, as a Holding (for workers_that_fit and scale_refusal)."""
     return replace(Holding(CLUSTER, "", ""), cores=cores, memory_gb=memory_gb, gpus=gpus, workers=1)
+
+
+def use_text(quota: Quota | None, held: list[Holding]) -> str:
+    """What the user holds against each ceiling of their quota ("cores 3 of 3, clusters 1 of 2")."""
+    if quota is None:
+        return "no quota"
+    parts = []
+    for ceilings, scope in [(quota.overall, None), *((c, b) for b, c in quota.backends.items())]:
+        used = [
+            f"{key.replace('_gb', ' (GB)')} {_number(total(held, key, scope))} of {ceilings.get(key)}"
+            for key in QUOTA_KEYS
+            if ceilings.get(key) is not None
+        ]
+        if used:
+            parts.append(", ".join(used) + ("" if scope is None else f" on {scope!r}"))
+    return "; ".join(parts) or "no ceilings"

@@ -25,6 +25,7 @@ from facility.quota import (
     quota_for,
     refusal,
     scale_refusal,
+    use_text,
     workers_that_fit,
 )
 from tests.harness import embedded_raw
@@ -139,6 +140,13 @@ def test_scale_up_fits_or_is_refused_with_the_room_left() -> None:
     assert workers_that_fit(Quota(Ceilings(cores=1)), [SERVER_2], "local", ONE_CORE) == 0
 
 
+def test_use_is_shown_against_each_ceiling() -> None:
+    quota = Quota(Ceilings(cores=3, clusters=1), backends={"hpc": Ceilings(gpus=1)})
+    held = [SERVER_2, cluster_holding("hpc", "c1", 2, 1, 1, 0)]
+    assert use_text(quota, held) == "cores 4 of 3, clusters 1 of 1; gpus 0 of 1 on 'hpc'"
+    assert use_text(None, held) == "no quota"
+
+
 def test_thirds_of_a_core_add_up_to_a_whole_one() -> None:
     assert workers_that_fit(Quota(Ceilings(cores=1)), [], "local", per_worker(1 / 3, 0, 0)) == 3
 
@@ -152,6 +160,7 @@ SERVER_OPTIONS = {"backend": "local", "memory_gb": 1, "image": "coffea-2026"}
 def running(start_facility):
     raw = copy.deepcopy(embedded_raw())
     raw["quotas"] = {"default": {"cores": 3, "clusters": 1}}
+    raw["metrics"] = {"enabled": True}  # `af status` lists users (and their quota use) with the metrics tokens
     return start_facility(raw)
 
 
@@ -217,6 +226,11 @@ def test_a_scale_up_past_the_quota_is_refused_naming_the_server_and_the_cluster(
     assert "cores 4 of at most 3 on all backends" in message and "At most 2 workers of this size fit" in message
     assert "notebook server on 'local' (1 cores, 1 GB)" in message
     assert f"Dask cluster {cluster.name} on 'local' (2 workers: 2 cores, 2 GB)" in message
+
+
+def test_af_status_shows_what_alice_holds_against_her_quota(running, cluster) -> None:
+    status = " ".join(running.af("status", check=False).stdout.split())
+    assert "quota use" in status and "cores 3 of 3, clusters 1 of 1" in status, status
 
 
 def test_adaptive_scaling_is_capped_at_the_quota(running, cluster) -> None:
