@@ -95,7 +95,10 @@ class FacilitySpawner(WrapSpawner):
         # Raising here re-renders the form with the message and spawns nothing.
         fields = {k: v for k, v in formdata.items() if k != "_xsrf"}  # the hub's CSRF token, not an option
         request = self.validated(fields, form=True)
-        quota.refuse_over_quota(self, request)  # the form again, saying what the user holds where
+        try:
+            quota.refuse_over_quota(self, request)
+        except web.HTTPError as exc:  # the form again, saying in words (no "HTTP 403") what the user holds where
+            raise ValueError(exc.log_message) from None
         return request.as_options()
 
     def validated(self, options: dict[str, Any], form: bool = False) -> facility.SpawnRequest:

@@ -259,8 +259,8 @@ def test_after_restarts_the_ledger_counts_the_same(running, alice, cluster) -> N
 
     from tests.test_restarts import supervisor
 
-    assert "hub: stopped" in supervisor(running, "restart", "hub")
-    assert "gateway-local: stopped" in supervisor(running, "restart", "gateway-local")
+    restarted = supervisor(running, "restart", "hub", "gateway-local")
+    assert "hub: stopped" in restarted and "gateway-local: stopped" in restarted, restarted
     wait_until(lambda: requests.get(f"{running.url}/hub/health", timeout=5).ok, "the restarted hub", timeout=60)
     wait_until(lambda: _answers(lambda: held_workers(running, cluster.name) == 2), "the restarted gateway", timeout=60)
     with pytest.raises(GatewayClusterError, match=r"notebook server on 'local' \(1 cores, 1 GB\)"):
@@ -300,6 +300,7 @@ def test_the_spawn_form_comes_back_with_the_message(running, alice, cluster) -> 
         text = page.locator("body")
         sync_api.expect(text).to_contain_text("would exceed your quota (cores 4 of at most 3 on all backends)")
         sync_api.expect(text).to_contain_text(f"You hold: Dask cluster {cluster.name} on 'local' (2 workers")
+        sync_api.expect(text).not_to_contain_text("HTTP 403")  # words for a person, not a status code
         page.screenshot(path=shots / "01-spawn-form-over-quota.png", full_page=True)
     assert alice.server() is None
 
