@@ -193,7 +193,7 @@ class Metrics:
     retention_days: int = 15
 
 
-QUOTA_KEYS = ("cores", "memory_gb", "gpus", "servers", "clusters")
+QUOTA_KEYS = ("cores", "memory_gb", "gpus", "servers", "clusters", "runs")
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,7 @@ class Ceilings:
     gpus: int | None = None
     servers: int | None = None
     clusters: int | None = None
+    runs: int | None = None  # runs of `af run` under way
 
     def get(self, key: str) -> int | None:
         return getattr(self, key)

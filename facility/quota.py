@@ -15,14 +15,16 @@ from facility.model import QUOTA_KEYS, Ceilings, Facility, Quota
 
 SERVER = "server"
 CLUSTER = "cluster"
+RUN = "run"  # a run of `af run` under way (facility.runs)
+COUNTED = {"servers": SERVER, "clusters": CLUSTER, "runs": RUN}
 RESOURCES = ("cores", "memory_gb", "gpus")  # what a cluster's scale changes; QUOTA_KEYS also count things
 
 
 @dataclass(frozen=True)
 class Holding:
-    """One notebook server or Dask cluster of a user, with what it holds in total."""
+    """One notebook server, Dask cluster or `af run` of a user, with what it holds in total."""
 
-    kind: str  # SERVER or CLUSTER
+    kind: str  # SERVER, CLUSTER or RUN
     backend: str
     name: str
     cores: float = 0.0
@@ -31,10 +33,8 @@ class Holding:
     workers: int = 0  # clusters: workers running or starting (cores etc. are theirs together)
 
     def amount(self, key: str) -> float:
-        if key == "servers":
-            return 1 if self.kind == SERVER else 0
-        if key == "clusters":
-            return 1 if self.kind == CLUSTER else 0
+        if key in COUNTED:
+            return 1 if self.kind == COUNTED[key] else 0
         return getattr(self, key)
 
     def describe(self) -> str:
@@ -44,6 +44,8 @@ class Holding:
         if self.kind == SERVER:
             server = "notebook server" if self.name in ("", "default") else f"notebook server {self.name!r}"
             return f"{server} on {self.backend!r} ({size})"
+        if self.kind == RUN:
+            return f"af run {self.name} on {self.backend!r} ({size})"
         return f"Dask cluster {self.name} on {self.backend!r} ({self.workers} workers: {size})"
 
 

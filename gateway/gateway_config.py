@@ -11,6 +11,7 @@ import os
 
 import facility
 from backends.registry import kind_of
+from facility.runs import runs_dir
 from facility.runtime import gateway_service_name, read_runtime
 from gateway.dashboard_guard import with_dashboard_keys
 from gateway.keep_clusters import keeping_clusters
@@ -63,6 +64,7 @@ c.QuotaMixin.facility_file = runtime.facility_file
 c.QuotaMixin.hub_api_url = c.JupyterHubAuthenticator.jupyterhub_api_url
 c.QuotaMixin.ledger_token = gateway.api_token
 c.QuotaMixin.peer_gateways = {n: [gw.url, gw.api_token] for n, gw in runtime.gateways.items() if n != name}
+c.QuotaMixin.runs_folder = str(runs_dir(runtime.state_dir))
 # /api/metrics and /api/af/holdings for Prometheus and `af status`, when metrics are enabled (monitoring/).
 if runtime.metrics:
     from monitoring.gateway import with_metrics

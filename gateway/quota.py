@@ -5,13 +5,14 @@ It uses dask-gateway-server's own hooks: `start_cluster` (a PublicException beco
 client shows), `forward_message_to_scheduler` (the scale route's 409) and `on_cluster_heartbeat`,
 where the scheduler asks for its worker count: adaptive scaling is capped there, as dask-gateway
 caps `cluster_max_workers`. What the user holds is read each time (facility.ledger): their
-servers and groups from the hub's API, their clusters on the other gateways from those, and
-their clusters here from this gateway's own database.
+servers and groups from the hub's API, their clusters on the other gateways from those,
+their clusters here from this gateway's own database, their runs of `af run` from facility.runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from dask_gateway_server.backends.base import PublicException
@@ -20,7 +21,7 @@ from traitlets.config import LoggingConfigurable
 
 import facility
 from backends.common.mixed_in import mixed_in
-from facility import ledger
+from facility import ledger, runs
 from facility.model import Quota
 from facility.quota import CLUSTER, Holding, cluster_holding, per_worker, quota_for, refusal, scale_refusal, without
 from facility.quota import workers_that_fit as fitting_workers
@@ -59,6 +60,7 @@ class QuotaMixin(LoggingConfigurable):
     hub_api_url = Unicode("", config=True, help="The hub's REST API: a user's groups and servers.")
     ledger_token = Unicode("", config=True, help="This gateway's hub token (read:users, read:servers).")
     peer_gateways = Dict(config=True, help="Other backends' gateways: name -> [url, their hub token].")
+    runs_folder = Unicode("", config=True, help="The facility's folder of runs of `af run` under way (facility.runs).")
     _starting: dict[str, asyncio.Lock]
 
     def __init__(self, **kwargs: Any):
@@ -69,14 +71,15 @@ class QuotaMixin(LoggingConfigurable):
         fac = facility.current(self.facility_file or None)
         if not fac.quotas.any:
             return None, []
-        hub = await asyncio.to_thread(ledger.hub_user, self.hub_api_url, self.ledger_token, username)
+        hub = await ledger.hub_user(self.hub_api_url, self.ledger_token, username)
         quota = quota_for(fac, hub.groups, hub.admin)
         if quota is None:
             return None, []
         peers = {name: (url, token) for name, (url, token) in self.peer_gateways.items()}
-        elsewhere = await asyncio.to_thread(ledger.gateway_clusters, peers, username)
+        elsewhere = await ledger.gateway_clusters(peers, username)
         here = [holding_of(self.quota_backend, c) for c in self.db.active_clusters() if c.username == username]
-        return quota, hub.servers + elsewhere + here
+        batch = runs.running(Path(self.runs_folder), username) if self.runs_folder else []
+        return quota, hub.servers + elsewhere + here + batch
 
     async def _ledger(self, username: str) -> tuple[Quota | None, list[Holding]]:
         try:

@@ -1,9 +1,10 @@
 """The hub refuses a notebook server that would take its user past their quota (facility.quota).
 
-Called by FacilitySpawner before anything is awaited (a refusal after that would reach a REST
-client as 202, not as an error). The user's other servers come from the hub's own spawners (the
-hub restores them from its database after a restart); their clusters from every gateway
-(facility.ledger), asked inline with a short timeout.
+FacilitySpawner awaits this on a form post (the form comes back with the message) and in
+pre_spawn_start (a REST request). The user's other servers come from the hub's own spawners (the
+hub restores them from its database after a restart), their runs of `af run` from facility.runs,
+their clusters from every gateway (facility.ledger), awaited on the hub's event loop: a slow
+gateway delays only this spawn. A gateway that does not answer refuses it (facility.ledger says why).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from tornado import web
 
-from facility import ledger
+from facility import ledger, runs
 from facility.quota import Holding, quota_for, refusal
 from facility.runtime import read_runtime
 from facility.validation import SpawnRequest
@@ -26,16 +27,19 @@ def _other_servers(spawner: Any) -> list[Holding]:
     ]
 
 
-def refuse_over_quota(spawner: Any, request: SpawnRequest) -> None:
+async def refuse_over_quota(spawner: Any, request: SpawnRequest) -> None:
     """Raise the hub's 403 with what the user holds where, if this server does not fit their quota."""
     user = spawner.user
     quota = quota_for(spawner.facility, {g.name for g in user.groups}, bool(user.admin))
     if quota is None:
         return
-    gateways = {name: (gw.url, gw.api_token) for name, gw in read_runtime().gateways.items()}
+    runtime = read_runtime()
+    gateways = {name: (gw.url, gw.api_token) for name, gw in runtime.gateways.items()}
     try:
-        held = _other_servers(spawner) + ledger.gateway_clusters(gateways, user.name)
+        clusters = await ledger.gateway_clusters(gateways, user.name)
+        held = _other_servers(spawner) + clusters + runs.running(runs.runs_dir(runtime.state_dir), user.name)
     except ledger.LedgerUnavailable as exc:
+        spawner.log.warning("Quota: refused a server of %s, the ledger is unknown: %s", user.name, exc)
         raise web.HTTPError(503, f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
     asked = ledger.server_holding(spawner.name, request.as_options())
     message = refusal(quota, held, asked, f"Starting a notebook server on {request.backend!r}")

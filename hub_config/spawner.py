@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -91,12 +91,12 @@ class FacilitySpawner(WrapSpawner):
             return "<p class='alert alert-danger'>Your account is not in any group that may start servers here.</p>"
         return render_form(self.facility, backends)
 
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        # Raising here re-renders the form with the message and spawns nothing.
+    async def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        # Raising here re-renders the form with the message and spawns nothing (the hub awaits this).
         fields = {k: v for k, v in formdata.items() if k != "_xsrf"}  # the hub's CSRF token, not an option
         request = self.validated(fields, form=True)
         try:
-            quota.refuse_over_quota(self, request)
+            await quota.refuse_over_quota(self, request)
         except web.HTTPError as exc:  # the form again, saying in words (no "HTTP 403") what the user holds where
             raise ValueError(exc.log_message) from None
         return request.as_options()
@@ -108,15 +108,15 @@ class FacilitySpawner(WrapSpawner):
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None
 
-    def admitted(self, options: dict[str, Any]) -> facility.SpawnRequest:
-        """The request, checked against the user's allowance and their quota (what they hold now).
+    def admitted(self, options: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        """Check the request against the user's allowance now, and return the quota check to await.
 
-        The authenticators call this in pre_spawn_start, before anything is awaited: with the hub's
-        slow_spawn_timeout at 0, the REST API answers a refusal as an error only if it comes at once.
+        The authenticators call this in pre_spawn_start: with the hub's slow_spawn_timeout at 0, the
+        REST API answers a refusal as an error only if it comes at once, as the allowance's does. The
+        quota's asks the gateways, so a REST client may get 202 and then the failed spawn's message.
         """
         request = self.validated(options)
-        quota.refuse_over_quota(self, request)
-        return request
+        return quota.refuse_over_quota(self, request)
 
     _queued: spawn_queue.QueuedSpawn | None = None
 

@@ -9,6 +9,7 @@ theirs, read through the same ledger the hub and the gateways consult (facility.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -48,16 +49,19 @@ def quota_uses(runtime: Runtime, users: list[str]) -> dict[str, str]:
     if not fac.quotas.any:
         return {}
     gateways = {name: (gw.url, gw.api_token) for name, gw in runtime.gateways.items()}
-    uses = {}
-    for user in users:
+
+    async def use_of(user: str) -> str:
         try:
-            hub = ledger.hub_user(hub_api_url(runtime), runtime.metrics["hub_token"], user)
-            held = hub.servers + ledger.gateway_clusters(gateways, user)
+            hub = await ledger.hub_user(hub_api_url(runtime), runtime.metrics["hub_token"], user)
+            held = hub.servers + await ledger.gateway_clusters(gateways, user)
         except ledger.LedgerUnavailable as exc:
-            uses[user] = f"unknown: {exc}"
-            continue
-        uses[user] = use_text(quota_for(fac, hub.groups, hub.admin), held)
-    return uses
+            return f"unknown: {exc}"
+        return use_text(quota_for(fac, hub.groups, hub.admin), held)
+
+    async def all_uses() -> list[str]:
+        return list(await asyncio.gather(*(use_of(user) for user in users)))
+
+    return dict(zip(users, asyncio.run(all_uses()), strict=True))
 
 
 def _server_text(server: dict[str, Any]) -> str:
