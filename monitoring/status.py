@@ -17,7 +17,7 @@ import requests
 from rich.table import Table
 
 import facility
-from facility import ledger
+from facility import ledger, runs
 from facility.hub_services import hub_api_url
 from facility.quota import quota_for, use_text
 from facility.runtime import Runtime
@@ -54,6 +54,7 @@ def quota_uses(runtime: Runtime, users: list[str]) -> dict[str, str]:
         try:
             hub = await ledger.hub_user(hub_api_url(runtime), runtime.metrics["hub_token"], user)
             held = hub.servers + await ledger.gateway_clusters(gateways, user)
+            held += runs.running(runs.runs_dir(runtime.state_dir), user)
         except ledger.LedgerUnavailable as exc:
             return f"unknown: {exc}"
         return use_text(quota_for(fac, hub.groups, hub.admin), held)
