@@ -19,6 +19,13 @@ from facility.runtime import read_runtime
 from facility.validation import SpawnRequest
 
 
+def _refusal(status: int, message: str) -> web.HTTPError:
+    """The REST API's error; the same words, without "HTTP 403: ...", in a failed spawn's progress."""
+    error = web.HTTPError(status, message)
+    error.jupyterhub_message = message  # type: ignore[attr-defined]  # read by jupyterhub.utils.format_exception
+    return error
+
+
 def _other_servers(spawner: Any) -> list[Holding]:
     return [
         ledger.server_holding(name, other.user_options or {})
@@ -40,9 +47,9 @@ async def refuse_over_quota(spawner: Any, request: SpawnRequest) -> None:
         held = _other_servers(spawner) + clusters + runs.running(runs.runs_dir(runtime.state_dir), user.name)
     except ledger.LedgerUnavailable as exc:
         spawner.log.warning("Quota: refused a server of %s, the ledger is unknown: %s", user.name, exc)
-        raise web.HTTPError(503, f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
+        raise _refusal(503, f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
     asked = ledger.server_holding(spawner.name, request.as_options())
     message = refusal(quota, held, asked, f"Starting a notebook server on {request.backend!r}")
     if message:
         spawner.log.info("Quota: refused a server of %s: %s", user.name, message)
-        raise web.HTTPError(403, f"Cannot start your server: {message}")
+        raise _refusal(403, f"Cannot start your server: {message}")
