@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 
 import facility
-from af import run_report
+from af import run_quota, run_report
 from af.runtime import StateDir
 from backends.common.run_request import RunFailed, RunRequest
 from backends.registry import kind_of
@@ -182,6 +182,24 @@ def run(
     except RunFailed as exc:
         _fail(str(exc), 2)
     folder = (run_dir or default_run_dir(notebook)).resolve()
+    ours = runtime if runtime and Path(runtime.facility_file).resolve() == source.resolve() else None
+    try:
+        with run_quota.counted_run(ours, fac, backend, folder.name):  # counted in the ledger while under way
+            _execute(state, source, fac, backend, notebook, values, folder, cell_timeout)
+    except RunFailed as exc:  # the quota's refusal, before anything ran
+        _fail(str(exc))
+
+
+def _execute(
+    state: StateDir,
+    source: Path,
+    fac: Facility,
+    backend: Backend,
+    notebook: Path,
+    values: dict[str, Any],
+    folder: Path,
+    cell_timeout: int | None,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     request = RunRequest(
         notebook=notebook,

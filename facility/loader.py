@@ -12,6 +12,7 @@ what is allowed, all problems at once, so an operator fixes the file in one pass
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from functools import cache, lru_cache
@@ -30,6 +31,7 @@ from facility.model import (
     Auth,
     Backend,
     Cache,
+    Ceilings,
     DaskLimits,
     Data,
     Facility,
@@ -39,6 +41,8 @@ from facility.model import (
     LoginThrottle,
     Metrics,
     Queue,
+    Quota,
+    Quotas,
     Range,
     Spawn,
     UnixAccounts,
@@ -220,6 +224,25 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
             for name in allowance.get(key, []):
                 if name not in known:
                     yield f"{where}.{key}: {name!r} is not one of the {key}; known {key}: {', '.join(known)}"
+    yield from _quota_problems(raw, backend_names)
+
+
+def _quota_problems(raw: dict[str, Any], backend_names: list[str]) -> Iterable[str]:
+    """Quotas name real backends and, with local logins, groups that auth.groups defines."""
+    quotas = raw.get("quotas") or {}
+    named = [("quotas.default", quotas.get("default") or {})]
+    named += [(f"quotas.groups.{group}", quota or {}) for group, quota in (quotas.get("groups") or {}).items()]
+    for where, quota in named:
+        for name in quota.get("backends") or {}:
+            if name not in backend_names:
+                yield f"{where}.backends: {name!r} is not a backend; known backends: {', '.join(backend_names)}"
+    auth = raw.get("auth") or {}
+    if auth.get("type", "local") == "local":  # an identity provider's groups are known only at login
+        known = sorted(auth.get("groups") or {})
+        for group in quotas.get("groups") or {}:
+            if group not in known:
+                listed = ", ".join(known) or "none"
+                yield f"quotas.groups: {group!r} is not a group of auth.groups; known groups: {listed}"
 
 
 def _url_problems(raw: dict[str, Any]) -> Iterable[str]:
@@ -296,6 +319,26 @@ def _build_allowance(raw: dict[str, Any]) -> Allowance:
     return Allowance(names("groups"), names("backends"), names("images"), names("gpu_types"), dict(raw.get("max", {})))
 
 
+def _ceilings(raw: dict[str, Any], under: Ceilings | None = None) -> Ceilings:
+    """Ceilings from a quota's keys; keys it leaves out keep those of `under` (the default)."""
+    base = dataclasses.asdict(under) if under else {}
+    return Ceilings(**{**base, **{k: v for k, v in raw.items() if k != "backends"}})
+
+
+def _quota(raw: dict[str, Any], under: Quota | None = None) -> Quota:
+    backends = dict(under.backends) if under else {}
+    for name, ceilings in (raw.get("backends") or {}).items():
+        backends[name] = _ceilings(ceilings, backends.get(name))
+    return Quota(overall=_ceilings(raw, under.overall if under else None), backends=backends)
+
+
+def _build_quotas(raw: dict[str, Any] | None) -> Quotas:
+    raw = raw or {}
+    default = _quota(raw.get("default") or {})
+    groups = {name: _quota(quota or {}, default) for name, quota in (raw.get("groups") or {}).items()}
+    return Quotas(default=default, groups=groups)
+
+
 def _build(raw: dict[str, Any]) -> Facility:
     data_raw = raw.get("data")
     data = None
@@ -349,5 +392,6 @@ def _build(raw: dict[str, Any]) -> Facility:
             on_down=hub_raw.get("on_down", "stop"),
         ),
         metrics=Metrics(**(raw.get("metrics") or {})),
+        quotas=_build_quotas(raw.get("quotas")),
         raw=raw,
     )

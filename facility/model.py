@@ -223,6 +223,44 @@ class Metrics:
     retention_days: int = 15
 
 
+QUOTA_KEYS = ("cores", "memory_gb", "gpus", "servers", "clusters", "runs")
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """The most one person may hold at once of each quota key; None means no ceiling."""
+
+    cores: int | None = None
+    memory_gb: int | None = None
+    gpus: int | None = None
+    servers: int | None = None
+    clusters: int | None = None
+    runs: int | None = None  # runs of `af run` under way
+
+    def get(self, key: str) -> int | None:
+        return getattr(self, key)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One quota of facility.yaml's `quotas`: ceilings over all backends and per backend."""
+
+    overall: Ceilings = field(default_factory=Ceilings)
+    backends: dict[str, Ceilings] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """facility.yaml's `quotas`: the default and the quota of each group (the default's keys filled in)."""
+
+    default: Quota = field(default_factory=Quota)
+    groups: dict[str, Quota] = field(default_factory=dict)
+
+    @property
+    def any(self) -> bool:
+        return self.default != Quota() or bool(self.groups)
+
+
 @dataclass(frozen=True)
 class Facility:
     name: str
@@ -233,6 +271,7 @@ class Facility:
     auth: Auth
     hub: Hub
     metrics: Metrics = field(default_factory=Metrics)
+    quotas: Quotas = field(default_factory=Quotas)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def backend(self, name: str) -> Backend:

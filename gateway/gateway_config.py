@@ -11,9 +11,11 @@ import os
 
 import facility
 from backends.registry import kind_of
+from facility.runs import runs_dir
 from facility.runtime import gateway_service_name, read_runtime
 from gateway.dashboard_guard import with_dashboard_keys
 from gateway.keep_clusters import keeping_clusters
+from gateway.quota import with_quota
 from gateway.server_lifetime import stopping_with_server
 
 c = get_config()  # noqa: F821  (traitlets' config loader provides get_config)
@@ -55,6 +57,14 @@ c.DaskGateway.backend_class = keeping_clusters(with_dashboard_keys(c.DaskGateway
 # Clusters stop when the hub reports their owner's server stopped, unless started to outlive it.
 c.DaskGateway.backend_class = stopping_with_server(c.DaskGateway.backend_class)
 c.StopWithServerMixin.hub_token = gateway.api_token
+# A cluster or a scale-up past its user's quota is refused (facility.yaml's quotas; gateway.quota).
+c.DaskGateway.backend_class = with_quota(c.DaskGateway.backend_class)
+c.QuotaMixin.quota_backend = name
+c.QuotaMixin.facility_file = runtime.facility_file
+c.QuotaMixin.hub_api_url = c.JupyterHubAuthenticator.jupyterhub_api_url
+c.QuotaMixin.ledger_token = gateway.api_token
+c.QuotaMixin.peer_gateways = {n: [gw.url, gw.api_token] for n, gw in runtime.gateways.items() if n != name}
+c.QuotaMixin.runs_folder = str(runs_dir(runtime.state_dir))
 # /api/metrics and /api/af/holdings for Prometheus and `af status`, when metrics are enabled (monitoring/).
 if runtime.metrics:
     from monitoring.gateway import with_metrics

@@ -6,6 +6,7 @@ post_stop_hook (hub_config.cluster_lifetime) runs only when a server really stop
 admin, the idle culler, a crash; not the hub's own restarts, which keep servers). It then posts
 to the route this mixin adds (dask-gateway's documented hook: `Backend.setup(app)` may add
 routes), with the gateway's own hub service token, which only the hub and this gateway hold.
+USER_CLUSTERS_PATH lists a user's clusters with their workers and worker size (facility.ledger).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from traitlets.config import LoggingConfigurable
 from backends.common.cluster_options import OUTLIVE_SERVER
 from backends.common.mixed_in import mixed_in
 from facility.cluster_lifetime import SERVER_STOPPED_PATH, USER_CLUSTERS_PATH
+from gateway.quota import cluster_entry
 
 
 def outlives_server(cluster: Any) -> bool:
@@ -46,7 +48,10 @@ class StopWithServerMixin(LoggingConfigurable):
     async def _user_clusters(self, request: web.Request) -> web.Response:
         if not self._from_hub(request):
             return web.json_response({"error": "only the hub may list a user's clusters here"}, status=403)
-        clusters = [{"name": c.name, OUTLIVE_SERVER: outlives_server(c)} for c in self._clusters_of(request)]
+        # With each cluster's workers and their size: the quota ledger of the hub and the other gateways.
+        clusters = [
+            {"name": c.name, OUTLIVE_SERVER: outlives_server(c), **cluster_entry(c)} for c in self._clusters_of(request)
+        ]
         return web.json_response({"clusters": clusters})
 
     async def _server_stopped(self, request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Awaitable
 from typing import Any
 
 from jupyterhub.auth import Authenticator
@@ -64,15 +65,18 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """A data-lake token for the new server when the facility's data lake requires tokens."""
-        # Refuse a request outside the user's allowance before anything is awaited (as hub_config.oidc):
-        # the hub answers the REST API's 400 only for a refusal that comes at once.
-        check = getattr(spawner, "validated", None)
-        if check is not None:
-            check(spawner.user_options or {})
+        # Refuse a request outside the user's allowance before anything is awaited (as hub_config.oidc): the
+        # hub answers the REST API's 400 only for a refusal that comes at once. The quota's is awaited.
+        check = getattr(spawner, "admitted", None)  # allowance now, quota awaited (FacilitySpawner)
+        quota_check = check(spawner.user_options or {}) if check is not None else None
+        return self._prepare(user, spawner, quota_check)
+
+    async def _prepare(self, user: Any, spawner: Any, quota_check: Awaitable[None] | None) -> None:
+        if quota_check is not None:
+            await quota_check
         runtime = read_runtime()
         if data_tokens.enabled(runtime):
-            return self._write_data_token(user, spawner, runtime)
-        return None
+            await self._write_data_token(user, spawner, runtime)
 
     async def _write_data_token(self, user: Any, spawner: Any, runtime: Any) -> None:
         lifetime = dt.timedelta(hours=LOCAL_DATA_TOKEN_HOURS)

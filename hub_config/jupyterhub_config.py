@@ -134,6 +134,11 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services"]},
 ]
+if runtime.gateways:  # the gateways' quota checks read a user's groups and servers (facility.ledger)
+    gateway_services = [gateway_service_name(name) for name in runtime.gateways]
+    c.JupyterHub.load_roles.append(
+        {"name": "gateway-ledger", "services": gateway_services, "scopes": ["read:users", "read:servers"]}
+    )
 # The Dask dashboards (hub_config/dashboard_service.py), the operator page and the idle culler run
 # under af's supervisor, not as the hub's children (hub_config/services.py).
 register_services(c, runtime, fac)

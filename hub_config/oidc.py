@@ -23,6 +23,7 @@ import datetime as dt
 import inspect
 import os
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import requests
@@ -115,12 +116,13 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         """Check the request, then give the new server the path of the user's token file."""
         # Refuse a request outside the user's allowance before anything is awaited: with the hub's
         # slow_spawn_timeout at 0 the API answers 400 only for a refusal that happens at once.
-        check = getattr(spawner, "validated", None)
-        if check is not None:
-            check(spawner.user_options or {})
-        return self._prepare_token_file(user, spawner)
+        check = getattr(spawner, "admitted", None)  # allowance now, quota awaited (FacilitySpawner)
+        quota_check = check(spawner.user_options or {}) if check is not None else None
+        return self._prepare_token_file(user, spawner, quota_check)
 
-    async def _prepare_token_file(self, user: Any, spawner: Any) -> None:
+    async def _prepare_token_file(self, user: Any, spawner: Any, quota_check: Awaitable[None] | None) -> None:
+        if quota_check is not None:
+            await quota_check
         # Written here, kept fresh by refresh_user; only its path reaches the server.
         await _maybe_await(super().pre_spawn_start(user, spawner))
         auth_state = await user.get_auth_state()

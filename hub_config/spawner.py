@@ -13,7 +13,7 @@ import html
 import inspect
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -27,7 +27,7 @@ from backends.common.progress import ANSWERING
 from backends.registry import kind_of
 from facility.events import Event, EventStore
 from facility.model import Backend, Facility
-from hub_config import children, events, spawn_queue
+from hub_config import children, events, quota, spawn_queue
 from hub_config.idle_groups import sync_idle_group
 from hub_config.server_summary import summary_of
 from hub_config.spawn_words import kind_badge, lifetime_lines, size_words
@@ -149,10 +149,15 @@ class FacilitySpawner(WrapSpawner):
                 continue  # a limit or an allowance changed since: the defaults instead
         return {"backend": remembered.get("backend"), "options": kept}
 
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        # Raising here re-renders the form with the message and spawns nothing.
+    async def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        # Raising here re-renders the form with the message and spawns nothing (the hub awaits this).
         fields = {k: v for k, v in formdata.items() if k != "_xsrf"}  # the hub's CSRF token, not an option
-        return self.validated(fields, form=True).as_options()
+        request = self.validated(fields, form=True)
+        try:
+            await quota.refuse_over_quota(self, request)
+        except web.HTTPError as exc:  # the form again, saying in words (no "HTTP 403") what the user holds where
+            raise ValueError(exc.log_message) from None
+        return request.as_options()
 
     def validated(self, options: dict[str, Any], form: bool = False) -> facility.SpawnRequest:
         event = self.event()
@@ -165,6 +170,16 @@ class FacilitySpawner(WrapSpawner):
             return facility.validate_spawn(self.facility, options, self._groups(), bool(self.user.admin), also)
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None
+
+    def admitted(self, options: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        """Check the request against the user's allowance now, and return the quota check to await.
+
+        The authenticators call this in pre_spawn_start: with the hub's slow_spawn_timeout at 0, the
+        REST API answers a refusal as an error only if it comes at once, as the allowance's does. The
+        quota's asks the gateways, so a REST client may get 202 and then the failed spawn's message.
+        """
+        request = self.validated(options)
+        return quota.refuse_over_quota(self, request)
 
     _queued: spawn_queue.QueuedSpawn | None = None
 

@@ -18,7 +18,7 @@ from monitoring.plan import enabled
 OPERATOR_SERVICE = "af-operator"  # monitoring.operator_page.SERVICE_NAME, without importing tornado here
 
 SERVICE_NAME = "prometheus"
-SCOPES = ["read:metrics", "list:users", "read:users:name", "read:servers"]
+SCOPES = ["read:metrics", "list:users", "read:users:name", "read:users:groups", "read:servers"]  # groups: quotas
 
 
 def configure_hub(c: Any, runtime: Runtime) -> None:

@@ -3,17 +3,23 @@
 Read from the running components, not from a record of our own: the hub's REST API (servers with
 their backend and size) and every gateway's /api/af/holdings (clusters, workers, their cores and
 memory; monitoring.gateway). Both need the tokens of the metrics stack, so the table is shown
-when facility.yaml enables metrics.
+when facility.yaml enables metrics. With quotas, a column says what each user holds against
+theirs, read through the same ledger the hub and the gateways consult (facility.ledger).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
 import requests
 from rich.table import Table
 
+import facility
+from facility import ledger, runs
+from facility.hub_services import hub_api_url
+from facility.quota import quota_for, use_text
 from facility.runtime import Runtime
 from monitoring.hub_api import active_servers
 from monitoring.plan import enabled
@@ -34,6 +40,29 @@ def gateway_holdings(runtime: Runtime) -> dict[str, dict[str, dict[str, float]] 
         except requests.RequestException:
             result[name] = None
     return result
+
+
+def quota_uses(runtime: Runtime, users: list[str]) -> dict[str, str]:
+    """user -> what they hold against their quota, from the ledger the hub and the gateways consult;
+    empty when facility.yaml sets no quotas."""
+    fac = facility.load(runtime.facility_file)
+    if not fac.quotas.any:
+        return {}
+    gateways = {name: (gw.url, gw.api_token) for name, gw in runtime.gateways.items()}
+
+    async def use_of(user: str) -> str:
+        try:
+            hub = await ledger.hub_user(hub_api_url(runtime), runtime.metrics["hub_token"], user)
+            held = hub.servers + await ledger.gateway_clusters(gateways, user)
+            held += runs.running(runs.runs_dir(runtime.state_dir), user)
+        except ledger.LedgerUnavailable as exc:
+            return f"unknown: {exc}"
+        return use_text(quota_for(fac, hub.groups, hub.admin), held)
+
+    async def all_uses() -> list[str]:
+        return list(await asyncio.gather(*(use_of(user) for user in users)))
+
+    return dict(zip(users, asyncio.run(all_uses()), strict=True))
 
 
 def _server_text(server: dict[str, Any]) -> str:
@@ -67,10 +96,12 @@ def users_table(runtime: Runtime) -> Table | str | None:
     if silent:
         title += f" (gateway {', '.join(silent)} did not answer)"
     table = Table(title=title)
-    for column in ("user", "notebook servers", "Dask clusters"):
+    uses = quota_uses(runtime, sorted(rows))
+    for column in ("user", "notebook servers", "Dask clusters", *(["quota use"] if uses else [])):
         table.add_column(column, overflow="fold")
     for user in sorted(rows):
-        table.add_row(user, "\n".join(rows[user]["servers"]) or "-", "\n".join(rows[user]["clusters"]) or "-")
+        quota = [uses[user]] if uses else []
+        table.add_row(user, "\n".join(rows[user]["servers"]) or "-", "\n".join(rows[user]["clusters"]) or "-", *quota)
     if not rows:
         return "Users: nobody holds a notebook server or a Dask cluster."
     return table

@@ -1,0 +1,74 @@
+"""`af run` counts against its user's quota (facility.quota), as their servers and clusters do.
+
+Before anything is submitted, the run is recorded (facility.runs) and the ledger is read: the
+user's servers and groups from the hub, their clusters from every gateway, their other runs. A run
+that does not fit is refused with what they hold where; two runs started at once see each other's
+record, so they cannot both pass. The record stays while the run is under way, so the hub and the
+gateways count it too. Without a running facility (no runtime.json here) there is nothing shared to
+count against, and the run is not checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import facility
+from backends.common.run_request import RunFailed
+from facility import ledger, runs
+from facility.hub_services import hub_api_url
+from facility.model import Backend, Facility
+from facility.quota import RUN, Holding, quota_for, refusal
+from facility.runtime import Runtime
+
+
+def run_user() -> str:
+    """Whose run this is: the hub's name for them in their notebook server, else the login name."""
+    return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+
+
+def run_holding(fac: Facility, backend: Backend, name: str) -> Holding:
+    """The run's size: the backend's default server size, which the batch runners ask the scheduler for."""
+    size = facility.validate_spawn(fac, {"backend": backend.name}, set(), is_admin=True)
+    return Holding(RUN, backend.name, name, float(size.cores), float(size.memory_gb), float(size.gpus or 0))
+
+
+def _hub_token(runtime: Runtime) -> str:
+    """A token that may read users and servers: a gateway's (its ledger role) or the metrics stack's."""
+    for gateway in runtime.gateways.values():
+        return gateway.api_token
+    if runtime.metrics.get("hub_token"):
+        return str(runtime.metrics["hub_token"])
+    raise ledger.LedgerUnavailable("no token to ask the hub with in this facility's runtime.json")
+
+
+async def _held(runtime: Runtime, user: str) -> tuple[tuple[str, ...], bool, list[Holding]]:
+    hub = await ledger.hub_user(hub_api_url(runtime), _hub_token(runtime), user)
+    gateways = {name: (gw.url, gw.api_token) for name, gw in runtime.gateways.items()}
+    clusters = await ledger.gateway_clusters(gateways, user)
+    others = runs.running(runs.runs_dir(runtime.state_dir), user, but_pid=os.getpid())
+    return hub.groups, hub.admin, hub.servers + clusters + others
+
+
+@contextmanager
+def counted_run(runtime: Runtime | None, fac: Facility, backend: Backend, name: str) -> Iterator[None]:
+    """Run the block as one of the user's runs; RunFailed before it, if the run passes their quota.
+
+    `runtime` is that of the running facility of `fac` (None: none runs it)."""
+    if runtime is None or not fac.quotas.any:
+        yield
+        return
+    user = run_user()
+    run = run_holding(fac, backend, name)
+    with runs.recorded(runs.runs_dir(runtime.state_dir), user, run):
+        try:
+            groups, admin, held = asyncio.run(_held(runtime, user))
+        except ledger.LedgerUnavailable as exc:
+            raise RunFailed(f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
+        message = refusal(quota_for(fac, groups, admin), held, run, f"Starting af run {name} on {backend.name!r}")
+        if message:
+            raise RunFailed(message)
+        yield

@@ -1,0 +1,69 @@
+"""The quota across backends, with a real Slurm (issue 20): what alice holds on Slurm counts
+everywhere. Her Dask cluster on the Slurm gateway is named when the local gateway refuses her a
+second cluster; her `af run` on Slurm counts while its job runs, and a run past her quota is
+refused before any job is submitted."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from dask_gateway import Gateway, JupyterHubAuth
+
+from tests.batch_helpers import until, write_notebook
+from tests.harness import RunningFacility, embedded_raw
+from tests.slurm_cluster import SlurmCluster
+from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture(scope="module")
+def hpc(slurm: SlurmCluster, start_facility) -> RunningFacility:
+    raw = copy.deepcopy(embedded_raw())
+    raw["backends"].append(slurm.backend_entry("hpc"))
+    raw["hub"]["start_timeout_seconds"] = 90
+    raw["quotas"] = {"default": {"cores": 4, "clusters": 1, "runs": 1}}
+    return start_facility(raw)
+
+
+def test_a_slurm_cluster_counts_at_the_local_gateway(hpc, slurm) -> None:
+    token = hpc.login("alice").token()
+    auth = JupyterHubAuth(api_token=token)
+    with Gateway(hpc.runtime["gateways"]["hpc"]["url"], auth=auth) as on_slurm:
+        cluster = on_slurm.new_cluster(worker_cores=1, worker_memory_gb=1)
+        try:
+            cluster.scale(2)
+            until(lambda: len(slurm.job_ids("dask-gateway")) == 3, "the scheduler and 2 worker jobs", timeout=120)
+            with Gateway(hpc.runtime["gateways"]["local"]["url"], auth=auth) as local:
+                with pytest.raises(ValueError, match="Starting a Dask cluster on 'local' would exceed") as refused:
+                    local.new_cluster(shutdown_on_close=False)
+                assert local.list_clusters() == []
+            message = str(refused.value)
+            assert "clusters 2 of at most 1 on all backends" in message
+            assert f"Dask cluster {cluster.name} on 'hpc' (2 workers: 2 cores, 2 GB)" in message
+        finally:
+            cluster.shutdown()
+    assert slurm.wait_no_jobs() == []
+
+
+def test_an_af_run_on_slurm_counts_while_its_job_runs(hpc, slurm, tmp_path) -> None:
+    go = tmp_path / "go"
+    notebook = write_notebook(tmp_path / "wait.ipynb", WAIT_FOR, UNTIL_GO, "print('done')")
+    first = af_run_as(hpc, "alice", notebook, tmp_path / "first", "-p", "go", str(go), backend="hpc", wait=False)
+    try:
+        until(lambda: len(slurm.job_ids("af-run")) == 1 or first.poll() is not None, "the run's Slurm job", 120)
+        assert first.poll() is None, first.communicate()
+        second = af_run_as(hpc, "alice", notebook, tmp_path / "second", backend="hpc")
+        said = " ".join(second.stderr.split())
+        assert second.returncode == 1, said
+        assert "Starting af run second on 'hpc' would exceed your quota (runs 2 of at most 1" in said
+        assert "You hold: af run first on 'hpc' (1 cores, 1 GB)" in said
+        assert len(slurm.job_ids("af-run")) == 1  # the refused run submitted nothing
+    finally:
+        go.touch()
+        out, err = first.communicate(timeout=180)
+    assert first.returncode == 0, out + err
+    assert slurm.wait_no_jobs() == []
