@@ -33,6 +33,8 @@ ports = runtime.ports
 # Hub, behind a configurable-http-proxy that `af up` supervises separately.
 c.JupyterHub.bind_url = runtime.public_url
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{ports.hub_api}"
+if fac.hub.subdomains:  # each user's server on an origin of its own: <user>.<host of the public URL>
+    c.JupyterHub.subdomain_host = runtime.public_url
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret = bytes.fromhex(secrets.cookie_secret)
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
