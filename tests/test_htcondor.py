@@ -436,8 +436,9 @@ def test_gateway_worker_job_runs_in_the_images_cvmfs_path_with_apptainer(tmp_pat
     assert "executable = apptainer" in lines
     args = next(line for line in lines if line.startswith("arguments = "))
     assert (
-        "'exec' '/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook:2026.9' 'dask' 'worker'"
-        in args
+        "'exec' '/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook:2026.9' 'python' '-m' "
+        "'backends.common.node_address' '--towards' 'tls://x:1' '--' 'dask' 'worker'"
+        in args  # bound to the node's address when it starts (backends.common.node_address)
     )
     assert "request_cpus = 2" in lines and "request_memory = 3072M" in lines
     assert "accounting_group = group_cms" in lines
@@ -450,6 +451,6 @@ def test_gateway_worker_job_runs_in_the_images_cvmfs_path_with_apptainer(tmp_pat
 def test_gateway_worker_job_without_container_uses_the_configured_environment(tmp_path) -> None:
     _, env, description = _gateway_description(tmp_path, "none")
     executable = next(line for line in description.splitlines() if line.startswith("executable = "))
-    assert executable == "executable = /opt/af-env/bin/dask"
+    assert executable == "executable = /opt/af-env/bin/python"  # then its dask (backends.common.node_address)
     getenv = next(line for line in description.splitlines() if line.startswith("getenv = "))
     assert "DASK_GATEWAY_API_TOKEN" in getenv and "tok" not in description  # values travel in the environment
