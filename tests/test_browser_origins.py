@@ -79,7 +79,9 @@ def bob_server(fac: RunningFacility) -> Iterator[str]:
     server = session.wait_ready()
     port = fac.runtime["ports"]["public"]
     assert fac.url == f"http://localhost:{port}"
-    yield f"http://{VICTIM}.localhost:{port}{server['url']}"
+    # With subdomains the hub names the server by its full URL, on bob's own origin.
+    assert server["url"] == f"http://{VICTIM}.localhost:{port}/user/{VICTIM}/"
+    yield server["url"]
     session.stop_server()
 
 
