@@ -5,7 +5,8 @@ API) and to the workers' dashboards, but not to the workers themselves, which th
 interfaces. `ListenHostMixin` gives workers (and their nannies) `--host` too: on the local
 backend that is loopback, where the scheduler already is. The jobqueue backends' `0.0.0.0` is
 their node's address, known only when the job starts: `NodeAddressMixin` runs the commands through
-backends.common.node_address, which puts the node's address in its place.
+backends.common.node_address, which puts the node's address in its place. Kubernetes pods need
+neither: each has a network namespace of its own, whose interfaces are the pod's address and loopback.
 """
 
 from __future__ import annotations
