@@ -61,6 +61,7 @@ if fac.auth.type == "local":
     c.FacilityPasswordAuthenticator.failures_per_user = throttle.failures_per_user
     c.FacilityPasswordAuthenticator.failures_per_address = throttle.failures_per_address
     c.FacilityPasswordAuthenticator.lockout_seconds = throttle.lockout_seconds
+    c.FacilityPasswordAuthenticator.failures_folder = str(state)  # counts outlive a hub restart
     # Own credentials (`af user add`) only, unless facility.yaml opts into a shared password:
     # then any new name may log in with it, but never one that has its own credential.
     if fac.auth.shared_password:
