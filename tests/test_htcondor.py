@@ -20,6 +20,7 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
+from backends.common.node_address import node_address
 from backends.htcondor import commands
 from backends.htcondor import gateway as htcondor_gateway
 from backends.htcondor import submit as dialect
@@ -36,6 +37,7 @@ from tests.batch_helpers import (
 )
 from tests.harness import RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
+from tests.test_listen_hosts import cluster_listen_hosts
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +218,8 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         assert set(client.run(os.getuid).values()) == {uid} and client.run_on_scheduler(os.getuid) == uid
         staging = Path(pool.job_dir) / "dask-gateway" / "grid" / "grace" / cluster.name
         check_private_to(staging / "dask.pem", "grace", "bob")
+        # They listen on the node's address only, not every interface (backends.common.node_address).
+        assert cluster_listen_hosts(client) == {node_address()}
         cluster.scale(1)
         until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 1, "scale down to 1 worker", timeout=90)
         cluster.adapt(minimum=2, maximum=3)

@@ -41,6 +41,14 @@ def hosts(addresses: set[str]) -> set[str]:
     return {address.rsplit(":", 1)[0] for address in addresses}
 
 
+def cluster_listen_hosts(client: Client) -> set[str]:
+    """The hosts a cluster's scheduler, workers and nannies listen on (its processes run on this machine)."""
+    workers = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
+    nannies = [w.parent() for w in workers if "worker" in " ".join(w.parent().cmdline())]
+    pids = [client.run_on_scheduler(os.getpid), *(p.pid for p in workers + nannies)]
+    return {host for pid in pids for host in hosts(listening(pid))}
+
+
 def test_local_cluster_listens_on_loopback_only(embedded: RunningFacility) -> None:
     session = embedded.login("bind-alice")
     with Gateway(embedded.runtime["gateways"]["local"]["url"], auth=JupyterHubAuth(api_token=session.token())) as gw:
