@@ -65,6 +65,8 @@ def components(runtime: Runtime) -> list[Component]:
                 # within its last_activity_interval (hub_config/jupyterhub_config.py).
                 f"--default-target=http://127.0.0.1:{ports.hub_api}",
                 "--log-level=info",
+                # hub.subdomains: routes name the host too (<user>.localhost/user/<user>/).
+                *(["--host-routing"] if facility.load(runtime.facility_file).hub.subdomains else []),
             ],
             port=ports.public,
             health_path=None,

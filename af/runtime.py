@@ -94,7 +94,9 @@ def plan_runtime(
     return Runtime(
         state_dir=str(state.root),
         facility_file=str(facility_file),
-        public_url=f"http://127.0.0.1:{public}",
+        # With hub.subdomains the hub is http://localhost:<port> and each user's server
+        # http://<user>.localhost:<port> (Chromium resolves *.localhost to loopback without DNS).
+        public_url=f"http://{'localhost' if fac.hub.subdomains else '127.0.0.1'}:{public}",
         ports=Ports(public=public, hub_api=public + 1, proxy_api=public + 2, dashboards=dashboards_port),
         gateways=gateways,
         # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).

@@ -390,6 +390,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             start_timeout_seconds=hub_raw.get("start_timeout_seconds", 120),
             spawn=Spawn(**(hub_raw.get("spawn") or {})),
             on_down=hub_raw.get("on_down", "stop"),
+            subdomains=bool(hub_raw.get("subdomains", False)),
         ),
         metrics=Metrics(**(raw.get("metrics") or {})),
         quotas=_build_quotas(raw.get("quotas")),

@@ -210,6 +210,7 @@ class Hub:
     start_timeout_seconds: int
     spawn: Spawn = field(default_factory=Spawn)
     on_down: str = "stop"  # "keep": `af down` leaves notebook servers and Dask clusters running
+    subdomains: bool = False  # each user's server on its own origin (JupyterHub's subdomain_host)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,15 @@
 Users get their credential from `af user add` (facility.credentials keeps only scrypt hashes);
 JupyterHub's SharedPasswordAuthenticator stays underneath for the explicit opt-in
 `auth.shared_password` (a workshop), which never opens an account that has its own credential.
-Failed logins are throttled per user and per address. A real site sets ``auth.type: oidc``
-instead (oauthenticator, see hub_config.oidc); nothing else changes.
+Failed logins are throttled per user and per address, with counts that outlive a hub restart.
+A real site sets ``auth.type: oidc`` instead (oauthenticator, see hub_config.oidc); nothing else changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from collections.abc import Awaitable
 from typing import Any
 
@@ -45,11 +46,18 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
     failures_per_user = Integer(5, config=True, help="Failed logins of one name before it must wait.")
     failures_per_address = Integer(20, config=True, help="Failed logins from one address before it must wait.")
     lockout_seconds = Integer(30, config=True, help="How long a name or address waits after too many failures.")
+    failures_folder = Unicode(
+        "", config=True, help="Where the failed-login counts outlive a hub restart (empty: in memory only)."
+    )
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._by_user = Throttle(self.failures_per_user, FAILURE_WINDOW_SECONDS, self.lockout_seconds)
-        self._by_address = Throttle(self.failures_per_address, FAILURE_WINDOW_SECONDS, self.lockout_seconds)
+        self._by_user = self._throttle(self.failures_per_user, "login-failures-by-user.json")
+        self._by_address = self._throttle(self.failures_per_address, "login-failures-by-address.json")
+
+    def _throttle(self, max_failures: int, file_name: str) -> Throttle:
+        path = os.path.join(self.failures_folder, file_name) if self.failures_folder else None
+        return Throttle(max_failures, FAILURE_WINDOW_SECONDS, self.lockout_seconds, path)
 
     @property
     def store(self) -> CredentialStore:

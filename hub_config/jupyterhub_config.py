@@ -36,6 +36,8 @@ ports = runtime.ports
 # Hub, behind a configurable-http-proxy that `af up` supervises separately.
 c.JupyterHub.bind_url = runtime.public_url
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{ports.hub_api}"
+if fac.hub.subdomains:  # each user's server on an origin of its own: <user>.<host of the public URL>
+    c.JupyterHub.subdomain_host = runtime.public_url
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret = bytes.fromhex(secrets.cookie_secret)
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
@@ -62,6 +64,7 @@ if fac.auth.type == "local":
     c.FacilityPasswordAuthenticator.failures_per_user = throttle.failures_per_user
     c.FacilityPasswordAuthenticator.failures_per_address = throttle.failures_per_address
     c.FacilityPasswordAuthenticator.lockout_seconds = throttle.lockout_seconds
+    c.FacilityPasswordAuthenticator.failures_folder = str(state)  # counts outlive a hub restart
     # Own credentials (`af user add`) only, unless facility.yaml opts into a shared password:
     # then any new name may log in with it, but never one that has its own credential.
     if fac.auth.shared_password:

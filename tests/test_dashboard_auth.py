@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
+from distributed.comm import get_address_host
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
@@ -303,9 +304,12 @@ def test_dashboard_of_a_batch_cluster_is_its_owners_only(batch_facility: Running
         refused = other.http.get(cluster.dashboard_link, timeout=60)
         assert refused.status_code == 404 and f"You ({OTHER}) have no running Dask cluster" in refused.text
         assert requests.get(f"{address}/clusters/{cluster.name}/status", timeout=30).status_code == 403
-        ports = [info["services"]["dashboard"], *(w["services"]["dashboard"] for w in info["workers"].values())]
-        for port in ports:
-            assert requests.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 403, port
+        # Their own ports, on the node's address where they listen (backends.common.node_address).
+        ports = [(info["address"], info["services"]["dashboard"])]
+        ports += [(address, worker["services"]["dashboard"]) for address, worker in info["workers"].items()]
+        for address, port in ports:
+            url = f"http://{get_address_host(address)}:{port}/health"
+            assert requests.get(url, timeout=30).status_code == 403, url
     finally:
         cluster.shutdown()
         gateway.close()

@@ -20,6 +20,7 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
+from backends.common.node_address import node_address
 from backends.htcondor import commands
 from backends.htcondor import gateway as htcondor_gateway
 from backends.htcondor import submit as dialect
@@ -36,6 +37,7 @@ from tests.batch_helpers import (
 )
 from tests.harness import RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
+from tests.test_listen_hosts import cluster_listen_hosts
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +218,8 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         assert set(client.run(os.getuid).values()) == {uid} and client.run_on_scheduler(os.getuid) == uid
         staging = Path(pool.job_dir) / "dask-gateway" / "grid" / "grace" / cluster.name
         check_private_to(staging / "dask.pem", "grace", "bob")
+        # They listen on the node's address only, not every interface (backends.common.node_address).
+        assert cluster_listen_hosts(client) == {node_address()}
         cluster.scale(1)
         until(lambda: len(_jobs(pool, "DaskGatewayRole", "worker")) == 1, "scale down to 1 worker", timeout=90)
         cluster.adapt(minimum=2, maximum=3)
@@ -436,8 +440,9 @@ def test_gateway_worker_job_runs_in_the_images_cvmfs_path_with_apptainer(tmp_pat
     assert "executable = apptainer" in lines
     args = next(line for line in lines if line.startswith("arguments = "))
     assert (
-        "'exec' '/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook:2026.9' 'dask' 'worker'"
-        in args
+        "'exec' '/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook:2026.9' 'python' '-m' "
+        "'backends.common.node_address' '--towards' 'tls://x:1' '--' 'dask' 'worker'"
+        in args  # bound to the node's address when it starts (backends.common.node_address)
     )
     assert "request_cpus = 2" in lines and "request_memory = 3072M" in lines
     assert "accounting_group = group_cms" in lines
@@ -450,6 +455,6 @@ def test_gateway_worker_job_runs_in_the_images_cvmfs_path_with_apptainer(tmp_pat
 def test_gateway_worker_job_without_container_uses_the_configured_environment(tmp_path) -> None:
     _, env, description = _gateway_description(tmp_path, "none")
     executable = next(line for line in description.splitlines() if line.startswith("executable = "))
-    assert executable == "executable = /opt/af-env/bin/dask"
+    assert executable == "executable = /opt/af-env/bin/python"  # then its dask (backends.common.node_address)
     getenv = next(line for line in description.splitlines() if line.startswith("getenv = "))
     assert "DASK_GATEWAY_API_TOKEN" in getenv and "tok" not in description  # values travel in the environment

@@ -1,5 +1,6 @@
 """The embedded login: an own password per user (`af user`), the shared password only as an opt-in
-that never opens an account with its own credential, and throttled failed logins. Real hubs."""
+that never opens an account with its own credential, and throttled failed logins, counted across a
+hub restart. Real hubs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from facility.credentials import credentials_path
 from tests.browser import chromium_page
 from tests.conftest import StartFacility
 from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.test_restarts import supervisor, wait_for
 
 LOCKOUT_SECONDS = 4  # auth.login_throttle.lockout_seconds of this module's workshop (default 30)
 THROTTLED = re.compile(r"Too many failed attempts (for this user|from your address); try again in (\d+) s")
@@ -103,6 +105,23 @@ def test_shared_password_cannot_take_over_an_account_with_its_own_credential(wor
     # A workshop's guests: any other name with the shared password.
     assert workshop.login("guest-1", workshop.shared_password).api("GET", "/users/guest-1").json()["name"] == "guest-1"
     assert _admin(workshop).api("GET", "/users/guest-1").json()["admin"] is False
+
+
+def test_failed_logins_still_count_after_a_hub_restart(workshop: RunningFacility) -> None:
+    # Before rita's and the address's tests: 5 failures here leave the address below its 20.
+    right = workshop.password_of("hal")
+    for i in range(4):  # one short of failures_per_user (5)
+        assert _post_login(workshop, "hal", f"wrong-{i}").status_code == 403
+    assert "hub: stopped" in supervisor(workshop, "restart", "hub")
+    wait_for(lambda: requests.get(f"{workshop.url}/hub/health", timeout=5).ok, "the restarted hub")
+    assert _post_login(workshop, "hal", "wrong-4").status_code == 403  # the fifth, counted with the four
+    reply = _post_login(workshop, "hal", right)
+    found = THROTTLED.search(reply.text)
+    assert reply.status_code == 429 and found and found.group(1) == "for this user", reply.text[-800:]
+    for name in ("login-failures-by-user.json", "login-failures-by-address.json"):
+        assert stat.S_IMODE((workshop.state_dir / name).stat().st_mode) == 0o600, name  # names users, addresses
+    time.sleep(int(found.group(2)) + 1)
+    assert _logs_in(workshop, "hal", right)
 
 
 def test_twenty_wrong_passwords_then_the_right_one_is_throttled(workshop: RunningFacility) -> None:

@@ -18,6 +18,7 @@ import pytest
 import requests
 from dask_gateway import Gateway, JupyterHubAuth
 
+from backends.common.node_address import node_address
 from tests.batch_helpers import (
     account_of,
     check_notebooks_run_as_own_accounts,
@@ -31,6 +32,7 @@ from tests.batch_helpers import (
 )
 from tests.harness import RunningFacility, embedded_raw
 from tests.slurm_cluster import SlurmCluster
+from tests.test_listen_hosts import cluster_listen_hosts
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +189,8 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         assert set(client.run(os.getuid).values()) == {uid} and client.run_on_scheduler(os.getuid) == uid
         staging = hpc.state_dir / "gateways" / "hpc" / "staging" / "grace" / cluster.name
         check_private_to(staging / "dask.pem", "grace", "bob")
+        # They listen on the node's address only, not every interface (backends.common.node_address).
+        assert cluster_listen_hosts(client) == {node_address()}
         cluster.scale(1)
         until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "scale down to 1 worker")
         cluster.adapt(minimum=2, maximum=3)

@@ -5,7 +5,8 @@ through dask-gateway's jobqueue launcher, polls their states in bulk and removes
 In per-user mode (auth.unix_accounts) jobs are submitted and removed as the user's own Unix
 account, so HTCondor runs them as it, and each user's staging folders (TLS key and certificate)
 belong to that account alone; without sudo (backends.common.launcher). In shared mode the
-gateway's own user (or the site's `htcondor_job_user`) submits. Submit descriptions come from
+gateway's own user (or the site's `htcondor_job_user`) submits. Schedulers and workers listen on
+their node's address, not every interface (backends.common.listen_hosts). Submit descriptions come from
 backends.htcondor.submit, tool command lines from backends.htcondor.commands.
 """
 
@@ -29,6 +30,7 @@ from backends.common.container import job_wrapping
 from backends.common.gateway_options import cluster_options_per_user
 from backends.common.job_accounts import job_account
 from backends.common.launcher import prepare_staging_root, run_launcher, user_folder, user_staging_root
+from backends.common.listen_hosts import NodeAddressMixin
 from backends.htcondor.commands import condor_argv, job_user_ids
 from backends.htcondor.settings import HTCondorSettings
 from backends.htcondor.submit import (
@@ -60,7 +62,7 @@ class HTCondorClusterConfig(ImageAndGpusMixin, JobQueueClusterConfig):
     extra_submit_lines = Unicode("", help="Further submit description lines, written by the operator.", config=True)
 
 
-class HTCondorBackend(JobQueueBackend):
+class HTCondorBackend(NodeAddressMixin, JobQueueBackend):
     """A backend for deploying Dask on an HTCondor pool."""
 
     cluster_config_class = Type(

@@ -4,7 +4,8 @@ With ``auth.unix_accounts.mode: per-user`` (the default) they run as the user's 
 through dask-gateway's LocalBackend (setuid processes, a 0700 working folder per cluster holding
 its TLS key), with the hub user mapped onto the facility account (facility.accounts), created if the
 user asks for a cluster before ever starting a notebook. With ``shared`` they run as the
-gateway's own user (UnsafeLocalBackend), for a one-person facility.
+gateway's own user (UnsafeLocalBackend), for a one-person facility. Either way schedulers, workers
+and nannies listen on loopback only (backends.common.listen_hosts).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from traitlets import Unicode, default
 
 from backends.common.cluster_config import ImageAndGpusMixin
 from backends.common.gateway_options import cluster_options_per_user
+from backends.common.listen_hosts import ListenHostMixin
 from facility.accounts import Account, ensure_account
 from facility.data_environment import data_environment
 from facility.model import Backend, Facility, UnixAccounts
@@ -28,7 +30,7 @@ class FacilityLocalClusterConfig(ImageAndGpusMixin, LocalClusterConfig):
     """LocalClusterConfig with the facility's image and GPU traits (the cluster options set them)."""
 
 
-class FacilityLocalBackend(UnsafeLocalBackend):
+class FacilityLocalBackend(ListenHostMixin, UnsafeLocalBackend):
     """Shared mode: UnsafeLocalBackend configured from facility.yaml by `configure` below."""
 
     @default("cluster_config_class")
@@ -36,7 +38,7 @@ class FacilityLocalBackend(UnsafeLocalBackend):
         return FacilityLocalClusterConfig
 
 
-class PerUserLocalBackend(LocalBackend):
+class PerUserLocalBackend(ListenHostMixin, LocalBackend):
     """Per-user mode: each cluster's scheduler and workers run as the facility account of its user."""
 
     @default("cluster_config_class")

@@ -8,6 +8,8 @@ What this adds to upstream's SlurmBackend:
   per-user mode in a folder per user that only the user's account can enter;
 - scheduler and worker commands run through backends.common.container (apptainer on the image's
   CVMFS path, or the configured environment), every argument shell-quoted;
+- schedulers, workers and their dashboards listen on their node's address, not on every interface
+  (backends.common.listen_hosts);
 - GPU workers ask Slurm for `--gres=gpu[:TYPE]:N`; workers carry the backend's data-cache settings;
 - every Slurm command sees the site's SLURM_CONF;
 - the image and the worker GPUs are cluster-config traits (ImageAndGpusMixin), set by the options.
@@ -30,6 +32,7 @@ from backends.common.cluster_config import ImageAndGpusMixin
 from backends.common.gateway_options import cluster_options_per_user
 from backends.common.job_accounts import job_account
 from backends.common.launcher import prepare_staging_root, run_launcher, user_folder, user_staging_root
+from backends.common.listen_hosts import NodeAddressMixin
 from backends.slurm.scripts import dask_job_options, job_argv, render_dask_script
 from backends.slurm.settings import SlurmSettings
 from facility.data_environment import data_environment
@@ -45,7 +48,7 @@ class FacilitySlurmClusterConfig(ImageAndGpusMixin, SlurmClusterConfig):
     gpu_type = Unicode("", help="GPU model for worker gres, empty for any.", config=True)
 
 
-class FacilitySlurmBackend(SlurmBackend):
+class FacilitySlurmBackend(NodeAddressMixin, SlurmBackend):
     """SlurmBackend for one facility.yaml backend (set by `configure` below)."""
 
     _late_sweeps: set[asyncio.Future] = set()  # kept referenced until done
