@@ -17,6 +17,8 @@ from facility.allowances import usable_backends
 from facility.events import EventError, EventStore, events_path, new_event
 from facility.validation import RequestError, validate_spawn
 
+pytestmark = pytest.mark.no_facility
+
 NOW = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
 
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 import facility
 from af.runtime import StateDir, plan_runtime
 from facility.model import IdleCull
 from hub_config.idle_groups import post_auth_hook, with_idle_group
 from hub_config.services import activity_interval, culler_services
+
+pytestmark = pytest.mark.no_facility
 
 CULL = IdleCull(minutes=120, groups={"workshop": 30, "long": 480, "staff": 0}, check_every_seconds=20)
 

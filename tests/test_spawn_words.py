@@ -8,11 +8,15 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 import facility
 from facility.validation import SpawnRequest
 from hub_config.server_summary import age_words
 from hub_config.spawn_words import kind_badge, lifetime_lines, size_words
 from hub_config.spawner import remembered_answer, render_form
+
+pytestmark = pytest.mark.no_facility
 
 SITE = Path(__file__).resolve().parent.parent / "examples" / "site-facility.yaml"
 
