@@ -151,3 +151,14 @@ def test_allowances_must_name_known_backends_and_images() -> None:
         from_dict(raw)
     assert "auth.allowances[3].backends: 'tpu' is not one of the backends" in str(caught.value)
     assert "auth.allowances[3].images: 'nope' is not one of the images" in str(caught.value)
+
+
+def test_dask_gateways_client_reads_every_backends_options(fac) -> None:
+    """The client (dask_gateway.Gateway.cluster_options) builds its fields from the gateway's
+    specification and refuses keys it does not know, as it did a cluster name's max_length."""
+    from dask_gateway.options import Options as ClientOptions
+
+    for backend in fac.backends:
+        specification = cluster_options(fac, backend).get_specification()
+        client = ClientOptions._from_spec(specification)
+        assert set(client) == {f["field"] for f in specification}

@@ -47,7 +47,9 @@ class OptionField:
         elif self.flag:
             spec = {"type": "bool"}
         elif self.text:
-            spec = {"type": "string", "max_length": cluster_names.MAX_LENGTH}
+            # No max_length: dask-gateway's client builds its String field from every key of the
+            # spec and refuses unknown ones; the panel knows the limit (cluster_names.MAX_LENGTH).
+            spec = {"type": "string"}
         else:
             spec = {"type": "select", "options": list(self.choices)}
         return {"field": self.field, "label": self.label, "default": self.default, "spec": spec}

@@ -26,9 +26,6 @@ class ClusterName(String):
     def validate(self, x: Any) -> str:
         return cluster_names.checked_name(x)
 
-    def json_type_spec(self) -> dict[str, Any]:
-        return {"type": "string", "max_length": cluster_names.MAX_LENGTH}
-
 
 def gateway_field(option: OptionField) -> Field:
     if option.limits is not None:

@@ -396,7 +396,7 @@ export class DaskPanel extends SidePanel {
       if (option.field === 'cluster_name') {
         input.placeholder = 'optional, e.g. ttbar-fit';
         input.title = 'Empty: the cluster gets two readable words as its name';
-        input.maxLength = spec.max_length ?? 40;
+        input.maxLength = spec.max_length ?? 40; // backends.common.cluster_names.MAX_LENGTH
       }
       input.oninput = () => check();
     }
