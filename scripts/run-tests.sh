@@ -23,7 +23,7 @@ phase "test daemons (test-install.d)" bash scripts/install-test-deps.sh
 phase "lint (make lint)" make --no-print-directory lint
 mkdir -p test-artifacts
 # Two workers (AF_TEST_WORKERS): the facility tests in order on one, the modules marked
-# no_facility beside them (tests/conftest.py groups them). Arguments replace the default set.
-workers=(-n "${AF_TEST_WORKERS:-2}" --dist loadgroup)
+# no_facility beside them (tests/conftest.py's scheduler). Arguments replace the default set.
+workers=(-n "${AF_TEST_WORKERS:-2}" --dist loadscope)
 [[ ${AF_TEST_WORKERS:-2} == 1 ]] && workers=()
 phase "tests (pytest)" .venv/bin/python -m pytest "${workers[@]}" "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,13 +110,23 @@ def pool() -> Iterator[HTCondorPool]:
 
 
 # `make test` runs two pytest-xdist workers. The tests that start a facility or a batch system stay
-# in one group, in their usual order on one worker: they share Unix accounts (af-alice is the same
+# in one scope, in their usual order on one worker: they share Unix accounts (af-alice is the same
 # account in every test facility) and the host's batch daemons. Modules marked `no_facility` start
-# none of that and run beside them, each module as one unit so its module fixtures are made once.
-# First, before xdist turns the group marks into the tests' node ids.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        alone = item.get_closest_marker("no_facility") is not None
-        group = item.module.__name__ if alone else "facility"
-        item.add_marker(pytest.mark.xdist_group(group))
+# none of that and run beside them, each module as one scope so its module fixtures are made once.
+# A scheduler of our own, not --dist loadgroup: with pytest 9.2, xdist 3.8's group suffix on the node
+# ids no longer takes, and loadgroup silently spread the facility tests over both workers.
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FacilityScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if _runs_beside(module) else "facility"
+
+    return FacilityScheduling(config, log)
+
+
+@functools.cache
+def _runs_beside(module: str) -> bool:
+    path = Path(__file__).resolve().parent.parent / module
+    return path.is_file() and "pytest.mark.no_facility" in path.read_text()
