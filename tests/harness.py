@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 import yaml
 from requests.adapters import HTTPAdapter
@@ -46,7 +47,7 @@ def free_port_block(size: int = 20) -> int:
     """
     with open(PORT_REGISTRY.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        taken = [b for b in _registered_blocks() if _alive(b["pid"])]
+        taken = [b for b in _registered_blocks() if psutil.pid_exists(b["pid"])]
         for _ in range(200):
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
@@ -66,16 +67,6 @@ def _registered_blocks() -> list[dict[str, int]]:
         return json.loads(PORT_REGISTRY.read_text())
     except (OSError, ValueError):
         return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _port_free(port: int) -> bool:
