@@ -48,6 +48,11 @@ c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
 c.DBBackendBase.db_encrypt_keys = [runtime.secrets.gateway_db_key]
 # A restart keeps clusters (the database holds them; gateway.keep_clusters); `af down` stops them.
 c.DBBackendBase.stop_clusters_on_shutdown = False
+# dask-gateway fails a cluster 2 x 15 s after its last heartbeat. A heartbeat sent while the
+# gateway pauses (a restart, a busy host) can land later than that: 30.9 s apart in test_quota's
+# hung-gateway test, which then lost alice's cluster. A dead scheduler is still found sooner by
+# each backend's own check (process, batch job or pod).
+c.DBBackendBase.cluster_heartbeat_timeout = 90
 c.StopOnlyWhenFacilityStopsMixin.stopping_file = str(runtime.stopping_file)
 
 # The kind's part: backend class, cluster options (narrowed to each user's allowance), its traits.
