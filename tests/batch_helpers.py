@@ -163,6 +163,38 @@ def check_server_opens_with_the_examples(running: RunningFacility, user: str, fo
         session.stop_server()
 
 
+def check_hub_restart_keeps_the_job_server(
+    running: RunningFacility, user: str, form: dict[str, str], jobs: Callable[[], list[str]]
+) -> None:
+    """`user`'s batch notebook server outlives a restart of the hub: the restarted hub finds its
+    job (batchspawner's state in the hub's database, polled through the batch system), lists the
+    server as ready and routes to it; the batch system holds the same one job; stopping it ends
+    the job. `jobs()` lists the batch system's job ids of that user's notebook server."""
+    from tests.test_restarts import supervisor, wait_for
+
+    session = running.login(user)
+    reply = session.post_spawn_form(form)
+    assert reply.status_code == 200, reply.text[-2000:]
+    server = session.wait_ready(timeout=90)
+    url, headers = f"{session.url}{server['url']}", {"Authorization": f"token {session.token()}"}
+    before = jobs()
+    assert len(before) == 1, before
+    started = (running.state_dir / "logs" / "hub.log").stat().st_size
+
+    assert "hub: stopped" in supervisor(running, "restart", "hub")
+    wait_for(lambda: requests.get(f"{running.url}/hub/health", timeout=5).ok, "the restarted hub")
+    wait_for(lambda: (session.server() or {}).get("ready"), f"the restarted hub to list {user}'s server as ready")
+    wait_for(lambda: requests.get(f"{url}api/status", headers=headers, timeout=10).ok, f"{user}'s server")
+    assert jobs() == before, "the restarted hub lost the job or started another"
+    with open(running.state_dir / "logs" / "hub.log", errors="replace") as log:
+        log.seek(started)
+        said = log.read()
+    assert "Leaving single-user servers running" in said and f"{user} still running" in said, said[-3000:]
+
+    session.stop_server()
+    until(lambda: jobs() == [], f"{user}'s notebook job to end", timeout=30)
+
+
 def check_private_to(path: Path, owner: str, other: str) -> None:
     """`path` is readable by `owner`'s account and not by `other`'s."""
     assert as_account(owner, "cat", str(path)).returncode == 0, f"{owner} cannot read {path}"

@@ -26,6 +26,7 @@ from backends.htcondor import gateway as htcondor_gateway
 from backends.htcondor import submit as dialect
 from tests.batch_helpers import (
     account_of,
+    check_hub_restart_keeps_the_job_server,
     check_notebooks_run_as_own_accounts,
     check_private_to,
     check_server_opens_with_the_examples,
@@ -89,6 +90,11 @@ def test_notebook_server_runs_as_an_htcondor_job_and_answers_through_the_hub(gri
     assert status.status_code == 200 and "started" in status.json()
     alice.stop_server()
     until(lambda: pool.job_ids() == [], "the notebook job to leave the queue", timeout=30)
+
+
+def test_hub_restart_keeps_the_htcondor_job_server(grid, pool) -> None:
+    """A restarted hub finds ivan's running HTCondor job again (issue 15): same job, server answers."""
+    check_hub_restart_keeps_the_job_server(grid, "ivan", _form(), lambda: _jobs(pool, "JupyterHubUser", "ivan"))
 
 
 def test_notebook_server_opens_with_the_examples_pulled_from_the_hub(grid, pool) -> None:

@@ -21,6 +21,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 from backends.common.node_address import node_address
 from tests.batch_helpers import (
     account_of,
+    check_hub_restart_keeps_the_job_server,
     check_notebooks_run_as_own_accounts,
     check_private_to,
     check_server_opens_with_the_examples,
@@ -75,6 +76,11 @@ def test_notebook_server_runs_as_a_slurm_job_and_answers_through_the_hub(hpc, sl
     assert status.status_code == 200 and "started" in status.json()
     alice.stop_server()
     assert slurm.wait_no_jobs(timeout=30) == [], "stopping the server left its Slurm job behind"
+
+
+def test_hub_restart_keeps_the_slurm_job_server(hpc, slurm) -> None:
+    """A restarted hub finds ivan's running Slurm job again (issue 15): same job, server answers."""
+    check_hub_restart_keeps_the_job_server(hpc, "ivan", _form(), lambda: slurm.job_ids("jupyter-ivan"))
 
 
 def test_notebook_server_opens_with_the_examples_pulled_from_the_hub(hpc, slurm) -> None:
