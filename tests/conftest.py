@@ -130,3 +130,31 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def _runs_beside(module: str) -> bool:
     path = Path(__file__).resolve().parent.parent / module
     return path.is_file() and "pytest.mark.no_facility" in path.read_text()
+
+
+# The time of every test phase, summed per module, in test-artifacts/test-times.json: what the
+# 45-minute budget of `make test` goes to (pytest's --durations lists only the slowest phases).
+# On the xdist controller (or a run without workers), which receives every worker's reports.
+_phase_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::", 1)[0]
+    _phase_seconds[module] = _phase_seconds.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or not _phase_seconds:
+        return
+    import json
+
+    by_module = dict(sorted(_phase_seconds.items(), key=lambda item: -item[1]))
+    facility = sum(seconds for module, seconds in by_module.items() if not _runs_beside(module))
+    summary = {
+        "facility_modules_seconds": round(facility, 1),
+        "no_facility_modules_seconds": round(sum(by_module.values()) - facility, 1),
+        "modules": {module: round(seconds, 1) for module, seconds in by_module.items()},
+    }
+    target = Path(__file__).resolve().parent.parent / "test-artifacts" / "test-times.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(summary, indent=1) + "\n")
