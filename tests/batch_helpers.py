@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import requests
 
-from tests.harness import HubSession, RunningFacility, execute_in_kernel
+from tests.harness import HubSession, RunningFacility, execute_in_kernel, scope_account_prefix
 
 
 def spawn_form(backend: str, queue: str, /, **overrides: str) -> dict[str, str]:
@@ -87,11 +87,11 @@ for path in {paths!r}:
 
 
 def account_of(hub_name: str):  # noqa: ANN201 - facility.accounts.Account
-    """The facility account of a hub user (created if missing), as the facility's defaults name it."""
+    """The facility account of a hub user (created if missing), under this test scope's prefix."""
     from facility.accounts import ensure_account
     from facility.model import UnixAccounts
 
-    return ensure_account(hub_name, UnixAccounts())
+    return ensure_account(hub_name, UnixAccounts(prefix=scope_account_prefix()))
 
 
 def as_account(hub_name: str, *argv: str) -> subprocess.CompletedProcess:

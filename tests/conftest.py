@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.harness import RunningFacility, embedded_raw, facility_folder, free_port_block, run_af, write_facility
+from tests.harness import (
+    ACCOUNT_PREFIX_ENV,
+    RunningFacility,
+    embedded_raw,
+    facility_folder,
+    free_port_block,
+    run_af,
+    with_test_account_prefix,
+    write_facility,
+)
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
@@ -25,7 +35,7 @@ class StartFacility:
         root = facility_folder("facility")
         state = root / "state"
         port = free_port_block()
-        raw = {**raw, "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}"}}
+        raw = {**with_test_account_prefix(raw), "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}"}}
         running = RunningFacility(state, write_facility(root / "facility.yaml", raw))
         self.started.append((running, root))
         run_af(state, "up", "--facility", str(running.facility_file), "--port", str(port))
@@ -109,27 +119,47 @@ def pool() -> Iterator[HTCondorPool]:
     pool.remove_job_dir()
 
 
-# `make test` runs two pytest-xdist workers. The tests that start a facility or a batch system stay
-# in one scope, in their usual order on one worker: they share Unix accounts (af-alice is the same
-# account in every test facility) and the host's batch daemons. Modules marked `no_facility` start
-# none of that and run beside them, each module as one scope so its module fixtures are made once.
-# A scheduler of our own, not --dist loadgroup: with pytest 9.2, xdist 3.8's group suffix on the node
-# ids no longer takes, and loadgroup silently spread the facility tests over both workers.
+# `make test` runs two pytest-xdist workers, each taking whole scopes. Tests that start a facility
+# or a batch system share the host's daemons, so they stay in two scopes, each in its usual order on
+# one worker: "batch" (modules marked batch_daemons: the Slurm cluster and the HTCondor pool, which
+# one module at a time may hold) and "facility" (the rest). The two run at once: their facilities
+# create Unix accounts under their own prefixes (ACCOUNT_PREFIXES; af-alice and ab-alice), so no
+# account is shared. Modules marked `no_facility` start none of that and run beside them, each
+# module as one scope so its module fixtures are made once. A scheduler of our own, not --dist
+# loadgroup: with pytest 9.2, xdist 3.8's group suffix on the node ids no longer takes, and
+# loadgroup silently spread the facility tests over both workers.
+ACCOUNT_PREFIXES = {"facility": "af-", "batch": "ab-"}
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
     class FacilityScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if _runs_beside(module) else "facility"
+            return _scope_of(nodeid.split("::", 1)[0])
 
     return FacilityScheduling(config, log)
 
 
 @functools.cache
-def _runs_beside(module: str) -> bool:
+def _scope_of(module: str) -> str:
     path = Path(__file__).resolve().parent.parent / module
-    return path.is_file() and "pytest.mark.no_facility" in path.read_text()
+    text = path.read_text() if path.is_file() else ""
+    if "pytest.mark.no_facility" in text:
+        return module
+    return "batch" if "pytest.mark.batch_daemons" in text else "facility"
+
+
+def _runs_beside(module: str) -> bool:
+    return _scope_of(module) not in ACCOUNT_PREFIXES
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Facilities (and tests/batch_helpers.account_of) of this test's scope use its account prefix."""
+    prefix = ACCOUNT_PREFIXES.get(_scope_of(item.nodeid.split("::", 1)[0]))
+    if prefix:
+        os.environ[ACCOUNT_PREFIX_ENV] = prefix
 
 
 # The time of every test phase, summed per module, in test-artifacts/test-times.json: what the

@@ -93,6 +93,24 @@ def write_facility(path: Path, raw: dict[str, Any]) -> Path:
     return path
 
 
+# The Unix account prefix of the test scope running in this process (tests/conftest.py sets it per
+# test): test facilities that run at once must not share accounts.
+ACCOUNT_PREFIX_ENV = "AF_TEST_ACCOUNT_PREFIX"
+
+
+def scope_account_prefix() -> str:
+    return os.environ.get(ACCOUNT_PREFIX_ENV, "af-")
+
+
+def with_test_account_prefix(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with auth.unix_accounts.prefix set to this test scope's, unless it sets its own."""
+    auth = raw.get("auth", {})
+    accounts = auth.get("unix_accounts", {})
+    if "prefix" in accounts:
+        return raw
+    return {**raw, "auth": {**auth, "unix_accounts": {**accounts, "prefix": scope_account_prefix()}}}
+
+
 def embedded_raw() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "facility" / "embedded.yaml").read_text())
 

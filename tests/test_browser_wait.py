@@ -18,6 +18,8 @@ from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
 from tests.wait_helpers import batch, claim_condor_slot, fill_slurm_node
 
+pytestmark = pytest.mark.batch_daemons
+
 __all__ = ["batch"]  # the module fixture from tests/wait_helpers.py (slurm and pool come from conftest)
 
 USER = "wait-user"

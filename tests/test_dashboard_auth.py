@@ -36,9 +36,10 @@ from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
 # dask_gateway.Gateway.__del__ closes a second time after close() and trips over its stopped loop
 # (dask-gateway 2026.3 with distributed 2026.8): noise at garbage collection, not a failure here.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = [
+    pytest.mark.batch_daemons,
+    pytest.mark.filterwarnings("ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
 
 OWNER, OTHER = "dash-alice", "dash-bob"
 

@@ -40,6 +40,8 @@ from tests.harness import RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
 from tests.test_listen_hosts import cluster_listen_hosts
 
+pytestmark = pytest.mark.batch_daemons
+
 
 @pytest.fixture(scope="module")
 def grid(pool: HTCondorPool, start_facility) -> RunningFacility:

@@ -15,9 +15,10 @@ from tests.harness import RunningFacility, embedded_raw
 from tests.slurm_cluster import SlurmCluster
 from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = [
+    pytest.mark.batch_daemons,
+    pytest.mark.filterwarnings("ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @pytest.fixture(scope="module")

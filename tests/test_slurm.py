@@ -35,6 +35,8 @@ from tests.harness import RunningFacility, embedded_raw
 from tests.slurm_cluster import SlurmCluster
 from tests.test_listen_hosts import cluster_listen_hosts
 
+pytestmark = pytest.mark.batch_daemons
+
 
 @pytest.fixture(scope="module")
 def hpc(slurm: SlurmCluster, start_facility) -> RunningFacility:

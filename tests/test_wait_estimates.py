@@ -10,6 +10,7 @@ import json
 import re
 import time
 
+import pytest
 import requests
 
 from tests.batch_helpers import spawn_form, wait_gone
@@ -17,6 +18,8 @@ from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
 from tests.wait_helpers import WAIT_API, ask, ask_until, batch, claim_condor_slot, fill_slurm_node
+
+pytestmark = pytest.mark.batch_daemons
 
 __all__ = ["batch"]  # the module fixture from tests/wait_helpers.py (slurm and pool come from conftest)
 
