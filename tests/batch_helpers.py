@@ -195,6 +195,38 @@ def check_hub_restart_keeps_the_job_server(
     until(lambda: jobs() == [], f"{user}'s notebook job to end", timeout=30)
 
 
+def check_gateway_restart_keeps_the_cluster(
+    running: RunningFacility, backend: str, user: str, jobs: Callable[[], list[str]]
+) -> None:
+    """`user`'s Dask cluster on a batch backend outlives a restart of its gateway: the restarted
+    gateway reloads it from its database, the client reconnects by name and computes on the same
+    scheduler and worker jobs; stopping it ends them. `jobs()` lists the cluster's batch job ids."""
+    from dask_gateway import Gateway, JupyterHubAuth
+
+    from tests.test_restarts import supervisor, wait_for
+
+    auth = JupyterHubAuth(api_token=running.login(user).token())
+    with Gateway(running.runtime["gateways"][backend]["url"], auth=auth) as gateway:
+        cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, shutdown_on_close=False)
+        name = cluster.name
+        try:
+            cluster.scale(1)
+            cluster.get_client().wait_for_workers(1, timeout=120)
+            before = sorted(jobs())
+            assert len(before) == 2, before  # scheduler and worker
+
+            assert f"gateway-{backend}: stopped" in supervisor(running, "restart", f"gateway-{backend}")
+            wait_for(lambda: [c.name for c in gateway.list_clusters()] == [name], "the restarted gateway's list")
+            client = gateway.connect(name).get_client()
+            client.wait_for_workers(1, timeout=90)
+            assert client.submit(sum, range(101)).result(timeout=60) == 5050
+            assert sorted(jobs()) == before, "the restart replaced or lost the cluster's jobs"
+            client.close()
+        finally:
+            gateway.stop_cluster(name)
+    until(lambda: jobs() == [], f"{user}'s cluster jobs to end", timeout=60)
+
+
 def check_private_to(path: Path, owner: str, other: str) -> None:
     """`path` is readable by `owner`'s account and not by `other`'s."""
     assert as_account(owner, "cat", str(path)).returncode == 0, f"{owner} cannot read {path}"

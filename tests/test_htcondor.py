@@ -26,6 +26,7 @@ from backends.htcondor import gateway as htcondor_gateway
 from backends.htcondor import submit as dialect
 from tests.batch_helpers import (
     account_of,
+    check_gateway_restart_keeps_the_cluster,
     check_hub_restart_keeps_the_job_server,
     check_notebooks_run_as_own_accounts,
     check_private_to,
@@ -251,6 +252,15 @@ def test_dask_cluster_on_htcondor_scales_computes_and_leaves_no_job(grid, pool) 
         gateway.close()
     until(lambda: pool.job_ids() == [], "every Dask job to leave the queue", timeout=60)
     until(lambda: not staging.exists(), "the cluster's staging folder to be removed", timeout=30)
+
+
+def test_gateway_restart_keeps_the_htcondor_cluster(grid, pool) -> None:
+    """A restarted grid gateway reloads olga's HTCondor cluster (issue 15): same jobs, still computing."""
+
+    def cluster_jobs() -> list[str]:
+        return [*_jobs(pool, "DaskGatewayRole", "scheduler"), *_jobs(pool, "DaskGatewayRole", "worker")]
+
+    check_gateway_restart_keeps_the_cluster(grid, "grid", "olga", cluster_jobs)
 
 
 def test_arguments_and_environment_reach_a_real_job_unchanged(pool) -> None:

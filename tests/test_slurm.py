@@ -21,6 +21,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 from backends.common.node_address import node_address
 from tests.batch_helpers import (
     account_of,
+    check_gateway_restart_keeps_the_cluster,
     check_hub_restart_keeps_the_job_server,
     check_notebooks_run_as_own_accounts,
     check_private_to,
@@ -212,6 +213,11 @@ def test_dask_cluster_on_slurm_scales_computes_and_leaves_no_job(hpc, slurm) -> 
         gateway.close()
     assert slurm.wait_no_jobs() == [], "stopping the cluster left Slurm jobs behind"
     until(lambda: not staging.exists(), "the cluster's staging folder to be removed", timeout=30)
+
+
+def test_gateway_restart_keeps_the_slurm_cluster(hpc, slurm) -> None:
+    """A restarted hpc gateway reloads olga's Slurm cluster (issue 15): same jobs, still computing."""
+    check_gateway_restart_keeps_the_cluster(hpc, "hpc", "olga", lambda: slurm.job_ids("dask-gateway"))
 
 
 def test_gpu_dask_workers_ask_slurm_for_gres(hpc, slurm) -> None:
