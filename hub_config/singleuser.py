@@ -12,7 +12,9 @@ the stock jupyterhub-singleuser.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 
 # None in sys.modules makes `import rfc3987_syntax` raise ImportError, which jsonschema expects.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
@@ -25,11 +27,24 @@ EXTRA_ARGUMENTS = (
 )
 
 
+def cpu_limit_arguments(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """jupyter-resource-usage's CPU limit in percent, from JupyterHub's $CPU_LIMIT in cores.
+
+    It compares the server's CPU use in percent (100 per busy core) with its cpu_limit, which it
+    reads from $CPU_LIMIT unchanged: with 1 core the limit was 1, and the status bar turned red as a
+    warning at 1 % of CPU use. In percent, the warning means 90 % of the server's cores again."""
+    try:
+        cores = float(environ.get("CPU_LIMIT", ""))
+    except ValueError:
+        return ()
+    return (f"--ResourceUseDisplay.cpu_limit={cores * 100:g}",) if cores > 0 else ()
+
+
 def main() -> int | None:
     """The stock jupyterhub-singleuser, with the import above blocked (the `af-singleuser` script)."""
     from jupyterhub.singleuser import main as singleuser_main
 
-    sys.argv[1:1] = EXTRA_ARGUMENTS
+    sys.argv[1:1] = [*EXTRA_ARGUMENTS, *cpu_limit_arguments(os.environ)]
     return singleuser_main()
 
 

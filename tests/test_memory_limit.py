@@ -84,7 +84,12 @@ def test_resource_usage_reports_the_limit(embedded: RunningFacility, maud: HubSe
         timeout=30,
     )
     reply.raise_for_status()
-    assert reply.json()["limits"]["memory"]["rss"] == GIB
+    limits = reply.json()["limits"]
+    assert limits["memory"]["rss"] == GIB
+    # Its CPU limit in percent (1 core: 100), so an idle server raises no warning (the status bar
+    # turned red at 1 % CPU with the limit in cores); nor does memory far below its limit.
+    assert limits["cpu"]["cpu"] == 100
+    assert limits["cpu"]["warn"] is False and limits["memory"]["warn"] is False, limits
 
 
 def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility, maud: HubSession) -> None:
@@ -118,3 +123,19 @@ def test_the_cgroup_goes_with_the_server(embedded: RunningFacility, maud: HubSes
     assert path is not None and path.exists()
     maud.stop_server()
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"CPU_LIMIT": "1.0"}, ("--ResourceUseDisplay.cpu_limit=100",)),
+        ({"CPU_LIMIT": "2.5"}, ("--ResourceUseDisplay.cpu_limit=250",)),
+        ({"CPU_LIMIT": "0"}, ()),
+        ({"CPU_LIMIT": "two"}, ()),
+        ({}, ()),
+    ],
+)
+def test_cpu_limit_reaches_resource_usage_in_percent(environ: dict[str, str], expected: tuple[str, ...]) -> None:
+    from hub_config.singleuser import cpu_limit_arguments
+
+    assert cpu_limit_arguments(environ) == expected
