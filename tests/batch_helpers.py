@@ -216,7 +216,14 @@ def check_gateway_restart_keeps_the_cluster(
             assert len(before) == 2, before  # scheduler and worker
 
             assert f"gateway-{backend}: stopped" in supervisor(running, "restart", f"gateway-{backend}")
-            wait_for(lambda: [c.name for c in gateway.list_clusters()] == [name], "the restarted gateway's list")
+
+            def listed() -> bool:
+                try:
+                    return [c.name for c in gateway.list_clusters()] == [name]
+                except ValueError:  # "Not Found" while the restarted gateway's proxy has no routes yet
+                    return False
+
+            wait_for(listed, "the restarted gateway to list the cluster")
             client = gateway.connect(name).get_client()
             client.wait_for_workers(1, timeout=90)
             assert client.submit(sum, range(101)).result(timeout=60) == 5050
