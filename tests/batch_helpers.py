@@ -207,11 +207,15 @@ def check_gateway_restart_keeps_the_cluster(
 
     auth = JupyterHubAuth(api_token=running.login(user).token())
     with Gateway(running.runtime["gateways"][backend]["url"], auth=auth) as gateway:
+        # Each GatewayCluster is closed here, on this thread: one left to the garbage collector may be
+        # collected on the client's event-loop thread, whose __del__ then waits on that same thread.
         cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, shutdown_on_close=False)
         name = cluster.name
         try:
             cluster.scale(1)
-            cluster.get_client().wait_for_workers(1, timeout=120)
+            with cluster.get_client() as client:
+                client.wait_for_workers(1, timeout=120)
+            cluster.close()  # this connection only: the cluster runs on
             before = sorted(jobs())
             assert len(before) == 2, before  # scheduler and worker
 
@@ -224,11 +228,14 @@ def check_gateway_restart_keeps_the_cluster(
                     return False
 
             wait_for(listed, "the restarted gateway to list the cluster")
-            client = gateway.connect(name).get_client()
-            client.wait_for_workers(1, timeout=90)
-            assert client.submit(sum, range(101)).result(timeout=60) == 5050
+            again = gateway.connect(name)
+            try:
+                with again.get_client() as client:
+                    client.wait_for_workers(1, timeout=90)
+                    assert client.submit(sum, range(101)).result(timeout=60) == 5050
+            finally:
+                again.close()
             assert sorted(jobs()) == before, "the restart replaced or lost the cluster's jobs"
-            client.close()
         finally:
             gateway.stop_cluster(name)
     until(lambda: jobs() == [], f"{user}'s cluster jobs to end", timeout=60)
