@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import hmac
-import json
 import os
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-from facility.private_file import write_private
+from facility.private_file import changing_json, read_json_object
 
 FILE_NAME = "credentials.json"
 # scrypt's cost (16 MiB, ~50 ms here): slow enough to make a stolen file expensive to guess.
@@ -68,22 +65,10 @@ class CredentialStore:
         self.path = Path(path)
 
     def _read(self) -> dict[str, str]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        return read_json_object(self.path)
 
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[dict[str, str]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            hashes = self._read()
-            yield hashes
-            write_private(self.path, json.dumps(hashes, indent=1, sort_keys=True) + "\n")
-        finally:
-            os.close(lock)
+    def _changing(self) -> contextlib.AbstractContextManager[dict[str, str]]:
+        return changing_json(self.path)
 
     def names(self) -> list[str]:
         return sorted(self._read())

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import json
-import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,7 @@ import jsonschema
 from facility.credentials import check_password, hash_password
 from facility.loader import schema
 from facility.model import Allowance, Facility
-from facility.private_file import write_private
+from facility.private_file import changing_json, read_json_object
 from facility.usernames import UsernameError, checked_username
 
 FILE_NAME = "events.json"
@@ -217,22 +213,10 @@ class EventStore:
         self.path = Path(path)
 
     def _read(self) -> dict[str, dict[str, Any]]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        return read_json_object(self.path)
 
-    @contextlib.contextmanager
-    def _changing(self) -> Iterator[dict[str, dict[str, Any]]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            events = self._read()
-            yield events
-            write_private(self.path, json.dumps(events, indent=1, sort_keys=True) + "\n")
-        finally:
-            os.close(lock)
+    def _changing(self) -> contextlib.AbstractContextManager[dict[str, dict[str, Any]]]:
+        return changing_json(self.path)
 
     def all(self) -> list[Event]:
         return [Event.from_json(raw) for _, raw in sorted(self._read().items())]
