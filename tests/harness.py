@@ -257,6 +257,18 @@ class HubSession:
         return reply.json()["token"]
 
 
+def post_login(running: RunningFacility, name: str, password: str) -> requests.Response:
+    """The hub's login form posted once by a new browser-like session; the answer, not followed."""
+    session = HubSession(running.url, name)
+    session.http.get(f"{running.url}/hub/login", timeout=30)
+    return session.http.post(
+        f"{running.url}/hub/login",
+        data={"username": name, "password": password, "_xsrf": session.xsrf},
+        allow_redirects=False,
+        timeout=30,
+    )
+
+
 def execute_in_kernel(server_url: str, token: str, code: str, timeout: float = 180) -> str:
     """Run code in a new kernel of a notebook server (REST + websocket, as JupyterLab does).
 

@@ -20,7 +20,7 @@ import facility
 from facility import event_materials
 from facility.accounts import remove_account
 from tests.conftest import StartFacility
-from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.harness import HubSession, RunningFacility, embedded_raw, post_login
 from tests.test_restarts import wait_for
 
 pytestmark = pytest.mark.filterwarnings(
@@ -51,17 +51,6 @@ def _create(running: RunningFacility, tmp: Path, name: str, *args: str, check: b
 def _handout(tmp: Path, name: str) -> dict[str, str]:
     with (tmp / f"{name}-handout" / f"{name}-logins.csv").open() as rows:
         return {row["name"]: row["password"] for row in csv.DictReader(rows)}
-
-
-def _login(running: RunningFacility, name: str, password: str) -> requests.Response:
-    session = HubSession(running.url, name)
-    session.http.get(f"{running.url}/hub/login", timeout=30)
-    return session.http.post(
-        f"{running.url}/hub/login",
-        data={"username": name, "password": password, "_xsrf": session.xsrf},
-        allow_redirects=False,
-        timeout=30,
-    )
 
 
 def _admin(running: RunningFacility) -> HubSession:
@@ -190,11 +179,11 @@ def _text(url: str, headers: dict[str, str], path: str) -> str:
 def test_refused_before_the_start(running: RunningFacility, tmp_path: Path) -> None:
     _create(running, tmp_path, "later", "--start", _at(60), "--end", _at(120), "--participants", "1")
     password = _handout(tmp_path, "later")["later-01"]
-    reply = _login(running, "later-01", password)
+    reply = post_login(running, "later-01", password)
     assert reply.status_code == 403
     assert "The event &#39;later&#39; starts at" in reply.text or "The event 'later' starts at" in reply.text
     assert "you can log in from then." in reply.text
-    assert _login(running, "later-01", password + "x").status_code == 403  # a wrong password says nothing of it
+    assert post_login(running, "later-01", password + "x").status_code == 403  # a wrong password says nothing of it
     # Nor can a server be started for the participant (here by an admin, through the REST API).
     spawn = _admin(running).api("POST", "/users/later-01/server", json={"backend": "local", "cores": 1})
     assert spawn.status_code == 403 and "Cannot start your server: The event 'later' starts at" in spawn.text
@@ -233,7 +222,7 @@ def test_end_stops_servers_and_clusters_and_refuses_logins(running: RunningFacil
     with pytest.raises(Exception, match="The event 'ws' ended at"):
         gateway.new_cluster(shutdown_on_close=False)
     gateway.close()
-    reply = _login(running, "ws-02", password)
+    reply = post_login(running, "ws-02", password)
     assert reply.status_code == 403 and "its accounts are closed." in reply.text
     # The session from before the end cannot start a server again.
     again = session.post_spawn_form(SPAWN)
@@ -258,5 +247,5 @@ def test_handout_again_gives_new_passwords(running: RunningFacility, tmp_path: P
     assert "New passwords for the 1 participants of again" in made.stdout
     new = _handout(tmp_path, "again")["again-01"]
     assert new != old
-    assert _login(running, "again-01", old).status_code == 403
-    assert _login(running, "again-01", new).status_code == 302
+    assert post_login(running, "again-01", old).status_code == 403
+    assert post_login(running, "again-01", new).status_code == 302

@@ -16,7 +16,7 @@ import requests
 from facility.credentials import credentials_path
 from tests.browser import chromium_page
 from tests.conftest import StartFacility
-from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.harness import HubSession, RunningFacility, embedded_raw, post_login
 from tests.test_restarts import supervisor, wait_for
 
 LOCKOUT_SECONDS = 4  # auth.login_throttle.lockout_seconds of this module's workshop (default 30)
@@ -31,19 +31,8 @@ def workshop(start_facility: StartFacility) -> RunningFacility:
     return start_facility({**raw, "auth": auth})
 
 
-def _post_login(fac: RunningFacility, username: str, password: str) -> requests.Response:
-    session = HubSession(fac.url, username)
-    session.http.get(f"{fac.url}/hub/login", timeout=30)
-    return session.http.post(
-        f"{fac.url}/hub/login",
-        data={"username": username, "password": password, "_xsrf": session.xsrf},
-        allow_redirects=False,
-        timeout=30,
-    )
-
-
 def _logs_in(fac: RunningFacility, username: str, password: str) -> bool:
-    reply = _post_login(fac, username, password)
+    reply = post_login(fac, username, password)
     assert reply.status_code in (302, 403), (reply.status_code, reply.text[-300:])
     return reply.status_code == 302
 
@@ -111,11 +100,11 @@ def test_failed_logins_still_count_after_a_hub_restart(workshop: RunningFacility
     # Before rita's and the address's tests: 5 failures here leave the address below its 20.
     right = workshop.password_of("hal")
     for i in range(4):  # one short of failures_per_user (5)
-        assert _post_login(workshop, "hal", f"wrong-{i}").status_code == 403
+        assert post_login(workshop, "hal", f"wrong-{i}").status_code == 403
     assert "hub: stopped" in supervisor(workshop, "restart", "hub")
     wait_for(lambda: requests.get(f"{workshop.url}/hub/health", timeout=5).ok, "the restarted hub")
-    assert _post_login(workshop, "hal", "wrong-4").status_code == 403  # the fifth, counted with the four
-    reply = _post_login(workshop, "hal", right)
+    assert post_login(workshop, "hal", "wrong-4").status_code == 403  # the fifth, counted with the four
+    reply = post_login(workshop, "hal", right)
     found = THROTTLED.search(reply.text)
     assert reply.status_code == 429 and found and found.group(1) == "for this user", reply.text[-800:]
     for name in ("login-failures-by-user.json", "login-failures-by-address.json"):
@@ -126,9 +115,9 @@ def test_failed_logins_still_count_after_a_hub_restart(workshop: RunningFacility
 
 def test_twenty_wrong_passwords_then_the_right_one_is_throttled(workshop: RunningFacility) -> None:
     right = workshop.password_of("rita")
-    replies = [_post_login(workshop, "rita", f"wrong-{i}") for i in range(20)]
+    replies = [post_login(workshop, "rita", f"wrong-{i}") for i in range(20)]
     assert [r.status_code for r in replies[:5]] == [403] * 5  # the first failures are plain refusals
-    reply = _post_login(workshop, "rita", right)
+    reply = post_login(workshop, "rita", right)
     assert reply.status_code == 429
     found = THROTTLED.search(reply.text)
     assert found and found.group(1) == "for this user" and 0 < int(found.group(2)) <= LOCKOUT_SECONDS, reply.text[-800:]
@@ -144,13 +133,13 @@ def test_many_failures_from_one_address_throttle_it(workshop: RunningFacility) -
     right = workshop.password_of("uma")
     throttled = None
     for i in range(25):
-        reply = _post_login(workshop, f"guess-{i}", "wrong-password")
+        reply = post_login(workshop, f"guess-{i}", "wrong-password")
         if reply.status_code == 429:
             throttled = THROTTLED.search(reply.text)
             break
         assert reply.status_code == 403
     assert throttled and throttled.group(1) == "from your address", "never throttled"
-    reply = _post_login(workshop, "uma", right)
+    reply = post_login(workshop, "uma", right)
     assert reply.status_code == 429 and "from your address" in reply.text
     time.sleep(int(THROTTLED.search(reply.text).group(2)) + 1)
     assert _logs_in(workshop, "uma", right)
