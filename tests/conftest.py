@@ -120,15 +120,17 @@ def pool() -> Iterator[HTCondorPool]:
 
 
 # `make test` runs two pytest-xdist workers, each taking whole scopes. Tests that start a facility
-# or a batch system share the host's daemons, so they stay in two scopes, each in its usual order on
+# or a batch system share the host's daemons, so they form three scopes, each run in file order on
 # one worker: "batch" (modules marked batch_daemons: the Slurm cluster and the HTCondor pool, which
-# one module at a time may hold) and "facility" (the rest). The two run at once: their facilities
-# create Unix accounts under their own prefixes (ACCOUNT_PREFIXES; af-alice and ab-alice), so no
-# account is shared. Modules marked `no_facility` start none of that and run beside them, each
-# module as one scope so its module fixtures are made once. A scheduler of our own, not --dist
-# loadgroup: with pytest 9.2, xdist 3.8's group suffix on the node ids no longer takes, and
-# loadgroup silently spread the facility tests over both workers.
-ACCOUNT_PREFIXES = {"facility": "af-", "batch": "ab-"}
+# one module at a time may hold), "side" (modules marked side_facility: local-backend facility tests
+# moved off the long "facility" scope so that both workers finish about together) and "facility"
+# (the rest). They may run at once: their facilities create Unix accounts under their own prefixes
+# (ACCOUNT_PREFIXES; af-alice, ab-alice, as-alice), so no account is shared. Modules marked
+# `no_facility` start none of that and run beside them, each module as one scope so its module
+# fixtures are made once. A scheduler of our own, not --dist loadgroup: with pytest 9.2, xdist
+# 3.8's group suffix on the node ids no longer takes, and loadgroup silently spread the facility
+# tests over both workers.
+ACCOUNT_PREFIXES = {"facility": "af-", "batch": "ab-", "side": "as-"}
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -147,7 +149,9 @@ def _scope_of(module: str) -> str:
     text = path.read_text() if path.is_file() else ""
     if "pytest.mark.no_facility" in text:
         return module
-    return "batch" if "pytest.mark.batch_daemons" in text else "facility"
+    if "pytest.mark.batch_daemons" in text:
+        return "batch"
+    return "side" if "pytest.mark.side_facility" in text else "facility"
 
 
 def _runs_beside(module: str) -> bool:
@@ -180,7 +184,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     by_module = dict(sorted(_phase_seconds.items(), key=lambda item: -item[1]))
     facility = sum(seconds for module, seconds in by_module.items() if not _runs_beside(module))
+    by_scope: dict[str, float] = {}
+    for module, seconds in by_module.items():
+        scope = _scope_of(module) if not _runs_beside(module) else "no_facility"
+        by_scope[scope] = by_scope.get(scope, 0.0) + seconds
     summary = {
+        "scopes_seconds": {scope: round(seconds, 1) for scope, seconds in by_scope.items()},
         "facility_modules_seconds": round(facility, 1),
         "no_facility_modules_seconds": round(sum(by_module.values()) - facility, 1),
         "modules": {module: round(seconds, 1) for module, seconds in by_module.items()},

@@ -7,11 +7,14 @@ import socket
 from pathlib import Path
 
 import psutil
+import pytest
 
 from af.data import CATALOGUE_PATH
 from af.runtime import StateDir
 from af.supervise import instance_processes, port_open, supervisord_pid
 from tests.harness import embedded_raw, free_port_block, run_af, write_facility
+
+pytestmark = pytest.mark.side_facility
 
 CATALOGUE = CATALOGUE_PATH.lstrip("/")
 

@@ -20,9 +20,10 @@ from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, embedded_raw
 from tests.test_restarts import supervisor, wait_for
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = [
+    pytest.mark.side_facility,
+    pytest.mark.filterwarnings("ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency (pyproject [test])")
 

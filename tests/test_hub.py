@@ -11,6 +11,8 @@ import requests
 
 from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel
 
+pytestmark = pytest.mark.side_facility
+
 
 @pytest.fixture(scope="module")
 def two_backends(start_facility) -> RunningFacility:

@@ -28,15 +28,16 @@ from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 
 from facility.accounts import unix_name
-from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.harness import HubSession, RunningFacility, embedded_raw, scope_account_prefix
 
 TIMEOUT_S = 60
 BUSY_CELL_S = 100
 LOCAL = {"backend": "local", "cores": "1", "memory_gb": "1", "image": "coffea-2026"}
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = [
+    pytest.mark.side_facility,
+    pytest.mark.filterwarnings("ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def busy_cell(running: RunningFacility, sessions: dict[str, HubSession]) -> dict
     """dave's kernel runs a cell that prints nothing for BUSY_CELL_S seconds, then writes a file in
     his home; the test disconnects at once, as a user who closes the browser tab does."""
     dave = sessions["dave"]
-    done = Path(pwd.getpwnam(unix_name("dave")).pw_dir) / "busy-cell-done"
+    done = Path(pwd.getpwnam(unix_name("dave", scope_account_prefix())).pw_dir) / "busy-cell-done"
     done.unlink(missing_ok=True)
     code = (
         f"import pathlib, time\nfor _ in range({BUSY_CELL_S}):\n    time.sleep(1)\n"

@@ -22,6 +22,8 @@ from monitoring.panels import PANELS
 from tests.conftest import StartFacility
 from tests.harness import RunningFacility, embedded_raw, execute_in_kernel
 
+pytestmark = pytest.mark.side_facility
+
 # Short intervals, so targets and alerts settle within seconds.
 FAST_METRICS = {
     "enabled": True,

@@ -34,6 +34,8 @@ from tests.harness import (
 from tests.harness import write_facility as write_yaml
 from tests.oidc_provider.fixture import Provider, oidc_login, write_settings
 
+pytestmark = pytest.mark.side_facility
+
 ACCESS_TOKEN_TTL = 20  # seconds: short, so the tests see the hub refresh it
 REFRESH_AGE = 4  # the hub renews a token with less than 2 x 4 s left
 CLIENT_SECRET = "test-client-secret-0123456789"
