@@ -2,8 +2,9 @@
 
 maud's server gets 1 GB. Its processes carry RLIMIT_DATA of 1 GiB and sit in a memory cgroup of
 1 GiB (this host: cgroup v1, writable by the hub as root); a cell asking for 1.5 GB at once gets
-MemoryError and the kernel lives on; two processes of 700 MB each (each under the process limit)
-pass the cgroup's limit together and the kernel's OOM killer stops one. jupyter-resource-usage
+a MemoryError that names the limit, and the kernel lives on; two processes of 700 MB each (each
+under the process limit) pass the cgroup's limit together and the kernel's OOM killer stops one.
+jupyter-resource-usage
 reports the limit, and JupyterLab shows it in its status bar and the MemoryError in the notebook
 (a real browser; screenshots in test-artifacts/memory-limit/). The cgroup goes with the server.
 """
@@ -61,7 +62,7 @@ def test_server_processes_carry_the_limit(embedded: RunningFacility, maud: HubSe
 
 
 def test_one_allocation_past_the_limit_is_a_memory_error(embedded: RunningFacility, maud: HubSession) -> None:
-    with pytest.raises(AssertionError, match="MemoryError"):
+    with pytest.raises(AssertionError, match="MemoryError: this notebook server may use at most 1 GB of memory"):
         run(embedded, maud, "block = bytearray(1536 * 1024**2)")
     assert run(embedded, maud, "print('alive')").strip() == "alive"  # the kernel is not lost
 
@@ -114,7 +115,7 @@ def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility,
         page.keyboard.insert_text("block = bytearray(1536 * 1024**2)")
         page.keyboard.press("Shift+Enter")
         output = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output").first
-        sync_api.expect(output).to_contain_text("MemoryError", timeout=60_000)
+        sync_api.expect(output).to_contain_text("may use at most 1 GB of memory", timeout=60_000)
         page.screenshot(path=shots / "02-memory-error.png")
 
 

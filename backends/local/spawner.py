@@ -25,6 +25,9 @@ from facility.accounts import Account, AccountError, ensure_account
 from facility.model import Backend, Facility, UnixAccounts
 from facility.validation import SpawnRequest
 
+# Run by each kernel of a local server: a MemoryError there names the limit (memory_message.py).
+KERNEL_STARTUP = Path(__file__).with_name("kernel_startup.py")
+
 
 class OwnOutputMixin(SpawnStepsMixin):
     """The server's output goes to its own file (<state>/logs/servers/<user>.log), not to the hub's.
@@ -140,6 +143,7 @@ class PerUserLocalSpawner(MemoryLimitMixin, OwnOutputMixin, LocalProcessSpawner)
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
         env.update(self.account.environment())
+        env["PYTHONSTARTUP"] = str(KERNEL_STARTUP)  # a MemoryError names the server's limit
         return env
 
     async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:

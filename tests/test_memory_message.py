@@ -1,0 +1,101 @@
+"""A MemoryError in a kernel of a local server names the server's limit (issue 18), in a real kernel.
+
+The kernel is started as the local spawner starts it: $MEM_LIMIT from the form and $PYTHONSTARTUP
+pointing to backends/local/kernel_startup.py. The cell lowers its own RLIMIT_DATA, as the spawner
+does for the whole server, and asks for more.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import start_new_kernel
+
+from backends.local.memory_message import limit_words
+from backends.local.spawner import KERNEL_STARTUP
+
+pytestmark = pytest.mark.no_facility
+
+HALF_GIB = 512 * 1024**2
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+OVER_THE_LIMIT = (
+    "import resource\n"
+    f"resource.setrlimit(resource.RLIMIT_DATA, ({HALF_GIB}, resource.getrlimit(resource.RLIMIT_DATA)[1]))\n"
+    "block = bytearray(1024**3)"
+)
+
+
+def _kernel(env: dict[str, str]) -> Iterator[BlockingKernelClient]:
+    manager, client = start_new_kernel(kernel_name="python3", env={**os.environ, **env}, startup_timeout=60)
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def limited_kernel() -> Iterator[BlockingKernelClient]:
+    yield from _kernel({"MEM_LIMIT": str(HALF_GIB), "PYTHONSTARTUP": str(KERNEL_STARTUP)})
+
+
+@pytest.fixture(scope="module")
+def unlimited_kernel() -> Iterator[BlockingKernelClient]:
+    environment = {"PYTHONSTARTUP": str(KERNEL_STARTUP)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MEM_LIMIT", raising=False)
+        yield from _kernel(environment)
+
+
+def _run(client: BlockingKernelClient, code: str) -> tuple[str, str]:
+    """The cell's stdout and its error as the notebook shows it (traceback lines, no colours)."""
+    stdout, error = [], ""
+
+    def collect(msg: dict) -> None:
+        nonlocal error
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+            stdout.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            error = ANSI_ESCAPE.sub("", "\n".join(msg["content"]["traceback"]))
+
+    client.execute_interactive(code, output_hook=collect, timeout=60)
+    return "".join(stdout), error
+
+
+def test_a_memory_error_names_the_limit_and_the_ways_out(limited_kernel) -> None:
+    _, error = _run(limited_kernel, OVER_THE_LIMIT)
+    assert "MemoryError: this notebook server may use at most 0.5 GB of memory" in error, error
+    assert "start it with more memory" in error
+    assert _run(limited_kernel, "print('alive')")[0].strip() == "alive"
+
+
+def test_an_own_message_comes_first(limited_kernel) -> None:
+    _, error = _run(limited_kernel, "raise MemoryError('cache full')")
+    assert "MemoryError: cache full (this notebook server may use at most 0.5 GB" in error, error
+
+
+def test_other_errors_are_untouched(limited_kernel) -> None:
+    _, error = _run(limited_kernel, "1 / 0")
+    assert "ZeroDivisionError: division by zero" in error and "at most" not in error, error
+
+
+def test_the_startup_file_leaves_no_name_behind(limited_kernel) -> None:
+    stdout, _ = _run(limited_kernel, "print(sorted(n for n in dir() if 'memory' in n.lower()))")
+    assert stdout.strip() == "[]"
+
+
+def test_without_a_limit_the_error_is_python_s_own(unlimited_kernel) -> None:
+    _, error = _run(unlimited_kernel, "raise MemoryError('plain')")
+    assert error.rstrip().endswith("MemoryError: plain"), error
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [("1073741824", "1 GB"), ("536870912", "0.5 GB"), ("3221225472", "3 GB"), ("0", None), ("", None), ("1G", None)],
+)
+def test_limit_words(raw: str, words: str | None) -> None:
+    assert limit_words(raw) == words
