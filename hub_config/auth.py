@@ -26,6 +26,7 @@ from facility.events import Event, EventStore
 from facility.runtime import read_runtime
 from facility.tokens import token_files_of, write_user_tokens
 from hub_config.login_throttle import Throttle
+from hub_config.spawner import admit
 
 # Without OIDC there is no access token to follow: a data-lake token for a working day per start.
 LOCAL_DATA_TOKEN_HOURS = 12
@@ -72,12 +73,8 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
         return self.store.has(username) or super().check_allowed(username, authentication)
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
-        """A data-lake token for the new server when the facility's data lake requires tokens."""
-        # Refuse a request outside the user's allowance before anything is awaited (as hub_config.oidc): the
-        # hub answers the REST API's 400 only for a refusal that comes at once. The quota's is awaited.
-        check = getattr(spawner, "admitted", None)  # allowance now, quota awaited (FacilitySpawner)
-        quota_check = check(spawner.user_options or {}) if check is not None else None
-        return self._prepare(user, spawner, quota_check)
+        """After the request's checks (admit), a data-lake token for the server if the lake needs tokens."""
+        return self._prepare(user, spawner, admit(spawner))
 
     async def _prepare(self, user: Any, spawner: Any, quota_check: Awaitable[None] | None) -> None:
         if quota_check is not None:

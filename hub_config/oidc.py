@@ -33,6 +33,7 @@ from traitlets import Unicode
 from facility.model import Facility
 from facility.runtime import read_runtime
 from facility.tokens import TokenFiles, unix_accounts_of, write_user_tokens
+from hub_config.spawner import admit
 
 
 class OIDCConfigError(RuntimeError):
@@ -114,11 +115,7 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
 
     def pre_spawn_start(self, user: Any, spawner: Any) -> Any:
         """Check the request, then give the new server the path of the user's token file."""
-        # Refuse a request outside the user's allowance before anything is awaited: with the hub's
-        # slow_spawn_timeout at 0 the API answers 400 only for a refusal that happens at once.
-        check = getattr(spawner, "admitted", None)  # allowance now, quota awaited (FacilitySpawner)
-        quota_check = check(spawner.user_options or {}) if check is not None else None
-        return self._prepare_token_file(user, spawner, quota_check)
+        return self._prepare_token_file(user, spawner, admit(spawner))
 
     async def _prepare_token_file(self, user: Any, spawner: Any, quota_check: Awaitable[None] | None) -> None:
         if quota_check is not None:

@@ -82,6 +82,17 @@ def remembered_answer(remembered: dict[str, Any], request: facility.SpawnRequest
     return {"backend": request.backend, "options": options}
 
 
+def admit(spawner: Any) -> Awaitable[None] | None:
+    """For the authenticators' pre_spawn_start: refuse a request outside the user's allowance at
+    once (raising), and return the quota check to await (None for a spawner without checks).
+
+    Nothing may be awaited before the refusal: with the hub's slow_spawn_timeout at 0 the REST API
+    answers 400 only for a refusal that comes at once (FacilitySpawner.admitted).
+    """
+    check = getattr(spawner, "admitted", None)
+    return check(spawner.user_options or {}) if check is not None else None
+
+
 class FacilitySpawner(WrapSpawner):
     """Spawn a notebook server on the backend the user picks from facility.yaml."""
 
