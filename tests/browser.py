@@ -53,3 +53,16 @@ def emptied_artifacts(name: str) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+def send_login(page: Any, user: str, password: str) -> None:
+    """Fill in the hub's login form on the open page and send it, as a person does."""
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+
+
+def log_in(page: Any, hub_url: str, user: str, password: str) -> None:
+    """Open the hub's login page at hub_url and log in."""
+    page.goto(f"{hub_url}/hub/login")
+    send_login(page, user, password)

@@ -16,7 +16,7 @@ import pytest
 
 import facility
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.conftest import StartFacility
 from tests.harness import RunningFacility, embedded_raw
 
@@ -68,10 +68,7 @@ def test_participant_logs_in_with_the_handout(running: RunningFacility, tmp_path
     page.screenshot(path=shots / "01-handout-sheet.png", full_page=True)
 
     # 2. The login with the handout's name and password; the form offers only the event's sizes.
-    page.goto(f"{running.url}/hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
+    log_in(page, running.url, name, password)
     page.wait_for_selector(".af-spawn-form")
     expect(page.locator("#af-local-cores")).to_have_attribute("max", "1")
     expect(page.locator("#af-local-memory_gb")).to_have_attribute("max", "2")
@@ -89,10 +86,7 @@ def test_participant_logs_in_with_the_handout(running: RunningFacility, tmp_path
     # 4. The end: the server stops and the login page says why it refuses.
     assert "1 servers stopped" in running.af("event", "end", "tutorial").stdout
     page.context.clear_cookies()
-    page.goto(f"{running.url}/hub/login")
-    page.fill("#username_input", name)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
+    log_in(page, running.url, name, password)
     message = page.locator(".login_error")
     expect(message).to_contain_text("The event 'tutorial' ended at")
     expect(message).to_contain_text("its accounts are closed.")

@@ -21,7 +21,7 @@ import requests
 import facility
 from af.hub_content import example_notebooks, publish_examples
 from facility.accounts import lookup, remove_account
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import RunningFacility
 
 NEWCOMER = "examples-newcomer"
@@ -66,10 +66,7 @@ def _home(embedded: RunningFacility, user: str) -> Path:
 
 
 def _log_in(page: sync_api.Page, embedded: RunningFacility, user: str) -> None:
-    page.goto(f"{embedded.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", embedded.password_of(user))
-    page.click("#login_submit")
+    log_in(page, embedded.url, user, embedded.password_of(user))
 
 
 def _start_server(page: sync_api.Page, embedded: RunningFacility, user: str) -> None:

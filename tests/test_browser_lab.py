@@ -16,7 +16,7 @@ import pytest
 
 import facility
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import RunningFacility
 
 USER = "browser-user"
@@ -49,10 +49,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     expect = sync_api.expect
 
     # 1. Log in.
-    page.goto(f"{embedded.url}/hub/login")
-    page.fill("#username_input", USER)
-    page.fill("#password_input", embedded.password_of(USER))
-    page.click("#login_submit")
+    log_in(page, embedded.url, USER, embedded.password_of(USER))
 
     # 2. The spawn form: backend cards with descriptions and limits, only applicable fields.
     page.wait_for_selector(".af-spawn-form")

@@ -22,7 +22,7 @@ import pytest
 
 import facility
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import RunningFacility, embedded_raw
 
 sync_api = sync_api_or_skip()
@@ -99,10 +99,7 @@ def test_a_page_from_alices_server_cannot_read_bobs_session(fac: RunningFacility
     assert hub == f"http://localhost:{port}"
     with chromium_page(1200, 800) as page:
         # bob logs in and starts his server from the form: the browser holds his hub and server cookies.
-        page.goto(f"{hub}/hub/login")
-        page.fill("#username_input", VICTIM)
-        page.fill("#password_input", fac.password_of(VICTIM))
-        page.click("#login_submit")
+        log_in(page, hub, VICTIM, fac.password_of(VICTIM))
         page.wait_for_selector(".af-spawn-form")
         page.fill("#af-local-cores", "1")
         page.fill("#af-local-memory_gb", "2")

@@ -19,7 +19,7 @@ import pytest
 
 import facility
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility
 
 USER = "panel-user"
@@ -50,10 +50,7 @@ def hub(embedded: RunningFacility) -> Iterator[HubSession]:
 @pytest.fixture(scope="module")
 def page(embedded: RunningFacility, hub: HubSession) -> Iterator[Any]:
     with chromium_page(*WIDE) as new_page:
-        new_page.goto(f"{embedded.url}/hub/login")
-        new_page.fill("#username_input", USER)
-        new_page.fill("#password_input", embedded.password_of(USER))
-        new_page.click("#login_submit")
+        log_in(new_page, embedded.url, USER, embedded.password_of(USER))
         new_page.goto(f"{embedded.url}/user/{USER}/lab")
         new_page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
         new_page.click('.jp-SideBar [data-id="af-dask-panel"]')

@@ -27,7 +27,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 import facility
 from facility.accounts import remove_account
 from hub_config.spawn_words import lifetime_lines
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, send_login, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, embedded_raw
 
 pytestmark = pytest.mark.filterwarnings(
@@ -99,9 +99,7 @@ def _login(page: Any, hub: RunningFacility, shots: Path, name: str) -> None:
     assert "alert-warning" not in (banner.get_attribute("class") or "")
     assert banner.evaluate("e => getComputedStyle(e).backgroundColor") in ("rgba(0, 0, 0, 0)", "transparent")
     page.screenshot(path=shots / f"{name}-login.png", full_page=True)
-    page.fill("#username_input", USER)
-    page.fill("#password_input", hub.password_of(USER))
-    page.click("#login_submit")
+    send_login(page, USER, hub.password_of(USER))
     page.wait_for_selector(".af-spawn-form")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
@@ -42,10 +42,7 @@ def test_spawn_form_shows_the_schedulers_predicted_wait(
     batch: RunningFacility, slurm: SlurmCluster, pool: HTCondorPool, page, shots: Path
 ) -> None:
     expect = sync_api.expect
-    page.goto(f"{batch.url}/hub/login")
-    page.fill("#username_input", USER)
-    page.fill("#password_input", batch.password_of(USER))
-    page.click("#login_submit")
+    log_in(page, batch.url, USER, batch.password_of(USER))
     page.wait_for_selector(".af-spawn-form")
     # The local backend has no scheduler to ask: no prediction box there.
     assert page.locator('fieldset[data-backend="local"] .af-wait').count() == 0

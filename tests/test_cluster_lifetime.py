@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dask_gateway import Gateway, JupyterHubAuth
 
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, embedded_raw
 from tests.test_restarts import supervisor, wait_for
 
@@ -102,10 +102,7 @@ def test_home_page_says_which_clusters_still_run(running: RunningFacility, shots
     with _gateway(running, running.login("carol")) as gateway, chromium_page(1280, 800) as page:
         cluster = gateway.new_cluster(shutdown_on_close=False)
         try:
-            page.goto(f"{running.url}/hub/login")
-            page.fill("#username_input", "carol")
-            page.fill("#password_input", running.password_of("carol"))
-            page.click("#login_submit")
+            log_in(page, running.url, "carol", running.password_of("carol"))
             page.goto(f"{running.url}/hub/home")
             note = page.locator("#af-lingering-clusters")
             sync_api.expect(note).to_be_visible(timeout=30_000)

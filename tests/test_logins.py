@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from facility.credentials import credentials_path
-from tests.browser import chromium_page
+from tests.browser import chromium_page, log_in
 from tests.conftest import StartFacility
 from tests.harness import HubSession, RunningFacility, embedded_raw, post_login
 from tests.test_restarts import supervisor, wait_for
@@ -150,10 +150,7 @@ def test_the_login_page_shows_the_wait_in_plain_words(embedded: RunningFacility,
     for i in range(5):
         assert not _logs_in(embedded, "wendy", f"wrong-{i}")
     with chromium_page(1000, 700) as page:
-        page.goto(f"{embedded.url}/hub/login")
-        page.fill("#username_input", "wendy")
-        page.fill("#password_input", right)
-        page.click("#login_submit")
+        log_in(page, embedded.url, "wendy", right)
         message = page.locator(".login_error")
         message.wait_for()
         page.screenshot(path=artifacts / "login-throttled.png")

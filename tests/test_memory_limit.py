@@ -22,7 +22,7 @@ import requests
 import facility
 from backends.local import memory_limit
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, execute_in_kernel
 
 USER = "maud"
@@ -97,10 +97,7 @@ def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility,
     sync_api = sync_api_or_skip()
     shots = emptied_artifacts("memory-limit")
     with chromium_page(1440, 900) as page:
-        page.goto(f"{embedded.url}/hub/login")
-        page.fill("#username_input", USER)
-        page.fill("#password_input", embedded.password_of(USER))
-        page.click("#login_submit")
+        log_in(page, embedded.url, USER, embedded.password_of(USER))
         page.goto(f"{embedded.url}/user/{USER}/lab")
         page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
         status = page.locator("#jp-main-statusbar")

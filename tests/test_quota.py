@@ -28,6 +28,7 @@ from facility.quota import (
     use_text,
     workers_that_fit,
 )
+from tests.browser import log_in
 from tests.harness import embedded_raw
 
 pytestmark = pytest.mark.filterwarnings(
@@ -369,10 +370,7 @@ def test_the_spawn_form_comes_back_with_the_message(running, alice, cluster) -> 
     sync_api = sync_api_or_skip()
     shots = emptied_artifacts("quota")
     with chromium_page(1280, 900) as page:
-        page.goto(f"{running.url}/hub/login")
-        page.fill("#username_input", "alice")
-        page.fill("#password_input", running.password_of("alice"))
-        page.click("#login_submit")
+        log_in(page, running.url, "alice", running.password_of("alice"))
         page.goto(f"{running.url}/hub/spawn")
         page.fill("#af-local-cores", "2")
         page.click('form button[type="submit"]')

@@ -24,7 +24,7 @@ import yaml
 
 from facility import FacilityError, loads
 from hub_config.log_once import SpawnFailureOnce
-from tests.browser import chromium_page, emptied_artifacts, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import RunningFacility, embedded_raw, execute_in_kernel, run_af
 from tests.test_restarts import (
     COMPUTE,
@@ -103,10 +103,7 @@ def test_spawn_failure_in_a_browser(keeping: RunningFacility, clash: str) -> Non
     shots = emptied_artifacts("sessions")
     expected = reason(clash)
     with chromium_page(1200, 900) as page:
-        page.goto(f"{keeping.url}/hub/login")
-        page.fill("#username_input", clash)
-        page.fill("#password_input", keeping.password_of(clash))
-        page.click("#login_submit")
+        log_in(page, keeping.url, clash, keeping.password_of(clash))
         page.goto(f"{keeping.url}/hub/spawn")
         page.wait_for_selector(".af-spawn-form")
         page.click('form button[type="submit"]')

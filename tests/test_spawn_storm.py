@@ -26,7 +26,7 @@ import pytest
 from facility.accounts import remove_account
 from facility.model import UnixAccounts
 from hub_config.spawn_queue import SpawnQueue
-from tests.browser import chromium_page, sync_api_or_skip
+from tests.browser import chromium_page, log_in, sync_api_or_skip
 from tests.harness import RunningFacility, embedded_raw
 from tests.spawn_storm import stop_servers, storm
 
@@ -135,10 +135,7 @@ def test_spawn_page_says_how_many_are_ahead(storm_facility: RunningFacility, new
     try:
         time.sleep(3)  # the others have posted their forms: CONCURRENT start, the rest wait
         with chromium_page(1280, 800) as page:
-            page.goto(f"{storm_facility.url}/hub/login")
-            page.fill("#username_input", me)
-            page.fill("#password_input", storm_facility.shared_password)
-            page.click("#login_submit")
+            log_in(page, storm_facility.url, me, storm_facility.shared_password)
             page.wait_for_selector(".af-spawn-form")
             page.click('form button[type="submit"]')
             page.wait_for_url(re.compile(r"/hub/spawn-pending/"))
