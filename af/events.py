@@ -2,8 +2,9 @@
 
 `create` makes the participants as hub users with their own generated passwords (as `af user add`
 does), a JupyterHub group for them, and the handout (CSV and a printable HTML sheet); `end` stops
-their servers (their Dask clusters stop with them) and closes their logins. The hub is reached
-through its REST API with the `af-events` service token (facility.hub_services).
+their servers (their Dask clusters stop with them) and closes their logins; `prewarm` starts their
+servers before they arrive. The hub is reached through its REST API with the `af-events` service
+token (facility.hub_services).
 """
 
 from __future__ import annotations
@@ -224,6 +225,70 @@ def handout(state: StateDir, name: str, out: Path | None) -> None:
     logins = _issue_passwords(state, list(ev.participants))
     csv_file, html_file = write_handout(out or Path(f"{ev.name}-handout"), ev, runtime.public_url, logins)
     click.echo(f"New passwords for the {len(logins)} participants of {ev.name}: {csv_file} and {html_file}")
+
+
+@event.command("prewarm")
+@click.argument("name")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="Only the first COUNT participants (default: all)."
+)
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for the servers.")
+@click.pass_obj
+def prewarm(state: StateDir, name: str, count: int | None, timeout: float) -> None:
+    """Start the servers of NAME's participants now, with the event's default choices, so that each
+    first login lands in a running server. From 30 minutes before the start; again later, it starts
+    only the servers that are not running."""
+    runtime = _runtime(state)
+    ev = _event(state, name)
+    try:
+        idle_minutes = facility.load(runtime.facility_file).hub.idle_cull.minutes_for({ev.group})
+    except facility.FacilityError as exc:
+        _fail(str(exc), 2)
+    refusal = ev.prewarm_refusal(idle_minutes)
+    if refusal:
+        _fail(f"not pre-warming {ev.name}: {refusal}", 2)
+    hub = Hub(runtime)
+    wanted = list(ev.participants[:count])
+    already = set(_running(hub, ev)) & set(wanted)
+    failed: dict[str, str] = {}
+    started = time.monotonic()
+    for user in wanted:
+        if user not in already:
+            reply = hub("POST", f"/users/{quote(user)}/server", json={})  # {}: the event's defaults
+            if reply.status_code >= 400:
+                failed[user] = _message_of(reply)
+    waiting = [u for u in wanted if u not in already and u not in failed]
+    click.echo(f"Starting {len(waiting)} servers of {ev.name} ({len(already)} already running)")
+    deadline = started + timeout
+    while waiting and time.monotonic() < deadline:
+        time.sleep(1)
+        for user in list(waiting):
+            server = hub.checked("GET", f"/users/{quote(user)}").json().get("servers", {}).get("")
+            if server and server.get("ready"):
+                waiting.remove(user)
+                ready = len(wanted) - len(waiting) - len(failed)
+                click.echo(f"  {ready}/{len(wanted)} ready ({user}, {time.monotonic() - started:.1f} s)")
+            elif not server:  # the spawn failed: the hub dropped the server
+                waiting.remove(user)
+                failed[user] = "the server did not start; the hub's log says why (`af status` shows where it is)"
+    for user in waiting:
+        failed[user] = f"not ready after {timeout:.0f} s"
+    if failed:
+        for user, why in sorted(failed.items()):
+            click.echo(f"  {user}: {why}", err=True)
+        _fail(f"{len(failed)} of {len(wanted)} servers of {ev.name} are not running")
+    click.echo(
+        f"Pre-warmed {ev.name}: {len(wanted)} servers running after {time.monotonic() - started:.1f} s; "
+        "a participant who logs in lands in their running server"
+    )
+
+
+def _message_of(reply: requests.Response) -> str:
+    """The hub's own words for a refused request (its JSON "message"), not the HTTP code alone."""
+    try:
+        return str(reply.json().get("message") or reply.reason)
+    except ValueError:
+        return reply.reason or f"refused ({reply.status_code})"
 
 
 @event.command("end")

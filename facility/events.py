@@ -29,6 +29,9 @@ FILE_NAME = "events.json"
 EVENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 GROUP_PREFIX = "event-"
 MAX_PARTICIPANTS = 500
+# Servers may be started this long before an event's start (pre-warming, `af event prewarm`), so
+# that a participant's first login lands in a running server; participants log in from the start.
+PREWARM_LEAD = dt.timedelta(minutes=30)
 _TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
 
 
@@ -143,6 +146,33 @@ class Event:
             return f"The event {self.name!r} starts at {shown(self.start)}; you can log in from then."
         if now >= self.closes:
             return f"The event {self.name!r} ended at {shown(self.closes)}; its accounts are closed."
+        return None
+
+    def spawn_refusal(self, now: dt.datetime | None = None) -> str | None:
+        """Why no server may be started for a participant at `now`, or None: servers may start from
+        PREWARM_LEAD before the start (pre-warming) until the end."""
+        now = now or dt.datetime.now(dt.UTC)
+        if now < self.start - PREWARM_LEAD:
+            return (
+                f"The event {self.name!r} starts at {shown(self.start)}; its servers can be started "
+                f"from {shown(self.start - PREWARM_LEAD)}."
+            )
+        return self.refusal(now) if now >= self.start else None
+
+    def prewarm_refusal(self, idle_minutes: int, now: dt.datetime | None = None) -> str | None:
+        """Why the participants' servers should not be pre-warmed at `now`, or None. `idle_minutes`
+        is the participants' idle timeout (0: never culled): a server started longer than that
+        before the start would be stopped as idle before anyone logs in."""
+        now = now or dt.datetime.now(dt.UTC)
+        refusal = self.spawn_refusal(now)
+        if refusal:
+            return refusal
+        if idle_minutes and now + dt.timedelta(minutes=idle_minutes) < self.start:
+            return (
+                f"the participants' servers are stopped after {idle_minutes} idle minutes (hub.idle_cull), "
+                f"so servers started now would be stopped before the start at {shown(self.start)}; "
+                f"pre-warm from {shown(self.start - dt.timedelta(minutes=idle_minutes))}"
+            )
         return None
 
     def code_matches(self, code: str) -> bool:

@@ -79,9 +79,9 @@ def af_service() -> HubService:
 
 
 EVENTS_SERVICE = "af-events"  # the token `af event` uses to create participants and their group, and stop them
-EVENTS_SCOPES = ("admin:users", "admin:groups", "list:users", "read:servers", "delete:servers")
+EVENTS_SCOPES = ("admin:users", "admin:groups", "list:users", "servers")  # servers: pre-warm and stop them
 
 
 def events_service() -> HubService:
-    """`af event`: no process, a token that may create users and groups and stop their servers."""
+    """`af event`: no process, a token that may create users and groups and start and stop their servers."""
     return HubService(name=EVENTS_SERVICE, command=(), scopes=EVENTS_SCOPES)

@@ -172,8 +172,8 @@ class FacilitySpawner(WrapSpawner):
 
     def validated(self, options: dict[str, Any], form: bool = False) -> facility.SpawnRequest:
         event = self.event()
-        refusal = event.refusal() if event else None
-        if refusal:  # outside the event's window, whatever was asked
+        refusal = event.spawn_refusal() if event else None
+        if refusal:  # outside the event's window (pre-warming from shortly before), whatever was asked
             raise web.HTTPError(403, f"Cannot start your server: {refusal}", reason="Forbidden")
         try:
             options = facility.validation.from_form(options) if form else options

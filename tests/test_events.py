@@ -14,7 +14,7 @@ import pytest
 import facility
 from facility import event_materials
 from facility.allowances import usable_backends
-from facility.events import EventError, EventStore, events_path, new_event
+from facility.events import PREWARM_LEAD, EventError, EventStore, events_path, new_event
 from facility.validation import RequestError, validate_spawn
 
 pytestmark = pytest.mark.no_facility
@@ -63,6 +63,27 @@ def test_window_says_when(fac) -> None:
     assert event.refusal(NOW + dt.timedelta(hours=8)) == (
         "The event 'tut' ended at 2026-12-07 17:00 UTC; its accounts are closed."
     )
+
+
+def test_servers_may_start_shortly_before_the_start(fac) -> None:
+    event = _event(fac)
+    assert event.spawn_refusal(NOW - PREWARM_LEAD) is None
+    assert event.spawn_refusal(NOW - PREWARM_LEAD - dt.timedelta(minutes=1)) == (
+        "The event 'tut' starts at 2026-12-07 09:00 UTC; its servers can be started from 2026-12-07 08:30 UTC."
+    )
+    assert event.spawn_refusal(NOW + dt.timedelta(hours=8)) == event.refusal(NOW + dt.timedelta(hours=8))
+
+
+def test_prewarm_waits_for_the_idle_timeout(fac) -> None:
+    event = _event(fac)
+    early = NOW - dt.timedelta(minutes=25)
+    assert event.prewarm_refusal(0, early) is None  # never culled
+    assert event.prewarm_refusal(30, early) is None
+    assert event.prewarm_refusal(20, early) == (
+        "the participants' servers are stopped after 20 idle minutes (hub.idle_cull), so servers started "
+        "now would be stopped before the start at 2026-12-07 09:00 UTC; pre-warm from 2026-12-07 08:40 UTC"
+    )
+    assert "its servers can be started from" in event.prewarm_refusal(0, NOW - dt.timedelta(hours=1))
 
 
 def test_allowance_uses_auth_allowances_schema_and_names(fac) -> None:

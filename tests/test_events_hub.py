@@ -35,7 +35,7 @@ SPAWN = {"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-20
 def running(start_facility: StartFacility) -> RunningFacility:
     fac = start_facility(embedded_raw())
     # Participants meet the facility for the first time: no account or home left by an earlier run.
-    for name in ("ws-01", "ws-02", "later-01"):
+    for name in ("ws-01", "ws-02", "later-01", "early-01", "early-02", "soon-01", "soon-02"):
         remove_account(name, facility.load(fac.facility_file).auth.unix_accounts)
     return fac
 
@@ -249,3 +249,40 @@ def test_handout_again_gives_new_passwords(running: RunningFacility, tmp_path: P
     assert new != old
     assert post_login(running, "again-01", old).status_code == 403
     assert post_login(running, "again-01", new).status_code == 302
+
+
+def test_prewarm_starts_servers_before_the_start(running: RunningFacility, tmp_path: Path) -> None:
+    _create(running, tmp_path, "soon", "--start", _at(10), "--end", _at(120), "--participants", "2")
+    warmed = running.af("event", "prewarm", "soon", "--count", "1", "--timeout", "180")
+    assert "Pre-warmed soon: 1 servers running" in warmed.stdout, warmed.stdout + warmed.stderr
+    admin = _admin(running)
+    assert admin.api("GET", "/users/soon-01").json()["servers"][""]["ready"] is True
+    assert admin.api("GET", "/users/soon-02").json()["servers"] == {}  # only the first, as asked
+    # Its participants still log in from the start only.
+    assert post_login(running, "soon-01", _handout(tmp_path, "soon")["soon-01"]).status_code == 403
+    running.af("event", "end", "soon")
+
+
+def test_prewarm_too_early_is_refused_in_words(running: RunningFacility, tmp_path: Path) -> None:
+    _create(running, tmp_path, "far", "--start", _at(90), "--end", _at(180), "--participants", "1")
+    refused = running.af("event", "prewarm", "far", check=False)
+    assert refused.returncode == 2
+    assert "not pre-warming far: The event 'far' starts at" in refused.stderr
+    assert "its servers can be started from" in refused.stderr and "Traceback" not in refused.stderr
+    assert _admin(running).api("GET", "/users/far-01").json()["servers"] == {}
+
+
+def test_a_prewarmed_participant_lands_in_the_running_server(running: RunningFacility, tmp_path: Path) -> None:
+    _create(running, tmp_path, "early", "--start", _at(-1), "--end", _at(60), "--participants", "2")
+    running.af("event", "prewarm", "early", "--count", "1", "--timeout", "180")
+    passwords = _handout(tmp_path, "early")
+    # The first login of a pre-warmed participant goes straight to JupyterLab; of the other, to the form.
+    begun = time.monotonic()
+    warm = HubSession.login(running.url, "early-01", passwords["early-01"])
+    landed = warm.http.get(f"{running.url}/hub/", timeout=60)
+    login_to_lab = time.monotonic() - begun
+    assert landed.status_code == 200 and "/user/early-01/lab" in landed.url, landed.url
+    cold = HubSession.login(running.url, "early-02", passwords["early-02"])
+    assert "/hub/spawn" in cold.http.get(f"{running.url}/hub/", timeout=60).url
+    print(f"pre-warmed participant: login to JupyterLab in {login_to_lab:.2f} s")
+    running.af("event", "end", "early")
