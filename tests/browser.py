@@ -23,13 +23,14 @@ CHROMIUM_ARGS = [
 
 
 @contextlib.contextmanager
-def chromium_page(width: int, height: int) -> Iterator[Any]:
-    """A fresh page in a new headless Chromium with a `width` x `height` viewport; closed afterwards."""
+def chromium_page(width: int, height: int, color_scheme: str = "light") -> Iterator[Any]:
+    """A fresh page in a new headless Chromium with a `width` x `height` viewport, the operating
+    system's colour scheme `color_scheme` ("light" or "dark"); closed afterwards."""
     from playwright import sync_api
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": width, "height": height})
+        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
         context.set_default_timeout(60_000)
         try:
             yield context.new_page()
@@ -66,3 +67,28 @@ def log_in(page: Any, hub_url: str, user: str, password: str) -> None:
     """Open the hub's login page at hub_url and log in."""
     page.goto(f"{hub_url}/hub/login")
     send_login(page, user, password)
+
+
+# The WCAG contrast ratio of an element's text against the background it is drawn on (the nearest
+# ancestor with one; a translucent text colour blended over it), for checks of a colour theme.
+CONTRAST = """
+(element) => {
+  const rgba = (text) => { const v = text.match(/[\\d.]+/g).map(Number); return v.length === 3 ? [...v, 1] : v; };
+  let node = element, background = [255, 255, 255, 1];
+  for (; node && node.nodeType === 1; node = node.parentElement) {
+    const own = rgba(getComputedStyle(node).backgroundColor);
+    if (own[3] > 0) { background = own; break; }
+  }
+  const [r, g, b, a] = rgba(getComputedStyle(element).color);
+  const text = [r, g, b].map((c, i) => c * a + background[i] * (1 - a));
+  const linear = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const luminance = (rgb) => rgb.map(linear).reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const [light, dark] = [luminance(text), luminance(background.slice(0, 3))].sort((x, y) => y - x);
+  return (light + 0.05) / (dark + 0.05);
+}
+"""
+
+
+def contrast_of(locator: Any) -> float:
+    """The WCAG contrast ratio of the first element `locator` finds (4.5 is the minimum for text)."""
+    return float(locator.first.evaluate(CONTRAST))

@@ -130,7 +130,12 @@ def pool() -> Iterator[HTCondorPool]:
 # fixtures are made once. A scheduler of our own, not --dist loadgroup: with pytest 9.2, xdist
 # 3.8's group suffix on the node ids no longer takes, and loadgroup silently spread the facility
 # tests over both workers.
-ACCOUNT_PREFIXES = {"facility": "af-", "batch": "ab-", "side": "as-"}
+# A second run on the same host (a developer's, beside a CI run) sets AF_TEST_ACCOUNT_STEM to another
+# letter: its prefixes (df-, db-, ds-) then differ from the first run's as well.
+_STEM = os.environ.get("AF_TEST_ACCOUNT_STEM", "a")
+if len(_STEM) != 1 or not "a" <= _STEM <= "z":
+    raise pytest.UsageError(f"AF_TEST_ACCOUNT_STEM must be one lower-case letter, not {_STEM!r}")
+ACCOUNT_PREFIXES = {"facility": f"{_STEM}f-", "batch": f"{_STEM}b-", "side": f"{_STEM}s-"}
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

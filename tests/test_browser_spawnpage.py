@@ -1,8 +1,9 @@
-"""The hub's own pages in a real browser (Debian Chromium driven by Playwright), light theme, at
-1440x900 and at 420 px wide: the login banner, the spawn form's labels, image choice and lifetime
-note (values from facility.yaml), the progress bar moving through the spawner's steps, the options
-remembered on the next spawn, /hub/home with the server's backend, size, age, kernels and Dask
-clusters, and Stop asking first while a kernel and a cluster run.
+"""The hub's own pages in a real browser (Debian Chromium driven by Playwright), light theme at
+1440x900 and at 420 px wide, and dark theme (text contrast measured): the login banner, the spawn
+form's labels, image choice and lifetime note (values from facility.yaml), the progress bar moving
+through the spawner's steps, the options remembered on the next spawn, /hub/home with the server's
+backend, size, age, kernels and Dask clusters, and Stop asking first while a kernel and a cluster
+run.
 
 Screenshots go to test-artifacts/spawnpage/; the measured spawn times (Start click -> JupyterLab's
 launcher shown, and each line of the spawn page's log) to test-artifacts/spawnpage/spawn-times.json.
@@ -27,7 +28,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 import facility
 from facility.accounts import remove_account
 from hub_config.spawn_words import lifetime_lines
-from tests.browser import chromium_page, emptied_artifacts, send_login, sync_api_or_skip
+from tests.browser import chromium_page, contrast_of, emptied_artifacts, send_login, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, embedded_raw
 
 pytestmark = pytest.mark.filterwarnings(
@@ -282,5 +283,36 @@ def test_narrow_window(hub: RunningFacility, user: str, shots: Path, spawn_times
         page.click("#stop")
         expect(page.locator("#af-stop-dialog")).to_contain_text("Your server runs 1 kernel.")
         page.screenshot(path=shots / "14-narrow-stop-asks.png")
+        page.click("#af-stop-confirm")
+        expect(page.locator("#af-server")).to_be_hidden(timeout=60_000)
+
+
+def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: dict[str, dict[str, float]]) -> None:
+    """With the system's dark colour scheme the hub's pages turn dark (JupyterHub's own darkmode.js)
+    and the facility's parts of them stay readable: text at WCAG's contrast of 4.5 at least."""
+    expect = sync_api.expect
+
+    def readable(page: Any, *selectors: str) -> None:
+        for selector in selectors:
+            ratio = contrast_of(page.locator(selector))
+            assert ratio >= 4.5, f"{selector}: contrast {ratio:.2f} against its background in the dark theme"
+
+    with chromium_page(1440, 900, color_scheme="dark") as page:
+        page.add_init_script(RECORD_PROGRESS)
+        _login(page, hub, shots, "20-dark")
+        assert page.evaluate("document.documentElement.getAttribute('data-bs-theme')") == "dark"
+        readable(page, ".af-help", ".af-backend strong", ".af-backend p", ".af-backend .af-limit", ".af-lifetime li")
+        readable(page, "label[for='af-local-image']", "#af-remembered")
+        page.screenshot(path=shots / "21-dark-spawn-form.png", full_page=True)
+        timing, _, _ = _spawn_and_time(page, shots, "22-dark-start")
+        spawn_times["start, account exists, dark theme"] = timing
+        page.goto(f"{hub.url}/hub/home")
+        expect(page.locator("#af-server-clusters")).to_have_text("none running", timeout=30_000)
+        readable(page, "#af-server-title", "#af-server dt", "#af-server-backend", "#af-server-size")
+        page.screenshot(path=shots / "23-dark-home.png", full_page=True)
+        page.click("#stop")
+        expect(page.locator("#af-stop-dialog")).to_be_visible()
+        readable(page, "#af-stop-title", "#af-stop-what")
+        page.screenshot(path=shots / "24-dark-stop-asks.png")
         page.click("#af-stop-confirm")
         expect(page.locator("#af-server")).to_be_hidden(timeout=60_000)
