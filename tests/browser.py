@@ -39,6 +39,28 @@ def chromium_page(width: int, height: int, color_scheme: str = "light") -> Itera
             browser.close()
 
 
+# Every aria-valuenow the progress bar takes and the event log's text, kept in the tab's
+# sessionStorage: the bar may pass a step between two polls of the test, and the page reloads into
+# JupyterLab right after the last event.
+RECORD_SPAWN_PROGRESS = """
+document.addEventListener("DOMContentLoaded", function () {
+  const bar = document.getElementById("progress-bar"), log = document.getElementById("progress-log");
+  if (!bar || !log) return;
+  new MutationObserver(function () {
+    const values = JSON.parse(sessionStorage.getItem("afProgress") || "[]");
+    values.push(Number(bar.getAttribute("aria-valuenow")));
+    sessionStorage.setItem("afProgress", JSON.stringify(values));
+  }).observe(bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
+  new MutationObserver(function () {
+    sessionStorage.setItem("afLog", log.innerText);
+    const times = JSON.parse(sessionStorage.getItem("afLogTimes") || "[]");
+    times.push([Date.now(), log.lastElementChild ? log.lastElementChild.innerText : ""]);
+    sessionStorage.setItem("afLogTimes", JSON.stringify(times));
+  }).observe(log, { childList: true });
+});
+"""
+
+
 def sync_api_or_skip() -> Any:
     """Playwright's sync API; skips the test (or the module, called at import) when playwright or
     Debian's Chromium is not installed."""

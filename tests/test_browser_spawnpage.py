@@ -28,7 +28,14 @@ from dask_gateway import Gateway, JupyterHubAuth
 import facility
 from facility.accounts import remove_account
 from hub_config.spawn_words import lifetime_lines
-from tests.browser import chromium_page, contrast_of, emptied_artifacts, send_login, sync_api_or_skip
+from tests.browser import (
+    RECORD_SPAWN_PROGRESS,
+    chromium_page,
+    contrast_of,
+    emptied_artifacts,
+    send_login,
+    sync_api_or_skip,
+)
 from tests.harness import HubSession, RunningFacility, embedded_raw
 
 pytestmark = pytest.mark.filterwarnings(
@@ -39,27 +46,6 @@ USER = "spawnpage-user"
 IDLE_CULL_MINUTES = 45  # not the default: the form must show facility.yaml's value
 
 sync_api = sync_api_or_skip()
-
-# Every aria-valuenow the progress bar takes and the event log's text, kept in the tab's
-# sessionStorage: the bar may pass a step between two polls of the test, and the page reloads into
-# JupyterLab right after the last event.
-RECORD_PROGRESS = """
-document.addEventListener("DOMContentLoaded", function () {
-  const bar = document.getElementById("progress-bar"), log = document.getElementById("progress-log");
-  if (!bar || !log) return;
-  new MutationObserver(function () {
-    const values = JSON.parse(sessionStorage.getItem("afProgress") || "[]");
-    values.push(Number(bar.getAttribute("aria-valuenow")));
-    sessionStorage.setItem("afProgress", JSON.stringify(values));
-  }).observe(bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
-  new MutationObserver(function () {
-    sessionStorage.setItem("afLog", log.innerText);
-    const times = JSON.parse(sessionStorage.getItem("afLogTimes") || "[]");
-    times.push([Date.now(), log.lastElementChild ? log.lastElementChild.innerText : ""]);
-    sessionStorage.setItem("afLogTimes", JSON.stringify(times));
-  }).observe(log, { childList: true });
-});
-"""
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +123,7 @@ def test_spawn_page_remembers_options_and_home_asks_before_stop(
     fac = facility.load(hub.facility_file)
     local = fac.backend("local")
     with chromium_page(1440, 900) as page:
-        page.add_init_script(RECORD_PROGRESS)
+        page.add_init_script(RECORD_SPAWN_PROGRESS)
         _login(page, hub, shots, "01-wide")
 
         # The form: the card names the backend once, the image is a drop-down, the lifetime note.
@@ -259,7 +245,7 @@ def test_narrow_window(hub: RunningFacility, user: str, shots: Path, spawn_times
     """420 px wide: the same pages without sideways scrolling; Stop still asks."""
     expect = sync_api.expect
     with chromium_page(420, 900) as page:
-        page.add_init_script(RECORD_PROGRESS)
+        page.add_init_script(RECORD_SPAWN_PROGRESS)
         _login(page, hub, shots, "10-narrow")
         _no_sideways_scroll(page)
         expect(page.locator('.af-lifetime[data-backend="local"]')).to_be_visible()
@@ -298,7 +284,7 @@ def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: d
             assert ratio >= 4.5, f"{selector}: contrast {ratio:.2f} against its background in the dark theme"
 
     with chromium_page(1440, 900, color_scheme="dark") as page:
-        page.add_init_script(RECORD_PROGRESS)
+        page.add_init_script(RECORD_SPAWN_PROGRESS)
         _login(page, hub, shots, "20-dark")
         assert page.evaluate("document.documentElement.getAttribute('data-bs-theme')") == "dark"
         readable(page, ".af-help", ".af-backend strong", ".af-backend p", ".af-backend .af-limit", ".af-lifetime li")
