@@ -6,8 +6,14 @@ import: about 2 s of CPU in every notebook server, most of a server's start-up, 
 server never checks. With 30 servers starting on 2 cores that is a minute of CPU (issue 15).
 Blocking that one import makes jsonschema skip the "iri" checker (it treats the import as
 optional). It also loads hub_config.busy_kernels, so a kernel running a cell keeps the server from
-being culled as idle, and has jupyter-resource-usage show CPU besides memory. Everything else is
-the stock jupyterhub-singleuser.
+being culled as idle, and has jupyter-resource-usage show CPU besides memory.
+
+JupyterLab's build check is off (jupyter_config/labconfig/page_config.json, on $JUPYTER_CONFIG_PATH):
+at every page load it asked the server whether the installed extensions need a rebuild, 3.4-4.2 s
+of server CPU on this machine kind, for a rebuild no user of a shared installation can do. So are
+its news feed and update check, which fetch from jupyter.org and PyPI: a participant of a workshop
+should not be asked about Jupyter's news, and an air-gapped site waits for their timeouts.
+Everything else is the stock jupyterhub-singleuser.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 # None in sys.modules makes `import rfc3987_syntax` raise ImportError, which jsonschema expects.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
@@ -24,7 +31,17 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 EXTRA_ARGUMENTS = (
     "--ServerApp.jpserver_extensions=hub_config.busy_kernels=True",
     "--ResourceUseDisplay.track_cpu_percent=True",  # against CPU_LIMIT, the form's cores
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
 )
+# Jupyter's configuration folder of the facility, searched besides the user's own.
+JUPYTER_CONFIG = Path(__file__).with_name("jupyter_config")
+
+
+def with_facility_config(environ: Mapping[str, str]) -> str:
+    """$JUPYTER_CONFIG_PATH with the facility's folder added to the folders Jupyter searches."""
+    paths = [p for p in environ.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep) if p]
+    return os.pathsep.join([*paths, str(JUPYTER_CONFIG)] if str(JUPYTER_CONFIG) not in paths else paths)
 
 
 def cpu_limit_arguments(environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -45,6 +62,7 @@ def main() -> int | None:
     from jupyterhub.singleuser import main as singleuser_main
 
     sys.argv[1:1] = [*EXTRA_ARGUMENTS, *cpu_limit_arguments(os.environ)]
+    os.environ["JUPYTER_CONFIG_PATH"] = with_facility_config(os.environ)
     return singleuser_main()
 
 

@@ -7,6 +7,7 @@ under the process limit) pass the cgroup's limit together and the kernel's OOM k
 jupyter-resource-usage
 reports the limit, and JupyterLab shows it in its status bar and the MemoryError in the notebook
 (a real browser; screenshots in test-artifacts/memory-limit/). The cgroup goes with the server.
+JupyterLab's page asks the server for no build check and no news (hub_config.singleuser).
 """
 
 from __future__ import annotations
@@ -91,6 +92,20 @@ def test_resource_usage_reports_the_limit(embedded: RunningFacility, maud: HubSe
     # turned red at 1 % CPU with the limit in cores); nor does memory far below its limit.
     assert limits["cpu"]["cpu"] == 100
     assert limits["cpu"]["warn"] is False and limits["memory"]["warn"] is False, limits
+
+
+def test_jupyterlab_checks_no_build_and_fetches_no_news(embedded: RunningFacility, maud: HubSession) -> None:
+    """JupyterLab's page config from the server (hub_config.singleuser): no build check at each page
+    load (seconds of the server's CPU), no news feed to opt into."""
+    page = requests.get(
+        f"{embedded.url}/user/{USER}/lab", headers={"Authorization": f"token {maud.token()}"}, timeout=30
+    )
+    page.raise_for_status()
+    found = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page.text, re.S)
+    assert found, page.text[:2000]
+    config = json.loads(found.group(1))
+    assert config["buildCheck"] is False and config["buildAvailable"] is False
+    assert config["news"] == {"disabled": True}
 
 
 def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility, maud: HubSession) -> None:
