@@ -36,7 +36,7 @@ from tests.browser import (
     send_login,
     sync_api_or_skip,
 )
-from tests.harness import HubSession, RunningFacility, embedded_raw
+from tests.harness import HubSession, RunningFacility, embedded_raw, scope_account_prefix
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
@@ -188,7 +188,7 @@ def test_spawn_page_remembers_options_and_home_asks_before_stop(
         page.screenshot(path=shots / "07-wide-form-remembered.png", full_page=True)
         timing, values, log = _spawn_and_time(page, shots, "08-wide-second-start")
         spawn_times["second start, account exists, 1440x900"] = timing
-        assert "Your Unix account af-spawnpage-user is ready" in log, log
+        assert f"Your Unix account {scope_account_prefix()}{USER} is ready" in log, log
         assert len(set(values)) >= 4 and values == sorted(values), values
         session.stop_server()
 
