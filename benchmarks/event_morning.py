@@ -191,7 +191,8 @@ def one_round(
         warmed = run_af(running.state_dir, "event", "prewarm", name, "--timeout", str(TIMEOUT_S),
                         timeout=TIMEOUT_S + 120, check=False)  # fmt: skip
         wall = time.monotonic() - started
-        lines = (warmed.stdout.strip() or warmed.stderr.strip()).splitlines()
+        # Its final line says how it went: on stdout when all are ready, the error on stderr otherwise.
+        lines = (warmed.stdout if warmed.returncode == 0 else warmed.stderr or warmed.stdout).strip().splitlines()
         result |= {
             "prewarm_s": round(wall, 2),
             "prewarm_ok": warmed.returncode == 0,
