@@ -305,31 +305,34 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig, (ok_ax, total_ax, part_ax, hub_ax) = plt.subplots(1, 4, figsize=(19, 4.4))
     mem_ax = hub_ax.twinx()
     base = report["baseline"]
-    for warm, marker in ((False, "o-"), (True, "s--")):
+    # One colour per quantity, one line style per mode (cold: circles, solid; pre-warmed: squares, dashed).
+    colours = {"p50": "tab:blue", "p95": "tab:orange", "login": "tab:green", "first_cell": "tab:purple"}
+    for warm, style in ((False, "o-"), (True, "s--")):
         entries = [r for r in report["rounds"] if r["prewarmed"] == warm]
         if not entries:
             continue
-        label = "pre-warmed" if warm else "cold"
+        mode = "pre-warmed" if warm else "cold"
         sizes = [r["participants"] for r in entries]
-        ok_ax.plot(sizes, [r["success_fraction"] for r in entries], marker, label=label)
+        ok_ax.plot(sizes, [r["success_fraction"] for r in entries], style, color="tab:blue", label=mode)
         for pct in ("p50", "p95"):
-            total_ax.plot(sizes, [r[f"total_{pct}_s"] for r in entries], marker, label=f"{pct}, {label}")
+            values = [r[f"total_{pct}_s"] for r in entries]
+            total_ax.plot(sizes, values, style, color=colours[pct], label=f"{pct}, {mode}")
             for key in ("login", "first_cell"):
-                part_ax.plot(sizes, [r[f"{key}_{pct}_s"] for r in entries], marker, label=f"{key} {pct}, {label}")
+                values = [r[f"{key}_{pct}_s"] for r in entries]
+                faded = 1.0 if pct == "p50" else 0.45
+                part_ax.plot(sizes, values, style, color=colours[key], alpha=faded, label=f"{key} {pct}, {mode}")
         if warm:
             total_ax.plot(sizes, [r.get("prewarm_s") for r in entries], "kx", label="af event prewarm (before)")
-        hub_ax.plot(
-            sizes, [r["hub_cpu_fraction"] for r in entries], marker, color="tab:blue", label=f"hub CPU, {label}"
-        )
-        mem_ax.plot(sizes, [r["mib_per_idle_server"] for r in entries], marker, color="tab:red", label=f"MiB, {label}")
-    total_ax.axhline(base["total_p50_s"] or 0, color="grey", lw=1, label="1 participant alone")
-    ok_ax.set(
-        title="participants whose first cell ran", xlabel="participants at once", ylabel="fraction", ylim=(0, 1.05)
-    )
-    total_ax.set(title="released -> first cell output", xlabel="participants at once", ylabel="seconds")
-    part_ax.set(title="login; kernel start + cell", xlabel="participants at once", ylabel="seconds")
-    hub_ax.set(title="hub CPU; memory per idle server", xlabel="participants at once", ylabel="hub CPU s per wall s")
-    mem_ax.set_ylabel("MiB RSS per idle server")
+        hub_ax.plot(sizes, [r["hub_cpu_fraction"] for r in entries], style, color="tab:blue", label=f"hub CPU, {mode}")
+        mem_ax.plot(sizes, [r["mib_per_idle_server"] for r in entries], style, color="tab:red", label=f"MiB, {mode}")
+    total_ax.axhline(base["total_p50_s"] or 0, color="grey", lw=1, label="1 participant alone, p50")
+    ok_ax.set(title="participants whose first cell ran", ylabel="fraction", ylim=(0, 1.05))
+    total_ax.set(title="released -> first cell output", ylabel="seconds")
+    part_ax.set(title="login; kernel start + first cell", ylabel="seconds")
+    hub_ax.set(title="hub CPU (blue); RSS per idle server (red)", ylabel="hub CPU s per wall s")
+    mem_ax.set_ylabel("MiB per idle server")
+    for ax in (ok_ax, total_ax, part_ax, hub_ax):
+        ax.set(xlabel="participants at once", xticks=report["sizes_tried"])
     for ax in (ok_ax, total_ax, part_ax):
         ax.legend(fontsize=7)
     hub_ax.legend(fontsize=7, loc="upper left")
