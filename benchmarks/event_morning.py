@@ -63,9 +63,10 @@ class Participant:
     password: str
     ok: bool = False  # the first cell ran and printed the sum of the data file
     had_server: bool = False  # already running at login (pre-warmed): nothing to spawn
+    posted_form: bool = False  # had no server at login and posted the spawn form
     told_to_wait: bool = False  # the spawn page said they wait in line (hub.spawn.concurrent)
-    login_s: float | None = None  # login page fetched -> login form answered
-    spawn_s: float | None = None  # spawn form posted -> server ready
+    login_s: float | None = None  # released -> login page fetched and login form answered
+    spawn_s: float | None = None  # spawn form posted (or login, for a pre-warmed server still starting) -> ready
     pull_s: float | None = None  # server opened on nbgitpuller's link -> pull finished
     first_cell_s: float | None = None  # kernel requested -> cell's output
     total_s: float | None = None  # everyone released together -> cell's output
@@ -114,6 +115,7 @@ def _morning(
                 )
                 if reply.status_code != 302:
                     raise RuntimeError(f"spawn form answered {reply.status_code}: {_message(reply.text)}")
+                person.posted_form = True
             # else a pre-warmed server still starting: the hub's page shows its progress; so does this.
             _follow_progress(session, outcome, posted, TIMEOUT_S)
             person.told_to_wait = any(QUEUED in m for m in outcome.messages)
@@ -218,7 +220,7 @@ def one_round(
         "succeeded": succeeded,
         "success_fraction": succeeded / size,
         **_latencies(people),
-        "spawned": sum(p.spawn_s is not None for p in people),
+        "posted_form": sum(p.posted_form for p in people),
         "had_server": sum(p.had_server for p in people),
         "told_to_wait": sum(p.told_to_wait for p in people),
         "wall_s": round(wall, 2),
