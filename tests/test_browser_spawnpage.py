@@ -288,12 +288,19 @@ def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: d
         _login(page, hub, shots, "20-dark")
         assert page.evaluate("document.documentElement.getAttribute('data-bs-theme')") == "dark"
         readable(page, ".af-help", ".af-backend strong", ".af-backend p", ".af-backend .af-limit", ".af-lifetime li")
-        readable(page, "label[for='af-local-image']", "#af-remembered")
+        readable(page, "label[for='af-local-image']", ".af-spawn-form h4")
         page.screenshot(path=shots / "21-dark-spawn-form.png", full_page=True)
         timing, _, _ = _spawn_and_time(page, shots, "22-dark-start")
         spawn_times["start, account exists, dark theme"] = timing
+        session = hub.login(USER)
+        requests.post(
+            f"{hub.url}{session.server()['url']}api/kernels",
+            headers={"Authorization": f"token {session.token()}"},
+            json={"name": "python3"},
+            timeout=60,
+        ).raise_for_status()  # a running kernel: Stop asks first
         page.goto(f"{hub.url}/hub/home")
-        expect(page.locator("#af-server-clusters")).to_have_text("none running", timeout=30_000)
+        expect(page.locator("#af-server-kernels")).to_have_text("1 kernel running", timeout=30_000)
         readable(page, "#af-server-title", "#af-server dt", "#af-server-backend", "#af-server-size")
         page.screenshot(path=shots / "23-dark-home.png", full_page=True)
         page.click("#stop")
