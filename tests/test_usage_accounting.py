@@ -144,3 +144,72 @@ def test_a_day_is_written_year_month_day(text: str) -> None:
     with pytest.raises(ValueError, match="is not a date; write it like 2026-03-05"):
         checked_day(text)
     assert checked_day("2026-03-05") == "2026-03-05"
+
+
+# --- `af usage` on a state folder with a runtime.json and recorded usage (no processes) ----------
+
+
+def _af_usage(state: Path, *args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from af.cli import main
+
+    result = CliRunner().invoke(main, ["--state-dir", str(state), "usage", *args], env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A state folder as `af up` leaves it (runtime.json), before the sampler's first sample."""
+    import facility
+    from af.runtime import StateDir, plan_runtime, write_runtime
+
+    folder = StateDir(tmp_path / "state")
+    folder.root.mkdir()
+    fac = facility.load(facility.embedded_default_path())
+    write_runtime(folder, plan_runtime(fac, facility.embedded_default_path(), folder, port=18000))
+    return folder.root
+
+
+def test_af_usage_prints_the_table_and_draws_the_plot(state: Path) -> None:
+    from facility.usage import usage_path
+
+    store = UsageStore(usage_path(state))
+    everyone = {**alice(SERVER_2, CLUSTER_3), "bob": UserHoldings((), (GPU_SERVER,))}
+    store.record(everyone, NOON, 3600)
+    store.record(everyone, NOON + 1800, 3600)
+    code, out = _af_usage(state, "--plot", str(state / "usage.png"))
+    assert code == 0, out
+    lines = [" ".join(line.replace("│", " ").split()) for line in out.splitlines()]
+    assert "Usage by user, all recorded (last sample 2026-03-05 12:30:00 UTC, one every 60 s)" in lines
+    assert "alice 2.500 5.000 0.000" in lines and "bob 0.500 4.000 0.500" in lines and "all 3.000 9.000 0.500" in lines
+    assert (state / "usage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out = _af_usage(state, "--by", "group", "--since", "2026-03-05")
+    assert code == 0 and "physics" in out and "(no group)" in out, out
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--since", "2026-3-5x"), "Invalid value for '--since': '2026-3-5x' is not a date; write it like 2026-03-05"),
+        (("--by", "kind"), "Invalid value for '--by': 'kind' is not one of 'user', 'group', 'backend'"),
+        (("--plot", "u.svg"), "Invalid value for '--plot': u.svg does not end in .png; the plot is a PNG image"),
+        (("--plot", "/no/such/folder/u.png"), "Invalid value for '--plot': the folder /no/such/folder does not exist"),
+        ((), "no usage has been recorded yet"),
+    ],
+)
+def test_af_usage_says_what_is_wrong(state: Path, args: tuple[str, ...], said: str) -> None:
+    code, out = _af_usage(state, *args)
+    assert code != 0 and said in " ".join(out.split()), out
+
+
+def test_af_usage_before_any_use_and_on_a_facility_never_started(state: Path, tmp_path: Path) -> None:
+    from facility.usage import usage_path
+
+    UsageStore(usage_path(state)).record({}, NOON, 60)  # the sampler ran; nobody held anything
+    code, out = _af_usage(state)
+    assert code == 1 and "error: no usage recorded yet: nobody held a server, worker or run then" in out, out
+    code, out = _af_usage(state, "--since", "2026-03-06")
+    assert code == 1 and "no usage recorded since 2026-03-06" in out, out
+    code, out = _af_usage(tmp_path / "elsewhere")
+    assert code == 1 and f"no facility has been started in {tmp_path / 'elsewhere'}; run `af up` first" in out, out
