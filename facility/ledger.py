@@ -98,7 +98,7 @@ async def _get_json(url: str, authorization: str) -> tuple[int, Any]:
 async def _gateway(
     backend: str, url: str, token: str, path: str, parse: Callable[[str, Any], list[T]]
 ) -> list[T] | None:
-    """What one gateway answers to GET `path`, parsed; None when it does not answer (or not sense)."""
+    """What one gateway answers to GET `path`, parsed; None when it does not answer (or makes no sense)."""
     try:
         code, answer = await _get_json(url.rstrip("/") + path, f"Bearer {token}")
         return parse(backend, answer) if code == 200 else None

@@ -54,9 +54,9 @@ async def _clusters_and_groups(
     return clusters, {user: answer.groups for user, answer in zip(others, answers, strict=True)}
 
 
-def holdings_now(runtime: Runtime, token: str) -> dict[str, UserHoldings]:
+async def holdings_now(runtime: Runtime, token: str) -> dict[str, UserHoldings]:
     """What every user holds now; LedgerUnavailable when the hub or a gateway does not answer."""
-    servers = active_servers(runtime, token)
+    servers = await asyncio.to_thread(active_servers, runtime, token)
     if servers is None:
         raise ledger.LedgerUnavailable("the hub did not answer")
     held: dict[str, list[Holding]] = defaultdict(list)
@@ -67,17 +67,17 @@ def holdings_now(runtime: Runtime, token: str) -> dict[str, UserHoldings]:
     under_way = runs.running_all(runs.runs_dir(runtime.state_dir))
     for user, theirs in under_way.items():
         held[user] += theirs
-    clusters, more_groups = asyncio.run(_clusters_and_groups(runtime, token, groups, set(under_way)))
+    clusters, more_groups = await _clusters_and_groups(runtime, token, groups, set(under_way))
     for user, theirs in clusters.items():
         held[user] += theirs
     groups.update(more_groups)
     return {user: UserHoldings(_shown(groups.get(user, ())), tuple(mine)) for user, mine in held.items() if mine}
 
 
-def sample(runtime: Runtime, token: str, store: UsageStore, interval: float) -> float | None:
+async def sample(runtime: Runtime, token: str, store: UsageStore, interval: float) -> float | None:
     """One sample recorded; the seconds it counted, None when a component did not answer."""
     try:
-        holdings = holdings_now(runtime, token)
+        holdings = await holdings_now(runtime, token)
     except ledger.LedgerUnavailable as exc:
         log.warning(
             "no sample: %s; the next one counts the time since the last, at most %g s", exc, CAP_INTERVALS * interval
@@ -88,6 +88,18 @@ def sample(runtime: Runtime, token: str, store: UsageStore, interval: float) -> 
     return seconds
 
 
+async def sample_forever(runtime: Runtime, token: str, store: UsageStore, interval: float) -> None:
+    """A sample every `interval` seconds, on one event loop (a loop per sample would leave tornado's
+    HTTP client of each behind)."""
+    while True:
+        started = time.monotonic()
+        try:
+            await sample(runtime, token, store, interval)
+        except (sqlite3.Error, OSError):  # a full disk, say: said in the log, tried again next time
+            log.exception("the sample could not be recorded")
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     runtime = read_runtime()
@@ -95,13 +107,7 @@ def main() -> None:
     interval = facility.load(runtime.facility_file).usage.sample_interval_seconds
     store = UsageStore(usage_path(runtime.state_dir))
     log.info("sampling every %d s into %s", interval, store.path)
-    while True:
-        started = time.monotonic()
-        try:
-            sample(runtime, token, store, interval)
-        except (sqlite3.Error, OSError):  # a full disk, say: said in the log, tried again next time
-            log.exception("the sample could not be recorded")
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    asyncio.run(sample_forever(runtime, token, store, interval))
 
 
 if __name__ == "__main__":
