@@ -22,6 +22,7 @@ from af.data import seed_empty_lake
 from af.events import event as event_commands
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, previous_runtime, write_runtime
+from af.usage import usage as usage_command
 from af.users import prepare_logins
 from af.users import user as user_commands
 from facility.accounts import AccountError
@@ -269,6 +270,7 @@ def check_facility(path: Path) -> None:
 main.add_command(data_commands)
 main.add_command(event_commands)
 main.add_command(run_command)
+main.add_command(usage_command)
 main.add_command(user_commands)
 
 

@@ -140,6 +140,12 @@ def event() -> None:
 @click.option("--branch", default="", help="Branch of a git URL's materials (default: the repository's own).")
 @click.option("--code", default="", help="A shared event code (stored as a hash).")
 @click.option(
+    "--instructor",
+    "instructors",
+    multiple=True,
+    help="A hub user who sees the participants' usage on the hub's page /hub/usage (repeat).",
+)
+@click.option(
     "--handout",
     "handout_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -159,6 +165,7 @@ def create(
     materials: str,
     branch: str,
     code: str,
+    instructors: tuple[str, ...],
     handout_dir: Path | None,
 ) -> None:
     """Create event NAME: its participants' logins and hub group, and the handout with their passwords."""
@@ -168,7 +175,7 @@ def create(
         if fac.auth.type != "local":
             _fail("events make their own logins: they need auth.type local (OIDC sites give accounts themselves)", 2)
         new = new_event(fac, name, start, end, _names(participants), _allowance(backends, images, maxima),
-                        materials, branch, code)  # fmt: skip
+                        materials, branch, code, instructors)  # fmt: skip
     except (EventError, facility.FacilityError, OSError, ValueError) as exc:
         _fail(str(exc), 2)
     hub = Hub(runtime)
@@ -211,6 +218,7 @@ def show(state: StateDir, name: str) -> None:
     click.echo(f"allowance:    {ev.allowance_raw or 'everything the facility allows'}")
     click.echo(f"materials:    {ev.materials or 'none'}")
     click.echo(f"event code:   {'set' if ev.code_hash else 'none'}")
+    click.echo(f"instructors:  {', '.join(ev.instructors) or 'none'} (see the participants' usage on /hub/usage)")
     click.echo(f"participants: {', '.join(ev.participants)}")
 
 

@@ -120,6 +120,7 @@ class Event:
     branch: str = ""  # of a git URL's materials; empty: the repository's default
     code_hash: str = ""  # the shared event code's scrypt hash (facility.credentials), if any
     ended: dt.datetime | None = None  # when `af event end` closed it
+    instructors: tuple[str, ...] = ()  # hub users who see the participants' usage (/hub/usage)
 
     @property
     def group(self) -> str:
@@ -189,6 +190,7 @@ class Event:
             "branch": self.branch,
             "code_hash": self.code_hash,
             "ended": self.ended.isoformat() if self.ended else None,
+            "instructors": list(self.instructors),
         }
 
     @classmethod
@@ -203,6 +205,7 @@ class Event:
             branch=raw.get("branch", ""),
             code_hash=raw.get("code_hash", ""),
             ended=utc(raw["ended"]) if raw.get("ended") else None,
+            instructors=tuple(raw.get("instructors", ())),
         )
 
 
@@ -216,6 +219,7 @@ def new_event(
     materials: str = "",
     branch: str = "",
     code: str = "",
+    instructors: tuple[str, ...] = (),
 ) -> Event:
     """An event from what an instructor gives, every value checked; not stored yet."""
     name = checked_event_name(name)
@@ -224,15 +228,24 @@ def new_event(
         raise EventError(f"end: {shown(end_at)} is not after the start, {shown(start_at)}")
     if code and len(code) < 8:
         raise EventError("code: use at least 8 characters, so that it cannot be guessed during the event")
+    names = participant_names(name, participants)
+    try:
+        teachers = tuple(checked_username(i) for i in instructors)
+    except UsernameError as exc:
+        raise EventError(f"instructor {exc}") from None
+    both = sorted(set(teachers) & set(names))
+    if both:
+        raise EventError(f"{both[0]} cannot be both an instructor and a participant of the event")
     return Event(
         name=name,
         start=start_at,
         end=end_at,
-        participants=tuple(participant_names(name, participants)),
+        participants=tuple(names),
         allowance_raw=checked_allowance(fac, allowance or {}),
         materials=materials,
         branch=branch,
         code_hash=hash_password(code) if code else "",
+        instructors=teachers,
     )
 
 
@@ -254,6 +267,10 @@ class EventStore:
     def get(self, name: str) -> Event | None:
         raw = self._read().get(name)
         return Event.from_json(raw) if raw else None
+
+    def taught_by(self, username: str) -> list[Event]:
+        """The events `username` is an instructor of."""
+        return [e for e in self.all() if username in e.instructors]
 
     def event_of(self, username: str) -> Event | None:
         """The event `username` takes part in, if any (a name is in one event at most)."""

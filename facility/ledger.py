@@ -3,7 +3,8 @@
 - notebook servers: the hub (in the hub itself, its spawners; elsewhere its REST API, which also
   gives the user's groups and admin flag);
 - Dask clusters and their workers: every gateway's USER_CLUSTERS_PATH (facility.cluster_lifetime),
-  answered from the gateway's own database, with each cluster's worker count and worker size.
+  answered from the gateway's own database, with each cluster's worker count and worker size;
+  ALL_CLUSTERS_PATH gives every user's at once (the usage sampler, facility.usage).
 
 Nothing is counted on the side: a restart of the hub or a gateway loses nothing, because each
 answer comes from the state that component reloads (the hub's database of spawners, the gateway's
@@ -19,18 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from facility.cluster_lifetime import USER_CLUSTERS_PATH, gateway_url
+from facility.cluster_lifetime import ALL_CLUSTERS_PATH, USER_CLUSTERS_PATH, gateway_url
 from facility.quota import SERVER, Holding, cluster_holding
 
 TIMEOUT_S = 3  # at most this per check (gateways answer in milliseconds); awaited, never blocking a process's loop
 GIB = 2**30
+T = TypeVar("T")
 
 
 class LedgerUnavailable(RuntimeError):
@@ -55,21 +57,25 @@ def server_holding(name: str, options: Mapping[str, Any]) -> Holding:
     return Holding(SERVER, str(options.get("backend", "?")), name, number("cores"), number("memory_gb"), number("gpus"))
 
 
-def cluster_entry(workers: int, worker_cores: float, worker_memory_bytes: float, worker_gpus: float) -> dict[str, Any]:
-    """A gateway's answer for one cluster (besides its name): worker count and size of one worker."""
+def cluster_entry(
+    workers: int, worker_cores: float, worker_memory_bytes: float, worker_gpus: float, running: int = 0
+) -> dict[str, Any]:
+    """A gateway's answer for one cluster (besides its name): worker count (running or starting:
+    what the quota counts), of those the workers running (what usage counts), size of one worker."""
     return {
         "workers": workers,
+        "running_workers": running,
         "worker_cores": worker_cores,
         "worker_memory_gb": worker_memory_bytes / GIB,
         "worker_gpus": worker_gpus,
     }
 
 
-def clusters_from_answer(backend: str, answer: Mapping[str, Any]) -> list[Holding]:
+def clusters_from_answer(backend: str, answer: Mapping[str, Any], running_only: bool = False) -> list[Holding]:
+    """The clusters of a gateway's answer; `running_only`: with only their running workers."""
+    count = "running_workers" if running_only else "workers"
     return [
-        cluster_holding(
-            backend, c["name"], int(c["workers"]), c["worker_cores"], c["worker_memory_gb"], c["worker_gpus"]
-        )
+        cluster_holding(backend, c["name"], int(c[count]), c["worker_cores"], c["worker_memory_gb"], c["worker_gpus"])
         for c in answer["clusters"]
     ]
 
@@ -89,26 +95,33 @@ async def _get_json(url: str, authorization: str) -> tuple[int, Any]:
     return reply.code, json.loads(reply.body or b"null") if reply.code < 400 else None
 
 
-async def _gateway(backend: str, url: str, token: str, user: str) -> list[Holding] | None:
-    """The user's clusters on one gateway; None when it does not answer."""
+async def _gateway(
+    backend: str, url: str, token: str, path: str, parse: Callable[[str, Any], list[T]]
+) -> list[T] | None:
+    """What one gateway answers to GET `path`, parsed; None when it does not answer (or makes no sense)."""
     try:
-        code, answer = await _get_json(gateway_url(url, USER_CLUSTERS_PATH, user), f"Bearer {token}")
-        return clusters_from_answer(backend, answer) if code == 200 else None
-    except (OSError, ValueError, KeyError, TypeError):
+        code, answer = await _get_json(url.rstrip("/") + path, f"Bearer {token}")
+        return parse(backend, answer) if code == 200 else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-async def gateway_clusters(gateways: Mapping[str, tuple[str, str]], user: str) -> list[Holding]:
-    """The user's clusters on every gateway (backend name -> (url, the gateway's hub token)).
-
-    All gateways are asked at once, so the wait is that of the slowest (at most TIMEOUT_S).
-    """
+async def _every_gateway(
+    gateways: Mapping[str, tuple[str, str]], path: str, parse: Callable[[str, Any], list[T]]
+) -> list[T]:
+    """GET `path` of every gateway at once (backend name -> (url, the gateway's hub token)), so the
+    wait is that of the slowest (at most TIMEOUT_S); LedgerUnavailable naming those that did not answer."""
     names = list(gateways)
-    answers = await asyncio.gather(*(_gateway(n, *gateways[n], user) for n in names))
+    answers = await asyncio.gather(*(_gateway(n, *gateways[n], path, parse) for n in names))
     silent = [name for name, answer in zip(names, answers, strict=True) if answer is None]
     if silent:
         raise LedgerUnavailable(f"the Dask gateway of {', '.join(repr(b) for b in silent)} did not answer")
     return [h for answer in answers for h in answer or []]
+
+
+async def gateway_clusters(gateways: Mapping[str, tuple[str, str]], user: str) -> list[Holding]:
+    """The user's clusters on every gateway (backend name -> (url, the gateway's hub token))."""
+    return await _every_gateway(gateways, gateway_url("", USER_CLUSTERS_PATH, user), clusters_from_answer)
 
 
 async def hub_user(hub_api_url: str, token: str, user: str) -> HubUser:
@@ -123,3 +136,19 @@ async def hub_user(hub_api_url: str, token: str, user: str) -> HubUser:
         raise LedgerUnavailable(f"the hub answered {code}")
     servers = [server_holding(name, s.get("user_options") or {}) for name, s in (model.get("servers") or {}).items()]
     return HubUser(tuple(model.get("groups") or ()), bool(model.get("admin")), servers)
+
+
+async def running_clusters(gateways: Mapping[str, tuple[str, str]]) -> dict[str, list[Holding]]:
+    """Every user's clusters on every gateway, with their running workers only: user -> clusters."""
+
+    def parse(backend: str, answer: Any) -> list[tuple[str, Holding]]:
+        return [
+            (user, holding)
+            for user, clusters in answer["users"].items()
+            for holding in clusters_from_answer(backend, {"clusters": clusters}, running_only=True)
+        ]
+
+    held: dict[str, list[Holding]] = {}
+    for user, holding in await _every_gateway(gateways, ALL_CLUSTERS_PATH, parse):
+        held.setdefault(user, []).append(holding)
+    return held

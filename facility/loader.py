@@ -46,6 +46,7 @@ from facility.model import (
     Range,
     Spawn,
     UnixAccounts,
+    Usage,
 )
 
 DEFAULT_CVMFS_ROOT = "/cvmfs"
@@ -394,5 +395,6 @@ def _build(raw: dict[str, Any]) -> Facility:
         ),
         metrics=Metrics(**(raw.get("metrics") or {})),
         quotas=_build_quotas(raw.get("quotas")),
+        usage=Usage(**(raw.get("usage") or {})),
         raw=raw,
     )

@@ -224,6 +224,13 @@ class Metrics:
     retention_days: int = 15
 
 
+@dataclass(frozen=True)
+class Usage:
+    """usage: how often the usage sampler (monitoring/usage_sampler.py) reads what everyone holds."""
+
+    sample_interval_seconds: int = 60
+
+
 QUOTA_KEYS = ("cores", "memory_gb", "gpus", "servers", "clusters", "runs")
 
 
@@ -273,6 +280,7 @@ class Facility:
     hub: Hub
     metrics: Metrics = field(default_factory=Metrics)
     quotas: Quotas = field(default_factory=Quotas)
+    usage: Usage = field(default_factory=Usage)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def backend(self, name: str) -> Backend:

@@ -54,6 +54,14 @@ def running(folder: Path, user: str, but_pid: int | None = None) -> list[Holding
     return held
 
 
+def running_all(folder: Path) -> dict[str, list[Holding]]:
+    """Every user's runs whose process still runs: user -> runs (users without any left out)."""
+    if not folder.is_dir():
+        return {}
+    users = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return {user: held for user in users if (held := running(folder, user))}
+
+
 @contextmanager
 def recorded(folder: Path, user: str, run: Holding) -> Iterator[Path]:
     """Count `run` as the user's while the block runs (this process's run)."""

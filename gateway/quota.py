@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dask_gateway_server.backends.base import PublicException
+from dask_gateway_server.backends.db_base import JobStatus
 from traitlets import Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
@@ -44,9 +45,14 @@ def worker_count(cluster: Any) -> int:
     return max(int(cluster.count or 0), len(cluster.active_workers()))
 
 
+def running_workers(cluster: Any) -> int:
+    """Workers that run now (their scheduler reported them) and are not being stopped."""
+    return sum(1 for w in cluster.active_workers() if w.status == JobStatus.RUNNING)
+
+
 def cluster_entry(cluster: Any) -> dict[str, Any]:
     """This cluster in the answer of USER_CLUSTERS_PATH (facility.ledger reads it)."""
-    return ledger.cluster_entry(worker_count(cluster), *worker_size(cluster))
+    return ledger.cluster_entry(worker_count(cluster), *worker_size(cluster), running=running_workers(cluster))
 
 
 def holding_of(backend: str, cluster: Any) -> Holding:

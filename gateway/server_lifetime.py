@@ -6,7 +6,8 @@ post_stop_hook (hub_config.cluster_lifetime) runs only when a server really stop
 admin, the idle culler, a crash; not the hub's own restarts, which keep servers). It then posts
 to the route this mixin adds (dask-gateway's documented hook: `Backend.setup(app)` may add
 routes), with the gateway's own hub service token, which only the hub and this gateway hold.
-USER_CLUSTERS_PATH lists a user's clusters with their workers and worker size (facility.ledger).
+USER_CLUSTERS_PATH lists a user's clusters with their workers and worker size (facility.ledger),
+ALL_CLUSTERS_PATH every user's (the usage sampler), with the same token.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from traitlets.config import LoggingConfigurable
 
 from backends.common.cluster_options import OUTLIVE_SERVER
 from backends.common.mixed_in import mixed_in
-from facility.cluster_lifetime import SERVER_STOPPED_PATH, USER_CLUSTERS_PATH
+from facility.cluster_lifetime import ALL_CLUSTERS_PATH, SERVER_STOPPED_PATH, USER_CLUSTERS_PATH
 from gateway.quota import cluster_entry
 
 
 def outlives_server(cluster: Any) -> bool:
     """Whether its owner asked the cluster to keep running after their notebook server stops."""
     return bool((cluster.options or {}).get(OUTLIVE_SERVER))
+
+
+def _entry(cluster: Any) -> dict[str, Any]:
+    return {"name": cluster.name, OUTLIVE_SERVER: outlives_server(cluster), **cluster_entry(cluster)}
 
 
 class StopWithServerMixin(LoggingConfigurable):
@@ -37,6 +42,7 @@ class StopWithServerMixin(LoggingConfigurable):
         if self.hub_token:
             app.router.add_post(SERVER_STOPPED_PATH, self._server_stopped)
             app.router.add_get(USER_CLUSTERS_PATH, self._user_clusters)
+            app.router.add_get(ALL_CLUSTERS_PATH, self._all_clusters)
 
     def _from_hub(self, request: web.Request) -> bool:
         given = request.headers.get("Authorization", "").encode()
@@ -49,10 +55,15 @@ class StopWithServerMixin(LoggingConfigurable):
         if not self._from_hub(request):
             return web.json_response({"error": "only the hub may list a user's clusters here"}, status=403)
         # With each cluster's workers and their size: the quota ledger of the hub and the other gateways.
-        clusters = [
-            {"name": c.name, OUTLIVE_SERVER: outlives_server(c), **cluster_entry(c)} for c in self._clusters_of(request)
-        ]
-        return web.json_response({"clusters": clusters})
+        return web.json_response({"clusters": [_entry(c) for c in self._clusters_of(request)]})
+
+    async def _all_clusters(self, request: web.Request) -> web.Response:
+        if not self._from_hub(request):
+            return web.json_response({"error": "only the hub may list the clusters here"}, status=403)
+        users: dict[str, list[dict[str, Any]]] = {}
+        for cluster in self.db.active_clusters():
+            users.setdefault(cluster.username, []).append(_entry(cluster))
+        return web.json_response({"users": users})
 
     async def _server_stopped(self, request: web.Request) -> web.Response:
         if not self._from_hub(request):

@@ -22,6 +22,7 @@ from hub_config.idle_groups import post_auth_hook as idle_post_auth_hook
 from hub_config.log_once import logging_config as log_spawn_failures_once
 from hub_config.server_summary import handlers as server_summary_handlers
 from hub_config.services import DASHBOARD_SERVICE, activity_interval, register_services
+from hub_config.usage_page import configure as configure_usage_page
 from hub_config.user_guide import configure as configure_user_guide
 from hub_config.wait_api import handlers as wait_handlers
 from monitoring.hub import configure_hub as configure_metrics
@@ -115,6 +116,7 @@ c.Spawner.environment = {
 }
 configure_examples(c, runtime)  # /hub/examples.git; every server opens through nbgitpuller: ~/examples kept current
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
+configure_usage_page(c, runtime, fac.usage.sample_interval_seconds)  # /hub/usage, for admins and instructors
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None
 if serve_dashboards:

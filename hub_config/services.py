@@ -10,7 +10,7 @@ from typing import Any
 from facility.hub_services import HubService, af_service, hub_api_url, hub_entry, hub_role
 from facility.model import Facility, IdleCull
 from facility.runtime import Runtime
-from monitoring.hub import operator_service
+from monitoring.hub import operator_service, usage_service
 
 DASHBOARD_SERVICE = "dask-dashboards"  # hub_config.dashboard_service.SERVICE_NAME
 CULLER_SERVICE = "idle-culler"
@@ -21,7 +21,7 @@ CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:se
 
 
 def hub_services(runtime: Runtime, fac: Facility) -> list[HubService]:
-    """The service processes of this facility: dashboards, the operator page, the idle culler."""
+    """The service processes of this facility: dashboards, the operator page, the usage sampler, the idle culler."""
     services = []
     if runtime.ports.dashboards is not None:  # not in Kubernetes yet
         command = (sys.executable, "-m", "hub_config.dashboard_service")
@@ -29,6 +29,7 @@ def hub_services(runtime: Runtime, fac: Facility) -> list[HubService]:
     operator = operator_service(runtime)
     if operator:
         services.append(operator)
+    services.append(usage_service())
     services.extend(culler_services(runtime, fac.hub.idle_cull))
     return services
 

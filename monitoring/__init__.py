@@ -7,9 +7,11 @@ exporter.py       the facility exporter (servers per backend, pending spawns, XC
 xcache.py         bytes from cache vs origin: the XCaches' g-stream, received by the exporter
 gateway.py        /api/metrics and /api/af/holdings on every dask-gateway, added to its backend
 routes.py         the paths gateway.py adds
-hub.py            the hub services: `prometheus` (token for /hub/metrics) and `af-operator`
-                  (a process af supervises)
-hub_api.py        active notebook servers from the hub's REST API
+hub.py            the hub services: `prometheus` (token for /hub/metrics), `af-operator` and
+                  `af-usage` (processes af supervises)
+hub_api.py        active notebook servers from the hub's REST API (every page)
+usage_sampler.py  the hub service `af-usage`: what everyone holds, into the usage record
+                  (facility.usage), every usage.sample_interval_seconds, metrics enabled or not
 status.py         `af status`'s table of who holds which servers and clusters
 operator_page.py  the hub service `af-operator`: plots of the dashboards' queries, for admins
 panels.py         the dashboards' queries; grafana.py renders them for Grafana

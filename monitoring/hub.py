@@ -36,3 +36,13 @@ def operator_service(runtime: Runtime) -> HubService | None:
         return None
     command = (sys.executable, "-m", "monitoring.operator_page")
     return HubService(OPERATOR_SERVICE, command, port=runtime.metrics["operator_port"])
+
+
+USAGE_SERVICE = "af-usage"
+# The users with their groups and servers (user_options: backend and size), nothing else.
+USAGE_SCOPES = ("list:users", "read:users:name", "read:users:groups", "read:servers")
+
+
+def usage_service() -> HubService:
+    """The usage sampler (monitoring/usage_sampler.py): no page, a token that reads who holds which servers."""
+    return HubService(USAGE_SERVICE, (sys.executable, "-m", "monitoring.usage_sampler"), scopes=USAGE_SCOPES)

@@ -43,6 +43,21 @@ def test_participants_from_a_count_or_names(fac) -> None:
         _event(fac, participants=0)
 
 
+def test_instructors_are_hub_users_apart_from_the_participants(fac, tmp_path: Path) -> None:
+    """An event's instructors see its participants' usage (/hub/usage, hub_config.usage_page)."""
+    event = _event(fac, instructors=("Bob", "carol"))
+    assert event.instructors == ("bob", "carol")
+    with pytest.raises(EventError, match=r"instructor 'b ob' cannot be a username: use 1-64 letters"):
+        _event(fac, instructors=("b ob",))
+    with pytest.raises(EventError, match="tut-02 cannot be both an instructor and a participant of the event"):
+        _event(fac, instructors=("tut-02",))
+    store = EventStore(events_path(tmp_path))
+    store.add(event)
+    store.add(_event(fac, name="other", participants=["dan"]))
+    assert [e.name for e in store.taught_by("bob")] == ["tut"]
+    assert store.taught_by("dan") == [] and store.get("other").instructors == ()
+
+
 def test_names_and_times_are_checked_in_plain_words(fac) -> None:
     with pytest.raises(EventError, match=r"'Tut \$\(id\)' cannot be an event name: use 1-24 lower-case"):
         _event(fac, name="Tut $(id)")

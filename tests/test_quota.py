@@ -1,14 +1,22 @@
-"""One quota per person across notebook servers and Dask clusters (facility.yaml `quotas`, issue 20).
+"""One quota per person across notebook servers and Dask clusters (facility.yaml `quotas`, issue 20),
+and the usage accounted from the same ledger.
 
 Unit tests of the arithmetic and of facility.yaml's errors; then a real facility (local backend):
 at her quota alice is refused a notebook server, a Dask cluster and a scale-up, each with a
-message naming what she holds where; adaptive scaling stops at the quota; after a restart of the
-hub and of the gateway the ledger counts the same.
+message naming what she holds where; adaptive scaling stops at the quota; her server and cluster
+are recorded as used (the sampler every 2 s: held cores × the seconds between samples), shown by
+`af usage` and on /hub/usage (admins, an event's instructor; nobody else); after a restart of the
+hub, the gateway and the usage sampler the ledger counts the same and the record goes on without
+losing or doubling a second. (The usage arithmetic alone: tests/test_usage_accounting.py.)
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import itertools
+import os
+import stat
 import time
 from typing import Any
 
@@ -16,8 +24,10 @@ import pytest
 import requests
 
 import facility
+from facility.accounts import remove_account
 from facility.model import Ceilings, Quota
 from facility.quota import (
+    CLUSTER,
     SERVER,
     Holding,
     cluster_holding,
@@ -28,8 +38,10 @@ from facility.quota import (
     use_text,
     workers_that_fit,
 )
+from facility.usage import usage_path
 from tests.browser import log_in
 from tests.harness import embedded_raw
+from tests.usage_helpers import between, counted, grown, recorded, running_workers, sample_times
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
@@ -221,6 +233,8 @@ def test_a_run_counts_while_its_process_lives(tmp_path) -> None:
 # --- a real facility: alice's quota is 3 cores, 1 cluster, 1 af run----------------------------------
 
 SERVER_OPTIONS = {"backend": "local", "memory_gb": 1, "image": "coffea-2026"}
+USAGE_INTERVAL = 2  # seconds between the usage sampler's samples
+PARTICIPANT = "use-01"  # of the event `use`, whose instructor is bob
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +242,10 @@ def running(start_facility):
     raw = copy.deepcopy(embedded_raw())
     raw["quotas"] = {"default": {"cores": 3, "clusters": 1, "runs": 1}}
     raw["metrics"] = {"enabled": True}  # `af status` lists users (and their quota use) with the metrics tokens
-    return start_facility(raw)
+    raw["usage"] = {"sample_interval_seconds": USAGE_INTERVAL}
+    running = start_facility(raw)
+    remove_account(PARTICIPANT, facility.load(running.facility_file).auth.unix_accounts)  # none of an earlier run
+    return running
 
 
 @pytest.fixture(scope="module")
@@ -319,17 +336,139 @@ def test_a_second_cluster_is_refused_naming_the_first(gateway, cluster) -> None:
     assert [c.name for c in gateway.list_clusters()] == [cluster.name]
 
 
+# --- usage: the same holdings, sampled every USAGE_INTERVAL s -------------------------------------
+
+
+def test_usage_grows_by_held_cores_times_the_time_between_samples(running, alice, cluster) -> None:
+    """With nothing started or stopped, alice's server's core-seconds grow by 1 × the seconds counted
+    between the samples and her cluster's by 2 × (two 1-core workers), to the microsecond: the time
+    between samples, each step at most CAP_INTERVALS intervals (on a busy host a sample may come
+    late, and what it did not see is not made up). The sampler's clock agrees with the test's."""
+    wait_until(lambda: running_workers(running, "alice") == 2, "alice's 2 workers running", timeout=60)
+    with sample_times(running) as times:
+        last_a, a = recorded(running, "alice")
+        wall_a = time.time()
+        time.sleep(5 * USAGE_INTERVAL)
+        last_b, b = recorded(running, "alice")
+        wall_b = time.time()
+    times = between(times, last_a, last_b)
+    seconds, elapsed = counted(times, USAGE_INTERVAL), last_b - last_a
+    server_cores, server_gb = grown(a, b, SERVER)
+    cluster_cores, cluster_gb = grown(a, b, CLUSTER)
+    print(
+        f"usage: {len(times) - 1} samples over {elapsed:.2f} s ({wall_b - wall_a:.2f} s wall), {seconds:.3f} s "
+        f"counted; server {server_cores:.3f} core-s (expected {seconds:.3f}), cluster {cluster_cores:.3f} "
+        f"core-s (expected {2 * seconds:.3f})"
+    )
+    assert len(times) >= 3 and abs(elapsed - (wall_b - wall_a)) <= 2 * USAGE_INTERVAL + 1, (times, wall_b - wall_a)
+    assert server_cores == pytest.approx(1 * seconds, abs=1e-6)
+    assert cluster_cores == pytest.approx(2 * seconds, abs=1e-6)
+    assert server_gb == pytest.approx(server_cores) and cluster_gb == pytest.approx(cluster_cores)
+    assert b[SERVER][2] == 0 and b[CLUSTER][2] == 0  # no GPUs held, none counted
+    assert stat.S_IMODE(os.stat(usage_path(running.state_dir)).st_mode) == 0o600
+
+
+def test_af_usage_prints_alices_line_and_a_plot(running, alice, cluster, tmp_path) -> None:
+    _, mine = recorded(running, "alice")
+    shown = running.af("usage", "--by", "user", "--plot", str(tmp_path / "usage.png"))
+    lines = [" ".join(line.replace("│", " ").split()) for line in shown.stdout.splitlines()]
+    alice_line = next((line for line in lines if line.startswith("alice ")), None)
+    assert alice_line is not None, shown.stdout
+    assert float(alice_line.split()[1]) >= sum(v[0] for v in mine.values()) / 3600 - 0.001, (alice_line, mine)
+    assert (tmp_path / "usage.png").read_bytes()[:4] == b"\x89PNG"
+    later = running.af("usage", "--since", (dt.date.today() + dt.timedelta(days=2)).isoformat(), check=False)
+    assert later.returncode == 1 and "no usage recorded since" in later.stderr, later.stderr
+
+
+def test_the_usage_page_shows_an_admin_everyone_and_refuses_a_user_in_words(running, alice, cluster) -> None:
+    admin = running.login("admin", running.admin_password)
+    page = admin.http.get(f"{running.url}/hub/usage?by=user", timeout=30)
+    assert page.status_code == 200, page.text[-2000:]
+    assert "Core-hours, memory GB-hours and GPU-hours of every user" in page.text
+    assert "<td>alice</td>" in page.text and 'href="/hub/usage"' in page.text  # her row; the admin's nav link
+    assert 'href="/hub/usage"' not in alice.http.get(f"{running.url}/hub/home", timeout=30).text  # not hers
+    refused = alice.http.get(f"{running.url}/hub/usage", timeout=30)
+    assert refused.status_code == 403
+    assert "The usage page is for the facility&#39;s admins" in refused.text, refused.text[-2000:]
+    bad = admin.http.get(f"{running.url}/hub/usage?by=kind&since=yesterday", timeout=30)
+    assert bad.status_code == 400 and "&#39;kind&#39; is not a way to sum usage" in bad.text
+
+
+def test_an_instructor_sees_only_the_participants_use(running, alice, cluster, tmp_path) -> None:
+    """bob teaches the event `use`; its one participant's server runs (pre-warmed): on /hub/usage bob
+    sees the participant's use and not alice's."""
+    start, end = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=m) for m in (-5, 60))
+    running.af(
+        "event", "create", "use", "--start", start.isoformat(timespec="seconds"),
+        "--end", end.isoformat(timespec="seconds"), "--participants", PARTICIPANT, "--instructor", "bob",
+        "--handout", str(tmp_path / "handout"),
+    )  # fmt: skip
+    try:
+        running.af("event", "prewarm", "use", "--timeout", "180")
+        wait_until(lambda: SERVER in recorded(running, PARTICIPANT)[1], "the participant's use recorded")
+        page = running.login("bob").http.get(f"{running.url}/hub/usage", timeout=30)
+        assert page.status_code == 200, page.text[-2000:]
+        assert "of the participants of use" in page.text
+        assert f"<td>{PARTICIPANT}</td>" in page.text and "<td>alice</td>" not in page.text
+    finally:
+        running.af("event", "end", "use")
+
+
+def test_the_usage_page_in_a_browser_light_and_dark(running, alice, cluster) -> None:
+    """An admin's /hub/usage in the light and the dark theme: the table's text readable (WCAG 4.5),
+    alice's bar drawn. Screenshots in test-artifacts/usage/."""
+    from tests.browser import chromium_page, contrast_of, emptied_artifacts, sync_api_or_skip
+
+    sync_api_or_skip()
+    shots = emptied_artifacts("usage")
+    with chromium_page(1280, 800) as page:
+        log_in(page, running.url, "admin", running.admin_password)
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            page.goto(f"{running.url}/hub/usage")
+            assert page.evaluate("document.documentElement.getAttribute('data-bs-theme')") == scheme
+            row = page.locator("#af-usage-table tbody tr", has_text="alice")
+            for cell in ("td", "td.num"):
+                ratio = contrast_of(row.locator(cell))
+                assert ratio >= 4.5, f"{scheme}: {cell} contrast {ratio:.2f}"
+            assert row.locator(".af-usage-bar").bounding_box()["width"] > 0
+            page.screenshot(path=shots / f"usage-{scheme}.png", full_page=True)
+
+
 def test_after_restarts_the_ledger_counts_the_same(running, alice, cluster) -> None:
     """The gateway reads alice's server from the restarted hub and her cluster from its own reloaded
-    database: still refused, still naming both, neither lost nor counted twice."""
+    database: still refused, still naming both, neither lost nor counted twice. The usage sampler,
+    restarted with them, goes on from its last recorded sample (its time is in the file): while
+    the hub and the gateway do not answer nothing is recorded, and the step after counts at most
+    CAP_INTERVALS intervals, so each second of alice's server is counted once or (while nothing
+    could be sampled) not at all."""
     from dask_gateway import GatewayClusterError
 
     from tests.test_restarts import supervisor
 
-    restarted = supervisor(running, "restart", "hub", "gateway-local")
-    assert "hub: stopped" in restarted and "gateway-local: stopped" in restarted, restarted
-    wait_until(lambda: requests.get(f"{running.url}/hub/health", timeout=5).ok, "the restarted hub", timeout=60)
-    wait_until(lambda: _answers(lambda: held_workers(running, cluster.name) == 2), "the restarted gateway", timeout=60)
+    with sample_times(running) as times:
+        last_a, a = recorded(running, "alice")
+        restarted = supervisor(running, "restart", "hub", "gateway-local", "af-usage")
+        assert "hub: stopped" in restarted and "gateway-local: stopped" in restarted, restarted
+        assert "af-usage: stopped" in restarted and "af-usage: started" in restarted, restarted
+        wait_until(lambda: requests.get(f"{running.url}/hub/health", timeout=5).ok, "the restarted hub", timeout=60)
+        wait_until(
+            lambda: _answers(lambda: held_workers(running, cluster.name) == 2), "the restarted gateway", timeout=60
+        )
+        back = time.time()
+        wait_until(lambda: times[-1] > back + USAGE_INTERVAL, "a sample after the restarts")
+        last_b, b = recorded(running, "alice")
+    times = between(times, last_a, last_b)
+    server_cores, _ = grown(a, b, SERVER)
+    gap = max(later - earlier for earlier, later in itertools.pairwise(times))
+    print(
+        f"usage over the restarts: {server_cores:.3f} core-s recorded, {counted(times, USAGE_INTERVAL):.3f} s "
+        f"counted of {last_b - last_a:.3f} s; the longest time between two samples {gap:.1f} s"
+    )
+    assert all(b[kind][0] >= a[kind][0] for kind in a)  # nothing recorded was lost
+    assert server_cores == pytest.approx(counted(times, USAGE_INTERVAL), abs=1e-6)  # once each, gaps capped
+    log = (running.state_dir / "logs" / "af-usage.log").read_text()
+    assert log.count(f"sampling every {USAGE_INTERVAL} s into {usage_path(running.state_dir)}") == 2
     with pytest.raises(GatewayClusterError, match=r"notebook server on 'local' \(1 cores, 1 GB\)"):
         cluster.scale(3)
     cluster.scale(1)  # a scale down is never refused
