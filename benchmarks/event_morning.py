@@ -331,8 +331,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ok_ax.set(title="participants whose first cell ran", ylabel="fraction", ylim=(0, 1.05))
     total_ax.set(title="released -> first cell output", ylabel="seconds")
     part_ax.set(title="login; kernel start + first cell", ylabel="seconds")
-    hub_ax.set(title="hub CPU (blue); RSS per idle server (red)", ylabel="hub CPU s per wall s")
-    mem_ax.set_ylabel("MiB per idle server")
+    hub_ax.set(title="hub CPU (blue); RSS per idle server (red)", ylabel="hub CPU s per wall s", ylim=(0, None))
+    # From zero, without an offset: memory per server barely moves, and an offset axis made 0.1 MiB look like a fall.
+    memory = [r["mib_per_idle_server"] or 0 for r in report["rounds"]]
+    mem_ax.set(ylabel="MiB per idle server", ylim=(0, max(memory, default=1) * 1.3))
+    mem_ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     for ax in (ok_ax, total_ax, part_ax, hub_ax):
         ax.set(xlabel="participants at once", xticks=report["sizes_tried"])
     for ax in (ok_ax, total_ax, part_ax):
