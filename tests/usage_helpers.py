@@ -69,6 +69,9 @@ def sample_times(running: RunningFacility) -> Iterator[list[float]]:
     finally:
         done.set()
         watcher.join()
+        # the watcher may sleep through the block's last sample, which the block itself has read
+        if (last := store.last_sample()) != times[-1]:
+            times.append(last)
 
 
 def between(times: list[float], first: float, last: float) -> list[float]:
