@@ -8,35 +8,11 @@ from typing import Any
 
 import requests
 
+from facility.hub_listing import active_users
 from facility.hub_services import hub_api_url
 from facility.runtime import Runtime
 
-HUB_TIMEOUT_S = 5
-# JupyterHub's paginated answer ({"items", "_pagination"}); without it a listing stops at 200 users.
-PAGINATED = "application/jupyterhub-pagination+json"
-
 log = logging.getLogger(__name__)
-
-
-def active_users(api: str, token: str) -> list[dict[str, Any]]:
-    """Every user with a running or pending server, as the hub's REST API models them (every page);
-    requests.RequestException when the hub does not answer."""
-    users: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        reply = requests.get(
-            f"{api}/users",
-            params={"state": "active", "offset": offset},
-            headers={"Authorization": f"token {token}", "Accept": PAGINATED},
-            timeout=HUB_TIMEOUT_S,
-        )
-        reply.raise_for_status()
-        page = reply.json()
-        users += page["items"]
-        following = page["_pagination"]["next"]
-        if not following:
-            return users
-        offset = following["offset"]
 
 
 def active_servers(runtime: Runtime, token: str | None = None) -> list[dict[str, Any]] | None:
