@@ -1,11 +1,11 @@
 """The facility's example notebooks as a git repository that every user's server pulls.
 
 `af up` publishes the project's notebooks into ``<state>/examples.git`` (one commit per change),
-which the hub serves read-only over HTTP (hub_config/examples_http.py). Each notebook server's
-default URL goes through nbgitpuller's ``/git-pull``, which clones that repository into
-``~/examples`` on a first start and merges new commits on later starts; its merge keeps a user's
-own edits (a conflicting upstream change loses to the user's version) and brings new examples.
-The pull runs inside the server, so as the user and in their home, on whichever backend it runs.
+which the hub serves read-only over HTTP (hub_config/examples_http.py). Each notebook server pulls
+it with nbgitpuller as it starts (hub_config/examples_pull.py): a clone into ``~/examples`` on a
+first start, a merge of new commits on later starts, which keeps a user's own edits (a
+conflicting upstream change loses to the user's version) and brings new examples. The pull runs
+inside the server, so as the user and in their home, on whichever backend it runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import urlencode
 
 REPO_NAME = "examples.git"
 BRANCH = "main"
@@ -25,6 +24,8 @@ FIRST_STEPS = "first_steps.ipynb"
 # URL that server uses now (git_environment), so a clone made through another address (the hub
 # moved, a test facility on other ports) still fetches.
 ORIGIN = "af-hub://examples.git"
+# In a notebook server's environment, "1" has it pull ORIGIN into ~/TARGET as it starts.
+PULL_ENV = "AF_PULL_EXAMPLES"
 # Commits of the examples are the facility's, not a person's.
 _IDENTITY = ["-c", "user.name=analysis facility", "-c", "user.email=af@localhost", "-c", "commit.gpgsign=false"]
 
@@ -46,13 +47,6 @@ def repo_url(hub_url: str) -> str:
 def is_published(repo: Path) -> bool:
     """Whether `repo` can be cloned over HTTP: published, with the files dumb HTTP reads."""
     return (Path(repo) / "info" / "refs").is_file()
-
-
-def pull_url(then: str = "lab") -> str:
-    """The notebook server URL (below its base URL) that pulls ORIGIN into ~/examples, then opens `then`."""
-    # depth 0 is a full clone: nbgitpuller's default (1) is shallow, which dumb HTTP cannot serve.
-    query = {"repo": ORIGIN, "branch": BRANCH, "depth": "0", "targetpath": TARGET, "urlpath": then, "app": "lab"}
-    return f"/git-pull?{urlencode(query)}"
 
 
 def git_environment(hub_url: str) -> dict[str, str]:

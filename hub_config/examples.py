@@ -1,12 +1,12 @@
-"""The facility's examples in every user's home: notebook servers start through nbgitpuller.
+"""The facility's examples in every user's home: notebook servers pull them as they start.
 
 `af up` keeps the examples repository current (facility.examples.publish); the hub serves it
 read-only at /hub/examples.git (hub_config/examples_http.py). Every server, whatever its backend
-(a local process, a batch job on another node, a pod), gets nbgitpuller's /git-pull of
-facility.examples.ORIGIN as its default URL, and a git environment that maps that name to the
-repository below the hub URL the server already uses for the hub's API: the pull runs inside the
-user's own server (their account, their home) each time they reach it from the hub, then
-JupyterLab opens.
+(a local process, a batch job on another node, a pod), gets facility.examples.PULL_ENV, which has
+af-singleuser's extension hub_config.examples_pull pull facility.examples.ORIGIN with nbgitpuller
+before the server answers, and a git environment that maps that name to the repository below the
+hub URL the server already uses for the hub's API: the pull runs inside the user's own server
+(their account, their home) at each start, and JupyterLab opens with ~/examples in place.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ def configure(c: Any, runtime: Runtime) -> None:
 
 
 def with_examples(child: ChildConfig, repo: str, hub_url: str) -> ChildConfig:
-    """The child spawner's config with the pulling default URL and git's address of the hub, when the
-    repository is published.
+    """The child spawner's config with the examples pull switched on and git's address of the hub,
+    when the repository is published.
 
     `hub_url` is the hub's own URL as servers reach it (JupyterHub's Hub.url, from hub_connect_url
-    where one is set). A hub without the repository (not set up by `af up`) keeps /lab.
+    where one is set). A hub without the repository (not set up by `af up`) pulls nothing.
     """
     cls, config = child
     if repo and examples.is_published(Path(repo)):
-        config = {**config, "default_url": examples.pull_url(then="lab")}
-        config["environment"] = {**config.get("environment", {}), **examples.git_environment(hub_url)}
+        pulling = {examples.PULL_ENV: "1", **examples.git_environment(hub_url)}
+        config = {**config, "environment": {**config.get("environment", {}), **pulling}}
     return cls, config

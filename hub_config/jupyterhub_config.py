@@ -114,7 +114,7 @@ c.Spawner.environment = {
     # often enough for the idle cullers' checks (jupyterhub-singleuser's default is 300 s).
     "JUPYTERHUB_ACTIVITY_INTERVAL": str(activity_interval(fac.hub.idle_cull)),
 }
-configure_examples(c, runtime)  # /hub/examples.git; every server opens through nbgitpuller: ~/examples kept current
+configure_examples(c, runtime)  # /hub/examples.git; every server pulls ~/examples as it starts
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 configure_usage_page(c, runtime, fac.usage.sample_interval_seconds)  # /hub/usage, for admins and instructors
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).

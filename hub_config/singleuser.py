@@ -6,7 +6,8 @@ import: about 2 s of CPU in every notebook server, most of a server's start-up, 
 server never checks. With 30 servers starting on 2 cores that is a minute of CPU (issue 15).
 Blocking that one import makes jsonschema skip the "iri" checker (it treats the import as
 optional). It also loads hub_config.busy_kernels, so a kernel running a cell keeps the server from
-being culled as idle, and has jupyter-resource-usage show CPU besides memory.
+being culled as idle, and hub_config.examples_pull, which pulls the facility's examples into
+~/examples before the server answers, and has jupyter-resource-usage show CPU besides memory.
 
 JupyterLab's build check is off (jupyter_config/labconfig/page_config.json, on $JUPYTER_CONFIG_PATH):
 at every page load it asked the server whether the installed extensions need a rebuild, 3.4-4.2 s
@@ -30,6 +31,7 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 # Before the command's own arguments, which may override them; extensions enabled in config files stay.
 EXTRA_ARGUMENTS = (
     "--ServerApp.jpserver_extensions=hub_config.busy_kernels=True",
+    "--ServerApp.jpserver_extensions=hub_config.examples_pull=True",  # when the hub asks for it
     "--ResourceUseDisplay.track_cpu_percent=True",  # against CPU_LIMIT, the form's cores
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",

@@ -2,7 +2,7 @@
 Playwright) against the hub that `af up` starts: the user guide linked from the hub's pages, the
 examples in ~/examples on the first start, the "Facility examples" launcher card, the first-steps
 notebook run to its progress bar and plot; and on a later start a user's edit kept while a new
-upstream example arrives (nbgitpuller's merge, run as the user in their home).
+upstream example arrives (nbgitpuller's merge, run by the server as the user in their home).
 
 Screenshots of each step go to test-artifacts/browser-examples/.
 """
@@ -77,7 +77,7 @@ def _start_server(page: sync_api.Page, embedded: RunningFacility, user: str) -> 
     page.fill("#af-local-cores", "1")
     page.fill("#af-local-memory_gb", "2")
     page.click('form button[type="submit"]')
-    # The server's default URL is nbgitpuller's /git-pull, which pulls the examples and then opens JupyterLab.
+    # The server pulls the examples as it starts (hub_config.examples_pull); the hub opens JupyterLab.
     page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=180_000)
     page.wait_for_selector("#jp-main-dock-panel")
 

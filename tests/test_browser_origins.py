@@ -64,7 +64,7 @@ def fac(start_facility: Any) -> RunningFacility:
     raw = embedded_raw()
     running = start_facility({**raw, "hub": {**raw["hub"], "subdomains": True}})
     # A new home: ~/examples cloned from an earlier test facility's examples repository (another
-    # history) stops nbgitpuller's pull with "refusing to merge unrelated histories" before the lab.
+    # history) fails nbgitpuller's merge ("refusing to merge unrelated histories"): the examples stay old.
     remove_account(VICTIM, facility.load(running.facility_file).auth.unix_accounts)
     return running
 
@@ -106,7 +106,7 @@ def test_a_page_from_alices_server_cannot_read_bobs_session(fac: RunningFacility
         console: list[str] = []
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         page.click('form button[type="submit"]')
-        try:  # through nbgitpuller's /git-pull (the examples) to JupyterLab
+        try:  # the hub opens JupyterLab once the server (and its pull of the examples) is up
             page.wait_for_url(re.compile(rf"/user/{VICTIM}/lab"), timeout=120_000)
         except sync_api.TimeoutError:
             _keep_evidence(fac, page, shots, console)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -58,21 +57,6 @@ def test_publish_refuses_a_missing_file(tmp_path):
         examples.publish(tmp_path / "examples.git", [tmp_path / "nope.ipynb"])
 
 
-def test_pull_url_sends_nbgitpuller_to_the_hubs_repository_then_lab():
-    url = examples.pull_url()
-    parts = urlsplit(url)
-    assert parts.path == "/git-pull"
-    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    assert query == {
-        "repo": "af-hub://examples.git",  # the name clones record; git_environment maps it to the hub
-        "branch": "main",
-        "depth": "0",  # a full clone: dumb HTTP serves no shallow one
-        "targetpath": "examples",
-        "urlpath": "lab",
-        "app": "lab",
-    }
-
-
 def test_the_project_ships_both_examples():
     names = [p.name for p in example_notebooks()]
     assert names == [examples.FIRST_STEPS, "ttbar_analysis.ipynb"]
@@ -90,7 +74,8 @@ def test_user_guide_renders_to_html(tmp_path):
 
 
 def test_servers_of_every_kind_pull_from_the_hub(tmp_path):
-    """Local processes, batch jobs and pods alike: the default URL pulls, git maps the origin to the hub's URL."""
+    """Local processes, batch jobs and pods alike: the server is told to pull as it starts
+    (hub_config.examples_pull), git maps the origin to the hub's URL; the landing page stays JupyterLab."""
     from backends.registry import KINDS
     from hub_config.examples import with_examples
 
@@ -107,9 +92,9 @@ def test_servers_of_every_kind_pull_from_the_hub(tmp_path):
         _, config = with_examples(
             (object, {"environment": {"AF_BACKEND": name}}), str(repo), "http://hub.example:8081/hub/"
         )
-        assert config["default_url"] == examples.pull_url(), name
-        assert config["environment"] == {"AF_BACKEND": name, **git}, name
+        assert config["environment"] == {"AF_BACKEND": name, "AF_PULL_EXAMPLES": "1", **git}, name
+        assert "default_url" not in config, name
     _, config = with_examples((object, {"environment": {}}), "", "http://hub.example:8081/hub/")
-    assert "default_url" not in config  # no repository configured: nothing to pull
+    assert config == {"environment": {}}  # no repository configured: nothing to pull
     _, config = with_examples((object, {}), str(tmp_path / "never-published.git"), "http://hub.example:8081/hub/")
-    assert "default_url" not in config  # a hub without a published repository keeps /lab
+    assert config == {}  # a hub without a published repository: nothing to pull

@@ -234,7 +234,7 @@ def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, mon
     assert c.ConfigurableHTTPProxy.api_url == "http://proxy-api:8001"
     find(objects, "Service", "hub")  # the names the hub's config uses are the Services the chart creates
     find(objects, "Service", "proxy-api")
-    assert c.Spawner.cmd == ["jupyterhub-singleuser"]
+    assert c.Spawner.cmd == ["af-singleuser"]
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert services["dask-gateway-cloud"]["url"] == "http://traefik-af-dask-gateway.analysis"
     assert services["dask-gateway-cloud"]["api_token"] == runtime["gateways"]["cloud"]["api_token"]

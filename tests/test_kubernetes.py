@@ -177,7 +177,7 @@ async def test_notebook_pod_cpu_memory_image(site_file, alice, hub_db, cvmfs_roo
 
 
 async def test_notebook_pod_pulls_the_examples_from_the_hubs_service(site_file, alice, hub_db, tmp_path):
-    """A pod reaches the hub at the chart's hub_connect_url: its default URL pulls the examples from there."""
+    """A pod reaches the hub at the chart's hub_connect_url: it pulls the examples from there as it starts."""
     notebook = tmp_path / "first_steps.ipynb"
     notebook.write_text("{}\n")
     repo = examples.repo_path(tmp_path / "state")
@@ -190,7 +190,7 @@ async def test_notebook_pod_pulls_the_examples_from_the_hubs_service(site_file, 
     pod, _ = await notebook_pod(site_file, alice, hub_db, {"backend": "cloud"}, parent=parent)
     validate(pod)
     env = env_of(pod)
-    assert env["JUPYTERHUB_DEFAULT_URL"] == examples.pull_url()
+    assert env[examples.PULL_ENV] == "1" and "git-pull" not in env.get("JUPYTERHUB_DEFAULT_URL", "")
     assert env["GIT_CONFIG_KEY_0"] == "url.http://hub:8081/hub/examples.git.insteadOf"
     assert env["GIT_CONFIG_VALUE_0"] == examples.ORIGIN
 

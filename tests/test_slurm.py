@@ -342,7 +342,7 @@ def test_slurm_notebook_job_runs_in_the_chosen_image_with_apptainer() -> None:
         "apptainer", "exec", "--nv",
         "/cvmfs/unpacked.cern.ch/registry.example.org/analysis-facility/notebook-gpu:2026.9",
     ]  # fmt: skip
-    assert config["cmd"] == ["jupyterhub-singleuser"]
+    assert config["cmd"] == ["af-singleuser"]  # the image's own
     assert config["req_gres"] == "gpu:h100:2" and config["req_partition"] == "gpu"
     assert config["req_account"] == "af-users" and config["job_workdir"] == "/home/alice"
     assert config["exec_prefix"] == "env SLURM_CONF='/etc/slurm x/slurm.conf'"

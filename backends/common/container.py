@@ -26,6 +26,11 @@ def image_path(fac: Facility, image: Image) -> str:
     return str(cvmfs.image_path(fac, image, check=False))
 
 
+# A container job's notebook server: the image's own af-singleuser (images/Containerfile installs
+# the project), which loads the facility's server extensions (busy kernels, the examples pull).
+IMAGE_SERVER_COMMAND = ("af-singleuser",)
+
+
 def uses_container(backend: Backend) -> bool:
     return backend.container_runtime == "apptainer"
 

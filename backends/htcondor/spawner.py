@@ -32,7 +32,7 @@ from backends.common.batch_spawner import (
     account_settings,
     wrapping_traits,
 )
-from backends.common.container import job_wrapping, uses_container
+from backends.common.container import IMAGE_SERVER_COMMAND, job_wrapping, uses_container
 from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, batch_environment, home_folder
 from backends.htcondor.commands import condor_argv, job_user_ids
 from backends.htcondor.settings import HTCondorSettings
@@ -240,7 +240,7 @@ def condor_child_config(
         **wrapping_traits(wrapping),
     )
     if uses_container(backend):
-        config["cmd"] = ["jupyterhub-singleuser"]  # the image's own, not the hub host's
+        config["cmd"] = list(IMAGE_SERVER_COMMAND)  # the image's own, not the hub host's
     return config
 
 

@@ -31,7 +31,7 @@ from backends.common.batch_spawner import (
     account_settings,
     wrapping_traits,
 )
-from backends.common.container import uses_container
+from backends.common.container import IMAGE_SERVER_COMMAND, uses_container
 from backends.common.gres import gpu_gres
 from backends.common.notebook_child import ChildConfig, ParentSpawner, batch_config, batch_environment, home_folder
 from backends.slurm.queue import pending_words
@@ -190,7 +190,7 @@ def slurm_child_config(
     else:
         config["job_workdir"] = home_folder(home_dir_template, username)
     if uses_container(backend):
-        config["cmd"] = ["jupyterhub-singleuser"]  # the image's own, not the hub host's
+        config["cmd"] = list(IMAGE_SERVER_COMMAND)  # the image's own, not the hub host's
     if site.notebook_host:
         # Single-node facilities: the hub reaches every job's server at this address.
         config["state_exechost_exp"] = site.notebook_host

@@ -17,6 +17,6 @@ c.JupyterHub.hub_bind_url = "http://:8081"
 c.JupyterHub.hub_connect_url = f"http://{os.environ['AF_HUB_SERVICE']}:8081"
 c.ConfigurableHTTPProxy.api_url = f"http://{os.environ['AF_PROXY_API_SERVICE']}:8001"
 c.JupyterHub.cleanup_servers = False
-c.Spawner.cmd = ["jupyterhub-singleuser"]
+c.Spawner.cmd = ["af-singleuser"]  # the notebook image's own (images/Containerfile installs the project)
 c.Spawner.args = []
 c.KubeSpawner.start_timeout = int(os.environ.get("AF_START_TIMEOUT", "600"))
