@@ -4,7 +4,7 @@
                                                  [--no-prewarm] [--out benchmarks/results]
 
 Run as root (per-user Unix accounts), alone on the machine. One real facility (`af up`, embedded
-facility.yaml, per-user accounts; benchmarks/storm.py's `_start`) in this run. First one participant
+facility.yaml, per-user accounts; benchmarks/storm.py's `storm_facility`) in this run. First one participant
 alone without pre-warming (the baseline), then for each size N twice: cold (each participant's
 login starts nothing; they post the spawn form themselves) and pre-warmed (`af event prewarm`
 starts every participant's server first, timed). Each round is a new event (`af event create`,
@@ -40,7 +40,7 @@ import psutil
 
 import facility
 from benchmarks.results_io import RESULTS, write_results
-from benchmarks.storm import TIMEOUT_S, _start
+from benchmarks.storm import TIMEOUT_S, storm_facility
 from facility.accounts import lookup, remove_account
 from facility.events import MAX_PARTICIPANTS, EventStore, events_path
 from facility.model import Spawn, UnixAccounts
@@ -257,8 +257,8 @@ def run(sizes: list[int], concurrent: int, prewarm: bool) -> dict[str, Any]:
         root = Path(tmp)
         root.chmod(0o755)  # per-user accounts pass through to the project's venv and state
         materials = write_materials(root / "course")
-        accounts = UnixAccounts()  # what _start's facility.yaml asks for (per-user, default prefix)
-        running = _start(root, concurrent)
+        accounts = UnixAccounts()  # what storm_facility's facility.yaml asks for (per-user, default prefix)
+        running = storm_facility(root, concurrent)
         try:
             accounts = facility.load(running.facility_file).auth.unix_accounts
             baseline = one_round(running, root, materials, f"m{run_id}-base", 1, False, everyone)

@@ -82,13 +82,19 @@ def time_cluster(running: RunningFacility, username: str, backend: str, workers:
     return elapsed
 
 
-def _start(raw: dict[str, Any], root: Path) -> RunningFacility:
+def start_facility(raw: dict[str, Any], root: Path) -> RunningFacility:
+    """`af up` of facility.yaml `raw` in `root` (its state, its yaml) on free ports; `af down` is the caller's."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port_block()
-    raw = {**raw, "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}", "start_timeout_seconds": 300}}
+    raw = {**raw, "hub": {**raw.get("hub", {}), "bind_url": f"http://127.0.0.1:{port}"}}
     running = RunningFacility(root / "state", write_facility(root / "facility.yaml", raw))
     run_af(running.state_dir, "up", "--facility", str(running.facility_file), "--port", str(port), timeout=300)
     return running
+
+
+def with_start_timeout(raw: dict[str, Any], seconds: int = 300) -> dict[str, Any]:
+    """`raw` whose hub waits `seconds` for a server (batch jobs may queue)."""
+    return {**raw, "hub": {**raw.get("hub", {}), "start_timeout_seconds": seconds}}
 
 
 def run(kinds: list[str], repeats: int, modes: list[str]) -> dict[str, Any]:
@@ -106,7 +112,7 @@ def run(kinds: list[str], repeats: int, modes: list[str]) -> dict[str, Any]:
         for mode in modes:
             raw["auth"] = {**raw.get("auth", {}), "unix_accounts": {"mode": mode}}
             users = [f"bench{kind}{i}" for kind in kinds for i in range(repeats)]
-            running = _start(raw, root / mode)
+            running = start_facility(with_start_timeout(raw), root / mode)
             try:
                 for kind in kinds:
                     name, key = f"bench-{kind}", f"{kind} ({mode})"

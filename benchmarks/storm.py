@@ -31,9 +31,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.startup import start_facility
 from facility.accounts import remove_account
 from facility.model import Spawn, UnixAccounts
-from tests.harness import RunningFacility, embedded_raw, free_port_block, run_af, write_facility
+from tests.harness import RunningFacility, embedded_raw, run_af
 from tests.spawn_storm import stop_servers, storm
 
 TIMEOUT_S = 600  # per user: generous, a storm that takes longer counts as not ready
@@ -98,16 +99,14 @@ def server_starts(workdir: Path, repeats: int = 3) -> dict[str, Any]:
     return results
 
 
-def _start(root: Path, concurrent: int) -> RunningFacility:
-    port = free_port_block()
+def storm_facility(root: Path, concurrent: int) -> RunningFacility:
+    """The embedded facility with per-user accounts and `concurrent` servers starting at once, up in `root`."""
     raw = copy.deepcopy(embedded_raw())
-    raw["hub"] = {**raw["hub"], "bind_url": f"http://127.0.0.1:{port}", "spawn": {"concurrent": concurrent}}
+    raw["hub"] = {**raw["hub"], "spawn": {"concurrent": concurrent}}
     raw["auth"]["unix_accounts"] = {"mode": "per-user"}
     # A storm is a tutorial's first minute: participants log in with the event's shared password.
     raw["auth"]["shared_password"] = True
-    running = RunningFacility(root / "state", write_facility(root / "facility.yaml", raw))
-    run_af(running.state_dir, "up", "--facility", str(running.facility_file), "--port", str(port), timeout=300)
-    return running
+    return start_facility(raw, root)
 
 
 def _one(running: RunningFacility, label: str, names: list[str]) -> dict[str, Any]:
@@ -130,7 +129,7 @@ def run(sizes: list[int], concurrent: int) -> dict[str, Any]:
         root = Path(tmp)
         root.chmod(0o755)  # per-user accounts pass through to the project's venv and state
         starts = server_starts(root)
-        running = _start(root, concurrent)
+        running = storm_facility(root, concurrent)
         try:
             baseline_user = [f"sb{run_id}base"]
             everyone += baseline_user

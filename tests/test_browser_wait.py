@@ -1,18 +1,19 @@
 """The predicted wait in the spawn form, in a real browser (Debian Chromium driven by Playwright),
 against a real Slurm and a real HTCondor pool: the Slurm prediction changes when a job fills the
 node and the user changes the size, free GPUs per type, HTCondor's matching slots, and the spawn
-progress of a pending job. Screenshots go to test-artifacts/browser-wait/.
+progress of a pending job through to JupyterLab. Screenshots go to test-artifacts/browser-wait/.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
+from tests.browser import RECORD_SPAWN_PROGRESS, chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
@@ -42,6 +43,7 @@ def test_spawn_form_shows_the_schedulers_predicted_wait(
     batch: RunningFacility, slurm: SlurmCluster, pool: HTCondorPool, page, shots: Path
 ) -> None:
     expect = sync_api.expect
+    page.add_init_script(RECORD_SPAWN_PROGRESS)
     log_in(page, batch.url, USER, batch.password_of(USER))
     page.wait_for_selector(".af-spawn-form")
     # The local backend has no scheduler to ask: no prediction box there.
@@ -101,6 +103,21 @@ def test_spawn_form_shows_the_schedulers_predicted_wait(
             timeout=120_000,
         )
         page.screenshot(path=shots / "05-spawn-pending-with-slurm-estimate.png", full_page=True)
+
+        # The node frees up: the page follows the job through running and answering into JupyterLab.
+        slurm.run("scancel", filler)
+        try:
+            page.wait_for_url(re.compile(rf"/user/{USER}/lab"), timeout=180_000)
+            page.wait_for_selector(".jp-Launcher", timeout=120_000)
+        except sync_api.TimeoutError:
+            page.screenshot(path=shots / "06-FAILED-no-jupyterlab.png", full_page=True)
+            raise
+        page.screenshot(path=shots / "06-jupyterlab-after-the-wait.png")
+        log = page.evaluate("sessionStorage.getItem('afLog') || ''")
+        for step in ("was submitted to Slurm", "expected to start in about", "is running"):
+            assert step in log, f"{step!r} not in the spawn page's log:\n{log}"
+        values = json.loads(page.evaluate("sessionStorage.getItem('afProgress') || '[]'"))
+        assert len(set(values)) >= 4 and values == sorted(values), values  # the bar only moves forward
     finally:
         batch.login(USER).stop_server()
-        slurm.run("scancel", filler)
+        slurm.run("scancel", filler, check=False)
