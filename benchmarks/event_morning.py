@@ -44,10 +44,10 @@ from benchmarks.storm import TIMEOUT_S, storm_facility
 from facility.accounts import lookup, remove_account
 from facility.events import MAX_PARTICIPANTS, EventStore, events_path
 from facility.model import Spawn, UnixAccounts
+from tests.event_helpers import create_event, handout_logins, landing_of, pull_through_landing, window
 from tests.harness import HubSession, RunningFacility, execute_in_kernel, run_af
-from tests.spawn_storm import QUEUED, UserOutcome, _follow_progress, _message, percentile
-from tests.test_events_hub import _at, _create, _handout, _open, _pull
-from tests.test_restarts import pid_of
+from tests.spawn_storm import QUEUED, UserOutcome, follow_progress, message_of, percentile
+from tests.supervision import pid_of
 
 # The materials: one notebook whose one cell reads the data file, as a first exercise would. The
 # benchmark runs that cell from the server's root (the account's home), where the event's folder is.
@@ -114,10 +114,10 @@ def _morning(
                     f"{session.url}/hub/spawn", data={**form, "_xsrf": session.xsrf}, timeout=120, allow_redirects=False
                 )
                 if reply.status_code != 302:
-                    raise RuntimeError(f"spawn form answered {reply.status_code}: {_message(reply.text)}")
+                    raise RuntimeError(f"spawn form answered {reply.status_code}: {message_of(reply.text)}")
                 person.posted_form = True
             # else a pre-warmed server still starting: the hub's page shows its progress; so does this.
-            _follow_progress(session, outcome, posted, TIMEOUT_S)
+            follow_progress(session, outcome, posted, TIMEOUT_S)
             person.told_to_wait = any(QUEUED in m for m in outcome.messages)
             if not outcome.ready:
                 raise RuntimeError(outcome.error or "the server did not become ready")
@@ -128,7 +128,9 @@ def _morning(
         url, token = f"{running.url}{server['url']}", session.token(note="event morning")
         headers = {"Authorization": f"token {token}"}
         opened = time.monotonic()
-        _pull(running, _open(url, headers), headers)  # the default URL is the event's nbgitpuller link
+        pull_through_landing(
+            running, landing_of(url, headers), headers
+        )  # the default URL is the event's nbgitpuller link
         person.pull_s = time.monotonic() - opened
         asked = time.monotonic()
         output = execute_in_kernel(url, token, CELL.format(path=f"~/{event_name}/data/numbers.txt"))
@@ -180,9 +182,9 @@ def one_round(
     running: RunningFacility, root: Path, materials: Path, name: str, size: int, prewarm: bool, everyone: list[str]
 ) -> dict[str, Any]:
     """One event of `size` participants, pre-warmed or not; every participant's morning, measured."""
-    _create(running, root, name, "--start", _at(-1), "--end", _at(120), "--participants", str(size),
+    create_event(running, root, name, *window(-1, 120), "--participants", str(size),
             "--max", "cores=1", "--materials", str(materials))  # fmt: skip
-    logins = _handout(root, name)
+    logins = handout_logins(root, name)
     everyone += sorted(logins)  # removed at the end, whatever happens from here
     form = spawn_defaults(running, name)
     hub = psutil.Process(pid_of(running, "hub"))

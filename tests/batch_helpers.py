@@ -160,7 +160,7 @@ def check_hub_restart_keeps_the_job_server(
     job (batchspawner's state in the hub's database, polled through the batch system), lists the
     server as ready and routes to it; the batch system holds the same one job; stopping it ends
     the job. `jobs()` lists the batch system's job ids of that user's notebook server."""
-    from tests.test_restarts import supervisor, wait_for
+    from tests.supervision import supervisor, wait_for
 
     session = running.login(user)
     reply = session.post_spawn_form(form)
@@ -193,7 +193,7 @@ def check_gateway_restart_keeps_the_cluster(
     scheduler and worker jobs; stopping it ends them. `jobs()` lists the cluster's batch job ids."""
     from dask_gateway import Gateway, JupyterHubAuth
 
-    from tests.test_restarts import supervisor, wait_for
+    from tests.supervision import supervisor, wait_for
 
     auth = JupyterHubAuth(api_token=running.login(user).token())
     with Gateway(running.runtime["gateways"][backend]["url"], auth=auth) as gateway:

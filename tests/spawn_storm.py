@@ -85,14 +85,14 @@ def _spawn(running: RunningFacility, outcome: UserOutcome, go: threading.Barrier
             f"{session.url}/hub/spawn", data={**SPAWN_FORM, "_xsrf": session.xsrf}, timeout=120, allow_redirects=False
         )
         if reply.status_code != 302:
-            outcome.error = f"spawn form answered {reply.status_code}: {_message(reply.text)}"
+            outcome.error = f"spawn form answered {reply.status_code}: {message_of(reply.text)}"
             return
-        _follow_progress(session, outcome, posted, timeout)
+        follow_progress(session, outcome, posted, timeout)
     except Exception as exc:  # noqa: BLE001 - any failure of one user is that user's result
         outcome.error = f"{type(exc).__name__}: {exc}"
 
 
-def _follow_progress(session: HubSession, outcome: UserOutcome, posted: float, timeout: float) -> None:
+def follow_progress(session: HubSession, outcome: UserOutcome, posted: float, timeout: float) -> None:
     url = f"{session.url}/hub/api/users/{outcome.name}/server/progress"
     deadline = posted + timeout
     while time.monotonic() < deadline:
@@ -123,7 +123,7 @@ def _follow_progress(session: HubSession, outcome: UserOutcome, posted: float, t
     outcome.error = f"not ready after {timeout:.0f} s"
 
 
-def _message(page: str) -> str:
+def message_of(page: str) -> str:
     found = re.search(r'<p class="lead">\s*(.*?)\s*</p>|<div class="error">.*?<p>(.*?)</p>', page, re.S)
     text = (found.group(1) or found.group(2)) if found else page[:200]
     return " ".join(text.split())

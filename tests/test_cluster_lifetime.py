@@ -18,7 +18,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 
 from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, embedded_raw
-from tests.test_restarts import supervisor, wait_for
+from tests.supervision import supervisor, wait_for
 
 pytestmark = [
     pytest.mark.side_facility,

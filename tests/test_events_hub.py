@@ -5,8 +5,6 @@ outside its window; `af event end` stops their servers and closes their logins."
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import json
 import stat
 import time
@@ -20,8 +18,9 @@ import facility
 from facility import event_materials
 from facility.accounts import remove_account
 from tests.conftest import StartFacility
+from tests.event_helpers import create_event, handout_logins, landing_of, pull_through_landing, window
 from tests.harness import HubSession, RunningFacility, embedded_raw, post_login
-from tests.test_restarts import wait_for
+from tests.supervision import wait_for
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
@@ -38,19 +37,6 @@ def running(start_facility: StartFacility) -> RunningFacility:
     for name in ("ws-01", "ws-02", "later-01", "early-01", "early-02", "soon-01", "soon-02"):
         remove_account(name, facility.load(fac.facility_file).auth.unix_accounts)
     return fac
-
-
-def _at(minutes: float) -> str:
-    return (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).isoformat(timespec="seconds")
-
-
-def _create(running: RunningFacility, tmp: Path, name: str, *args: str, check: bool = True):
-    return running.af("event", "create", name, "--handout", str(tmp / f"{name}-handout"), *args, check=check)
-
-
-def _handout(tmp: Path, name: str) -> dict[str, str]:
-    with (tmp / f"{name}-handout" / f"{name}-logins.csv").open() as rows:
-        return {row["name"]: row["password"] for row in csv.DictReader(rows)}
 
 
 def _admin(running: RunningFacility) -> HubSession:
@@ -70,25 +56,24 @@ def materials(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def workshop(running: RunningFacility, materials: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An open event `ws` with two participants, one core each, the coffea image, local materials."""
     tmp = tmp_path_factory.mktemp("ws")
-    made = _create(
-        running, tmp, "ws", "--start", _at(-1), "--end", _at(120), "--participants", "2",
-        "--max", "cores=1", "--max", "worker_cores=1", "--image", "coffea-2026", "--materials", str(materials),
-    )  # fmt: skip
+    made = create_event(running, tmp, "ws", *window(-1, 120), "--participants", "2",
+                        "--max", "cores=1", "--max", "worker_cores=1", "--image", "coffea-2026",
+                        "--materials", str(materials))  # fmt: skip
     assert "Event ws: 2 participants" in made.stdout, made.stdout
     return tmp
 
 
 def test_create_refuses_bad_and_taken_names(running: RunningFacility, tmp_path: Path) -> None:
-    window = ("--start", _at(-1), "--end", _at(60))
-    bad = _create(running, tmp_path, "bad", *window, "--participants", "ok,a;touch /tmp/x", check=False)
+    times = window(-1, 60)
+    bad = create_event(running, tmp_path, "bad", *times, "--participants", "ok,a;touch /tmp/x", check=False)
     assert bad.returncode == 2, bad.stderr
     assert "participant 'a;touch' cannot be a username: use 1-64 letters, digits and . _ @ -" in bad.stderr
-    taken = _create(running, tmp_path, "taken", *window, "--participants", "zoe,admin", check=False)
+    taken = create_event(running, tmp_path, "taken", *times, "--participants", "zoe,admin", check=False)
     assert taken.returncode == 1 and "admin already has a login on this facility" in taken.stderr, taken.stderr
     _admin(running).api("POST", "/users/hubonly")  # a hub user without a login of its own
-    hub_user = _create(running, tmp_path, "taken", *window, "--participants", "hubonly", check=False)
+    hub_user = create_event(running, tmp_path, "taken", *times, "--participants", "hubonly", check=False)
     assert hub_user.returncode == 1 and "hubonly is already a user of the hub" in hub_user.stderr, hub_user.stderr
-    name = _create(running, tmp_path, "Bad Name", *window, "--participants", "2", check=False)
+    name = create_event(running, tmp_path, "Bad Name", *times, "--participants", "2", check=False)
     assert name.returncode == 2 and "'Bad Name' cannot be an event name" in name.stderr
     # Nothing of the refused events was made.
     assert "zoe" not in running.af("user", "list").stdout.split()
@@ -96,7 +81,7 @@ def test_create_refuses_bad_and_taken_names(running: RunningFacility, tmp_path: 
 
 
 def test_handout_and_hub_group(running: RunningFacility, workshop: Path) -> None:
-    logins = _handout(workshop, "ws")
+    logins = handout_logins(workshop, "ws")
     assert sorted(logins) == ["ws-01", "ws-02"] and all(len(p) == 16 for p in logins.values())
     for suffix in ("csv", "html"):
         handout = workshop / "ws-handout" / f"ws-logins.{suffix}"
@@ -112,7 +97,7 @@ def test_handout_and_hub_group(running: RunningFacility, workshop: Path) -> None
 def test_participant_logs_in_finds_materials_and_keeps_edits(
     running: RunningFacility, workshop: Path, materials: Path
 ) -> None:
-    password = _handout(workshop, "ws")["ws-01"]
+    password = handout_logins(workshop, "ws")["ws-01"]
     session = HubSession.login(running.url, "ws-01", password)
     me = session.api("GET", "/users/ws-01").json()
     assert me["groups"] == ["event-ws"]  # kept by the login (manage_groups)
@@ -128,9 +113,9 @@ def test_participant_logs_in_finds_materials_and_keeps_edits(
     spawn_seconds = time.monotonic() - started
     url, headers = f"{running.url}{server['url']}", {"Authorization": f"token {session.token()}"}
     try:
-        page = _open(url, headers)
+        page = landing_of(url, headers)
         assert "repo=af-hub%3A%2F%2Fevents%2Fws.git" in page and "targetpath=ws" in page, page
-        _pull(running, page, headers)
+        pull_through_landing(running, page, headers)
         assert _names(url, headers, "ws") == ["data", "welcome.ipynb"]
         assert _text(url, headers, "ws/data/readme.txt") == "first version\n"
 
@@ -145,25 +130,12 @@ def test_participant_logs_in_finds_materials_and_keeps_edits(
         (materials / "data" / "readme.txt").write_text("second version\n")
         (materials / "part2.ipynb").write_text(json.dumps(NOTEBOOK))
         event_materials.publish(running.state_dir, "ws", materials)
-        _pull(running, page, headers)
+        pull_through_landing(running, page, headers)
         assert _names(url, headers, "ws") == ["data", "part2.ipynb", "welcome.ipynb"]
         assert _text(url, headers, "ws/data/readme.txt") == "my notes\n"
     finally:
         session.stop_server()
     print(f"participant spawn: {spawn_seconds:.1f} s")
-
-
-def _open(url: str, headers: dict[str, str]) -> str:
-    """Where opening the server from the hub lands: its default URL, nbgitpuller's page."""
-    opened = requests.get(url, headers=headers, allow_redirects=False, timeout=30)
-    assert opened.status_code in (301, 302), opened.text[-500:]
-    return opened.headers["Location"]
-
-
-def _pull(running: RunningFacility, page: str, headers: dict[str, str]) -> None:
-    # nbgitpuller's page reads the pull's progress from /git-pull/api with the same query: do what it does.
-    pull = requests.get(f"{running.url}{page.replace('/git-pull?', '/git-pull/api?')}", headers=headers, timeout=120)
-    assert pull.status_code == 200 and '"phase": "finished"' in pull.text, pull.text[-2000:]
 
 
 def _names(url: str, headers: dict[str, str], folder: str) -> list[str]:
@@ -177,8 +149,8 @@ def _text(url: str, headers: dict[str, str], path: str) -> str:
 
 
 def test_refused_before_the_start(running: RunningFacility, tmp_path: Path) -> None:
-    _create(running, tmp_path, "later", "--start", _at(60), "--end", _at(120), "--participants", "1")
-    password = _handout(tmp_path, "later")["later-01"]
+    create_event(running, tmp_path, "later", *window(60, 120), "--participants", "1")
+    password = handout_logins(tmp_path, "later")["later-01"]
     reply = post_login(running, "later-01", password)
     assert reply.status_code == 403
     assert "The event &#39;later&#39; starts at" in reply.text or "The event 'later' starts at" in reply.text
@@ -194,7 +166,7 @@ def _gateway(running: RunningFacility, session: HubSession) -> Gateway:
 
 
 def test_participants_clusters_are_held_to_the_event(running: RunningFacility, workshop: Path) -> None:
-    session = HubSession.login(running.url, "ws-01", _handout(workshop, "ws")["ws-01"])
+    session = HubSession.login(running.url, "ws-01", handout_logins(workshop, "ws")["ws-01"])
     with _gateway(running, session) as gateway:
         # The gateway's options for a participant are narrowed to the event's allowance. (Not through
         # a refused new_cluster: the half-made cluster's __del__ blocks the client's loop thread.)
@@ -206,7 +178,7 @@ def test_participants_clusters_are_held_to_the_event(running: RunningFacility, w
 
 
 def test_end_stops_servers_and_clusters_and_refuses_logins(running: RunningFacility, workshop: Path) -> None:
-    password = _handout(workshop, "ws")["ws-02"]
+    password = handout_logins(workshop, "ws")["ws-02"]
     session = HubSession.login(running.url, "ws-02", password)
     assert session.post_spawn_form(SPAWN).status_code == 200
     session.wait_ready()
@@ -241,30 +213,30 @@ def test_the_hub_serves_only_the_materials_repository(
 
 
 def test_handout_again_gives_new_passwords(running: RunningFacility, tmp_path: Path) -> None:
-    _create(running, tmp_path, "again", "--start", _at(-1), "--end", _at(60), "--participants", "1")
-    old = _handout(tmp_path, "again")["again-01"]
+    create_event(running, tmp_path, "again", *window(-1, 60), "--participants", "1")
+    old = handout_logins(tmp_path, "again")["again-01"]
     made = running.af("event", "handout", "again", "--out", str(tmp_path / "again-handout"))
     assert "New passwords for the 1 participants of again" in made.stdout
-    new = _handout(tmp_path, "again")["again-01"]
+    new = handout_logins(tmp_path, "again")["again-01"]
     assert new != old
     assert post_login(running, "again-01", old).status_code == 403
     assert post_login(running, "again-01", new).status_code == 302
 
 
 def test_prewarm_starts_servers_before_the_start(running: RunningFacility, tmp_path: Path) -> None:
-    _create(running, tmp_path, "soon", "--start", _at(10), "--end", _at(120), "--participants", "2")
+    create_event(running, tmp_path, "soon", *window(10, 120), "--participants", "2")
     warmed = running.af("event", "prewarm", "soon", "--count", "1", "--timeout", "180")
     assert "Pre-warmed soon: 1 servers running" in warmed.stdout, warmed.stdout + warmed.stderr
     admin = _admin(running)
     assert admin.api("GET", "/users/soon-01").json()["servers"][""]["ready"] is True
     assert admin.api("GET", "/users/soon-02").json()["servers"] == {}  # only the first, as asked
     # Its participants still log in from the start only.
-    assert post_login(running, "soon-01", _handout(tmp_path, "soon")["soon-01"]).status_code == 403
+    assert post_login(running, "soon-01", handout_logins(tmp_path, "soon")["soon-01"]).status_code == 403
     running.af("event", "end", "soon")
 
 
 def test_prewarm_too_early_is_refused_in_words(running: RunningFacility, tmp_path: Path) -> None:
-    _create(running, tmp_path, "far", "--start", _at(90), "--end", _at(180), "--participants", "1")
+    create_event(running, tmp_path, "far", *window(90, 180), "--participants", "1")
     refused = running.af("event", "prewarm", "far", check=False)
     assert refused.returncode == 2
     assert "not pre-warming far: The event 'far' starts at" in refused.stderr
@@ -273,9 +245,9 @@ def test_prewarm_too_early_is_refused_in_words(running: RunningFacility, tmp_pat
 
 
 def test_a_prewarmed_participant_lands_in_the_running_server(running: RunningFacility, tmp_path: Path) -> None:
-    _create(running, tmp_path, "early", "--start", _at(-1), "--end", _at(60), "--participants", "2")
+    create_event(running, tmp_path, "early", *window(-1, 60), "--participants", "2")
     running.af("event", "prewarm", "early", "--count", "1", "--timeout", "180")
-    passwords = _handout(tmp_path, "early")
+    passwords = handout_logins(tmp_path, "early")
     # The first login of a pre-warmed participant goes straight into the server (its first page pulls
     # the materials, then opens JupyterLab); of the other, to the spawn form.
     begun = time.monotonic()

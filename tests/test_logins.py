@@ -17,7 +17,7 @@ from facility.credentials import credentials_path
 from tests.browser import chromium_page, log_in
 from tests.conftest import StartFacility
 from tests.harness import HubSession, RunningFacility, embedded_raw, post_login
-from tests.test_restarts import supervisor, wait_for
+from tests.supervision import supervisor, wait_for
 
 LOCKOUT_SECONDS = 4  # auth.login_throttle.lockout_seconds of this module's workshop (default 30)
 THROTTLED = re.compile(r"Too many failed attempts (for this user|from your address); try again in (\d+) s")

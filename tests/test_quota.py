@@ -444,7 +444,7 @@ def test_after_restarts_the_ledger_counts_the_same(running, alice, cluster) -> N
     could be sampled) not at all."""
     from dask_gateway import GatewayClusterError
 
-    from tests.test_restarts import supervisor
+    from tests.supervision import supervisor
 
     with sample_times(running) as times:
         last_a, a = recorded(running, "alice")
@@ -549,7 +549,7 @@ def test_a_hung_gateway_does_not_stall_the_hub_and_refuses_the_spawn(running, al
     import signal
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.test_restarts import pid_of
+    from tests.supervision import pid_of
 
     alice.stop_server()
     pid = pid_of(running, "gateway-local")
@@ -571,7 +571,7 @@ def test_a_hung_gateway_does_not_stall_the_hub_and_refuses_the_spawn(running, al
 
 
 def test_a_stopped_gateway_refuses_the_spawn_with_a_plain_message(running, alice, cluster) -> None:
-    from tests.test_restarts import supervisor
+    from tests.supervision import supervisor
 
     assert "gateway-local: stopped" in supervisor(running, "stop", "gateway-local")
     try:

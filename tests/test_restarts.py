@@ -14,8 +14,6 @@ import copy
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +23,7 @@ import pytest
 import requests
 
 from tests.harness import HubSession, RunningFacility, embedded_raw, execute_in_kernel
+from tests.supervision import pid_of, supervisor, wait_for
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
@@ -78,24 +77,6 @@ def work(running: RunningFacility) -> Work:
     return start_alices_work(running)
 
 
-def supervisor(running: RunningFacility, *args: str) -> str:
-    conf = running.state_dir / "supervisord.conf"
-    result = subprocess.run(
-        [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(conf), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return result.stdout
-
-
-def pid_of(running: RunningFacility, name: str) -> int:
-    line = supervisor(running, "status", name)
-    assert "RUNNING" in line, line
-    return int(line.split("pid ")[1].split(",")[0])
-
-
 def kill9(running: RunningFacility, name: str) -> None:
     """SIGKILL the component and wait until supervisord runs a new copy."""
     old = pid_of(running, name)
@@ -107,19 +88,6 @@ def kill9(running: RunningFacility, name: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"{name} was not restarted after kill -9: {line}")
-
-
-def wait_for(check, what: str, timeout: float = 90) -> float:
-    """Seconds until check() holds."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if check():
-                return time.monotonic() - started
-        except (requests.RequestException, OSError, KeyError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not within {timeout} s")
 
 
 def server_answers(work: Work) -> bool:

@@ -26,6 +26,7 @@ from facility import FacilityError, loads
 from hub_config.log_once import SpawnFailureOnce
 from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
 from tests.harness import RunningFacility, embedded_raw, execute_in_kernel, run_af
+from tests.supervision import wait_for
 from tests.test_restarts import (
     COMPUTE,
     Work,
@@ -33,7 +34,6 @@ from tests.test_restarts import (
     facility_processes,
     server_answers,
     start_alices_work,
-    wait_for,
 )
 
 pytestmark = pytest.mark.filterwarnings(
