@@ -25,6 +25,7 @@ from facility import event_materials
 from facility.credentials import CredentialStore, credentials_path, generate_password
 from facility.events import Event, EventError, EventStore, events_path, new_event, shown
 from facility.examples import ExamplesError
+from facility.hub_listing import active_users
 from facility.hub_services import EVENTS_SERVICE, hub_api_url, service_token
 from facility.runtime import Runtime
 
@@ -45,9 +46,9 @@ class Hub:
     """The hub's REST API with `af event`'s service token; a hub that does not answer is an error."""
 
     def __init__(self, runtime: Runtime):
-        self.api = hub_api_url(runtime)
+        self.api, self.token = hub_api_url(runtime), service_token(runtime, EVENTS_SERVICE)
         self.http = requests.Session()
-        self.http.headers["Authorization"] = f"token {service_token(runtime, EVENTS_SERVICE)}"
+        self.http.headers["Authorization"] = f"token {self.token}"
 
     def __call__(self, method: str, path: str, **kwargs: object) -> requests.Response:
         try:
@@ -170,6 +171,8 @@ def create(
 ) -> None:
     """Create event NAME: its participants' logins and hub group, and the handout with their passwords."""
     runtime = _runtime(state)
+    if materials and not event_materials.is_remote(materials):
+        materials = str(Path(materials).expanduser().resolve())  # the hub's instructor page publishes it again
     try:
         fac = facility.load(runtime.facility_file)
         if fac.auth.type != "local":
@@ -195,6 +198,8 @@ def create(
     csv_file, html_file = write_handout(handout_dir or Path(f"{new.name}-handout"), new, runtime.public_url, logins)
     click.echo(f"Event {new.name}: {len(new.participants)} participants, {shown(new.start)} to {shown(new.end)}")
     click.echo(f"Handout (the only copy of the passwords): {csv_file} and {html_file}")
+    if new.instructors:
+        click.echo(f"Instructors' page: {runtime.public_url.rstrip('/')}/hub/events/{new.name}")
 
 
 @event.command("list")
@@ -326,6 +331,10 @@ def end(state: StateDir, name: str, timeout: float) -> None:
 
 
 def _running(hub: Hub, ev: Event) -> list[str]:
-    """Participants with a server that is running or starting."""
-    users = hub.checked("GET", "/users", params={"state": "active"}).json()
+    """Participants with a server that is running or starting (every page of the hub's listing:
+    an event may have more participants than one page holds)."""
+    try:
+        users = active_users(hub.api, hub.token, timeout=30)
+    except requests.RequestException as exc:
+        _fail(f"the hub at {hub.api} did not list its servers: {exc}")
     return sorted(u["name"] for u in users if u["name"] in ev.participants)

@@ -6,7 +6,9 @@ outside its window; `af event end` stops their servers and closes their logins."
 from __future__ import annotations
 
 import json
+import re
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -259,3 +261,103 @@ def test_a_prewarmed_participant_lands_in_the_running_server(running: RunningFac
     assert "/hub/spawn" in cold.http.get(f"{running.url}/hub/", timeout=60).url
     print(f"pre-warmed participant: login to their server's first page in {login_to_server:.2f} s")
     running.af("event", "end", "early")
+
+
+def test_the_instructors_page_is_theirs_and_an_admins_only(running: RunningFacility, tmp_path: Path) -> None:
+    running.password_of("tina")  # a hub user with a login, who will teach
+    create_event(running, tmp_path, "lesson", *window(-1, 60), "--participants", "1", "--instructor", "tina")
+    try:
+        tina = running.login("tina")
+        page = tina.http.get(f"{running.url}/hub/events/lesson", timeout=30)
+        assert page.status_code == 200 and 'data-participant="lesson-01"' in page.text, page.text[-2000:]
+        assert "not started" in page.text
+        assert '<a href="/hub/events/lesson">lesson</a>' in tina.http.get(f"{running.url}/hub/events", timeout=30).text
+        other = running.login("tom")  # a user of the facility who teaches nothing
+        refused = other.http.get(f"{running.url}/hub/events/lesson", timeout=30)
+        assert refused.status_code == 403 and "for the event&#39;s instructors" in refused.text, refused.text[-2000:]
+        assert other.http.get(f"{running.url}/hub/events", timeout=30).status_code == 403
+        assert tina.http.get(f"{running.url}/hub/events/nosuch", timeout=30).status_code == 404
+        # Not a participant of hers: refused in words, nothing done.
+        reply = tina.http.post(
+            f"{running.url}/hub/events/lesson",
+            data={"action": "stop", "participant": "tom", "_xsrf": tina.xsrf},
+            timeout=30,
+        )
+        assert reply.status_code == 400 and "&#39;tom&#39; is not a participant of lesson" in reply.text
+        # Stop all with nothing running: back to the page, which says so (a reload repeats nothing).
+        stopped = tina.http.post(
+            f"{running.url}/hub/events/lesson", data={"action": "stop-all", "_xsrf": tina.xsrf}, timeout=30
+        )
+        assert stopped.status_code == 200 and stopped.url.endswith("/hub/events/lesson?done=stopped-all&count=0")
+        assert "Stopping 0 servers of lesson." in stopped.text
+        admin = _admin(running).http.get(f"{running.url}/hub/events/lesson", timeout=30)
+        assert admin.status_code == 200 and 'href="/hub/events"' in admin.text  # and the admin's nav link
+    finally:
+        running.af("event", "end", "lesson")
+
+
+def test_an_instructor_opens_and_stops_a_participants_server_in_a_browser(
+    running: RunningFacility, tmp_path: Path
+) -> None:
+    """ivy teaches `class`; one participant's server runs (pre-warmed). In Chromium she sees it
+    running and the other not started, opens it (her JupyterHub share of that one server), publishes
+    changed materials and stops it. Screenshots in test-artifacts/instructor/."""
+    from tests.browser import chromium_page, contrast_of, emptied_artifacts, log_in, sync_api_or_skip
+
+    expect = sync_api_or_skip().expect
+    shots = emptied_artifacts("instructor")
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "welcome.ipynb").write_text(json.dumps(NOTEBOOK))
+    password = running.password_of("ivy")
+    create_event(running, tmp_path, "class", *window(-1, 60), "--participants", "2", "--instructor", "ivy",
+                 "--materials", str(course))  # fmt: skip
+    try:
+        running.af("event", "prewarm", "class", "--count", "1", "--timeout", "180")
+        with chromium_page(1440, 900) as page:
+            log_in(page, running.url, "ivy", password)
+            page.goto(f"{running.url}/hub/events")
+            page.get_by_role("link", name="class").click()
+            table = page.locator("#af-event-table")
+            running_row, idle_row = (table.locator(f'tr[data-participant="class-0{i}"]') for i in (1, 2))
+            expect(running_row.locator(".af-state")).to_have_text("running")
+            expect(idle_row.locator(".af-state")).to_have_text("not started")
+            assert idle_row.get_by_role("button", name="Open").count() == 0
+            assert contrast_of(running_row.locator(".af-state")) >= 4.5
+            page.screenshot(path=shots / "01-participants.png", full_page=True)
+
+            # Open: a new tab with the participant's JupyterLab, reached through her share.
+            with page.context.expect_page() as opened:
+                running_row.get_by_role("button", name="Open").click()
+            lab = opened.value
+            # JupyterHub asks whoever opens another user's server to authorize it (its own OAuth page).
+            lab.get_by_role("button", name="Authorize").click(timeout=120_000)
+            lab.wait_for_url(re.compile(r"/user/class-01/lab"), timeout=120_000)
+            lab.wait_for_selector(".jp-DirListing-content", timeout=120_000)
+            lab.screenshot(path=shots / "02-participants-jupyterlab.png")
+            lab.close()
+            shares = _admin(running).api("GET", "/users/ivy/shared").json()["items"]
+            assert [s["scopes"] for s in shares] == [["access:servers!server=class-01/"]], shares  # that one server
+
+            # Changed materials, published again from the page.
+            (course / "exercise.ipynb").write_text(json.dumps(NOTEBOOK))
+            page.get_by_role("button", name="Publish the materials again").click()
+            expect(page.locator("#af-event-said")).to_contain_text("participants get it the next time")
+            repo = event_materials.repo_path(running.state_dir, "class")
+            files = subprocess.run(["git", "--git-dir", str(repo), "ls-tree", "--name-only", "HEAD"],
+                                   capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+            assert files == ["exercise.ipynb", "welcome.ipynb"], files
+
+            # Stop, after a question.
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.locator('tr[data-participant="class-01"]').get_by_role("button", name="Stop").click()
+            expect(page.locator("#af-event-said")).to_contain_text("class-01's server is stopping")
+            wait_for(lambda: _admin(running).api("GET", "/users/class-01").json()["servers"] == {}, "class-01 stopped")
+            page.reload()
+            expect(page.locator('tr[data-participant="class-01"] .af-state')).to_have_text("stopped")
+            page.emulate_media(color_scheme="dark")
+            page.reload()
+            page.screenshot(path=shots / "03-after-stop-dark.png", full_page=True)
+            assert contrast_of(page.locator("#af-event-table td")) >= 4.5
+    finally:
+        running.af("event", "end", "class")
