@@ -87,7 +87,18 @@ def _login(page: Any, hub: RunningFacility, shots: Path, name: str) -> None:
     assert banner.evaluate("e => getComputedStyle(e).backgroundColor") in ("rgba(0, 0, 0, 0)", "transparent")
     page.screenshot(path=shots / f"{name}-login.png", full_page=True)
     send_login(page, USER, hub.password_of(USER))
-    page.wait_for_selector(".af-spawn-form")
+    try:
+        page.wait_for_selector(".af-spawn-form")
+    except sync_api.TimeoutError:
+        page.screenshot(path=shots / f"{name}-FAILED-no-spawn-form.png", full_page=True)
+        raise
+
+
+def _wait_stopped(session: Any) -> None:
+    deadline = time.monotonic() + 90
+    while session.server() is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert session.server() is None, "the server still runs 90 s after the user confirmed Stop"
 
 
 def _no_sideways_scroll(page: Any) -> None:
@@ -233,10 +244,7 @@ def _home_shows_the_server_and_stop_asks(page: Any, session: HubSession, shots: 
     # "Stop server" stops it.
     page.click("#stop")
     page.click("#af-stop-confirm")
-    deadline = time.monotonic() + 60
-    while session.server() is not None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert session.server() is None, "the server still runs after the user confirmed Stop"
+    _wait_stopped(session)
     expect(page.locator("#af-server")).to_be_hidden()
     page.screenshot(path=shots / f"{name}-stopped.png", full_page=True)
 
@@ -271,6 +279,7 @@ def test_narrow_window(hub: RunningFacility, user: str, shots: Path, spawn_times
         page.screenshot(path=shots / "14-narrow-stop-asks.png")
         page.click("#af-stop-confirm")
         expect(page.locator("#af-server")).to_be_hidden(timeout=60_000)
+        _wait_stopped(session)  # the next test logs in to the spawn form, not to a server still stopping
 
 
 def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: dict[str, dict[str, float]]) -> None:
@@ -309,3 +318,4 @@ def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: d
         page.screenshot(path=shots / "24-dark-stop-asks.png")
         page.click("#af-stop-confirm")
         expect(page.locator("#af-server")).to_be_hidden(timeout=60_000)
+        _wait_stopped(session)  # the next test logs in to the spawn form, not to a server still stopping

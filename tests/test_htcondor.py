@@ -430,6 +430,9 @@ def _gateway_description(tmp_path: Path, container_runtime: str) -> tuple[list[s
     raw = yaml.safe_load((ROOT / "examples" / "site-facility.yaml").read_text())
     grid = next(b for b in raw["backends"] if b["name"] == "tier2")
     grid.update(container_runtime=container_runtime, site={"environment": "/opt/af-env"})
+    # Whose account runs condor_submit is not what these tests check; in per-user mode it must exist
+    # on this host, which made them depend on the tests that happened to run before (CI run 16).
+    raw["auth"]["unix_accounts"] = {"mode": "shared"}
     backend = htcondor_gateway.HTCondorBackend(
         facility_file=str(write_facility(tmp_path / "facility.yaml", raw)),
         facility_backend="tier2",
