@@ -87,7 +87,7 @@ def test_hub_restart_keeps_the_slurm_job_server(hpc, slurm) -> None:
 
 
 def test_notebook_server_opens_with_the_examples_pulled_from_the_hub(hpc, slurm) -> None:
-    """The Slurm job's server pulls ~/examples over HTTP from the hub, as its first opening does."""
+    """The Slurm job's server pulls ~/examples over HTTP from the hub as it starts."""
     check_server_opens_with_the_examples(hpc, "judy", _form())
     assert slurm.wait_no_jobs(timeout=30) == []
 
