@@ -310,7 +310,7 @@ def _message_of(reply: requests.Response) -> str:
 @click.pass_obj
 def end(state: StateDir, name: str, timeout: float) -> None:
     """End NAME now: participants can no longer log in or start servers; their servers (and with them
-    their Dask clusters) stop."""
+    their Dask clusters) stop; instructors' shares of them are revoked."""
     runtime = _runtime(state)
     try:
         ev = _store(state).end(name)
@@ -320,6 +320,8 @@ def end(state: StateDir, name: str, timeout: float) -> None:
     running = _running(hub, ev)
     for user in running:
         hub("DELETE", f"/users/{quote(user)}/server")
+    for user in ev.participants:  # the instructors' shares of the participants' servers (/hub/events/<name>)
+        hub("DELETE", f"/shares/{quote(user)}/")  # 404 for a participant who never had a server: nothing to revoke
     deadline = time.monotonic() + timeout
     while (left := _running(hub, ev)) and time.monotonic() < deadline:
         time.sleep(1)

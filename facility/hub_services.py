@@ -79,7 +79,8 @@ def af_service() -> HubService:
 
 
 EVENTS_SERVICE = "af-events"  # the token `af event` uses to create participants and their group, and stop them
-EVENTS_SCOPES = ("admin:users", "admin:groups", "list:users", "servers")  # servers: pre-warm and stop them
+# servers: pre-warm and stop them; shares: revoke the instructors' shares of them at the end
+EVENTS_SCOPES = ("admin:users", "admin:groups", "list:users", "servers", "shares")
 
 
 def events_service() -> HubService:

@@ -359,5 +359,7 @@ def test_an_instructor_opens_and_stops_a_participants_server_in_a_browser(
             page.reload()
             page.screenshot(path=shots / "03-after-stop-dark.png", full_page=True)
             assert contrast_of(page.locator("#af-event-table td")) >= 4.5
+        running.af("event", "end", "class")
+        assert _admin(running).api("GET", "/users/ivy/shared").json()["items"] == []  # revoked at the end
     finally:
         running.af("event", "end", "class")
