@@ -287,6 +287,30 @@ class EventStore:
                 raise EventError(f"{clash[0]} already takes part in the event {taken[clash[0]]!r}")
             events[event.name] = event.as_json()
 
+    def with_code(self, code: str) -> Event | None:
+        """The event whose shared code `code` is, open or not (one scrypt check per event with a code)."""
+        return next((e for e in self.all() if e.code_matches(code)), None) if code else None
+
+    def join(self, name: str, participant: str, now: dt.datetime | None = None) -> Event:
+        """Add `participant`, a name chosen at a login with the event's code, to event `name`; the
+        event as it is now. EventError, in words, when the event is not open or full, or the name is
+        not a valid username or takes part in an event already."""
+        participant = participant_names(name, [participant])[0]
+        with self._changing() as events:
+            if name not in events:
+                raise EventError(f"no event named {name!r}")
+            event = Event.from_json(events[name])
+            refusal = event.refusal(now)
+            if refusal:
+                raise EventError(refusal)
+            if any(participant in raw["participants"] for raw in events.values()):
+                raise EventError(f"The name {participant!r} is taken; choose another name.")
+            if len(event.participants) >= MAX_PARTICIPANTS:
+                raise EventError(f"The event {name!r} is full ({MAX_PARTICIPANTS} participants).")
+            event = replace(event, participants=(*event.participants, participant))
+            events[name] = event.as_json()
+            return event
+
     def end(self, name: str, now: dt.datetime | None = None) -> Event:
         """Close an event now (logins and spawns are refused from then on); the closed event."""
         with self._changing() as events:

@@ -3,6 +3,8 @@
 Users get their credential from `af user add` (facility.credentials keeps only scrypt hashes);
 JupyterHub's SharedPasswordAuthenticator stays underneath for the explicit opt-in
 `auth.shared_password` (a workshop), which never opens an account that has its own credential.
+An event's shared code (`af event create --code`) with a name nobody has yet makes that name a
+participant of the event (facility.events), once.
 Failed logins are throttled per user and per address, with counts that outlive a hub restart.
 A real site sets ``auth.type: oidc`` instead (oauthenticator, see hub_config.oidc); nothing else changes.
 """
@@ -21,8 +23,8 @@ from tornado import web
 from traitlets import Dict, Integer, List, Unicode
 
 from facility import data_tokens
-from facility.credentials import CredentialStore
-from facility.events import Event, EventStore
+from facility.credentials import CredentialStore, generate_password
+from facility.events import Event, EventError, EventStore
 from facility.runtime import read_runtime
 from facility.tokens import token_files_of, write_user_tokens
 from hub_config.login_throttle import Throttle
@@ -100,6 +102,8 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
         own = await asyncio.to_thread(self.store.verify, username, data.get("password", ""))
         if own is None:  # no own credential: only the shared password (if opted in) may open it
             model = await super().authenticate(handler, data)
+            if model is None:  # or an event's code, for a name nobody has yet
+                model = await self._join_with_code(handler, username, data.get("password", ""))
         else:
             model = {"name": username, "admin": username in self.admin_users} if own else None
         if model is None:
@@ -117,6 +121,31 @@ class FacilityPasswordAuthenticator(SharedPasswordAuthenticator):
         # manage_groups makes a login's groups the user's only ones: keep the event's group.
         model["groups"] = sorted(groups | ({event.group} if event else set()))
         return model
+
+    async def _join_with_code(self, handler: Any, username: str, code: str) -> dict[str, Any] | None:
+        """An event's shared code with a chosen name: the name joins the event as a participant.
+
+        Only a name that nobody has (no hub user, no credential) can join, so the code never opens
+        an existing account. The new name then gets a credential nobody knows: the code does not
+        open it a second time either (its owner stays logged in; `af user reset` or `af event
+        handout` gives them a password)."""
+        if not self.events_file:
+            return None
+        events = EventStore(self.events_file)
+        event = await asyncio.to_thread(events.with_code, code)
+        if event is None:
+            return None
+        if username in self.admin_users or handler.find_user(username) is not None or self.store.has(username):
+            self.log.info("Code login to event %s refused: the name %r is taken", event.name, username)
+            raise web.HTTPError(403, f"The name {username!r} is taken; choose another name to join {event.name}.")
+        try:
+            await asyncio.to_thread(events.join, event.name, username)
+        except EventError as exc:
+            raise web.HTTPError(403, str(exc)) from None
+        if not await asyncio.to_thread(self.store.add, username, generate_password()):
+            raise web.HTTPError(403, f"The name {username!r} is taken; choose another name to join {event.name}.")
+        self.log.info("%s joined the event %s with its code", username, event.name)
+        return {"name": username, "admin": False}
 
     def _event_of(self, username: str) -> Event | None:
         return EventStore(self.events_file).event_of(username) if self.events_file else None

@@ -363,3 +363,33 @@ def test_an_instructor_opens_and_stops_a_participants_server_in_a_browser(
         assert _admin(running).api("GET", "/users/ivy/shared").json()["items"] == []  # revoked at the end
     finally:
         running.af("event", "end", "class")
+
+
+def test_an_event_code_with_a_new_name_makes_a_participant_once(running: RunningFacility, tmp_path: Path) -> None:
+    """`--code`: a new name with the event's code joins the event (its group, its window); the same
+    name with the code again, a name someone has, a wrong code, and the code of an event that has not
+    begun are each refused in words; no account changes hands."""
+    create_event(running, tmp_path, "drop-in", *window(-1, 60), "--participants", "1", "--code", "river-stone-42")
+    create_event(
+        running, tmp_path, "tomorrow", *window(60 * 20, 60 * 22), "--participants", "1", "--code", "owl-seven-7"
+    )
+    try:
+        joined = post_login(running, "ana", "river-stone-42")
+        assert joined.status_code == 302, joined.text[-2000:]
+        assert "ana" in running.af("event", "show", "drop-in").stdout
+        assert "ana" in _admin(running).api("GET", "/groups/event-drop-in").json()["users"]
+        again = post_login(running, "ana", "river-stone-42")  # someone else choosing the same name
+        assert again.status_code == 403, again.text[-2000:]
+        running.password_of("olga")  # a user with her own login
+        assert post_login(running, "olga", "river-stone-42").status_code == 403  # the code does not open it
+        _admin(running).api("POST", "/users/hubonly2")  # a hub user without a login of its own
+        taken = post_login(running, "hubonly2", "river-stone-42")
+        assert taken.status_code == 403 and "The name &#39;hubonly2&#39; is taken" in taken.text, taken.text[-2000:]
+        assert "hubonly2" not in running.af("event", "show", "drop-in").stdout
+        wrong = post_login(running, "bea", "river-stone-43")
+        assert wrong.status_code == 403 and "bea" not in running.af("event", "show", "drop-in").stdout
+        early = post_login(running, "cem", "owl-seven-7")
+        assert early.status_code == 403 and "The event &#39;tomorrow&#39; starts at" in early.text, early.text[-2000:]
+    finally:
+        running.af("event", "end", "drop-in")
+        running.af("event", "end", "tomorrow")
