@@ -159,3 +159,21 @@ def test_pull_urls() -> None:
     assert "targetpath=tut" in local and "urlpath=lab%2Ftree%2Ftut" in local
     remote = event_materials.pull_url("tut", "https://example.org/c.git", branch="v1")
     assert "repo=https%3A%2F%2Fexample.org%2Fc.git" in remote and "branch=v1" in remote
+
+
+def test_a_code_finds_its_event_and_a_new_name_joins_once(fac, tmp_path: Path) -> None:
+    store = EventStore(events_path(tmp_path))
+    store.add(_event(fac, code="a-long-code"))
+    store.add(_event(fac, name="other", participants=["zoe"]))
+    assert store.with_code("a-long-code").name == "tut" and store.with_code("wrong-code") is None
+    assert store.with_code("") is None
+    during = NOW + dt.timedelta(hours=1)
+    assert store.join("tut", "Ana", now=during).participants[-1] == "ana"  # as the hub stores names
+    assert store.event_of("ana").name == "tut"
+    for name, words in (("ana", "The name 'ana' is taken"), ("zoe", "The name 'zoe' is taken"),
+                        ("a;b", "cannot be a username")):  # fmt: skip
+        with pytest.raises(EventError, match=words):
+            store.join("tut", name, now=during)
+    with pytest.raises(EventError, match="starts at 2026-12-07 09:00 UTC"):
+        store.join("tut", "ben", now=NOW - dt.timedelta(hours=2))
+    assert store.event_of("ben") is None  # nothing changed by a refusal
