@@ -19,6 +19,7 @@ from af import host_access, hub_content, sessions, supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
 from af.data import seed_empty_lake
+from af.event_archive import archive as _archive  # noqa: F401 - registers `af event archive`
 from af.events import event as event_commands
 from af.run import run as run_command
 from af.runtime import StateDir, default_state_dir, plan_runtime, previous_runtime, write_runtime

@@ -30,15 +30,15 @@ from facility.hub_services import EVENTS_SERVICE, hub_api_url, service_token
 from facility.runtime import Runtime
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
-def _runtime(state: StateDir) -> Runtime:
+def runtime_of(state: StateDir) -> Runtime:
     runtime = state.read_runtime()
     if runtime is None:
-        _fail(f"no facility has been started in {state.root}; run `af up` first")
+        fail(f"no facility has been started in {state.root}; run `af up` first")
     return runtime
 
 
@@ -54,12 +54,12 @@ class Hub:
         try:
             return self.http.request(method, f"{self.api}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
         except requests.RequestException:
-            _fail(f"the hub at {self.api} does not answer; is the facility up (`af status`)?")
+            fail(f"the hub at {self.api} does not answer; is the facility up (`af status`)?")
 
     def checked(self, method: str, path: str, **kwargs: object) -> requests.Response:
         reply = self(method, path, **kwargs)
         if reply.status_code >= 400:
-            _fail(f"the hub refused {method} {path}: {reply.status_code} {reply.text[:200]}")
+            fail(f"the hub refused {method} {path}: {reply.status_code} {reply.text[:200]}")
         return reply
 
 
@@ -67,10 +67,10 @@ def _store(state: StateDir) -> EventStore:
     return EventStore(events_path(state.root))
 
 
-def _event(state: StateDir, name: str) -> Event:
+def event_named(state: StateDir, name: str) -> Event:
     event = _store(state).get(name)
     if event is None:
-        _fail(f"no event named {name!r}; `af event list` shows them")
+        fail(f"no event named {name!r}; `af event list` shows them")
     return event
 
 
@@ -91,7 +91,7 @@ def _allowance(backends: tuple[str, ...], images: tuple[str, ...], maxima: tuple
     for item in maxima:
         key, sep, value = item.partition("=")
         if not sep or not value.strip().isdigit():
-            _fail(f"--max {item!r}: write KEY=NUMBER, for example cores=1", 2)
+            fail(f"--max {item!r}: write KEY=NUMBER, for example cores=1", 2)
         ceilings[key.strip()] = int(value)
     if ceilings:
         raw["max"] = ceilings
@@ -103,11 +103,11 @@ def _refuse_taken(state: StateDir, hub: Hub, event: Event) -> None:
     logins = CredentialStore(credentials_path(state.root))
     for name in event.participants:
         if logins.has(name):
-            _fail(f"{name} already has a login on this facility; choose another participant name")
+            fail(f"{name} already has a login on this facility; choose another participant name")
         if hub("GET", f"/users/{quote(name)}").status_code != 404:
-            _fail(f"{name} is already a user of the hub; choose another participant name")
+            fail(f"{name} is already a user of the hub; choose another participant name")
     if hub("GET", f"/groups/{quote(event.group)}").status_code != 404:
-        _fail(f"the hub already has a group {event.group}; choose another event name")
+        fail(f"the hub already has a group {event.group}; choose another event name")
 
 
 def _issue_passwords(state: StateDir, names: list[str]) -> list[tuple[str, str]]:
@@ -170,28 +170,28 @@ def create(
     handout_dir: Path | None,
 ) -> None:
     """Create event NAME: its participants' logins and hub group, and the handout with their passwords."""
-    runtime = _runtime(state)
+    runtime = runtime_of(state)
     if materials and not event_materials.is_remote(materials):
         materials = str(Path(materials).expanduser().resolve())  # the hub's instructor page publishes it again
     try:
         fac = facility.load(runtime.facility_file)
         if fac.auth.type != "local":
-            _fail("events make their own logins: they need auth.type local (OIDC sites give accounts themselves)", 2)
+            fail("events make their own logins: they need auth.type local (OIDC sites give accounts themselves)", 2)
         new = new_event(fac, name, start, end, _names(participants), _allowance(backends, images, maxima),
                         materials, branch, code, instructors)  # fmt: skip
     except (EventError, facility.FacilityError, OSError, ValueError) as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     hub = Hub(runtime)
     _refuse_taken(state, hub, new)
     if materials and not event_materials.is_remote(materials):
         try:
             event_materials.publish(state.root, new.name, Path(materials))
         except ExamplesError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
     try:
         _store(state).add(new)
     except EventError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     logins = _issue_passwords(state, list(new.participants))
     hub.checked("POST", "/users", json={"usernames": list(new.participants)})
     hub.checked("POST", f"/groups/{quote(new.group)}", json={"users": list(new.participants)})
@@ -216,7 +216,7 @@ def list_events(state: StateDir) -> None:
 @click.pass_obj
 def show(state: StateDir, name: str) -> None:
     """One event: window, allowance, materials, participants."""
-    ev = _event(state, name)
+    ev = event_named(state, name)
     click.echo(f"event:        {ev.name} (hub group {ev.group})")
     click.echo(f"window:       {shown(ev.start)} to {shown(ev.end)}")
     click.echo(f"now:          {ev.refusal() or 'open'}")
@@ -233,8 +233,8 @@ def show(state: StateDir, name: str) -> None:
 @click.pass_obj
 def handout(state: StateDir, name: str, out: Path | None) -> None:
     """Give every participant of NAME a new password and write a new handout (the old passwords stop working)."""
-    runtime = _runtime(state)
-    ev = _event(state, name)
+    runtime = runtime_of(state)
+    ev = event_named(state, name)
     logins = _issue_passwords(state, list(ev.participants))
     csv_file, html_file = write_handout(out or Path(f"{ev.name}-handout"), ev, runtime.public_url, logins)
     click.echo(f"New passwords for the {len(logins)} participants of {ev.name}: {csv_file} and {html_file}")
@@ -251,18 +251,18 @@ def prewarm(state: StateDir, name: str, count: int | None, timeout: float) -> No
     """Start the servers of NAME's participants now, with the event's default choices, so that each
     first login lands in a running server. From 30 minutes before the start; again later, it starts
     only the servers that are not running."""
-    runtime = _runtime(state)
-    ev = _event(state, name)
+    runtime = runtime_of(state)
+    ev = event_named(state, name)
     try:
         idle_minutes = facility.load(runtime.facility_file).hub.idle_cull.minutes_for({ev.group})
     except facility.FacilityError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     refusal = ev.prewarm_refusal(idle_minutes)
     if refusal:
-        _fail(f"not pre-warming {ev.name}: {refusal}", 2)
+        fail(f"not pre-warming {ev.name}: {refusal}", 2)
     hub = Hub(runtime)
     wanted = list(ev.participants[:count])
-    already = set(_running(hub, ev)) & set(wanted)
+    already = set(running_participants(hub, ev)) & set(wanted)
     failed: dict[str, str] = {}
     started = time.monotonic()
     for user in wanted:
@@ -289,7 +289,7 @@ def prewarm(state: StateDir, name: str, count: int | None, timeout: float) -> No
     if failed:
         for user, why in sorted(failed.items()):
             click.echo(f"  {user}: {why}", err=True)
-        _fail(f"{len(failed)} of {len(wanted)} servers of {ev.name} are not running")
+        fail(f"{len(failed)} of {len(wanted)} servers of {ev.name} are not running")
     click.echo(
         f"Pre-warmed {ev.name}: {len(wanted)} servers running after {time.monotonic() - started:.1f} s; "
         "a participant who logs in lands in their running server"
@@ -311,32 +311,32 @@ def _message_of(reply: requests.Response) -> str:
 def end(state: StateDir, name: str, timeout: float) -> None:
     """End NAME now: participants can no longer log in or start servers; their servers (and with them
     their Dask clusters) stop; instructors' shares of them are revoked."""
-    runtime = _runtime(state)
+    runtime = runtime_of(state)
     try:
         ev = _store(state).end(name)
     except EventError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     hub = Hub(runtime)
-    running = _running(hub, ev)
+    running = running_participants(hub, ev)
     for user in running:
         hub("DELETE", f"/users/{quote(user)}/server")
     for user in ev.participants:  # the instructors' shares of the participants' servers (/hub/events/<name>)
         hub("DELETE", f"/shares/{quote(user)}/")  # 404 for a participant who never had a server: nothing to revoke
     deadline = time.monotonic() + timeout
-    while (left := _running(hub, ev)) and time.monotonic() < deadline:
+    while (left := running_participants(hub, ev)) and time.monotonic() < deadline:
         time.sleep(1)
     click.echo(
         f"Event {ev.name} ended at {shown(ev.closes)}: logins closed, {len(running) - len(left)} servers stopped"
     )
     if left:
-        _fail(f"servers still running after {timeout:.0f} s: {', '.join(left)}")
+        fail(f"servers still running after {timeout:.0f} s: {', '.join(left)}")
 
 
-def _running(hub: Hub, ev: Event) -> list[str]:
+def running_participants(hub: Hub, ev: Event) -> list[str]:
     """Participants with a server that is running or starting (every page of the hub's listing:
     an event may have more participants than one page holds)."""
     try:
         users = active_users(hub.api, hub.token, timeout=30)
     except requests.RequestException as exc:
-        _fail(f"the hub at {hub.api} did not list its servers: {exc}")
+        fail(f"the hub at {hub.api} did not list its servers: {exc}")
     return sorted(u["name"] for u in users if u["name"] in ev.participants)

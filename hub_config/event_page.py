@@ -1,5 +1,6 @@
-"""The hub pages of an event's instructors: /hub/events (the events they teach) and
-/hub/events/<name> (its participants' servers, and what an instructor does with them).
+"""The hub pages of an event's instructors: /hub/events (the events they teach),
+/hub/events/<name> (its participants' servers, and what an instructor does with them) and, once
+`af event archive` ran, /hub/events/<name>/homes.tar.gz (the participants' homes).
 
 An instructor (`af event create --instructor`) or an admin sees each participant's server:
 not started, starting, running (with its last activity), stopping, stopped, or failed. They can
@@ -25,6 +26,7 @@ from tornado import web
 from tornado.httputil import url_concat
 
 from facility import event_materials
+from facility.event_archive import archive_path
 from facility.events import Event, EventStore, events_path, shown
 from facility.examples import ExamplesError
 from facility.runtime import Runtime
@@ -100,10 +102,16 @@ class EventPages(BaseHandler):
                 servers=servers,
                 counts=counts,
                 local_materials=bool(event.materials) and not event_materials.is_remote(event.materials),
+                archive_mib=self._archive_mib(event),
                 said=said,
                 problem=problem,
             )
         )
+
+    def _archive_mib(self, event: Event) -> float | None:
+        """The size of the participants' homes archive (`af event archive`), None before there is one."""
+        path = archive_path(self.state_dir, event.name)
+        return path.stat().st_size / 2**20 if path.is_file() else None
 
     @web.authenticated
     async def get(self, name: str | None = None) -> None:
@@ -190,8 +198,35 @@ class EventPages(BaseHandler):
         self._done(event, "published")
 
 
+class EventArchive(EventPages):
+    """The participants' homes of an archived event, for its instructors and admins only."""
+
+    @web.authenticated
+    async def get(self, name: str | None = None) -> None:
+        event = self._event(name or "")
+        path = archive_path(self.state_dir, event.name)
+        if not path.is_file():
+            raise web.HTTPError(
+                404, f"The homes of {event.name} are not archived (yet): `af event archive {event.name}`."
+            )
+        self.log.info("%s downloads the homes of event %s", self.current_user.name, event.name)
+        self.set_header("Content-Type", "application/gzip")
+        self.set_header("Content-Disposition", f'attachment; filename="{event.name}-homes.tar.gz"')
+        with path.open("rb") as archive:
+            while chunk := await asyncio.to_thread(archive.read, 1 << 20):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
 def configure(c: Any, runtime: Runtime) -> None:
     """Serve /hub/events and /hub/events/<name>."""
     settings = {"events_file": str(events_path(runtime.state_path)), "state_dir": str(runtime.state_path)}
     # extra_handlers holds other pages too: add, never assign.
-    c.JupyterHub.extra_handlers.extend([(r"/events", EventPages, settings), (rf"/events/{NAME}", EventPages, settings)])
+    c.JupyterHub.extra_handlers.extend(
+        [
+            (r"/events", EventPages, settings),
+            (rf"/events/{NAME}", EventPages, settings),
+            (rf"/events/{NAME}/homes\.tar\.gz", EventArchive, settings),
+        ]
+    )

@@ -393,3 +393,50 @@ def test_an_event_code_with_a_new_name_makes_a_participant_once(running: Running
     finally:
         running.af("event", "end", "drop-in")
         running.af("event", "end", "tomorrow")
+
+
+def test_after_the_end_homes_are_archived_for_the_instructor_and_removed(
+    running: RunningFacility, tmp_path: Path
+) -> None:
+    """`af event archive`: refused before the end; after it the participants' logins are gone, their
+    homes are in one archive (0600) that the instructor downloads from the event's page and nobody
+    else does, and the homes and Unix accounts are removed."""
+    import tarfile
+
+    from facility.accounts import lookup
+    from facility.credentials import CredentialStore, credentials_path
+    from facility.event_archive import archive_path
+
+    running.password_of("ursula")
+    create_event(running, tmp_path, "arch", *window(-1, 60), "--participants", "2", "--instructor", "ursula")
+    accounts = facility.load(running.facility_file).auth.unix_accounts
+    try:
+        running.af("event", "prewarm", "arch", "--count", "1", "--timeout", "180")  # arch-01 gets a home
+        early = running.af("event", "archive", "arch", check=False)
+        assert early.returncode == 2 and "arch has not ended" in early.stderr, early.stderr
+        running.af("event", "end", "arch")
+        home = lookup("arch-01", accounts).home
+        (home / "notes.txt").write_text("my results\n")
+        done = running.af("event", "archive", "arch")
+        assert "2 logins disabled; 1 homes archived" in done.stdout, done.stdout
+        path = archive_path(running.state_dir, "arch")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with tarfile.open(path) as tar:
+            names = tar.getnames()
+            assert "arch-01/notes.txt" in names and "arch-01/examples/first_steps.ipynb" in names, names
+            assert tar.extractfile("arch-01/notes.txt").read() == b"my results\n"
+        assert not any(n.startswith("arch-02") for n in names)
+        assert lookup("arch-01", accounts) is None and not home.exists()  # account and home removed
+        logins = CredentialStore(credentials_path(running.state_dir))
+        assert not logins.has("arch-01") and not logins.has("arch-02")
+
+        ursula = running.login("ursula")
+        page = ursula.http.get(f"{running.url}/hub/events/arch", timeout=30)
+        assert "download them" in page.text and "/hub/events/arch/homes.tar.gz" in page.text
+        download = ursula.http.get(f"{running.url}/hub/events/arch/homes.tar.gz", timeout=60)
+        assert download.status_code == 200 and download.content == path.read_bytes()
+        assert "arch-homes.tar.gz" in download.headers["Content-Disposition"]
+        other = running.login("tom").http.get(f"{running.url}/hub/events/arch/homes.tar.gz", timeout=30)
+        assert other.status_code == 403 and other.content != path.read_bytes()
+    finally:
+        running.af("event", "end", "arch")
