@@ -24,9 +24,10 @@ from tests.event_helpers import create_event, handout_logins, landing_of, pull_t
 from tests.harness import HubSession, RunningFacility, embedded_raw, post_login
 from tests.supervision import wait_for
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = [
+    pytest.mark.side_facility,  # its own facility, on the worker with fewer minutes (tests/conftest.py)
+    pytest.mark.filterwarnings("ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
 
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 SPAWN = {"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"}
