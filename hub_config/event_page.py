@@ -220,8 +220,14 @@ class EventArchive(EventPages):
 
 
 def configure(c: Any, runtime: Runtime) -> None:
-    """Serve /hub/events and /hub/events/<name>."""
+    """Serve /hub/events and /hub/events/<name>; the navigation bar links them for instructors."""
     settings = {"events_file": str(events_path(runtime.state_path)), "state_dir": str(runtime.state_path)}
+    events = EventStore(events_path(runtime.state_path))
+
+    def teaches(user: Any) -> bool:  # JupyterHub calls template_vars' callables with the page's user
+        return user is not None and bool(events.taught_by(user.name))
+
+    c.JupyterHub.template_vars.update({"af_teaches": teaches})
     # extra_handlers holds other pages too: add, never assign.
     c.JupyterHub.extra_handlers.extend(
         [

@@ -272,11 +272,13 @@ def test_the_instructors_page_is_theirs_and_an_admins_only(running: RunningFacil
         page = tina.http.get(f"{running.url}/hub/events/lesson", timeout=30)
         assert page.status_code == 200 and 'data-participant="lesson-01"' in page.text, page.text[-2000:]
         assert "not started" in page.text
+        assert 'href="/hub/events"' in tina.http.get(f"{running.url}/hub/home", timeout=30).text  # her nav link
         assert '<a href="/hub/events/lesson">lesson</a>' in tina.http.get(f"{running.url}/hub/events", timeout=30).text
         other = running.login("tom")  # a user of the facility who teaches nothing
         refused = other.http.get(f"{running.url}/hub/events/lesson", timeout=30)
         assert refused.status_code == 403 and "for the event&#39;s instructors" in refused.text, refused.text[-2000:]
         assert other.http.get(f"{running.url}/hub/events", timeout=30).status_code == 403
+        assert 'href="/hub/events"' not in other.http.get(f"{running.url}/hub/home", timeout=30).text
         assert tina.http.get(f"{running.url}/hub/events/nosuch", timeout=30).status_code == 404
         # Not a participant of hers: refused in words, nothing done.
         reply = tina.http.post(
