@@ -19,12 +19,12 @@ import click
 import requests
 
 import facility
-from af.event_handout import write_handout
 from af.runtime import StateDir
 from facility import event_materials
 from facility.credentials import CredentialStore, credentials_path, generate_password
+from facility.event_handout import write_handout
+from facility.event_setup import MaterialsError, set_up_event
 from facility.events import Event, EventError, EventStore, events_path, new_event, shown
-from facility.examples import ExamplesError
 from facility.hub_listing import active_users
 from facility.hub_services import EVENTS_SERVICE, hub_api_url, service_token
 from facility.runtime import Runtime
@@ -98,18 +98,6 @@ def _allowance(backends: tuple[str, ...], images: tuple[str, ...], maxima: tuple
     return raw
 
 
-def _refuse_taken(state: StateDir, hub: Hub, event: Event) -> None:
-    """Participants may not take over an existing login or hub user; the event's group must be new."""
-    logins = CredentialStore(credentials_path(state.root))
-    for name in event.participants:
-        if logins.has(name):
-            fail(f"{name} already has a login on this facility; choose another participant name")
-        if hub("GET", f"/users/{quote(name)}").status_code != 404:
-            fail(f"{name} is already a user of the hub; choose another participant name")
-    if hub("GET", f"/groups/{quote(event.group)}").status_code != 404:
-        fail(f"the hub already has a group {event.group}; choose another event name")
-
-
 def _issue_passwords(state: StateDir, names: list[str]) -> list[tuple[str, str]]:
     logins = CredentialStore(credentials_path(state.root))
     issued = []
@@ -181,20 +169,12 @@ def create(
                         materials, branch, code, instructors)  # fmt: skip
     except (EventError, facility.FacilityError, OSError, ValueError) as exc:
         fail(str(exc), 2)
-    hub = Hub(runtime)
-    _refuse_taken(state, hub, new)
-    if materials and not event_materials.is_remote(materials):
-        try:
-            event_materials.publish(state.root, new.name, Path(materials))
-        except ExamplesError as exc:
-            fail(str(exc), 2)
     try:
-        _store(state).add(new)
+        logins = set_up_event(state.root, hub_api_url(runtime), service_token(runtime, EVENTS_SERVICE), new)
+    except MaterialsError as exc:
+        fail(str(exc), 2)
     except EventError as exc:
         fail(str(exc))
-    logins = _issue_passwords(state, list(new.participants))
-    hub.checked("POST", "/users", json={"usernames": list(new.participants)})
-    hub.checked("POST", f"/groups/{quote(new.group)}", json={"users": list(new.participants)})
     csv_file, html_file = write_handout(handout_dir or Path(f"{new.name}-handout"), new, runtime.public_url, logins)
     click.echo(f"Event {new.name}: {len(new.participants)} participants, {shown(new.start)} to {shown(new.end)}")
     click.echo(f"Handout (the only copy of the passwords): {csv_file} and {html_file}")

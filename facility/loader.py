@@ -211,6 +211,8 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
     auth = raw.get("auth") or {}
     if auth.get("type") == "oidc" and "oidc" not in auth:
         yield "auth.oidc: required when auth.type is 'oidc'"
+    if auth.get("type") == "oidc" and auth.get("event_organisers"):
+        yield "auth.event_organisers: only for auth.type 'local'; events make their own logins"
     if auth.get("type") == "oidc" and auth.get("shared_password"):
         yield "auth.shared_password: only for auth.type 'local'; the identity provider checks passwords"
     if auth.get("type") == "oidc" and "login_throttle" in auth:
@@ -384,6 +386,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             unix_accounts=UnixAccounts(**(auth_raw.get("unix_accounts") or {})),
             shared_password=bool(auth_raw.get("shared_password", False)),
             login_throttle=LoginThrottle(**(auth_raw.get("login_throttle") or {})),
+            event_organisers=tuple(auth_raw.get("event_organisers", ())),
         ),
         hub=Hub(
             bind_url=hub_raw.get("bind_url", "http://127.0.0.1:8000"),

@@ -161,6 +161,7 @@ class Auth:
     unix_accounts: UnixAccounts = field(default_factory=UnixAccounts)
     shared_password: bool = False  # local auth: a workshop's shared password besides own credentials
     login_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle())
+    event_organisers: tuple[str, ...] = ()  # groups whose members may create events on the hub's page
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,14 @@ def _state_of(spawner: Any) -> str:
 
 
 class EventPages(BaseHandler):
-    def initialize(self, events_file: str, state_dir: str) -> None:
+    def initialize(self, events_file: str, state_dir: str, organiser_groups: tuple[str, ...] = ()) -> None:
         self.events = EventStore(Path(events_file))
         self.state_dir = Path(state_dir)
+        self.organiser_groups = organiser_groups
+
+    def _organises(self) -> bool:
+        user = self.current_user
+        return bool(user.admin) or any(group.name in self.organiser_groups for group in user.groups)
 
     def _taught(self) -> list[Event]:
         if self.current_user.admin:
@@ -116,10 +121,10 @@ class EventPages(BaseHandler):
     @web.authenticated
     async def get(self, name: str | None = None) -> None:
         if name is None:
-            taught = self._taught()
-            if not taught and not self.current_user.admin:
+            taught, organises = self._taught(), self._organises()
+            if not taught and not organises:
                 raise web.HTTPError(403, "You teach no event on this facility.", reason="Forbidden")
-            self.finish(await self.render_template("events.html", events=taught, shown=shown))
+            self.finish(await self.render_template("events.html", events=taught, shown=shown, can_create=organises))
             return
         event = self._event(name)
         await self._page(event, said=self._said(event))
@@ -219,15 +224,23 @@ class EventArchive(EventPages):
         self.finish()
 
 
-def configure(c: Any, runtime: Runtime) -> None:
-    """Serve /hub/events and /hub/events/<name>; the navigation bar links them for instructors."""
-    settings = {"events_file": str(events_path(runtime.state_path)), "state_dir": str(runtime.state_path)}
+def configure(c: Any, runtime: Runtime, organiser_groups: tuple[str, ...] = ()) -> None:
+    """Serve /hub/events and /hub/events/<name>; the navigation bar links them for instructors and
+    organisers (members of `organiser_groups`), who also get the link to /hub/new-event."""
+    settings = {
+        "events_file": str(events_path(runtime.state_path)),
+        "state_dir": str(runtime.state_path),
+        "organiser_groups": organiser_groups,
+    }
     events = EventStore(events_path(runtime.state_path))
 
     def teaches(user: Any) -> bool:  # JupyterHub calls template_vars' callables with the page's user
-        return user is not None and bool(events.taught_by(user.name))
+        return user is not None and (organises(user) or bool(events.taught_by(user.name)))
 
-    c.JupyterHub.template_vars.update({"af_teaches": teaches})
+    def organises(user: Any) -> bool:
+        return user is not None and any(group.name in organiser_groups for group in user.groups)
+
+    c.JupyterHub.template_vars.update({"af_teaches": teaches, "af_organises": organises})
     # extra_handlers holds other pages too: add, never assign.
     c.JupyterHub.extra_handlers.extend(
         [

@@ -16,6 +16,7 @@ from hub_config.auth import invert_groups
 from hub_config.cluster_lifetime import handlers as cluster_handlers
 from hub_config.cluster_lifetime import stop_clusters_hook
 from hub_config.dashboard_service import dashboards_prefix
+from hub_config.event_creation import configure as configure_event_creation
 from hub_config.event_page import configure as configure_event_pages
 from hub_config.events import configure as configure_events
 from hub_config.examples import configure as configure_examples
@@ -118,7 +119,9 @@ c.Spawner.environment = {
 configure_examples(c, runtime)  # /hub/examples.git; every server pulls ~/examples as it starts
 configure_user_guide(c, runtime)  # /hub/user-guide, linked from the home and spawn pages
 configure_usage_page(c, runtime, fac.usage.sample_interval_seconds)  # /hub/usage, for admins and instructors
-configure_event_pages(c, runtime)  # /hub/events/<name>: an event's participants' servers, for its instructors
+# /hub/events/<name>: an event's participants' servers, for its instructors
+configure_event_pages(c, runtime, fac.auth.event_organisers)
+configure_event_creation(c, runtime)  # /hub/new-event: admins and auth.event_organisers create events
 # The hub's Dask dashboard service runs where `af up` planned a port for it (not in Kubernetes yet).
 serve_dashboards = ports.dashboards is not None
 if serve_dashboards:

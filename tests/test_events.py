@@ -177,3 +177,15 @@ def test_a_code_finds_its_event_and_a_new_name_joins_once(fac, tmp_path: Path) -
     with pytest.raises(EventError, match="starts at 2026-12-07 09:00 UTC"):
         store.join("tut", "ben", now=NOW - dt.timedelta(hours=2))
     assert store.event_of("ben") is None  # nothing changed by a refusal
+
+
+def test_event_organisers_are_groups_of_the_embedded_login_only() -> None:
+    import yaml
+
+    raw = yaml.safe_load(facility.embedded_default_path().read_text())
+    raw["auth"] = {**raw["auth"], "groups": {"teachers": ["olivia"]}, "event_organisers": ["teachers"]}
+    assert facility.loads(yaml.safe_dump(raw)).auth.event_organisers == ("teachers",)
+    raw["auth"] = {"type": "oidc", "oidc": {"issuer": "https://iam.example.org/", "client_id": "af"},
+                   "event_organisers": ["teachers"]}  # fmt: skip
+    with pytest.raises(facility.FacilityError, match="auth.event_organisers: only for auth.type 'local'"):
+        facility.loads(yaml.safe_dump(raw))

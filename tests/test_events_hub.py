@@ -5,6 +5,7 @@ outside its window; `af event end` stops their servers and closes their logins."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import stat
@@ -35,7 +36,10 @@ SPAWN = {"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-20
 
 @pytest.fixture(scope="module")
 def running(start_facility: StartFacility) -> RunningFacility:
-    fac = start_facility(embedded_raw())
+    raw = embedded_raw()
+    # olivia organises events (auth.event_organisers): she may create them on the hub's page.
+    raw["auth"] = {**raw["auth"], "groups": {"teachers": ["olivia"]}, "event_organisers": ["teachers"]}
+    fac = start_facility(raw)
     # Participants meet the facility for the first time: no account or home left by an earlier run.
     for name in ("ws-01", "ws-02", "later-01", "early-01", "early-02", "soon-01", "soon-02"):
         remove_account(name, facility.load(fac.facility_file).auth.unix_accounts)
@@ -443,3 +447,58 @@ def test_after_the_end_homes_are_archived_for_the_instructor_and_removed(
         assert other.status_code == 403 and other.content != path.read_bytes()
     finally:
         running.af("event", "end", "arch")
+
+
+def _typed_form(session: HubSession, **values: str) -> dict[str, str]:
+    start, end = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=m) for m in (-1, 60))
+    form = {"start": start.strftime("%Y-%m-%dT%H:%M"), "end": end.strftime("%Y-%m-%dT%H:%M"), "_xsrf": session.xsrf}
+    return {**form, **values}
+
+
+def test_an_organiser_creates_an_event_on_the_hub_page(running: RunningFacility, tmp_path: Path) -> None:
+    """olivia (auth.event_organisers) fills /hub/new-event in Chromium and gets the handout; a
+    participant logs in with a password from it. Refused values come back in words with the form as
+    typed; a user who organises nothing is refused. Screenshots in test-artifacts/new-event/."""
+    from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
+
+    expect = sync_api_or_skip().expect
+    shots = emptied_artifacts("new-event")
+    olivia = running.login("olivia")
+    url = f"{running.url}/hub/new-event"
+    refused = running.login("tom").http.get(url, timeout=30)
+    assert refused.status_code == 403 and "for the facility&#39;s admins and its event organisers" in refused.text
+    local = olivia.http.post(url, data=_typed_form(olivia, name="local", participants="2", materials=str(tmp_path)))
+    assert local.status_code == 400 and "materials: give a git URL here" in local.text, local.text[-2000:]
+    assert 'value="local"' in local.text  # the form as typed
+    bad = olivia.http.post(url, data=_typed_form(olivia, name="Bad Name", participants="2"), timeout=30)
+    assert bad.status_code == 400 and "Bad Name" in bad.text and "af-event-problem" in bad.text
+    try:
+        with chromium_page(1280, 1000) as page:
+            log_in(page, running.url, "olivia", running.password_of("olivia"))
+            page.goto(f"{running.url}/hub/events")
+            page.locator("#af-new-event-link").click()
+            form = _typed_form(olivia)
+            page.fill("#af-event-name", "made")
+            page.fill("#af-event-start", form["start"])
+            page.fill("#af-event-end", form["end"])
+            page.fill("#af-event-participants", "2")
+            page.check("#af-event-backend-local")
+            page.fill("#af-event-max-cores", "1")
+            page.fill("#af-event-instructors", "olivia")
+            page.screenshot(path=shots / "01-new-event-form.png", full_page=True)
+            page.click("#af-new-event-submit")
+            expect(page.locator(".notice")).to_contain_text("The event made is created")
+            page.screenshot(path=shots / "02-handout.png", full_page=True)
+            cards = page.locator(".card")
+            expect(cards).to_have_count(2)
+            name, password = (
+                cards.first.locator(".participant").inner_text(),
+                cards.first.locator(".password").inner_text(),
+            )
+        assert name == "made-01" and post_login(running, name, password).status_code == 302
+        shown_event = running.af("event", "show", "made").stdout
+        assert "made-01" in shown_event and "made-02" in shown_event and "cores" in shown_event, shown_event
+        assert sorted(_admin(running).api("GET", "/groups/event-made").json()["users"]) == ["made-01", "made-02"]
+        assert "made" in olivia.http.get(f"{running.url}/hub/events", timeout=30).text  # she teaches it now
+    finally:
+        running.af("event", "end", "made", check=False)

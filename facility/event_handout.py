@@ -1,5 +1,6 @@
 """The handout of an event: each participant's name and password, as CSV and as a printable HTML
-sheet (one card per participant, to cut out). Written 0600: the only copy of the passwords."""
+sheet (one card per participant, to cut out): written 0600 by `af event create` (the only copy of
+the passwords), shown once by the hub's events page when an organiser creates an event there."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ p.when { margin: 0 0 0.5cm; }
 .card { border: 1px dashed #555; padding: 0.4cm; break-inside: avoid; }
 .card .label { color: #555; font-size: 9pt; }
 .card .value { font-family: monospace; font-size: 13pt; margin-bottom: 0.2cm; word-break: break-all; }
+.notice { border: 1px solid #555; padding: 0.3cm; margin: 0 0 0.5cm; }
+@media print { .notice { display: none; } }
 </style></head><body>
+{% if notice %}<p class="notice">{{ notice }}</p>{% endif %}
 <h1>{{ event.name }}</h1>
 <p class="when">From {{ start }} to {{ end }}. Log in at {{ url }} with the name and password on your card.</p>
 <div class="cards">
@@ -38,16 +42,26 @@ p.when { margin: 0 0 0.5cm; }
 _template = Environment(autoescape=select_autoescape(default=True, default_for_string=True)).from_string(_SHEET)
 
 
-def write_handout(folder: Path, event: Event, url: str, logins: list[tuple[str, str]]) -> tuple[Path, Path]:
-    """<folder>/<event>-logins.csv and <event>-logins.html, both 0600; their paths."""
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+def handout_csv(event: Event, url: str, logins: list[tuple[str, str]]) -> str:
+    """The handout as CSV: one row per participant."""
     rows = io.StringIO()
     writer = csv.writer(rows)
     writer.writerow(["event", "name", "password", "url", "start_utc", "end_utc"])
     for name, password in logins:
         writer.writerow([event.name, name, password, url, event.start.isoformat(), event.end.isoformat()])
+    return rows.getvalue()
+
+
+def handout_sheet(event: Event, url: str, logins: list[tuple[str, str]], notice: str = "") -> str:
+    """The handout as a printable HTML page, one card per participant; `notice` above them on screen."""
+    start, end = shown(event.start), shown(event.end)
+    return _template.render(event=event, url=url, logins=logins, start=start, end=end, notice=notice)
+
+
+def write_handout(folder: Path, event: Event, url: str, logins: list[tuple[str, str]]) -> tuple[Path, Path]:
+    """<folder>/<event>-logins.csv and <event>-logins.html, both 0600; their paths."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     csv_file, html_file = folder / f"{event.name}-logins.csv", folder / f"{event.name}-logins.html"
-    write_private(csv_file, rows.getvalue())
-    sheet = _template.render(event=event, url=url, logins=logins, start=shown(event.start), end=shown(event.end))
-    write_private(html_file, sheet)
+    write_private(csv_file, handout_csv(event, url, logins))
+    write_private(html_file, handout_sheet(event, url, logins))
     return csv_file, html_file
