@@ -114,6 +114,11 @@ def components(runtime: Runtime) -> list[Component]:
                 priority=25,
             )
         )
+    # Archives the homes of events whose grace period after the close has passed (af/event_archive.py).
+    keeper = [str(VENV_BIN / "af"), "--state-dir", runtime.state_dir, "event", "keep"]
+    result.append(
+        Component(name="event-keeper", command=keeper, port=None, health_path=None, env=base_env, priority=40)
+    )
     result += data_lake_components(runtime, base_env)
     # Imported here: monitoring.components builds this module's Component.
     from monitoring.components import metrics_components

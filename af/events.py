@@ -135,6 +135,12 @@ def event() -> None:
     help="A hub user who sees the participants' usage on the hub's page /hub/usage (repeat).",
 )
 @click.option(
+    "--archive-after-days",
+    type=float,
+    default=None,
+    help="Archive the participants' homes (`af event archive`) this many days after the end, by itself.",
+)
+@click.option(
     "--handout",
     "handout_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -155,6 +161,7 @@ def create(
     branch: str,
     code: str,
     instructors: tuple[str, ...],
+    archive_after_days: float | None,
     handout_dir: Path | None,
 ) -> None:
     """Create event NAME: its participants' logins and hub group, and the handout with their passwords."""
@@ -166,7 +173,7 @@ def create(
         if fac.auth.type != "local":
             fail("events make their own logins: they need auth.type local (OIDC sites give accounts themselves)", 2)
         new = new_event(fac, name, start, end, _names(participants), _allowance(backends, images, maxima),
-                        materials, branch, code, instructors)  # fmt: skip
+                        materials, branch, code, instructors, archive_after_days)  # fmt: skip
     except (EventError, facility.FacilityError, OSError, ValueError) as exc:
         fail(str(exc), 2)
     try:
@@ -203,6 +210,10 @@ def show(state: StateDir, name: str) -> None:
     click.echo(f"allowance:    {ev.allowance_raw or 'everything the facility allows'}")
     click.echo(f"materials:    {ev.materials or 'none'}")
     click.echo(f"event code:   {'set' if ev.code_hash else 'none'}")
+    if ev.archived:
+        click.echo(f"homes:        archived {shown(ev.archived)}")
+    elif ev.archive_after_days is not None:
+        click.echo(f"homes:        archived {ev.archive_after_days:g} days after the end")
     click.echo(f"instructors:  {', '.join(ev.instructors) or 'none'} (see the participants' usage on /hub/usage)")
     click.echo(f"participants: {', '.join(ev.participants)}")
 

@@ -29,6 +29,7 @@ FILE_NAME = "events.json"
 EVENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 GROUP_PREFIX = "event-"
 MAX_PARTICIPANTS = 500
+MAX_ARCHIVE_DAYS = 366  # the longest grace before an event's homes are archived
 # Servers may be started this long before an event's start (pre-warming, `af event prewarm`), so
 # that a participant's first login lands in a running server; participants log in from the start.
 PREWARM_LEAD = dt.timedelta(minutes=30)
@@ -121,6 +122,8 @@ class Event:
     code_hash: str = ""  # the shared event code's scrypt hash (facility.credentials), if any
     ended: dt.datetime | None = None  # when `af event end` closed it
     instructors: tuple[str, ...] = ()  # hub users who see the participants' usage (/hub/usage)
+    archive_after_days: float | None = None  # the homes archived this long after the close; None: by hand
+    archived: dt.datetime | None = None  # when `af event archive` (or its keeper) archived the homes
 
     @property
     def group(self) -> str:
@@ -176,6 +179,12 @@ class Event:
             )
         return None
 
+    def archive_due(self, now: dt.datetime | None = None) -> bool:
+        """Whether the keeper should archive the homes now: archive_after_days past the close, not yet done."""
+        if self.archive_after_days is None or self.archived is not None:
+            return False
+        return (now or dt.datetime.now(dt.UTC)) >= self.closes + dt.timedelta(days=self.archive_after_days)
+
     def code_matches(self, code: str) -> bool:
         return bool(self.code_hash) and check_password(code, self.code_hash)
 
@@ -191,6 +200,8 @@ class Event:
             "code_hash": self.code_hash,
             "ended": self.ended.isoformat() if self.ended else None,
             "instructors": list(self.instructors),
+            "archive_after_days": self.archive_after_days,
+            "archived": self.archived.isoformat() if self.archived else None,
         }
 
     @classmethod
@@ -206,6 +217,8 @@ class Event:
             code_hash=raw.get("code_hash", ""),
             ended=utc(raw["ended"]) if raw.get("ended") else None,
             instructors=tuple(raw.get("instructors", ())),
+            archive_after_days=raw.get("archive_after_days"),
+            archived=utc(raw["archived"]) if raw.get("archived") else None,
         )
 
 
@@ -220,6 +233,7 @@ def new_event(
     branch: str = "",
     code: str = "",
     instructors: tuple[str, ...] = (),
+    archive_after_days: float | None = None,
 ) -> Event:
     """An event from what an instructor gives, every value checked; not stored yet."""
     name = checked_event_name(name)
@@ -233,6 +247,8 @@ def new_event(
         teachers = tuple(checked_username(i) for i in instructors)
     except UsernameError as exc:
         raise EventError(f"instructor {exc}") from None
+    if archive_after_days is not None and not 0 <= archive_after_days <= MAX_ARCHIVE_DAYS:
+        raise EventError(f"archive after: {archive_after_days:g} days is out of range; choose 0 to {MAX_ARCHIVE_DAYS}")
     both = sorted(set(teachers) & set(names))
     if both:
         raise EventError(f"{both[0]} cannot be both an instructor and a participant of the event")
@@ -246,6 +262,7 @@ def new_event(
         branch=branch,
         code_hash=hash_password(code) if code else "",
         instructors=teachers,
+        archive_after_days=archive_after_days,
     )
 
 
@@ -310,6 +327,12 @@ class EventStore:
             event = replace(event, participants=(*event.participants, participant))
             events[name] = event.as_json()
             return event
+
+    def mark_archived(self, name: str, now: dt.datetime | None = None) -> None:
+        """Record that the event's homes are archived (the keeper does not archive it again)."""
+        with self._changing() as events:
+            if name in events:
+                events[name]["archived"] = (now or dt.datetime.now(dt.UTC)).isoformat()
 
     def end(self, name: str, now: dt.datetime | None = None) -> Event:
         """Close an event now (logins and spawns are refused from then on); the closed event."""

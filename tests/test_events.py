@@ -189,3 +189,16 @@ def test_event_organisers_are_groups_of_the_embedded_login_only() -> None:
                    "event_organisers": ["teachers"]}  # fmt: skip
     with pytest.raises(facility.FacilityError, match="auth.event_organisers: only for auth.type 'local'"):
         facility.loads(yaml.safe_dump(raw))
+
+
+def test_archive_is_due_after_the_grace_period_once(fac, tmp_path: Path) -> None:
+    with pytest.raises(EventError, match="archive after: 400 days is out of range; choose 0 to 366"):
+        _event(fac, archive_after_days=400)
+    event = _event(fac, archive_after_days=1.5)  # closes 2026-12-07 17:00 UTC
+    assert not event.archive_due(NOW + dt.timedelta(hours=8))
+    assert event.archive_due(NOW + dt.timedelta(hours=8 + 36))
+    assert not _event(fac).archive_due(NOW + dt.timedelta(days=400))  # no grace given: by hand only
+    store = EventStore(events_path(tmp_path))
+    store.add(event)
+    store.mark_archived("tut", now=NOW + dt.timedelta(days=2))
+    assert not store.get("tut").archive_due(NOW + dt.timedelta(days=3))

@@ -502,3 +502,41 @@ def test_an_organiser_creates_an_event_on_the_hub_page(running: RunningFacility,
         assert "made" in olivia.http.get(f"{running.url}/hub/events", timeout=30).text  # she teaches it now
     finally:
         running.af("event", "end", "made", check=False)
+
+
+def test_the_keeper_archives_an_event_once_its_grace_period_has_passed(
+    running: RunningFacility, tmp_path: Path
+) -> None:
+    """`--archive-after-days 0`: once the event closes by its end time, `af event keep` (which `af up`
+    supervises) stops the participant's server still running, archives the homes and removes them;
+    a second look does nothing more."""
+    from facility.accounts import lookup
+    from facility.event_archive import archive_path
+    from tests.supervision import supervisor
+
+    assert "RUNNING" in supervisor(running, "status", "event-keeper")  # af up runs the keeper
+    create_event(running, tmp_path, "brief", *window(-1, 0.5), "--participants", "1", "--archive-after-days", "0")
+    running.af("event", "prewarm", "brief", "--timeout", "180")  # brief-01 runs past the end
+    accounts = facility.load(running.facility_file).auth.unix_accounts
+    path = archive_path(running.state_dir, "brief")
+    try:
+        assert not running.af("event", "keep", "--once").stdout and not path.exists()  # not closed yet
+
+        def ended() -> bool:
+            listed = running.af("event", "list").stdout.splitlines()
+            return "ended at" in next(line for line in listed if line.startswith("brief\t"))
+
+        wait_for(ended, "the end of brief", timeout=120)
+
+        def archived() -> bool:
+            running.af("event", "keep", "--once")
+            return path.exists()
+
+        wait_for(archived, "the keeper's archive", timeout=120)
+        assert _admin(running).api("GET", "/users/brief-01").json()["servers"] == {}  # stopped first
+        assert lookup("brief-01", accounts) is None
+        assert "homes:        archived" in running.af("event", "show", "brief").stdout
+        again = running.af("event", "keep", "--once")
+        assert again.stdout == "", again.stdout  # archived once
+    finally:
+        running.af("event", "end", "brief")
