@@ -25,6 +25,7 @@ from facility.credentials import CredentialStore, credentials_path, generate_pas
 from facility.event_handout import write_handout
 from facility.event_setup import MaterialsError, set_up_event
 from facility.events import Event, EventError, EventStore, events_path, new_event, shown
+from facility.examples import ExamplesError
 from facility.hub_listing import active_users
 from facility.hub_services import EVENTS_SERVICE, hub_api_url, service_token
 from facility.runtime import Runtime
@@ -187,6 +188,22 @@ def create(
     click.echo(f"Handout (the only copy of the passwords): {csv_file} and {html_file}")
     if new.instructors:
         click.echo(f"Instructors' page: {runtime.public_url.rstrip('/')}/hub/events/{new.name}")
+
+
+@event.command("publish")
+@click.argument("name")
+@click.pass_obj
+def publish(state: StateDir, name: str) -> None:
+    """Publish NAME's local materials again: participants get the folder's current files the next time
+    they open their server (nbgitpuller merges them and keeps their edits)."""
+    ev = event_named(state, name)
+    if not ev.materials or event_materials.is_remote(ev.materials):
+        fail(f"{ev.name}'s materials come from {ev.materials or 'nowhere'}; there is nothing to publish here", 2)
+    try:
+        event_materials.publish(state.root, ev.name, Path(ev.materials))
+    except ExamplesError as exc:
+        fail(str(exc), 2)
+    click.echo(f"Published {ev.materials} again for {ev.name}: participants get it when they next open their server.")
 
 
 @event.command("list")

@@ -29,7 +29,7 @@ from facility.runtime import Runtime
 ROUTE = r"/new-event"
 NOT_AN_ORGANISER = "Creating events is for the facility's admins and its event organisers (auth.event_organisers)."
 FIELDS = ("name", "start", "end", "participants", "image", "max_cores", "max_memory_gb", "materials", "branch")
-FIELDS += ("code", "instructors")
+FIELDS += ("code", "instructors", "archive_after_days")
 
 
 def may_organise(user: Any, fac: Facility) -> bool:
@@ -97,9 +97,15 @@ class NewEventPage(BaseHandler):
                     "materials: give a git URL here; a folder on the facility's host is for `af event create`"
                 )
             instructors = tuple(form["instructors"].replace(",", " ").split())
+            grace = form["archive_after_days"]
+            try:
+                archive_after_days = float(grace) if grace else None
+            except ValueError:
+                raise EventError(f"archive after: {grace[:20]!r} is not a number of days") from None
             event = new_event(
                 fac, form["name"], form["start"], form["end"], participants_of(form["participants"]),
                 allowance_of(form, backends), form["materials"], form["branch"], form["code"], instructors,
+                archive_after_days,
             )  # fmt: skip
             logins = await asyncio.to_thread(set_up_event, self.state_dir, self.events_api, self.events_token, event)
         except (EventError, facility.FacilityError, ValueError) as exc:

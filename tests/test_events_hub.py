@@ -136,7 +136,8 @@ def test_participant_logs_in_finds_materials_and_keeps_edits(
         assert put.status_code == 200, put.text
         (materials / "data" / "readme.txt").write_text("second version\n")
         (materials / "part2.ipynb").write_text(json.dumps(NOTEBOOK))
-        event_materials.publish(running.state_dir, "ws", materials)
+        published = running.af("event", "publish", "ws")
+        assert "Published" in published.stdout and "participants get it when they next open" in published.stdout
         pull_through_landing(running, page, headers)
         assert _names(url, headers, "ws") == ["data", "part2.ipynb", "welcome.ipynb"]
         assert _text(url, headers, "ws/data/readme.txt") == "my notes\n"
@@ -485,6 +486,7 @@ def test_an_organiser_creates_an_event_on_the_hub_page(running: RunningFacility,
             page.check("#af-event-backend-local")
             page.fill("#af-event-max-cores", "1")
             page.fill("#af-event-instructors", "olivia")
+            page.fill("#af-event-archive", "7")
             page.screenshot(path=shots / "01-new-event-form.png", full_page=True)
             page.click("#af-new-event-submit")
             expect(page.locator(".notice")).to_contain_text("The event made is created")
@@ -498,6 +500,7 @@ def test_an_organiser_creates_an_event_on_the_hub_page(running: RunningFacility,
         assert name == "made-01" and post_login(running, name, password).status_code == 302
         shown_event = running.af("event", "show", "made").stdout
         assert "made-01" in shown_event and "made-02" in shown_event and "cores" in shown_event, shown_event
+        assert "archived 7 days after the end" in shown_event
         assert sorted(_admin(running).api("GET", "/groups/event-made").json()["users"]) == ["made-01", "made-02"]
         assert "made" in olivia.http.get(f"{running.url}/hub/events", timeout=30).text  # she teaches it now
     finally:
