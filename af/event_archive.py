@@ -5,6 +5,7 @@ grace period after their close has passed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def archive(state: StateDir, name: str, keep_homes: bool) -> None:
     instructors download from the event's hub page, then remove the homes (and per-user accounts)."""
     runtime = runtime_of(state)
     ev = event_named(state, name)
-    if ev.refusal() is None or "ended" not in ev.refusal():
+    if dt.datetime.now(dt.UTC) < ev.closes:
         fail(f"{ev.name} has not ended (it closes at {shown(ev.closes)}); `af event end {ev.name}` ends it now", 2)
     still = running_participants(Hub(runtime), ev)
     if still:

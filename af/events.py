@@ -21,9 +21,8 @@ import requests
 import facility
 from af.runtime import StateDir
 from facility import event_materials
-from facility.credentials import CredentialStore, credentials_path, generate_password
 from facility.event_handout import write_handout
-from facility.event_setup import MaterialsError, set_up_event
+from facility.event_setup import EventsHub, MaterialsError, issue_passwords, set_up_event
 from facility.events import Event, EventError, EventStore, events_path, new_event, shown
 from facility.examples import ExamplesError
 from facility.hub_listing import active_users
@@ -43,25 +42,25 @@ def runtime_of(state: StateDir) -> Runtime:
     return runtime
 
 
-class Hub:
-    """The hub's REST API with `af event`'s service token; a hub that does not answer is an error."""
+class Hub(EventsHub):
+    """The hub's REST API with `af event`'s service token; a hub that does not answer or refuses
+    ends the command with its words."""
 
     def __init__(self, runtime: Runtime):
-        self.api, self.token = hub_api_url(runtime), service_token(runtime, EVENTS_SERVICE)
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"token {self.token}"
+        self.token = service_token(runtime, EVENTS_SERVICE)
+        super().__init__(hub_api_url(runtime), self.token)
 
     def __call__(self, method: str, path: str, **kwargs: object) -> requests.Response:
         try:
-            return self.http.request(method, f"{self.api}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
-        except requests.RequestException:
-            fail(f"the hub at {self.api} does not answer; is the facility up (`af status`)?")
+            return super().__call__(method, path, **kwargs)
+        except EventError as exc:
+            fail(str(exc))
 
     def checked(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        reply = self(method, path, **kwargs)
-        if reply.status_code >= 400:
-            fail(f"the hub refused {method} {path}: {reply.status_code} {reply.text[:200]}")
-        return reply
+        try:
+            return super().checked(method, path, **kwargs)
+        except EventError as exc:
+            fail(str(exc))
 
 
 def _store(state: StateDir) -> EventStore:
@@ -97,16 +96,6 @@ def _allowance(backends: tuple[str, ...], images: tuple[str, ...], maxima: tuple
     if ceilings:
         raw["max"] = ceilings
     return raw
-
-
-def _issue_passwords(state: StateDir, names: list[str]) -> list[tuple[str, str]]:
-    logins = CredentialStore(credentials_path(state.root))
-    issued = []
-    for name in names:
-        password = generate_password()
-        logins.set(name, password)
-        issued.append((name, password))
-    return issued
 
 
 @click.group("event")
@@ -243,7 +232,7 @@ def handout(state: StateDir, name: str, out: Path | None) -> None:
     """Give every participant of NAME a new password and write a new handout (the old passwords stop working)."""
     runtime = runtime_of(state)
     ev = event_named(state, name)
-    logins = _issue_passwords(state, list(ev.participants))
+    logins = issue_passwords(state.root, list(ev.participants))
     csv_file, html_file = write_handout(out or Path(f"{ev.name}-handout"), ev, runtime.public_url, logins)
     click.echo(f"New passwords for the {len(logins)} participants of {ev.name}: {csv_file} and {html_file}")
 

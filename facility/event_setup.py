@@ -23,7 +23,9 @@ class MaterialsError(EventError):
     """The event's local materials cannot be published (a bad path, not the facility's state)."""
 
 
-class _Hub:
+class EventsHub:
+    """The hub's REST API with a token; a hub that does not answer or refuses is an EventError in words."""
+
     def __init__(self, api: str, token: str):
         self.api = api
         self.http = requests.Session()
@@ -42,7 +44,7 @@ class _Hub:
         return reply
 
 
-def refuse_taken(state: Path, hub: _Hub, event: Event) -> None:
+def refuse_taken(state: Path, hub: EventsHub, event: Event) -> None:
     """Participants may not take over an existing login or hub user; the event's group must be new."""
     logins = CredentialStore(credentials_path(state))
     for name in event.participants:
@@ -54,11 +56,22 @@ def refuse_taken(state: Path, hub: _Hub, event: Event) -> None:
         raise EventError(f"the hub already has a group {event.group}; choose another event name")
 
 
+def issue_passwords(state: Path, names: list[str]) -> list[tuple[str, str]]:
+    """A new generated password for each name (replacing an earlier one); (name, password)."""
+    logins = CredentialStore(credentials_path(state))
+    issued = []
+    for name in names:
+        password = generate_password()
+        logins.set(name, password)
+        issued.append((name, password))
+    return issued
+
+
 def set_up_event(state: Path, hub_api: str, token: str, event: Event) -> list[tuple[str, str]]:
     """Make `event` (from facility.events.new_event) real on the facility whose state folder is
     `state` and whose hub's REST API is `hub_api`; the participants' (name, password). EventError
     in words, before anything is made, when a name is taken or the materials cannot be published."""
-    hub = _Hub(hub_api, token)
+    hub = EventsHub(hub_api, token)
     refuse_taken(state, hub, event)
     if event.materials and not event_materials.is_remote(event.materials):
         try:
@@ -66,12 +79,7 @@ def set_up_event(state: Path, hub_api: str, token: str, event: Event) -> list[tu
         except ExamplesError as exc:
             raise MaterialsError(str(exc)) from None
     EventStore(events_path(state)).add(event)
-    logins = CredentialStore(credentials_path(state))
-    issued = []
-    for name in event.participants:
-        password = generate_password()
-        logins.set(name, password)
-        issued.append((name, password))
+    issued = issue_passwords(state, list(event.participants))
     hub.checked("POST", "/users", json={"usernames": list(event.participants)})
     hub.checked("POST", f"/groups/{quote(event.group)}", json={"users": list(event.participants)})
     return issued
