@@ -61,6 +61,14 @@ document.addEventListener("DOMContentLoaded", function () {
 """
 
 
+def wait_for_text(page: Any, text: str, timeout_ms: int = 30_000) -> None:
+    """Waits until the page's text holds `text`. The page may be between two documents (a form's
+    submit navigates), when `document.body` is null for a moment: that counts as not yet."""
+    page.wait_for_function(
+        "text => document.body !== null && document.body.innerText.includes(text)", arg=text, timeout=timeout_ms
+    )
+
+
 def sync_api_or_skip() -> Any:
     """Playwright's sync API; skips the test (or the module, called at import) when playwright or
     Debian's Chromium is not installed."""

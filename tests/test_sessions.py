@@ -24,8 +24,8 @@ import yaml
 
 from facility import FacilityError, loads
 from hub_config.log_once import SpawnFailureOnce
-from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
-from tests.harness import RunningFacility, embedded_raw, execute_in_kernel, run_af
+from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip, wait_for_text
+from tests.harness import RunningFacility, embedded_raw, execute_in_kernel, run_af, scope_account_prefix
 from tests.supervision import wait_for
 from tests.test_restarts import (
     COMPUTE,
@@ -67,16 +67,17 @@ def _records_with(log: str, text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def clash(keeping: RunningFacility) -> Iterator[str]:
-    """A hub user whose facility account name (af-<name>) the site already gave to an account of its own."""
+    """A hub user whose facility account name (<prefix><name>) the site already gave to an account of its own."""
     name = f"clash{uuid.uuid4().hex[:8]}"
     # No useradd hack in the facility: the same refusal protects a real site's accounts.
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", f"af-{name}"], check=True)
+    account = f"{scope_account_prefix()}{name}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", account], check=True)
     yield name
-    subprocess.run(["userdel", f"af-{name}"], check=False)
+    subprocess.run(["userdel", account], check=False)
 
 
 def reason(name: str) -> str:
-    return f"Unix account 'af-{name}' exists but was not created by the analysis facility"
+    return f"Unix account '{scope_account_prefix()}{name}' exists but was not created by the analysis facility"
 
 
 def test_spawn_failure_is_logged_once_and_told_in_plain_words(keeping: RunningFacility, clash: str) -> None:
@@ -107,10 +108,10 @@ def test_spawn_failure_in_a_browser(keeping: RunningFacility, clash: str) -> Non
         page.goto(f"{keeping.url}/hub/spawn")
         page.wait_for_selector(".af-spawn-form")
         page.click('form button[type="submit"]')
-        page.wait_for_function("text => document.body.innerText.includes(text)", arg=expected, timeout=30_000)
+        wait_for_text(page, expected)
         page.screenshot(path=shots / "spawn-failed-progress.png", full_page=True)
         page.reload()
-        page.wait_for_function("text => document.body.innerText.includes(text)", arg=expected, timeout=30_000)
+        wait_for_text(page, expected)
         page.screenshot(path=shots / "spawn-failed-page.png", full_page=True)
     log = (keeping.state_dir / "logs" / "hub.log").read_text(errors="replace")
     assert len(_records_with(log, expected)) == 2, _records_with(log, expected)  # one per attempt
