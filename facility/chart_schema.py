@@ -121,6 +121,22 @@ def values_schema() -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": {"enabled": {"type": "boolean"}, "storageClassName": {"$ref": "#/$defs/name"}},
             },
+            "metrics": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "exporterPort": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "tokenDirectory": {"type": "string", "pattern": "^/"},
+                    "grafanaDashboard": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "enabled": {"type": "boolean"},
+                            "label": {"type": "string", "pattern": "^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$"},
+                        },
+                    },
+                },
+            },
             "dask-gateway": {"$ref": "#/$defs/chartDependency"},
             "cvmfs-csi": {"$ref": "#/$defs/chartDependency"},
             "global": {"type": "object"},

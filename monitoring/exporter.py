@@ -203,8 +203,11 @@ def main() -> None:
     registry = CollectorRegistry()
     registry.register(FacilityCollector(runtime))
     port = runtime.metrics["exporter_port"]
-    start_http_server(port, addr="127.0.0.1", registry=registry)
-    log.info("facility exporter listening on 127.0.0.1:%d", port)
+    # Loopback on a host (`af up`); in Kubernetes (helm/) a sidecar of the hub's pod that the site's
+    # Prometheus scrapes from another pod, so the chart's runtime.json says 0.0.0.0.
+    address = runtime.metrics.get("exporter_address", "127.0.0.1")
+    start_http_server(port, addr=address, registry=registry)
+    log.info("facility exporter listening on %s:%d", address, port)
     while True:
         time.sleep(3600)
 

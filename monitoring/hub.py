@@ -32,7 +32,10 @@ def configure_hub(c: Any, runtime: Runtime) -> None:
 def operator_service(runtime: Runtime) -> HubService | None:
     """The operator page (monitoring/operator_page.py): plots of the same metrics, for admins only
     (it is left out of the hub's Services menu, which would show it to everyone)."""
-    if not enabled(runtime):
+    # In Kubernetes (helm/) the proxy runs in a pod of its own and could not reach a service on the
+    # hub pod's loopback, nor is there a Prometheus of the facility's own: the chart's runtime.json
+    # has no operator_port, and sites use the Grafana dashboard instead.
+    if not enabled(runtime) or "operator_port" not in runtime.metrics:
         return None
     command = (sys.executable, "-m", "monitoring.operator_page")
     return HubService(OPERATOR_SERVICE, command, port=runtime.metrics["operator_port"])

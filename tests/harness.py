@@ -279,14 +279,18 @@ def execute_in_kernel(server_url: str, token: str, code: str, timeout: float = 1
     kernel.raise_for_status()
     kernel_id = kernel.json()["id"]
     try:
-        return IOLoop().run_sync(lambda: _execute(server_url, kernel_id, headers, code), timeout=timeout)
+        return IOLoop().run_sync(lambda: _execute(server_url, kernel_id, headers, code, timeout), timeout=timeout)
     finally:
         requests.delete(f"{server_url}api/kernels/{kernel_id}", headers=headers, timeout=30)
 
 
-async def _execute(server_url: str, kernel_id: str, headers: dict[str, str], code: str) -> str:
+async def _execute(server_url: str, kernel_id: str, headers: dict[str, str], code: str, timeout: float) -> str:
     ws_url = server_url.replace("http", "ws", 1) + f"api/kernels/{kernel_id}/channels"
-    conn = await websocket_connect(HTTPRequest(ws_url, headers=headers))
+    # Jupyter Server answers the upgrade only once the new kernel replies to kernel_info; with many
+    # kernels starting at once that outlasts tornado's 20 s default. A browser's WebSocket has no
+    # timeout of its own, so only the whole call's `timeout` bounds it here.
+    request = HTTPRequest(ws_url, headers=headers, connect_timeout=timeout, request_timeout=timeout)
+    conn = await websocket_connect(request)
     msg_id = uuid.uuid4().hex
     header = {
         "msg_id": msg_id,

@@ -11,10 +11,16 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
+import subprocess
+import sys
+import time
 from typing import Any
 
 import helm_python as helm
+import psutil
 import pytest
+import requests
 import yaml
 from cryptography.fernet import Fernet
 from jupyterhub.app import JupyterHub
@@ -23,6 +29,10 @@ import facility
 from backends.kubernetes.pods import CVMFS_CLAIM
 from facility.chart_schema import SCHEMA_FILE, SECRETS_FILE, render, render_secrets, values_schema
 from facility.secrets import SECRETS, complete_secrets
+from monitoring import chart_files, grafana
+from monitoring.hub import OPERATOR_SERVICE
+from monitoring.hub import SERVICE_NAME as PROMETHEUS_SERVICE
+from monitoring.rules import FACILITY_JOB, HUB_JOB, rules_document
 from tests.harness import free_port_block
 from tests.kube_helpers import ROOT, site_raw, validate
 from tests.oidc_provider.fixture import Provider, write_settings
@@ -292,3 +302,96 @@ def test_rendered_objects_are_really_checked():
     bad = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "x"}, "spec": {"replicas": "one"}}
     with pytest.raises(ValidationError):
         validate(copy.deepcopy(bad))
+
+
+def metrics_values(secrets_folder: str = "/etc/prometheus/analysis-facility") -> dict[str, Any]:
+    raw = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["facility"]  # local login: no OIDC provider
+    raw["metrics"] = {"enabled": True, "alert_after_seconds": 60, "scrape_interval_seconds": 20}
+    return {"facility": raw, "metrics": {"tokenDirectory": secrets_folder}}
+
+
+def test_metrics_files_of_the_chart_are_current():
+    for name, text in chart_files.generated().items():
+        assert (chart_files.FOLDER / name).read_text() == text, f"{name}: run python -m monitoring.chart_files"
+
+
+def test_chart_with_metrics_gives_prometheus_a_configuration_it_accepts(chart, tmp_path):
+    """The scrape jobs and rules the chart hands a site's Prometheus, checked by Prometheus's promtool."""
+    objects = render_objects(chart, metrics_values(str(tmp_path / "tokens")))
+    for obj in objects:
+        validate(obj)
+    added = {("Service", "af-metrics"), ("ConfigMap", "af-prometheus"), ("ConfigMap", "af-grafana-dashboard")}
+    added.add(("Secret", "af-prometheus-tokens"))
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(EXPECTED + list(added))
+    prometheus = find(objects, "ConfigMap", "af-prometheus")["data"]
+    jobs = yaml.safe_load(prometheus["scrape-configs.yml"])
+    assert {job["job_name"]: job["static_configs"][0]["targets"] for job in jobs} == {
+        HUB_JOB: ["hub.analysis.svc:8081"],  # the hub Service
+        FACILITY_JOB: ["af-metrics.analysis.svc:9101"],  # the exporter beside the hub
+    }
+    assert all(job["scrape_interval"] == "20s" for job in jobs)
+    rules = yaml.safe_load(prometheus["rules.yml"])
+    assert rules == rules_document(60)  # facility.yaml's alert_after_seconds
+    # The site mounts the token Secret at tokenDirectory; promtool checks the files it names.
+    (tmp_path / "tokens").mkdir()
+    token = secret_data(find(objects, "Secret", "af-prometheus-tokens"), "hub-token")
+    (tmp_path / "tokens" / "hub-token").write_text(token)
+    (tmp_path / "rules.yml").write_text(prometheus["rules.yml"])
+    site_config = {"rule_files": [str(tmp_path / "rules.yml")], "scrape_configs": jobs}
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(site_config))
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules['groups'][0]['rules']) + len(rules['groups'][1]['rules'])} rules found" in (
+        checked.stdout + checked.stderr
+    )
+    runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
+    assert runtime["metrics"]["hub_token"] == token
+    dashboard = find(objects, "ConfigMap", "af-grafana-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["analysis-facility.json"]) == grafana.dashboard()
+
+
+def test_chart_hub_with_metrics_registers_prometheus_and_no_operator_page(chart, tmp_path, monkeypatch):
+    objects = render_objects(chart, metrics_values())
+    c, runtime = _load_hub_config(objects, tmp_path, monkeypatch)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services[PROMETHEUS_SERVICE]["api_token"] == runtime["metrics"]["hub_token"]
+    # No Prometheus of the facility's own in a cluster, and the proxy's pod could not reach it.
+    assert OPERATOR_SERVICE not in services
+    containers = find(objects, "Deployment", "af-hub")["spec"]["template"]["spec"]["containers"]
+    exporter = next(x for x in containers if x["name"] == "exporter")
+    assert exporter["args"] == ["python", "-m", "monitoring.exporter"]
+    assert exporter["ports"] == [{"name": "exporter", "containerPort": 9101}]
+
+
+def test_the_exporter_serves_the_chart_runtime_to_other_hosts(chart, tmp_path):
+    """The exporter started as the chart's sidecar starts it: it listens on every address (the
+    site's Prometheus is in another pod) and answers, saying the hub is not there (no hub runs)."""
+    objects = render_objects(chart, metrics_values())
+    config = find(objects, "ConfigMap", "analysis-facility-config")["data"]
+    runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
+    port = free_port_block(1)
+    (tmp_path / "facility.yaml").write_text(config["facility.yaml"])
+    runtime.update(facility_file=str(tmp_path / "facility.yaml"), state_dir=str(tmp_path / "state"))
+    runtime["metrics"]["exporter_port"] = port
+    runtime["ports"]["hub_api"] = free_port_block(1)  # nothing answers there
+    (tmp_path / "runtime.json").write_text(json.dumps(runtime))
+    env = {**os.environ, "AF_RUNTIME": str(tmp_path / "runtime.json")}
+    exporter = subprocess.Popen([sys.executable, "-m", "monitoring.exporter"], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+                break
+            except requests.ConnectionError:
+                assert exporter.poll() is None and time.monotonic() < deadline, exporter.stderr.read().decode()
+                time.sleep(0.3)
+        assert "af_hub_api_up 0.0" in text, text
+        listening = [c.laddr for c in psutil.Process(exporter.pid).net_connections() if c.status == "LISTEN"]
+        assert ("0.0.0.0", port) in [(a.ip, a.port) for a in listening], listening
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=30)

@@ -24,3 +24,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "af.gatewayUrl" -}}http://traefik-{{ .Release.Name }}-dask-gateway.{{ .Release.Namespace }}{{- end -}}
 
 {{- define "af.image" -}}{{ .name }}:{{ .tag }}{{- end -}}
+
+{{/* facility.yaml's metrics settings over their defaults (files/metrics/, from monitoring/chart_files.py), as JSON. */}}
+{{- define "af.metricsSettings" -}}
+{{- $settings := .Files.Get "files/metrics/defaults.json" | fromJson -}}
+{{- range $key, $value := (.Values.facility.metrics | default dict) -}}{{- $_ := set $settings $key $value -}}{{- end -}}
+{{- toJson $settings -}}
+{{- end -}}
+
+{{- define "af.metricsService" -}}{{ include "af.name" . }}-metrics{{- end -}}
+{{- define "af.prometheusTokens" -}}{{ include "af.name" . }}-prometheus-tokens{{- end -}}
