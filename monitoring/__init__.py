@@ -17,6 +17,7 @@ operator_page.py  the hub service `af-operator`: plots of the dashboards' querie
 panels.py         the dashboards' queries; grafana.py renders them for Grafana
 components.py     the supervised processes `af up` adds
 grafana/          dashboard JSON for sites that run Grafana
+chart_files.py    the rules, dashboard and defaults the Helm chart holds (helm/.../files/metrics/)
 """
 
 from __future__ import annotations
