@@ -29,6 +29,27 @@ def site_raw() -> dict[str, Any]:
     return yaml.safe_load(SITE_EXAMPLE.read_text())
 
 
+CHART_DIR = ROOT / "helm" / "analysis-facility"
+# The dependency charts cannot be downloaded on the test machines (helm dependency build).
+OFFLINE = {"dask-gateway": {"enabled": False}, "cvmfs-csi": {"enabled": False}}
+
+
+def render_objects(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects `helm template af <chart> -n analysis` renders for `values` (a helm_python.Chart)."""
+    manifests = chart.render({**OFFLINE, **values}, name="af", namespace="analysis")
+    objects = []
+    for text in manifests.values():
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects
+
+
+def metrics_values(secrets_folder: str = "/etc/prometheus/analysis-facility") -> dict[str, Any]:
+    """Chart values: the chart's default facility (local login) with metrics enabled."""
+    raw = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["facility"]
+    raw["metrics"] = {"enabled": True, "alert_after_seconds": 60, "scrape_interval_seconds": 20}
+    return {"facility": raw, "metrics": {"tokenDirectory": secrets_folder}}
+
+
 def with_local_cvmfs(raw: dict[str, Any], cvmfs_root: Path) -> dict[str, Any]:
     """The example site with CVMFS at a local folder and every image published there."""
     raw = copy.deepcopy(raw)

@@ -34,26 +34,15 @@ from monitoring.hub import OPERATOR_SERVICE
 from monitoring.hub import SERVICE_NAME as PROMETHEUS_SERVICE
 from monitoring.rules import FACILITY_JOB, HUB_JOB, rules_document
 from tests.harness import free_port_block
-from tests.kube_helpers import ROOT, site_raw, validate
+from tests.kube_helpers import CHART_DIR, OFFLINE, ROOT, metrics_values, render_objects, site_raw, validate
 from tests.oidc_provider.fixture import Provider, write_settings
 
 pytestmark = pytest.mark.no_facility
-
-CHART_DIR = ROOT / "helm" / "analysis-facility"
-OFFLINE = {"dask-gateway": {"enabled": False}, "cvmfs-csi": {"enabled": False}}
 
 
 @pytest.fixture(scope="module")
 def chart() -> helm.Chart:
     return helm.Chart.load(CHART_DIR)
-
-
-def render_objects(chart: helm.Chart, values: dict[str, Any]) -> list[dict[str, Any]]:
-    manifests = chart.render({**OFFLINE, **values}, name="af", namespace="analysis")
-    objects = []
-    for text in manifests.values():
-        objects += [doc for doc in yaml.safe_load_all(text) if doc]
-    return objects
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -302,12 +291,6 @@ def test_rendered_objects_are_really_checked():
     bad = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "x"}, "spec": {"replicas": "one"}}
     with pytest.raises(ValidationError):
         validate(copy.deepcopy(bad))
-
-
-def metrics_values(secrets_folder: str = "/etc/prometheus/analysis-facility") -> dict[str, Any]:
-    raw = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["facility"]  # local login: no OIDC provider
-    raw["metrics"] = {"enabled": True, "alert_after_seconds": 60, "scrape_interval_seconds": 20}
-    return {"facility": raw, "metrics": {"tokenDirectory": secrets_folder}}
 
 
 def test_metrics_files_of_the_chart_are_current():

@@ -7,28 +7,18 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../lib/outside.sh"
+source "$HERE/../lib/go.sh"
 VERSION=2.12.0
 DIR=${AF_TOXIPROXY_DIR:-/var/lib/analysis-facility/toxiproxy-$VERSION}
 MIN_GO_MINOR=21  # GOTOOLCHAIN (Go 1.21+) fetches the Go that toxiproxy's go.mod asks for, if newer
 
-find_go() {
-  local go
-  for go in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go/bin/go; do
-    [[ -n $go && -x $go ]] || continue
-    local minor
-    minor=$("$go" env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
-    if [[ $minor =~ ^[0-9]+$ ]] && ((minor >= MIN_GO_MINOR)); then echo "$go"; return 0; fi
-  done
-  return 1
-}
-
-STAMP=$(af_stamp "${BASH_SOURCE[0]}")
+STAMP=$(af_stamp "${BASH_SOURCE[0]}" "$HERE/../lib/go.sh")
 if af_reusable "$DIR" "$STAMP" && [[ -x $DIR/bin/toxiproxy-server ]]; then
   echo "toxiproxy: $VERSION ready ($DIR)"
   exit 0
 fi
 echo "toxiproxy: building $VERSION: $(af_why_build "$DIR" "$STAMP")"
-if ! GO=$(find_go); then
+if ! GO=$(find_go "$MIN_GO_MINOR"); then
   echo "toxiproxy: needs Go >= 1.$MIN_GO_MINOR (Debian bookworm's golang-go is 1.19); install one on PATH" >&2
   exit 1
 fi
