@@ -11,6 +11,8 @@ ServiceAccount may do what KubeSpawner does and is refused the rest.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,16 @@ from typing import Any
 
 import helm_python as helm
 import pytest
+import yaml
+from jupyterhub import orm
+from jupyterhub.objects import Hub
+from jupyterhub.user import User
+from kubernetes_asyncio.config import kube_config
+from traitlets.config import Config
 
+import facility
+from hub_config import children
+from hub_config.spawner import FacilitySpawner
 from tests.kube_control_plane import (
     VERSION,
     ControlPlane,
@@ -28,7 +39,7 @@ from tests.kube_control_plane import (
     resource_url,
     service_account_token,
 )
-from tests.kube_helpers import CHART_DIR, metrics_values, render_objects
+from tests.kube_helpers import CHART_DIR, metrics_values, render_objects, site_raw, with_local_cvmfs
 
 pytestmark = pytest.mark.no_facility
 
@@ -183,6 +194,9 @@ def installed_chart(plane: ControlPlane) -> list[dict[str, Any]]:
     http = plane.session()
     created = http.post(f"{plane.url}/api/v1/namespaces", json={"metadata": {"name": CHART_NAMESPACE}}, timeout=10)
     assert created.status_code == 201, created.text
+    # The controller-manager gives a new namespace its `default` ServiceAccount; pods need it.
+    default_account = f"{plane.url}/api/v1/namespaces/{CHART_NAMESPACE}/serviceaccounts/default"
+    eventually(lambda: http.get(default_account, timeout=10).status_code == 200, "the default ServiceAccount")
     for obj in objects:
         answer = apply(plane, obj, CHART_NAMESPACE, http)
         assert answer.status_code in (200, 201), f"{obj['kind']}/{obj['metadata']['name']}: {answer.text}"
@@ -233,3 +247,63 @@ def test_the_hubs_service_account_may_do_what_kubespawner_does_and_nothing_more(
         refused = hub.get(url, timeout=10)
         assert refused.status_code == 403, (url, refused.text)
     assert hub.patch(f"{here}/pods/jupyter-alice", json={}, timeout=10).status_code == 403  # no patch verb
+
+
+# -- stage 2, second part: the hub's KubeSpawner against the real API server ----------------------
+def test_kubespawner_with_the_hubs_token_makes_the_users_pod_and_removes_it(
+    plane: ControlPlane, installed_chart, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's spawner for the form's choice, with the chart's hub ServiceAccount token: the pod
+    appears in the API server with the size and image chosen, and stopping removes it."""
+    kubeconfig = plane.kubeconfig("hub", token=service_account_token(plane, CHART_NAMESPACE, "af-hub"))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    site = tmp_path / "facility.yaml"
+    site.write_text(yaml.safe_dump(with_local_cvmfs(site_raw(), tmp_path / "cvmfs")))
+    config = Config()
+    config.KubeSpawner.k8s_api_host = plane.url
+    config.KubeSpawner.k8s_api_ssl_ca_cert = str(plane.ca.cert_file)
+    config.KubeSpawner.start_timeout = 600  # no kubelet: the pod never runs, the test stops it first
+    db = orm.new_session_factory("sqlite:///:memory:")()
+    record = orm.User(name="alice")
+    db.add(record)
+    db.commit()
+    parent = FacilitySpawner(user=User(record, settings={}), hub=Hub(), db=db, config=config, facility_file=str(site))
+    choice = {"backend": "cloud", "cores": 3, "memory_gb": 6, "image": "coffea-2026"}
+    http = plane.session()
+    pods = f"{plane.url}/api/v1/namespaces/{CHART_NAMESPACE}/pods"
+
+    async def spawn_then_stop() -> dict[str, Any]:
+        request = parent.validated(choice)
+        fac = parent.facility
+        parent.child_class, parent.child_config = children.child_for(fac, fac.backend(request.backend), request, parent)
+        parent.construct_child()
+        child = parent.child_spawner
+        child.api_token = "token-the-hub-would-issue"  # noqa: S105 - set by the hub just before start
+        starting = asyncio.ensure_future(child.start())
+        deadline = time.monotonic() + 60
+        while True:
+            answer = await asyncio.to_thread(http.get, f"{pods}/{child.pod_name}", timeout=10)
+            if answer.status_code == 200:
+                break
+            assert not starting.done(), starting.exception()
+            assert time.monotonic() < deadline, f"no pod {child.pod_name}: {answer.text}"
+            await asyncio.sleep(0.5)
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await child.stop(now=True)
+        return answer.json()
+
+    # A loop of its own: KubeSpawner caches its API client per event loop, and other tests' spawners
+    # (tests/test_kubernetes.py) made theirs for a server that never answers.
+    pod = asyncio.run(spawn_then_stop())
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == facility.load(site).image("coffea-2026").registry
+    assert float(container["resources"]["limits"]["cpu"]) == 3
+    assert int(container["resources"]["limits"]["memory"]) == 6 * 2**30
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["AF_BACKEND"] == "cloud"
+    # The API server refused containerPort 0 (the hub's "any port" linked onto the child) before.
+    assert container["ports"] == [{"name": "notebook-port", "containerPort": 8888, "protocol": "TCP"}]
+    assert http.get(f"{pods}/{pod['metadata']['name']}", timeout=10).status_code == 404  # stopping removed it

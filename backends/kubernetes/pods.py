@@ -29,6 +29,7 @@ CVMFS_VOLUME = "cvmfs"
 SLURM_FLAGS = "slurm-job.vk.io/flags"
 SLURM_PRE_EXEC = "slurm-job.vk.io/pre-exec"
 SLURM_IMAGE_ROOT = "slurm-job.vk.io/image-root"
+NOTEBOOK_PORT = 8888  # where the notebook server listens inside its pod (KubeSpawner's default)
 
 
 @dataclass

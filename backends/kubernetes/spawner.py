@@ -5,7 +5,7 @@ from __future__ import annotations
 from kubespawner import KubeSpawner
 
 from backends.common.notebook_child import ChildConfig, ParentSpawner, common_config
-from backends.kubernetes.pods import namespace, pod_settings
+from backends.kubernetes.pods import NOTEBOOK_PORT, namespace, pod_settings
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
 
@@ -28,6 +28,10 @@ def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, par
         extra_annotations=pod.annotations,
         volumes=pod.volumes,
         volume_mounts=pod.volume_mounts,
+        # Named here so the parent's `port` (0: "choose one") is not linked onto the child: a pod
+        # with containerPort 0 is refused by the API server ("Required value"), which no schema
+        # check sees. KubeSpawner's own default, the port inside every pod.
+        port=NOTEBOOK_PORT,
     )
     if namespace(backend):
         config["namespace"] = namespace(backend)
