@@ -195,6 +195,12 @@ def _cross_reference_problems(raw: dict[str, Any]) -> Iterable[str]:
                 yield f"{path}: min {low} is larger than max {high}"
             elif "default" in rng and not low <= rng["default"] <= high:
                 yield f"{path}.default: {rng['default']} is outside [{low}, {high}]"
+        site = backend.get("site") or {}
+        if backend.get("kind") == "kubernetes" and "home_storage_gb" in site and "offload" in site:
+            yield (
+                f"{where}.site.home_storage_gb: an offloaded backend's pods run on an interLink virtual "
+                "node, which attaches no volume claims; leave it out there (homes stay at the HPC centre)"
+            )
         for name in backend.get("images", []):
             if name not in image_names:
                 yield f"{where}.images: {name!r} is not an image; known images: {', '.join(image_names)}"

@@ -10,6 +10,7 @@ import yaml
 
 import facility
 from tests.harness import ROOT, embedded_raw
+from tests.kube_helpers import site_raw
 
 pytestmark = pytest.mark.no_facility
 
@@ -168,3 +169,18 @@ def test_idle_cull_gives_each_user_the_longest_of_their_groups() -> None:
     assert idle.minutes_for({"workshop", "staff"}) == 0  # never culled: the longest of all
     assert idle.timeouts == (30, 120, 480) and idle.group_of(30) == "af-idle-30m"
     assert facility.from_dict(embedded_raw(), "t.yaml").hub.idle_cull.timeouts == ()  # off unless configured
+
+
+def test_home_storage_on_an_offloaded_backend_is_refused_in_words() -> None:
+    raw = site_raw()
+    offloaded = next(i for i, b in enumerate(raw["backends"]) if "offload" in (b.get("site") or {}))
+    raw["backends"][offloaded]["site"]["home_storage_gb"] = 10
+    problems = _problems(raw)
+    assert problems == [
+        f"backends[{offloaded}].site.home_storage_gb: an offloaded backend's pods run on an interLink virtual "
+        "node, which attaches no volume claims; leave it out there (homes stay at the HPC centre)"
+    ]
+    cloud = next(i for i, b in enumerate(raw["backends"]) if b["name"] == "cloud")
+    raw["backends"][offloaded]["site"].pop("home_storage_gb")
+    raw["backends"][cloud]["site"]["home_storage_gb"] = 0
+    assert _problems(raw) == [f"backends[{cloud}].site.home_storage_gb: 0 is out of range; expected a number >= 1"]

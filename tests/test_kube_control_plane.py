@@ -254,12 +254,15 @@ def test_kubespawner_with_the_hubs_token_makes_the_users_pod_and_removes_it(
     plane: ControlPlane, installed_chart, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hub's spawner for the form's choice, with the chart's hub ServiceAccount token: the pod
-    appears in the API server with the size and image chosen, and stopping removes it."""
+    appears in the API server with the size and image chosen and the user's home claim (made on
+    the first start), and stopping removes the pod and keeps the claim."""
     kubeconfig = plane.kubeconfig("hub", token=service_account_token(plane, CHART_NAMESPACE, "af-hub"))
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    raw = with_local_cvmfs(site_raw(), tmp_path / "cvmfs")
+    next(b for b in raw["backends"] if b["name"] == "cloud")["site"]["home_storage_gb"] = 5
     site = tmp_path / "facility.yaml"
-    site.write_text(yaml.safe_dump(with_local_cvmfs(site_raw(), tmp_path / "cvmfs")))
+    site.write_text(yaml.safe_dump(raw))
     config = Config()
     config.KubeSpawner.k8s_api_host = plane.url
     config.KubeSpawner.k8s_api_ssl_ca_cert = str(plane.ca.cert_file)
@@ -307,3 +310,12 @@ def test_kubespawner_with_the_hubs_token_makes_the_users_pod_and_removes_it(
     # The API server refused containerPort 0 (the hub's "any port" linked onto the child) before.
     assert container["ports"] == [{"name": "notebook-port", "containerPort": 8888, "protocol": "TCP"}]
     assert http.get(f"{pods}/{pod['metadata']['name']}", timeout=10).status_code == 404  # stopping removed it
+    # The home: a claim of the size facility.yaml sets, mounted where the image's user lives.
+    claims = f"{plane.url}/api/v1/namespaces/{CHART_NAMESPACE}/persistentvolumeclaims"
+    claim = http.get(f"{claims}/home-alice", timeout=10)
+    assert claim.status_code == 200, claim.text  # kept when the server stopped
+    assert claim.json()["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    home = next(v for v in pod["spec"]["volumes"] if v["name"] == "home")
+    assert home["persistentVolumeClaim"]["claimName"] == "home-alice"
+    assert {"name": "home", "mountPath": "/home/analyst"} in container["volumeMounts"]
+    assert pod["spec"]["securityContext"]["fsGroup"] == 1000

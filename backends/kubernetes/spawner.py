@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubespawner import KubeSpawner
 
 from backends.common.notebook_child import ChildConfig, ParentSpawner, common_config
 from backends.kubernetes.pods import NOTEBOOK_PORT, namespace, pod_settings
+from backends.kubernetes.settings import KubernetesSettings
 from facility.model import Backend, Facility
 from facility.validation import SpawnRequest
+
+# The notebook image's user (images/Containerfile: `useradd --uid 1000 analyst`) and its home.
+IMAGE_UID = 1000
+IMAGE_HOME = "/home/analyst"
+HOME_VOLUME = "home"
+HOME_CLAIM = "home-{username}"  # KubeSpawner expands {username} (escaped) in both places
+
+
+def home_storage(backend: Backend) -> dict[str, Any]:
+    """KubeSpawner settings for a user's home claim, made on the first start and kept when the
+    server stops (facility.yaml site.home_storage_gb); none when the backend sets no size."""
+    settings = KubernetesSettings.of(backend)
+    if settings.home_storage_gb is None:
+        return {}
+    storage: dict[str, Any] = {
+        "storage_pvc_ensure": True,
+        "pvc_name_template": HOME_CLAIM,
+        "storage_capacity": f"{settings.home_storage_gb}Gi",
+        "storage_access_modes": ["ReadWriteOnce"],
+        # The volume's files belong to the image user's group, so the notebook can write its home.
+        "fs_gid": IMAGE_UID,
+    }
+    if settings.home_storage_class:
+        storage["storage_class"] = settings.home_storage_class
+    return storage
 
 
 def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, parent: ParentSpawner) -> ChildConfig:
@@ -33,6 +61,12 @@ def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, par
         # check sees. KubeSpawner's own default, the port inside every pod.
         port=NOTEBOOK_PORT,
     )
+    storage = home_storage(backend)
+    if storage:
+        config.update(storage)
+        claim = {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": HOME_CLAIM}}
+        config["volumes"] = [*config["volumes"], claim]
+        config["volume_mounts"] = [*config["volume_mounts"], {"name": HOME_VOLUME, "mountPath": IMAGE_HOME}]
     if namespace(backend):
         config["namespace"] = namespace(backend)
     return KubeSpawner, config
