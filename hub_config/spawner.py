@@ -258,13 +258,17 @@ class FacilitySpawner(WrapSpawner):
         backend = self.facility.backend(opts["backend"])
         sizes = size_words(opts)
         yield {"progress": 10, "message": f"Request checked: {backend.label}, {sizes}, image {opts.get('image')}"}
+        # The bar only moves forward: a child may say a step after a later one (a batch job's
+        # "submitted" landed after its first "waits in the queue"), its message still in order.
+        reached = 10
         child = self.child_spawner
         if type(child).progress is not Spawner.progress:  # the child has real events
             async for event in child.progress():
-                yield {**event, "progress": min(int(event.get("progress", 50)), 90)}
+                reached = max(reached, min(int(event.get("progress", 50)), 90))
+                yield {**event, "progress": reached}
         for waited in itertools.count():  # seconds, roughly: the hub's poll decides when it ends
             # Closer to 95 with each second, never there: the hub's "ready" is 100.
-            progress = 95 - int((95 - ANSWERING) * 0.85**waited)
+            progress = reached = max(reached, 95 - int((95 - ANSWERING) * 0.85**waited))
             # Every event with a message is a line in the page's log: a line every 10 s, the bar each second.
             if waited % 10 == 0:
                 word = "Waiting for your server to answer" + (f" ({waited} s so far)" if waited else "")
