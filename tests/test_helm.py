@@ -152,6 +152,17 @@ def test_facility_without_kubernetes_backend_is_refused(chart):
     assert "facility.backends: no backend has kind kubernetes" in message
 
 
+def test_quotas_are_refused_until_the_kubernetes_gateway_reports_its_clusters(chart):
+    """The hub's quota ledger asks every gateway for the user's clusters; the chart's dask-gateway
+    has no such route yet, so with quotas every start would be refused: the chart says so first."""
+    raw = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["facility"]
+    raw["quotas"] = {"default": {"cores": 4}}
+    message = refused(chart, {"facility": raw})
+    assert "facility.quotas: not available on Kubernetes yet" in message
+    raw["quotas"] = {}  # nothing set: nothing to refuse
+    render_objects(chart, {"facility": raw})
+
+
 def test_unknown_gateway_backend_is_refused(chart):
     message = refused(chart, {"facility": site_raw(), "daskGatewayBackend": "tier2"})
     assert (
