@@ -128,8 +128,20 @@ def run_af(state_dir: Path, *args: str, timeout: float = 180, check: bool = True
         [*AF, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"af {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        logs = named_log_tails(result.stdout + result.stderr)
+        raise AssertionError(f"af {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}{logs}")
     return result
+
+
+def named_log_tails(output: str, lines: int = 40) -> str:
+    """The last lines of every log file `output` names ("... did not start; see /state/logs/x.log"):
+    the state folder may be gone by the time anyone reads the test's failure."""
+    tails = []
+    for name in dict.fromkeys(re.findall(r"(/[^\s,;:'\"]+\.log)\b", output)):
+        path = Path(name)
+        text = path.read_text(errors="replace").splitlines()[-lines:] if path.is_file() else ["(no such file)"]
+        tails.append(f"\n--- last {lines} lines of {path} ---\n" + "\n".join(text))
+    return "".join(tails)
 
 
 @dataclass

@@ -1,14 +1,22 @@
 """Helpers of the Kubernetes, Helm and CVMFS tests: the example site's facility.yaml with a local
-CVMFS root, a kubeconfig for a server that is never contacted, and schema validation of manifests."""
+CVMFS root, a kubeconfig for a server that is never contacted, schema validation of manifests, the
+chart's rendered objects, and the hub's users and spawners as JupyterHub constructs them."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
+from jupyterhub import orm
+from jupyterhub.objects import Hub
+from jupyterhub.user import User
+from traitlets.config import Config
+
+from hub_config.spawner import FacilitySpawner
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE_EXAMPLE = ROOT / "examples" / "site-facility.yaml"
@@ -69,3 +77,18 @@ def publish(cvmfs_root: Path, image_ref: str) -> Path:
 def validate(manifest: dict[str, Any]) -> None:
     """Raise kubernetes_validate's ValidationError when the object does not match the API schema."""
     kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
+
+
+def hub_user(db: Any, name: str, groups: Iterable[str] = ()) -> User:
+    """A real JupyterHub user (ORM record in a hub database) with its groups."""
+    record = orm.User(name=name)
+    db.add(record)
+    for group in groups:
+        record.groups.append(orm.Group.find(db, group) or orm.Group(name=group))
+    db.commit()
+    return User(record, settings={})
+
+
+def hub_spawner(user: User, site_file: Path, db: Any = None, config: Config | None = None) -> FacilitySpawner:
+    """The hub's spawner for one user, as JupyterHub constructs it (with the hub's config)."""
+    return FacilitySpawner(user=user, hub=Hub(), db=db, config=config or Config(), facility_file=str(site_file))

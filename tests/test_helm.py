@@ -295,6 +295,18 @@ def test_chart_with_oidc_login_starts_the_hub_configuration(chart, tmp_path, mon
     assert c.ConfigurableHTTPProxy.auth_token == runtime["secrets"]["proxy_token"]
 
 
+def test_chart_tokens_are_new_hex_tokens_each_its_own(chart):
+    """The gateway's hub token and the metrics tokens are 256-bit hex strings, none shared."""
+    objects = render_objects(chart, metrics_values())
+    runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
+    (gateway,) = runtime["gateways"].values()
+    tokens = [gateway["api_token"], runtime["metrics"]["hub_token"], runtime["metrics"]["scrape_token"]]
+    tokens += [value for name, value in runtime["secrets"].items() if SECRETS[name] == "hex"]
+    assert all(len(bytes.fromhex(token)) == 32 for token in tokens)
+    assert len(set(tokens)) == len(tokens)
+    assert secret_data(find(objects, "Secret", "analysis-facility-gateway-token"), "api-token") == gateway["api_token"]
+
+
 def test_rendered_objects_are_really_checked():
     """kubernetes-validate refuses what the API server would refuse (so the checks above can fail)."""
     from kubernetes_validate.utils import ValidationError

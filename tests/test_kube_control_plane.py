@@ -22,14 +22,11 @@ import helm_python as helm
 import pytest
 import yaml
 from jupyterhub import orm
-from jupyterhub.objects import Hub
-from jupyterhub.user import User
 from kubernetes_asyncio.config import kube_config
 from traitlets.config import Config
 
 import facility
 from hub_config import children
-from hub_config.spawner import FacilitySpawner
 from tests.kube_control_plane import (
     VERSION,
     ControlPlane,
@@ -39,7 +36,15 @@ from tests.kube_control_plane import (
     resource_url,
     service_account_token,
 )
-from tests.kube_helpers import CHART_DIR, metrics_values, render_objects, site_raw, with_local_cvmfs
+from tests.kube_helpers import (
+    CHART_DIR,
+    hub_spawner,
+    hub_user,
+    metrics_values,
+    render_objects,
+    site_raw,
+    with_local_cvmfs,
+)
 
 pytestmark = pytest.mark.no_facility
 
@@ -268,10 +273,7 @@ def test_kubespawner_with_the_hubs_token_makes_the_users_pod_and_removes_it(
     config.KubeSpawner.k8s_api_ssl_ca_cert = str(plane.ca.cert_file)
     config.KubeSpawner.start_timeout = 600  # no kubelet: the pod never runs, the test stops it first
     db = orm.new_session_factory("sqlite:///:memory:")()
-    record = orm.User(name="alice")
-    db.add(record)
-    db.commit()
-    parent = FacilitySpawner(user=User(record, settings={}), hub=Hub(), db=db, config=config, facility_file=str(site))
+    parent = hub_spawner(hub_user(db, "alice"), site, db, config)
     choice = {"backend": "cloud", "cores": 3, "memory_gb": 6, "image": "coffea-2026"}
     http = plane.session()
     pods = f"{plane.url}/api/v1/namespaces/{CHART_NAMESPACE}/pods"

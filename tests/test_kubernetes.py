@@ -36,7 +36,7 @@ from facility import examples
 from facility.cvmfs import CvmfsImageError
 from hub_config import children
 from hub_config.spawner import FacilitySpawner, render_form
-from tests.kube_helpers import UNREACHABLE_KUBECONFIG, site_raw, validate, with_local_cvmfs
+from tests.kube_helpers import UNREACHABLE_KUBECONFIG, hub_spawner, hub_user, site_raw, validate, with_local_cvmfs
 
 pytestmark = pytest.mark.no_facility
 
@@ -87,16 +87,6 @@ def hub_db():
     return orm.new_session_factory("sqlite:///:memory:")()
 
 
-def hub_user(db, name: str, groups: list[str]) -> User:
-    """A real JupyterHub user (ORM record in an in-memory hub database) with its groups."""
-    record = orm.User(name=name)
-    db.add(record)
-    for group in groups:
-        record.groups.append(orm.Group.find(db, group) or orm.Group(name=group))
-    db.commit()
-    return User(record, settings={})
-
-
 @pytest.fixture(scope="module")
 def alice(hub_db) -> User:
     return hub_user(hub_db, "alice", ["gpu-users"])
@@ -105,11 +95,6 @@ def alice(hub_db) -> User:
 @pytest.fixture(scope="module")
 def bob(hub_db) -> User:
     return hub_user(hub_db, "bob", [])
-
-
-def hub_spawner(user: User, site_file: Path, db=None) -> FacilitySpawner:
-    """The hub's spawner for one user, as JupyterHub constructs it (with the hub's config)."""
-    return FacilitySpawner(user=user, hub=Hub(), db=db, config=Config(), facility_file=str(site_file))
 
 
 async def notebook_pod(

@@ -19,9 +19,10 @@ HOME_VOLUME = "home"
 HOME_CLAIM = "home-{username}"  # KubeSpawner expands {username} (escaped) in both places
 
 
-def home_storage(backend: Backend) -> dict[str, Any]:
-    """KubeSpawner settings for a user's home claim, made on the first start and kept when the
-    server stops (facility.yaml site.home_storage_gb); none when the backend sets no size."""
+def home_storage(backend: Backend, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """KubeSpawner settings for a user's home: its claim, made on the first start and kept when the
+    server stops (facility.yaml site.home_storage_gb), and the pod's `volumes` and `volume_mounts`
+    with the claim added to those given; nothing when the backend sets no size."""
     settings = KubernetesSettings.of(backend)
     if settings.home_storage_gb is None:
         return {}
@@ -32,6 +33,8 @@ def home_storage(backend: Backend) -> dict[str, Any]:
         "storage_access_modes": ["ReadWriteOnce"],
         # The volume's files belong to the image user's group, so the notebook can write its home.
         "fs_gid": IMAGE_UID,
+        "volumes": [*volumes, {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": HOME_CLAIM}}],
+        "volume_mounts": [*mounts, {"name": HOME_VOLUME, "mountPath": IMAGE_HOME}],
     }
     if settings.home_storage_class:
         storage["storage_class"] = settings.home_storage_class
@@ -61,12 +64,7 @@ def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, par
         # check sees. KubeSpawner's own default, the port inside every pod.
         port=NOTEBOOK_PORT,
     )
-    storage = home_storage(backend)
-    if storage:
-        config.update(storage)
-        claim = {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": HOME_CLAIM}}
-        config["volumes"] = [*config["volumes"], claim]
-        config["volume_mounts"] = [*config["volume_mounts"], {"name": HOME_VOLUME, "mountPath": IMAGE_HOME}]
+    config.update(home_storage(backend, config["volumes"], config["volume_mounts"]))
     if namespace(backend):
         config["namespace"] = namespace(backend)
     return KubeSpawner, config

@@ -34,3 +34,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "af.metricsService" -}}{{ include "af.name" . }}-metrics{{- end -}}
 {{- define "af.prometheusTokens" -}}{{ include "af.name" . }}-prometheus-tokens{{- end -}}
+
+{{/* A token kept from the last release (the value given) or, when there is none, a new random hex one. */}}
+{{- define "af.keptToken" -}}
+{{- . | default (sha256sum (randAlphaNum 64)) -}}
+{{- end -}}
