@@ -14,6 +14,7 @@ from backends.registry import kind_of
 from facility.runs import runs_dir
 from facility.runtime import gateway_service_name, read_runtime
 from gateway.dashboard_guard import with_dashboard_keys
+from gateway.holdings import with_holdings
 from gateway.keep_clusters import keeping_clusters
 from gateway.quota import with_quota
 from gateway.server_lifetime import stopping_with_server
@@ -57,8 +58,10 @@ c.StopOnlyWhenFacilityStopsMixin.stopping_file = str(runtime.stopping_file)
 
 # The kind's part: backend class, cluster options (narrowed to each user's allowance), its traits.
 kind_of(backend).load("gateway")(c, fac, backend, runtime, state)
-# Whichever backend class the kind chose gives its clusters their dashboard keys.
+# Whichever backend class the kind chose gives its clusters their dashboard keys, and tells the
+# quota, the server-lifetime routes and the metrics what its clusters hold.
 c.DaskGateway.backend_class = keeping_clusters(with_dashboard_keys(c.DaskGateway.backend_class))
+c.DaskGateway.backend_class = with_holdings(c.DaskGateway.backend_class)
 # Clusters stop when the hub reports their owner's server stopped, unless started to outlive it.
 c.DaskGateway.backend_class = stopping_with_server(c.DaskGateway.backend_class)
 c.StopWithServerMixin.hub_token = gateway.api_token

@@ -6,63 +6,60 @@ client shows), `forward_message_to_scheduler` (the scale route's 409) and `on_cl
 where the scheduler asks for its worker count: adaptive scaling is capped there, as dask-gateway
 caps `cluster_max_workers`. What the user holds is read each time (facility.ledger): their
 servers and groups from the hub's API, their clusters on the other gateways from those,
-their clusters here from this gateway's own database, their runs of `af run` from facility.runs.
+their clusters here from this gateway's own view of them (held_clusters(), given by each backend
+kind's mixin: backends.common.held_clusters), their runs of `af run` from facility.runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dask_gateway_server.backends.base import PublicException
-from dask_gateway_server.backends.db_base import JobStatus
 from traitlets import Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
 import facility
+from backends.common.held_clusters import HeldCluster
 from backends.common.mixed_in import mixed_in
 from facility import ledger, runs
-from facility.model import Quota
+from facility.model import Facility, Quota
 from facility.quota import CLUSTER, Holding, cluster_holding, per_worker, quota_for, refusal, scale_refusal, without
 from facility.quota import workers_that_fit as fitting_workers
 
 GIB = 2**30
 
 
-def worker_size(cluster: Any) -> tuple[float, float, float]:
-    """(cores, memory bytes, GPUs) of one worker of this cluster, from its ClusterConfig."""
-    config = cluster.config or {}
-    return (
-        float(config.get("worker_cores") or 0),
-        float(config.get("worker_memory") or 0),
-        float(config.get("worker_gpus") or 0),
+@lru_cache(maxsize=2)
+def _parsed(text: str) -> Facility:
+    return facility.loads(text, source="the gateway's facility_text")
+
+
+def cluster_entry(cluster: HeldCluster) -> dict[str, Any]:
+    """This cluster in the answer of USER_CLUSTERS_PATH (facility.ledger reads it)."""
+    return ledger.cluster_entry(
+        cluster.held, cluster.worker_cores, cluster.worker_memory, cluster.worker_gpus, running=cluster.running
     )
 
 
-def worker_count(cluster: Any) -> int:
-    """Workers the cluster holds: those running or starting, or its target if higher (being started)."""
-    return max(int(cluster.count or 0), len(cluster.active_workers()))
+def holding_of(backend: str, cluster: HeldCluster) -> Holding:
+    return cluster_holding(
+        backend, cluster.name, cluster.held, cluster.worker_cores, cluster.worker_memory / GIB, cluster.worker_gpus
+    )
 
 
-def running_workers(cluster: Any) -> int:
-    """Workers that run now (their scheduler reported them) and are not being stopped."""
-    return sum(1 for w in cluster.active_workers() if w.status == JobStatus.RUNNING)
-
-
-def cluster_entry(cluster: Any) -> dict[str, Any]:
-    """This cluster in the answer of USER_CLUSTERS_PATH (facility.ledger reads it)."""
-    return ledger.cluster_entry(worker_count(cluster), *worker_size(cluster), running=running_workers(cluster))
-
-
-def holding_of(backend: str, cluster: Any) -> Holding:
-    cores, memory, gpus = worker_size(cluster)
-    return cluster_holding(backend, cluster.name, worker_count(cluster), cores, memory / GIB, gpus)
+def per_worker_of(cluster: HeldCluster) -> Holding:
+    return per_worker(cluster.worker_cores, cluster.worker_memory / GIB, cluster.worker_gpus)
 
 
 class QuotaMixin(LoggingConfigurable):
     quota_backend = Unicode("", config=True, help="The facility.yaml name of this gateway's backend.")
     facility_file = Unicode("", config=True, help="facility.yaml, read again when it changes (its quotas).")
+    facility_text = Unicode(
+        "", config=True, help="facility.yaml's text, for a gateway without its file (the chart's: a ConfigMap value)."
+    )
     hub_api_url = Unicode("", config=True, help="The hub's REST API: a user's groups and servers.")
     ledger_token = Unicode("", config=True, help="This gateway's hub token (read:users, read:servers).")
     peer_gateways = Dict(config=True, help="Other backends' gateways: name -> [url, their hub token].")
@@ -73,8 +70,13 @@ class QuotaMixin(LoggingConfigurable):
         super().__init__(**kwargs)
         self._starting = {}
 
+    def _facility(self) -> Facility:
+        if self.facility_text:
+            return _parsed(self.facility_text)
+        return facility.current(self.facility_file or None)
+
     async def _quota_and_holdings(self, username: str) -> tuple[Quota | None, list[Holding]]:
-        fac = facility.current(self.facility_file or None)
+        fac = self._facility()
         if not fac.quotas.any:
             return None, []
         hub = await ledger.hub_user(self.hub_api_url, self.ledger_token, username)
@@ -83,7 +85,7 @@ class QuotaMixin(LoggingConfigurable):
             return None, []
         peers = {name: (url, token) for name, (url, token) in self.peer_gateways.items()}
         elsewhere = await ledger.gateway_clusters(peers, username)
-        here = [holding_of(self.quota_backend, c) for c in self.db.active_clusters() if c.username == username]
+        here = [holding_of(self.quota_backend, c) for c in self.held_clusters() if c.username == username]
         batch = runs.running(Path(self.runs_folder), username) if self.runs_folder else []
         return quota, hub.servers + elsewhere + here + batch
 
@@ -105,21 +107,20 @@ class QuotaMixin(LoggingConfigurable):
             return await super().start_cluster(user, cluster_options)
 
     async def forward_message_to_scheduler(self, cluster: Any, msg: dict[str, Any]) -> None:
-        record = self.db.get_cluster(cluster.name) if msg.get("op") == "scale" else None
-        if record is not None and int(msg["count"]) > worker_count(record):
+        record = self.held_cluster(cluster.name) if msg.get("op") == "scale" else None
+        if record is not None and int(msg["count"]) > record.held:
             quota, held = await self._ledger(record.username)
             this = holding_of(self.quota_backend, record)
-            cores, memory, gpus = worker_size(record)
-            per = per_worker(cores, memory / GIB, gpus)
-            message = scale_refusal(quota, without(held, CLUSTER, record.name), this, int(msg["count"]), per)
+            others = without(held, CLUSTER, record.name)
+            message = scale_refusal(quota, others, this, int(msg["count"]), per_worker_of(record))
             if message:
                 self.log.info("Quota: refused a scale-up of %s: %s", record.username, message)
                 raise PublicException(message)
         await super().forward_message_to_scheduler(cluster, msg)
 
     async def on_cluster_heartbeat(self, cluster_name: str, msg: dict[str, Any]) -> None:
-        record = self.db.get_cluster(cluster_name)
-        if record is not None and int(msg.get("count", 0)) > int(record.count or 0):
+        record = self.held_cluster(cluster_name)
+        if record is not None and int(msg.get("count", 0)) > record.target:
             allowed = await self._workers_allowed(record, int(msg["count"]))
             if allowed < msg["count"]:
                 self.log.info(
@@ -132,17 +133,16 @@ class QuotaMixin(LoggingConfigurable):
                 msg = {**msg, "count": allowed}
         await super().on_cluster_heartbeat(cluster_name, msg)
 
-    async def _workers_allowed(self, record: Any, wanted: int) -> int:
+    async def _workers_allowed(self, record: HeldCluster, wanted: int) -> int:
         """Workers the cluster may grow to (adaptive scaling asks here); never fewer than it has."""
-        current = int(record.count or 0)
+        current = record.target
         try:
             quota, held = await self._quota_and_holdings(record.username)
         except ledger.LedgerUnavailable as exc:
             self.log.warning("Quota: cluster %s stays at %d workers: %s", record.name, current, exc)
             return current
-        cores, memory, gpus = worker_size(record)
         others = without(held, CLUSTER, record.name)
-        fits = fitting_workers(quota, others, self.quota_backend, per_worker(cores, memory / GIB, gpus))
+        fits = fitting_workers(quota, others, self.quota_backend, per_worker_of(record))
         return wanted if fits is None else max(current, min(wanted, fits))
 
 

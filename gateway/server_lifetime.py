@@ -20,17 +20,18 @@ from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
 from backends.common.cluster_options import OUTLIVE_SERVER
+from backends.common.held_clusters import HeldCluster
 from backends.common.mixed_in import mixed_in
 from facility.cluster_lifetime import ALL_CLUSTERS_PATH, SERVER_STOPPED_PATH, USER_CLUSTERS_PATH
 from gateway.quota import cluster_entry
 
 
-def outlives_server(cluster: Any) -> bool:
+def outlives_server(cluster: HeldCluster) -> bool:
     """Whether its owner asked the cluster to keep running after their notebook server stops."""
-    return bool((cluster.options or {}).get(OUTLIVE_SERVER))
+    return bool(cluster.options.get(OUTLIVE_SERVER))
 
 
-def _entry(cluster: Any) -> dict[str, Any]:
+def _entry(cluster: HeldCluster) -> dict[str, Any]:
     return {"name": cluster.name, OUTLIVE_SERVER: outlives_server(cluster), **cluster_entry(cluster)}
 
 
@@ -48,8 +49,8 @@ class StopWithServerMixin(LoggingConfigurable):
         given = request.headers.get("Authorization", "").encode()
         return hmac.compare_digest(given, f"Bearer {self.hub_token}".encode())
 
-    def _clusters_of(self, request: web.Request) -> list[Any]:
-        return [c for c in self.db.active_clusters() if c.username == request.match_info["user"]]
+    def _clusters_of(self, request: web.Request) -> list[HeldCluster]:
+        return [c for c in self.held_clusters() if c.username == request.match_info["user"]]
 
     async def _user_clusters(self, request: web.Request) -> web.Response:
         if not self._from_hub(request):
@@ -61,7 +62,7 @@ class StopWithServerMixin(LoggingConfigurable):
         if not self._from_hub(request):
             return web.json_response({"error": "only the hub may list the clusters here"}, status=403)
         users: dict[str, list[dict[str, Any]]] = {}
-        for cluster in self.db.active_clusters():
+        for cluster in self.held_clusters():
             users.setdefault(cluster.username, []).append(_entry(cluster))
         return web.json_response({"users": users})
 

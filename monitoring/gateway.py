@@ -11,8 +11,8 @@ carries the facility's scrape token, since the gateway's API is reachable throug
 - GET /api/af/holdings: per user, the clusters, workers, cores and memory they hold (JSON), which
   `af status` shows.
 
-Both read the backend's in-memory view of its database (the state dask-gateway reconciles), so
-they agree with what the gateway itself acts on.
+Both read the backend's own view of its clusters (held_clusters(): the state dask-gateway
+reconciles, backends.common.held_clusters), so they agree with what the gateway itself acts on.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
-from dask_gateway_server.backends.db_base import JobStatus
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -32,38 +31,19 @@ from traitlets.config import LoggingConfigurable
 from backends.common.mixed_in import mixed_in
 from monitoring.routes import HOLDINGS_PATH, METRICS_PATH
 
-# dask-gateway's job states, in the words the dashboards use.
-WORKER_STATES = {
-    JobStatus.CREATED: "pending",
-    JobStatus.SUBMITTED: "pending",
-    JobStatus.RUNNING: "running",
-    JobStatus.CLOSING: "stopping",
-}
-
-
-def _active_clusters(backend: Any) -> list[Any]:
-    return list(backend.db.active_clusters())
-
-
-def _worker_size(cluster: Any) -> tuple[float, float]:
-    """(cores, memory bytes) of one worker of this cluster, from its ClusterConfig."""
-    config = cluster.config or {}
-    return float(config.get("worker_cores") or 0), float(config.get("worker_memory") or 0)
-
 
 def holdings(backend: Any) -> dict[str, dict[str, float]]:
     """Per user: clusters, workers (pending or running), and the cores and memory of those workers."""
     result: dict[str, dict[str, float]] = defaultdict(
         lambda: {"clusters": 0, "workers": 0, "cores": 0.0, "memory_bytes": 0.0}
     )
-    for cluster in _active_clusters(backend):
+    for cluster in backend.held_clusters():
         mine = result[cluster.username]
-        workers = cluster.active_workers()
-        cores, memory = _worker_size(cluster)
+        workers = sum(cluster.workers.values())
         mine["clusters"] += 1
-        mine["workers"] += len(workers)
-        mine["cores"] += cores * len(workers)
-        mine["memory_bytes"] += memory * len(workers)
+        mine["workers"] += workers
+        mine["cores"] += cluster.worker_cores * workers
+        mine["memory_bytes"] += cluster.worker_memory * workers
     return dict(result)
 
 
@@ -72,19 +52,16 @@ class GatewayCollector(Collector):
         self.backend = backend
 
     def collect(self) -> Any:
-        clusters = _active_clusters(self.backend)
+        clusters = self.backend.held_clusters()
         by_status: dict[str, int] = dict.fromkeys(("pending", "running", "stopping"), 0)
         workers: dict[str, int] = dict.fromkeys(("pending", "running", "stopping"), 0)
         cores = memory = 0.0
         for cluster in clusters:
-            by_status[cluster.model_status.name.lower()] = by_status.get(cluster.model_status.name.lower(), 0) + 1
-            size = _worker_size(cluster)
-            for worker in cluster.active_workers():
-                state = WORKER_STATES.get(worker.status, "stopping")
-                workers[state] += 1
-                if state == "running":
-                    cores += size[0]
-                    memory += size[1]
+            by_status[cluster.status] = by_status.get(cluster.status, 0) + 1
+            for state, count in cluster.workers.items():
+                workers[state] = workers.get(state, 0) + count
+            cores += cluster.worker_cores * cluster.running
+            memory += cluster.worker_memory * cluster.running
         family = GaugeMetricFamily("af_gateway_clusters", "Dask clusters by status.", labels=["status"])
         for status, value in sorted(by_status.items()):
             family.add_metric([status], value)

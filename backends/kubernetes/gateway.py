@@ -1,9 +1,10 @@
 """dask-gateway's Kubernetes backend (dask_gateway_server.backends.kubernetes) from facility.yaml.
 
 The gateway in the cluster (helm/analysis-facility, dask-gateway chart) loads this through its
-``gateway.extraConfig``::
+``gateway.extraConfig``, by way of gateway.kube_gateway (which adds the facility's quota and
+server-lifetime parts)::
 
-    from backends.kubernetes.gateway import configure_from_environment
+    from gateway.kube_gateway import configure_from_environment
     configure_from_environment(c)   # $AF_FACILITY_YAML (the text) and $AF_GATEWAY_BACKEND
 
 Schedulers always run in the cluster, next to the gateway's proxy; on an offloaded backend the

@@ -15,6 +15,10 @@ source "$HERE/../lib/apt.sh"
 VERSION=v1.36.3
 DIR=${AF_KUBERNETES_DIR:-/var/lib/analysis-facility/kubernetes-$VERSION}
 COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler)
+# dask-gateway's controller makes Traefik routes for each cluster; its chart installs Traefik's
+# CRDs, which the tests take from Traefik's own module (docs/.../dynamic-configuration).
+TRAEFIK_VERSION=v3.7.13
+TRAEFIK_CRDS=(traefik.io_ingressroutes.yaml traefik.io_ingressroutetcps.yaml)
 MIN_GO_MINOR=26  # k8s.io/kubernetes v1.36's go.mod says go 1.26.0
 
 # Debian's etcd 3.4: kube-apiserver accepts it (tests/test_kube_control_plane.py starts both).
@@ -24,6 +28,7 @@ STAMP=$(af_stamp "${BASH_SOURCE[0]}" "$HERE/../lib/go.sh")
 ready() {
   local cmd
   for cmd in "${COMMANDS[@]}"; do [[ -x $DIR/bin/$cmd ]] || return 1; done
+  for crd in "${TRAEFIK_CRDS[@]}"; do [[ -s $DIR/crds/$crd ]] || return 1; done
 }
 if af_reusable "$DIR" "$STAMP" && ready; then
   echo "kubernetes: $VERSION ready ($DIR)"
@@ -68,6 +73,12 @@ done
 for cmd in "${COMMANDS[@]}"; do
   [[ $("$DIR/bin/$cmd" --version 2>&1) == "Kubernetes $VERSION" ]] || {
     echo "kubernetes: $DIR/bin/$cmd does not report $VERSION" >&2; exit 1; }
+done
+"$GO" mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" >"$BUILD/traefik.json"
+TRAEFIK_SRC=$(sed -nE 's/^\s*"Dir": "(.*)",?$/\1/p' "$BUILD/traefik.json")
+mkdir -p "$DIR/crds"
+for crd in "${TRAEFIK_CRDS[@]}"; do
+  install -m 0644 "$TRAEFIK_SRC/docs/content/reference/dynamic-configuration/$crd" "$DIR/crds/$crd"
 done
 echo "$STAMP" >"$DIR/.af-stamp"
 echo "kubernetes: $VERSION ready ($DIR)"
