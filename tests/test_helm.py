@@ -152,9 +152,9 @@ def test_facility_without_kubernetes_backend_is_refused(chart):
     assert "facility.backends: no backend has kind kubernetes" in message
 
 
-def test_quotas_are_refused_until_the_kubernetes_gateway_reports_its_clusters(chart):
-    """The hub's quota ledger asks every gateway for the user's clusters; the chart's dask-gateway
-    has no such route yet, so with quotas every start would be refused: the chart says so first."""
+def test_quotas_are_refused_until_tested_on_kubernetes(chart):
+    """The chart's dask-gateway answers the hub's quota ledger (test_kube_dask_gateway), but its own
+    quota check, which asks the hub, has not met a hub in a cluster: the chart says so first."""
     raw = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["facility"]
     raw["quotas"] = {"default": {"cores": 4}}
     message = refused(chart, {"facility": raw})

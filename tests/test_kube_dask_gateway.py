@@ -248,7 +248,8 @@ def test_the_hub_sees_a_users_clusters_here_and_her_servers_end_stops_them(
     plane: ControlPlane, running: RunningGateway
 ) -> None:
     """The facility's routes on the chart's gateway, called by the hub's own code: the quota
-    ledger's listing, and the post-stop hook that stops the clusters not made to outlive it."""
+    ledger's listing, usage accounting's sample, and the post-stop hook that stops the clusters not
+    made to outlive it."""
     hub_view = {"cloud": (running.url, running.hub_token)}
     with client(running, "carol") as gateway:
         ephemeral = started_and_running(plane, running, gateway, worker_cores=3, worker_memory_gb=6)
@@ -268,6 +269,9 @@ def test_the_hub_sees_a_users_clusters_here_and_her_servers_end_stops_them(
         assert set(holdings) == {ephemeral, kept}
         assert holdings[ephemeral].memory_gb == 18
         assert asyncio.run(ledger.gateway_clusters(hub_view, "dave")) == []
+        # Usage accounting's sample (facility.usage): every user's clusters with their running workers.
+        sampled = {h.name: h for h in asyncio.run(ledger.running_clusters(hub_view))["carol"]}
+        assert sampled[ephemeral].cores == 9
         with pytest.raises(ledger.LedgerUnavailable):  # another token: the route refuses, the ledger says so
             asyncio.run(ledger.gateway_clusters({"cloud": (running.url, "not-the-hub")}, "carol"))
 
