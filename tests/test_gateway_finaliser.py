@@ -11,6 +11,7 @@ dask-gateway-server of this module (local processes, any user name), which start
 from __future__ import annotations
 
 import gc
+import json
 import subprocess
 import sys
 import textwrap
@@ -256,3 +257,14 @@ def test_a_cluster_that_fails_to_start_keeps_a_safe_gateway() -> None:
             clusters.append(tb.tb_frame.f_locals["self"])
         tb = tb.tb_next
     assert clusters and all(type(c.gateway) is SafeGateway for c in clusters)
+
+
+def test_the_notebook_helpers_hand_out_safe_gateways(
+    gateway_server: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dask_backends.client import gateway
+
+    monkeypatch.setenv("AF_DASK_GATEWAYS", json.dumps({"local": gateway_server[0]}))
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "unused")
+    with gateway("local") as gw:
+        assert type(gw) is SafeGateway
