@@ -14,7 +14,7 @@ import os
 import urllib.request
 from typing import Any
 
-from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
+from dask_gateway import JupyterHubAuth
 
 from dask_backends.addresses import (  # noqa: F401  (re-exported: the names notebooks import from here)
     ENV_DASHBOARDS,
@@ -23,6 +23,7 @@ from dask_backends.addresses import (  # noqa: F401  (re-exported: the names not
     dashboard_address,
     gateway_address,
 )
+from dask_backends.safe_gateway import SafeGateway, SafeGatewayCluster
 from dask_backends.tokens import ENV_TOKEN_FILE, ship_token
 
 
@@ -30,8 +31,12 @@ class GatewayUnavailable(ConnectionError):
     """The backend's dask-gateway does not answer."""
 
 
-def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway:
-    """A dask_gateway.Gateway for a backend (default: the notebook's own backend)."""
+def gateway(backend: str | None = None, api_token: str | None = None) -> SafeGateway:
+    """A dask_gateway.Gateway for a backend (default: the notebook's own backend).
+
+    A SafeGateway (dask_backends.safe_gateway): it and its clusters never hang the kernel when
+    garbage-collected on their event-loop thread.
+    """
     name, address = gateway_address(backend)
     try:
         # Probe first so a gateway that is down fails here, clearly, not deep inside dask.
@@ -42,7 +47,7 @@ def gateway(backend: str | None = None, api_token: str | None = None) -> Gateway
             f"the dask-gateway of backend {name!r} at {address} does not answer ({exc}); "
             "the facility may be down: ask its operator, or run `af status` on the facility host"
         ) from None
-    return Gateway(
+    return SafeGateway(
         address=address,
         public_address=dashboard_address(name),  # so cluster.dashboard_link opens through the hub
         auth=JupyterHubAuth(api_token=api_token),
@@ -56,7 +61,7 @@ def new_cluster(
     api_token: str | None = None,
     shutdown_on_close: bool = True,
     **options: Any,
-) -> GatewayCluster:
+) -> SafeGatewayCluster:
     """Start a cluster on a backend with cluster options (worker_cores, worker_memory_gb, image, ...).
 
     With shutdown_on_close=False the cluster outlives this kernel; reconnect with gateway().connect(name).
