@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import urllib3
 import yaml
@@ -366,6 +367,17 @@ def control_plane(folder: Path) -> Iterator[ControlPlane]:
     folder.mkdir(parents=True)
     with ControlPlane(folder) as plane:
         yield plane
+
+
+@contextlib.contextmanager
+def module_control_plane(tmp_path_factory: Any) -> Iterator[ControlPlane]:
+    """A test module's control plane (pytest's tmp_path_factory gives its folder); a missing
+    install fails the test: `make test` installs it, so missing is a broken install, not a skip."""
+    missing = installed()
+    if missing:
+        pytest.fail(missing)
+    with control_plane(tmp_path_factory.mktemp("kubernetes") / "plane") as started:
+        yield started
 
 
 def resource_url(plane: ControlPlane, http: requests.Session, obj: dict[str, Any], namespace: str) -> str:

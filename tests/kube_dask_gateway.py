@@ -32,17 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import requests
 import yaml
 
 from backends.kubernetes.pods import CVMFS_CLAIM
 from tests.harness import free_port_block
 from tests.kube_control_plane import BIN, ControlPlane, apply, service_account_token
-from tests.kube_helpers import CHART_DIR, ROOT
+from tests.kube_helpers import CHART_DIR, ROOT, render_objects
 
 DASK_GATEWAY_SERVER = Path(sys.executable).with_name("dask-gateway-server")
 TRAEFIK_CRDS = BIN.parent / "crds"
 GATEWAY_INSTANCE = "af-dask-gateway"
+NAMESPACE = "analysis"  # where the tests install the chart
+CRD = "apis/gateway.dask.org/v1alpha1"
 GATEWAY_ACCOUNT = "af-dask-gateway-api"
 CONTROLLER_ACCOUNT = "af-dask-gateway-controller"
 
@@ -370,20 +373,54 @@ class RunningGateway:
         return f"{self.gateway.log_tail()}\n{self.controller.log_tail()}"
 
 
+def install_chart(plane: ControlPlane, namespace: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart rendered with `values` and applied server-side, with what dask-gateway's chart and
+    cvmfs-csi would add; its rendered objects."""
+    http = plane.session()
+    made = http.post(f"{plane.url}/api/v1/namespaces", json={"metadata": {"name": namespace}}, timeout=10)
+    assert made.status_code == 201, made.text
+    chart = render_objects(helm.Chart.load(CHART_DIR), values)
+    for obj in chart:
+        answer = apply(plane, obj, namespace, http)
+        assert answer.status_code in (200, 201), f"{obj['kind']}/{obj['metadata']['name']}: {answer.text}"
+    install_dask_gateway_parts(plane, namespace)
+    provide_cvmfs_volume(plane, namespace)
+    default_account = f"{plane.url}/api/v1/namespaces/{namespace}/serviceaccounts/default"
+    wait_for(lambda: http.get(default_account, timeout=10).status_code == 200, "the default ServiceAccount")
+    return chart
+
+
 @contextlib.contextmanager
 def dask_gateway(
-    plane: ControlPlane, namespace: str, chart: list[dict[str, Any]], folder: Path, password: str
+    plane: ControlPlane,
+    namespace: str,
+    chart: list[dict[str, Any]],
+    folder: Path,
+    password: str = "",
+    hub_api_url: str = "",
+    port: int = 0,
 ) -> Iterator[RunningGateway]:
     """dask-gateway's API server (KubeBackend, configured by this project's chart values: `chart`
-    are its rendered objects) and its KubeController, each with its ServiceAccount's token."""
+    are its rendered objects) and its KubeController, each with its ServiceAccount's token. Users
+    log in through the hub at `hub_api_url` as in the chart or, with no hub, with `password`."""
     config_map = chart_object(chart, "ConfigMap", "analysis-facility-config")
     hub_token = secret_value(chart_object(chart, "Secret", "analysis-facility-gateway-token"), "api-token")
     folder.mkdir(parents=True, exist_ok=True)
-    gateway_port, controller_port = free_port_block(), free_port_block()
+    gateway_port, controller_port = port or free_port_block(), free_port_block()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
     # The settings dask-gateway's chart writes into its gateway's configuration (the parts that are
     # not about running inside a pod), then this project's extraConfig as the chart passes it.
-    # Login: the chart's is the hub's; without a hub here, dask-gateway's password login.
+    # Login: the chart's is the hub's; without a hub, dask-gateway's password login.
+    if hub_api_url:
+        login = f"""\
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
+c.JupyterHubAuthenticator.jupyterhub_api_url = {hub_api_url!r}
+"""
+    else:
+        login = f"""\
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+c.SimpleAuthenticator.password = {password!r}
+"""
     gateway_config = folder / "gateway_config.py"
     gateway_config.write_text(
         f"""\
@@ -392,9 +429,8 @@ c.DaskGateway.backend_class = "dask_gateway_server.backends.kubernetes.KubeBacke
 c.KubeBackend.gateway_instance = "{GATEWAY_INSTANCE}"
 c.KubeBackend.api_url = "{gateway_url}/api"
 c.KubeClusterConfig.namespace = "{namespace}"
-c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
-c.SimpleAuthenticator.password = {password!r}
 """
+        + login
         + chart_gateway_config()
     )
     controller_config = folder / "controller_config.py"
@@ -444,3 +480,49 @@ def secret_value(secret: dict[str, Any], key: str) -> str:
 def chart_object(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     return found
+
+
+def objects(plane: ControlPlane, path: str, cluster: str) -> list[dict[str, Any]]:
+    """The objects at `path` (in the namespace) that belong to one dask cluster (by its label)."""
+    url = f"{plane.url}/{path}".replace("{ns}", NAMESPACE)
+    answer = plane.session().get(url, params={"labelSelector": f"gateway.dask.org/cluster={cluster}"}, timeout=10)
+    answer.raise_for_status()
+    return answer.json()["items"]
+
+
+def cluster_object(plane: ControlPlane, name: str) -> dict[str, Any]:
+    answer = plane.session().get(f"{plane.url}/{CRD}/namespaces/{NAMESPACE}/daskclusters/{name}", timeout=10)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def heartbeat(running: RunningGateway, cluster_name: str, token: str, count: int) -> requests.Response:
+    """What a running scheduler's dask_gateway.scheduler_preload sends the gateway."""
+    return requests.post(
+        f"{running.url}/api/v1/clusters/{cluster_name}/heartbeat",
+        json={"count": count, "active_workers": [], "closing_workers": [], "closed_workers": []},
+        headers={"Authorization": f"token {token}"},
+        timeout=10,
+    )
+
+
+def started_and_running(plane: ControlPlane, running: RunningGateway, gateway: Any, **chosen: Any) -> str:
+    """A new cluster of the gateway's user with these options, once its scheduler pod 'runs'."""
+    options = gateway.cluster_options()
+    for key, value in chosen.items():
+        setattr(options, key, value)
+    full_name = gateway.submit(cluster_options=options)
+    name = full_name.split(".")[1]
+    wait_for(
+        lambda: cluster_object(plane, name).get("status", {}).get("phase") == "Running",
+        f"cluster {name} Running",
+        timeout=90,
+        process=running.controller,
+    )
+    return full_name
+
+
+def cluster_token(plane: ControlPlane, name: str) -> str:
+    """The API token the controller made for a cluster's scheduler (its credentials Secret)."""
+    (secret,) = wait_for(lambda: objects(plane, "api/v1/namespaces/{ns}/secrets", name), f"credentials of {name}")
+    return secret_value(secret, "api-token")

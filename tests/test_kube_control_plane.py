@@ -31,8 +31,7 @@ from tests.kube_control_plane import (
     VERSION,
     ControlPlane,
     apply,
-    control_plane,
-    installed,
+    module_control_plane,
     resource_url,
     service_account_token,
 )
@@ -53,11 +52,7 @@ NAMESPACE = "af-stage-one"
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    missing = installed()
-    if missing:
-        pytest.fail(missing)  # `make test` installs it: missing is a broken install, not a skip
-    folder: Path = tmp_path_factory.mktemp("kubernetes")
-    with control_plane(folder / "plane") as started:
+    with module_control_plane(tmp_path_factory) as started:
         yield started
 
 

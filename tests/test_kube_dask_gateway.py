@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import helm_python as helm
 import pytest
 import requests
 from dask_gateway import BasicAuth, Gateway
@@ -25,18 +24,22 @@ from dask_gateway import BasicAuth, Gateway
 from facility import ledger
 from facility.runtime import GatewayAddress
 from hub_config.cluster_lifetime import stop_clusters_hook
-from tests.kube_control_plane import ControlPlane, apply, control_plane, installed, service_account_token
+from tests.kube_control_plane import ControlPlane, module_control_plane, service_account_token
 from tests.kube_dask_gateway import (
+    CRD,
     GATEWAY_ACCOUNT,
+    NAMESPACE,
     RunningGateway,
+    cluster_object,
     dask_gateway,
-    install_dask_gateway_parts,
-    provide_cvmfs_volume,
+    heartbeat,
+    install_chart,
+    objects,
     reporting_node,
     secret_value,
+    started_and_running,
     wait_for,
 )
-from tests.kube_helpers import CHART_DIR, render_objects
 
 pytestmark = [
     pytest.mark.no_facility,
@@ -44,34 +47,19 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
 ]
 
-NAMESPACE = "analysis"
 PASSWORD = "gateway-test-password"  # noqa: S105 - dask-gateway's password login, this test only
 FACILITY_IMAGE = "registry.example.org/analysis-facility/notebook:2026.9"  # the chart's default facility
-CRD = "apis/gateway.dask.org/v1alpha1"
 
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    missing = installed()
-    if missing:
-        pytest.fail(missing)  # `make test` installs it: missing is a broken install, not a skip
-    with control_plane(tmp_path_factory.mktemp("kubernetes") / "plane") as started:
+    with module_control_plane(tmp_path_factory) as started:
         yield started
 
 
 @pytest.fixture(scope="module")
 def running(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    http = plane.session()
-    made = http.post(f"{plane.url}/api/v1/namespaces", json={"metadata": {"name": NAMESPACE}}, timeout=10)
-    assert made.status_code == 201, made.text
-    chart = render_objects(helm.Chart.load(CHART_DIR), {})
-    for obj in chart:
-        answer = apply(plane, obj, NAMESPACE, http)
-        assert answer.status_code in (200, 201), f"{obj['kind']}/{obj['metadata']['name']}: {answer.text}"
-    install_dask_gateway_parts(plane, NAMESPACE)
-    provide_cvmfs_volume(plane, NAMESPACE)
-    default_account = f"{plane.url}/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
-    wait_for(lambda: http.get(default_account, timeout=10).status_code == 200, "the default ServiceAccount")
+    chart = install_chart(plane, NAMESPACE, {})
     folder = tmp_path_factory.mktemp("dask-gateway")
     with reporting_node(plane, "af-node-1"), dask_gateway(plane, NAMESPACE, chart, folder, PASSWORD) as gateway:
         yield gateway
@@ -79,46 +67,6 @@ def running(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def client(running: RunningGateway, user: str) -> Gateway:
     return Gateway(address=running.url, auth=BasicAuth(user, PASSWORD))
-
-
-def objects(plane: ControlPlane, path: str, cluster: str) -> list[dict[str, Any]]:
-    """The objects at `path` (in the namespace) that belong to one dask cluster (by its label)."""
-    url = f"{plane.url}/{path}".replace("{ns}", NAMESPACE)
-    answer = plane.session().get(url, params={"labelSelector": f"gateway.dask.org/cluster={cluster}"}, timeout=10)
-    answer.raise_for_status()
-    return answer.json()["items"]
-
-
-def cluster_object(plane: ControlPlane, name: str) -> dict[str, Any]:
-    answer = plane.session().get(f"{plane.url}/{CRD}/namespaces/{NAMESPACE}/daskclusters/{name}", timeout=10)
-    answer.raise_for_status()
-    return answer.json()
-
-
-def heartbeat(running: RunningGateway, cluster_name: str, token: str, count: int) -> requests.Response:
-    """What a running scheduler's dask_gateway.scheduler_preload sends the gateway."""
-    return requests.post(
-        f"{running.url}/api/v1/clusters/{cluster_name}/heartbeat",
-        json={"count": count, "active_workers": [], "closing_workers": [], "closed_workers": []},
-        headers={"Authorization": f"token {token}"},
-        timeout=10,
-    )
-
-
-def started_and_running(plane: ControlPlane, running: RunningGateway, gateway: Gateway, **chosen: Any) -> str:
-    """A new cluster of the gateway's user with these options, once its scheduler pod 'runs'."""
-    options = gateway.cluster_options()
-    for key, value in chosen.items():
-        setattr(options, key, value)
-    full_name = gateway.submit(cluster_options=options)
-    name = full_name.split(".")[1]
-    wait_for(
-        lambda: cluster_object(plane, name).get("status", {}).get("phase") == "Running",
-        f"cluster {name} Running",
-        timeout=90,
-        process=running.controller,
-    )
-    return full_name
 
 
 def env_of(pod: dict[str, Any]) -> dict[str, str]:
