@@ -152,15 +152,14 @@ def test_facility_without_kubernetes_backend_is_refused(chart):
     assert "facility.backends: no backend has kind kubernetes" in message
 
 
-def test_quotas_are_refused_until_tested_on_kubernetes(chart):
-    """The chart's dask-gateway answers the hub's quota ledger (test_kube_dask_gateway), but its own
-    quota check, which asks the hub, has not met a hub in a cluster: the chart says so first."""
+def test_quotas_reach_the_hub_and_the_gateway(chart):
+    """facility.yaml's quotas go to the ConfigMap both read (enforced: tests/test_kube_quota.py)."""
     raw = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["facility"]
-    raw["quotas"] = {"default": {"cores": 4}}
-    message = refused(chart, {"facility": raw})
-    assert "facility.quotas: not available on Kubernetes yet" in message
-    raw["quotas"] = {}  # nothing set: nothing to refuse
-    render_objects(chart, {"facility": raw})
+    raw["quotas"] = {"default": {"cores": 4, "clusters": 1}}
+    config = find(render_objects(chart, {"facility": raw}), "ConfigMap", "analysis-facility-config")["data"]
+    assert yaml.safe_load(config["facility.yaml"])["quotas"] == raw["quotas"]
+    raw["quotas"] = {"default": {"cores": -1}}
+    assert "quotas" in refused(chart, {"facility": raw})
 
 
 def test_unknown_gateway_backend_is_refused(chart):
