@@ -200,8 +200,12 @@ def run(
     definitions: str = "agc",
     with_systematics: bool = True,
     normalisation_mode: str = "weights",
+    preload: bool | None = None,
 ) -> dict[str, Any]:
     """Run the processor over a coffea fileset; returns the accumulated output.
+
+    preload: trace the processor's branches and read each chunk's in one vector read; None (the
+    default) preloads root:// files unless all are read through a cache on this machine.
 
     Keys: hist (every process of the fileset on its axis), variations (process -> the variations it
     has, for writing and fitting), cutflow (dataset -> counts), events, seconds, metrics.
@@ -226,8 +230,12 @@ def run(
     instance = TtbarProcessor(processes, definitions, with_systematics, normalisation_mode)
     # Remote files: coffea traces which branches the processor reads and preloads them in one vector
     # read per chunk, instead of one request (one round trip) per branch: +33 % over a 25 ms link
-    # (benchmarks/uproot_reads.py).
-    extra = {"trace": trace_columns} if remote else {}
+    # (benchmarks/uproot_reads.py). Not through a cache on this machine: its round trips are short
+    # whatever the origin's distance, and preloading made warm runs slower there (xcache_sweep.py --warm-check).
+    if preload is None:
+        urls = [str(url) for entry in fileset.values() for url in entry["files"]]
+        preload = remote and not all(data_lake.through_local_cache(url) for url in urls)
+    extra = {"trace": trace_columns} if preload else {}
     output, metrics = runner(fileset, processor_instance=instance, treename="Events", uproot_options=options, **extra)
     if "hist" not in output:  # no chunk at all (every file empty): still one histogram with every process
         output = {"hist": new_histogram(processes, systematics.all_variations(with_systematics)), "cutflow": {}}

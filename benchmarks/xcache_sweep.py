@@ -1,6 +1,7 @@
 """XCache settings swept on loopback and over a shaped link; then the analysis at WAN distances.
 
     .venv/bin/python -m benchmarks.xcache_sweep [--rtt 25] [--analysis-rtts 10,25,50] [--out benchmarks/results]
+    .venv/bin/python -m benchmarks.xcache_sweep --warm-check [--rtt 25] [--reps 5]   # minutes, not an hour
 
 A real XRootD origin and XCache (af.xrootd's configuration) and the shaped link of
 tests/shaped_link.py (toxiproxy: half the round trip each way, 1 Gbit/s). For each cache setting
@@ -16,16 +17,26 @@ Then, with the facility's settings (af.xrootd.CACHE_TUNING) and the sweep's best
 analysis (analyses/ttbar.py, one process) over the link at each --analysis-rtts: local files
 (the baseline), direct from the origin, cold cache, warm cache; histograms must all be equal.
 Writes xcache_sweep.json and xcache_sweep.png.
+
+--warm-check measures only what a warm cache costs over the link, with the facility's settings
+(a few minutes; writes xcache_warm_check.json, no plot): open + stat + close of a file the cache
+holds, at the link's round trip, at 8 times it and with the link cut (baseline: the same open
+directly from the origin over the link); and the ttbar analysis with coffea's preloading and with
+lazy reads (ttbar.run's `preload`), direct, cold cache, warm cache and warm with the link cut,
+--reps times interleaved; baseline: local files in the same repetition.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import platform
 import shutil
+import statistics
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -35,12 +46,14 @@ from typing import Any
 from af import xrootd
 from benchmarks.data_path import _sequential_read
 from benchmarks.results_io import RESULTS, write_results
+from dask_backends import failover
 from tests.harness import free_port_block
 from tests.shaped_link import ShapedLink, XRootDServer, work_folder
 
 RATE_MBIT = 1000
 BLOB_BYTES = 256 * 1024 * 1024
 VECTOR_EVENTS, VECTOR_FILES = 400_000, 2
+WARM_ALTERNATIONS = 3  # --warm-check: warm runs of each read mode per repetition, between local runs
 # One factor at a time from the facility's settings; each group's best joins the combination.
 FACTORS: dict[str, dict[str, dict[str, str]]] = {
     "block size": {"blocks 4m": {"pfc.blocksize": "4m"}, "blocks 16m": {"pfc.blocksize": "16m"}},
@@ -81,6 +94,8 @@ class Bench:
         # A new port each time: the XRootD client keeps its connections to a server by address.
         port = free_port_block(size=1)
         with XRootDServer.cache(root, port, self.upstream(shaped), self.work, tuning) as cache:
+            # As DataLake does: the cache, then the origin behind it (ttbar.run's preload choice reads it).
+            failover.register_route([cache.url, self.upstream(shaped)])
             yield cache
         shutil.rmtree(root, ignore_errors=True)
 
@@ -169,32 +184,37 @@ def sweep(bench: Bench, rtt_ms: float) -> dict[str, Any]:
     return {"links": links, "best_combined": combined}
 
 
-def _analysis(fileset: dict[str, Any]) -> dict[str, Any]:
+def _analysis(fileset: dict[str, Any], preload: bool | None = None) -> dict[str, Any]:
     from analyses import ttbar
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        started = time.perf_counter()
-        output = ttbar.run(fileset)
+        started, cpu = time.perf_counter(), time.process_time()
+        output = ttbar.run(fileset, preload=preload)
     seconds = time.perf_counter() - started
     return {
         "events": output["events"],
         "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu,
         "events_per_s": output["events"] / seconds,
         "hist": output["hist"],
     }
+
+
+def _fileset(bench: Bench, server: str | None) -> dict[str, Any]:
+    from af.data import read_catalogue
+
+    entry = read_catalogue(bench.lake)["samples"]["ttbar"]
+    urls = [f"{server}/{f['path']}" if server else f"{bench.lake}{f['path']}" for f in entry["files"]]
+    meta = {"sample": "ttbar", "xsec_pb": entry["xsec_pb"], "events": entry["events"]}
+    return {"ttbar": {"files": dict.fromkeys(urls, entry["tree"]), "metadata": meta}}
 
 
 def analysis_at_distances(bench: Bench, rtts: list[float], settings: dict[str, dict[str, str]]) -> dict[str, Any]:
     import numpy as np
 
     def fileset(server: str | None) -> dict[str, Any]:
-        from af.data import read_catalogue
-
-        entry = read_catalogue(bench.lake)["samples"]["ttbar"]
-        urls = [f"{server}/{f['path']}" if server else f"{bench.lake}{f['path']}" for f in entry["files"]]
-        meta = {"sample": "ttbar", "xsec_pb": entry["xsec_pb"], "events": entry["events"]}
-        return {"ttbar": {"files": dict.fromkeys(urls, entry["tree"]), "metadata": meta}}
+        return _fileset(bench, server)
 
     local = _analysis(fileset(None))
     results: dict[str, Any] = {"local": local}
@@ -220,6 +240,117 @@ def analysis_at_distances(bench: Bench, rtts: list[float], settings: dict[str, d
         result.pop("hist", None)
     results["same_histograms_everywhere"] = same
     return results
+
+
+def _open_ms(url: str, times: int = 10) -> float:
+    """Median milliseconds of opening a file, asking its size and closing it (XRootD client)."""
+    from XRootD import client
+
+    spent = []
+    for _ in range(times):
+        started = time.perf_counter()
+        handle = client.File()
+        status, _ = handle.open(url, timeout=30)
+        if not status.ok:
+            raise OSError(f"open {url}: {status.message}")
+        status, _ = handle.stat(timeout=30)
+        if not status.ok:
+            raise OSError(f"stat {url}: {status.message}")
+        handle.close(timeout=30)
+        spent.append(time.perf_counter() - started)
+    return statistics.median(spent) * 1e3
+
+
+def warm_check(bench: Bench, rtt_ms: float, reps: int) -> dict[str, Any]:
+    """Opens of a file a warm cache holds, and the analysis with and without preloading (see --warm-check)."""
+    import numpy as np
+
+    from dask_backends.data import through_local_cache
+
+    failover.tune_client()  # before any connection: a cut link's channel is retried after 10 s, not 1800
+    paths = bench.nanoaod_paths()
+    bench.link.shape(rtt_ms=rtt_ms, rate_mbit=RATE_MBIT)
+    with bench.cache(True, {}) as cache:
+        _sequential_read([f"{cache.url}/{paths[0]}"])  # the whole file into the cache
+        time.sleep(2)  # its last blocks written
+        direct = _open_ms(f"{bench.link.url}/{paths[0]}", 5)
+        opens = {f"cache, {rtt_ms:g} ms": _open_ms(f"{cache.url}/{paths[0]}")}
+        bench.link.shape(rtt_ms=8 * rtt_ms, rate_mbit=RATE_MBIT)
+        opens[f"cache, {8 * rtt_ms:g} ms"] = _open_ms(f"{cache.url}/{paths[0]}")
+        bench.link.set_enabled(False)
+        try:
+            opens["cache, link cut"] = _open_ms(f"{cache.url}/{paths[0]}")
+        finally:
+            bench.link.set_enabled(True)
+            bench.link.shape(rtt_ms=rtt_ms, rate_mbit=RATE_MBIT)
+        default_lazy = through_local_cache(f"{cache.url}/{paths[0]}")
+    opens_report = {
+        "direct_ms": direct,
+        "cache_ms": opens,
+        "cache_ratio_to_direct": {name: ms / direct for name, ms in opens.items()},
+    }
+    for name, ms in opens.items():
+        print(f"open+stat+close {name:<20} {ms:7.2f} ms ({ms / direct:.3f} of direct, {direct:.1f} ms)", flush=True)
+
+    # Each repetition: local, direct, two cold caches; then, on the second cache (warm), preloading
+    # and lazy reads alternating with local runs, and both with the link cut. Ratios to the median of
+    # the repetition's local runs: other work on the machine shifts every run, neighbours alike.
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(reps):
+        at: dict[str, list[dict[str, Any]]] = {"local": [_analysis(_fileset(bench, None))]}
+        for preload, how in ((True, "preload"), (False, "lazy")):
+            at[f"direct, {how}"] = [_analysis(_fileset(bench, bench.link.url), preload)]
+        with bench.cache(True, {}) as cache:
+            at["cold cache, preload"] = [_analysis(_fileset(bench, cache.url), True)]
+        with bench.cache(True, {}) as cache:
+            at["cold cache, lazy"] = [_analysis(_fileset(bench, cache.url), False)]
+            for _ in range(WARM_ALTERNATIONS):
+                for preload, how in ((True, "preload"), (False, "lazy")):
+                    at.setdefault(f"warm cache, {how}", []).append(_analysis(_fileset(bench, cache.url), preload))
+                at["local"].append(_analysis(_fileset(bench, None)))
+            bench.link.set_enabled(False)
+            try:
+                for preload, how in ((True, "preload"), (False, "lazy")):
+                    at[f"warm cache, link cut, {how}"] = [_analysis(_fileset(bench, cache.url), preload)]
+            finally:
+                bench.link.set_enabled(True)
+        local_rate = statistics.median(r["events_per_s"] for r in at["local"])
+        local_cpu = statistics.median(r["cpu_seconds"] for r in at["local"])
+        for mode, results in at.items():
+            for result in results:
+                result["ratio_to_local"] = result["events_per_s"] / local_rate
+                result["cpu_ratio_to_local"] = local_cpu / result["cpu_seconds"]
+            runs.setdefault(mode, []).extend(results)
+        print(
+            " | ".join(f"{m} {statistics.median(r['ratio_to_local'] for r in rs):.2f}" for m, rs in at.items()),
+            flush=True,
+        )
+    every = [r for results in runs.values() for r in results]
+    same = all(np.array_equal(r["hist"].values(), every[0]["hist"].values()) for r in every)
+    for result in every:
+        result.pop("hist", None)
+    analysis = {
+        mode: {
+            "median_ratio_to_local": statistics.median(r["ratio_to_local"] for r in results),
+            "median_cpu_ratio_to_local": statistics.median(r["cpu_ratio_to_local"] for r in results),
+            "ratios_to_local": [r["ratio_to_local"] for r in results],
+            "runs": results,
+        }
+        for mode, results in runs.items()
+    }
+    for mode, entry in analysis.items():
+        print(
+            f"analysis {mode:<30} median {entry['median_ratio_to_local']:.2f} of local (events/s), "
+            f"{entry['median_cpu_ratio_to_local']:.2f} (this process's CPU per event)",
+            flush=True,
+        )
+    return {
+        "opens": opens_report,
+        "analysis": analysis,
+        "reps": reps,
+        "ttbar_run_default_through_this_cache": "lazy" if default_lazy else "preload",
+        "same_histograms_everywhere": same,
+    }
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -261,7 +392,12 @@ def main() -> None:
     parser.add_argument("--rtt", type=float, default=25.0, help="round trip of the shaped link in the sweep (ms)")
     parser.add_argument("--analysis-rtts", default="10,25,50")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--warm-check", action="store_true", help="only the warm cache's opens and analysis (minutes)")
+    parser.add_argument("--reps", type=int, default=5, help="repetitions of --warm-check's analysis runs")
     args = parser.parse_args()
+    if args.warm_check:
+        _main_warm_check(args)
+        return
     work = work_folder("bench-xcache")
     try:
         with contextlib.ExitStack() as stack:
@@ -286,6 +422,40 @@ def main() -> None:
     if not analysis["same_histograms_everywhere"]:
         print("WARNING: the read paths gave different histograms")
     write_results("xcache_sweep", report, plot, args.out)
+
+
+def _main_warm_check(args: argparse.Namespace) -> None:
+    work = work_folder("bench-xcache-warm")
+    try:
+        with contextlib.ExitStack() as stack:
+            checked = warm_check(Bench(work, stack), args.rtt, args.reps)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "benchmark": "xcache_sweep --warm-check",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "xrootd": _xrootd_version(),
+        "link": {"rate_mbit": RATE_MBIT, "rtt_ms": args.rtt, "shaper": "toxiproxy (tests/shaped_link.py)"},
+        "events": VECTOR_EVENTS,
+        "files": VECTOR_FILES,
+        "facility_tuning": xrootd.CACHE_TUNING,
+        **checked,
+    }
+    if not checked["same_histograms_everywhere"]:
+        print("WARNING: the read paths gave different histograms")
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = args.out / "xcache_warm_check.json"
+    data.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {data}")
+
+
+def _xrootd_version() -> str:
+    binary = shutil.which("xrootd")
+    if binary is None:
+        return "unknown"
+    done = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
+    return (done.stdout or done.stderr).strip()
 
 
 if __name__ == "__main__":

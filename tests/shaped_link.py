@@ -118,6 +118,11 @@ class ShapedLink:
                 requests.post(f"{proxy}/toxics", json=body, timeout=10).raise_for_status()
         self.rtt_ms, self.rate_mbit = rtt_ms, rate_mbit
 
+    def set_enabled(self, enabled: bool) -> None:
+        """Cut the link (new connections refused, open ones closed) or restore it."""
+        reply = requests.post(f"{self.api}/proxies/{self.NAME}", json={"enabled": enabled}, timeout=10)
+        reply.raise_for_status()
+
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
             self.process.terminate()
