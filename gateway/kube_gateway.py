@@ -10,7 +10,8 @@ as gateway/gateway_config.py does for the gateways `af up` runs: a cluster stops
 notebook server unless started to outlive it, the hub's quota ledger can list a user's clusters
 here, and a cluster or scale-up past a quota is refused. Their token is the gateway's hub token,
 which dask-gateway's chart puts in $JUPYTERHUB_API_TOKEN (this chart's
-analysis-facility-gateway-token Secret); the hub sends the same one.
+analysis-facility-gateway-token Secret); the hub sends the same one. With facility.yaml metrics
+enabled, /api/metrics answers Prometheus's scrape token ($AF_METRICS_TOKEN, same Secret).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from backends.kubernetes import gateway as kube_gateway
 from gateway.holdings import with_holdings
 from gateway.quota import with_quota
 from gateway.server_lifetime import stopping_with_server
+from monitoring.gateway import with_metrics
 
 ENV_HUB_TOKEN = "JUPYTERHUB_API_TOKEN"  # noqa: S105 - the variable's name, not a token
+ENV_METRICS_TOKEN = "AF_METRICS_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
 def configure_from_environment(c: Any) -> None:
@@ -37,3 +40,7 @@ def configure_from_environment(c: Any) -> None:
     c.QuotaMixin.ledger_token = token
     hub_api = c.JupyterHubAuthenticator.get("jupyterhub_api_url") if "JupyterHubAuthenticator" in c else None
     c.QuotaMixin.hub_api_url = hub_api or ""
+    metrics_token = os.environ.get(ENV_METRICS_TOKEN, "")
+    if metrics_token:  # facility.yaml enables metrics: Prometheus reads /api/metrics with this token
+        c.DaskGateway.backend_class = with_metrics(c.DaskGateway.backend_class)
+        c.GatewayMetricsMixin.metrics_token = metrics_token

@@ -448,6 +448,9 @@ c.KubeController.proxy_prefix = ""
         "AF_GATEWAY_BACKEND": config_map["data"]["gateway-backend"],
         "JUPYTERHUB_API_TOKEN": hub_token,
     }
+    token_secret = chart_object(chart, "Secret", "analysis-facility-gateway-token")
+    if "metrics-token" in token_secret["data"]:  # optional in the chart's values too: metrics enabled
+        facility_env["AF_METRICS_TOKEN"] = secret_value(token_secret, "metrics-token")
     gateway = Process(
         "gateway",
         [str(DASK_GATEWAY_SERVER), "-f", str(gateway_config)],

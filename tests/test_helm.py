@@ -32,7 +32,7 @@ from facility.secrets import SECRETS, complete_secrets
 from monitoring import chart_files, grafana
 from monitoring.hub import OPERATOR_SERVICE
 from monitoring.hub import SERVICE_NAME as PROMETHEUS_SERVICE
-from monitoring.rules import FACILITY_JOB, HUB_JOB, rules_document
+from monitoring.rules import FACILITY_JOB, GATEWAY_JOB, HUB_JOB, rules_document
 from tests.harness import free_port_block
 from tests.kube_helpers import CHART_DIR, OFFLINE, ROOT, metrics_values, render_objects, site_raw, validate
 from tests.oidc_provider.fixture import Provider, write_settings
@@ -204,10 +204,16 @@ def test_default_values_are_a_valid_facility_and_match_cvmfs_config(chart):
     facility.from_dict(values["facility"])
     # The dask-gateway chart's gateway reads facility.yaml and its backend from our ConfigMap.
     config = find(render_objects(chart, {}), "ConfigMap", "analysis-facility-config")
-    for variable in values["dask-gateway"]["gateway"]["env"]:
-        ref = variable["valueFrom"]["configMapKeyRef"]
-        assert ref["name"] == config["metadata"]["name"] and ref["key"] in config["data"], variable["name"]
     token = values["dask-gateway"]["gateway"]["auth"]["jupyterhub"]
+    with_metrics = find(render_objects(chart, metrics_values()), "Secret", token["apiTokenFromSecretName"])
+    for variable in values["dask-gateway"]["gateway"]["env"]:
+        source = variable["valueFrom"]
+        if "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            assert ref["name"] == config["metadata"]["name"] and ref["key"] in config["data"], variable["name"]
+        else:  # the metrics token: in the gateway's token Secret when metrics are enabled
+            ref = source["secretKeyRef"]
+            assert ref["name"] == token["apiTokenFromSecretName"] and ref["key"] in with_metrics["data"], ref
     secret = find(render_objects(chart, {}), "Secret", token["apiTokenFromSecretName"])
     assert token["apiTokenFromSecretKey"] in secret["data"]
     csi = values["cvmfs-csi"]["extraConfigMaps"]["cvmfs-csi-default-local"]["default.local"]
@@ -332,15 +338,18 @@ def test_chart_with_metrics_gives_prometheus_a_configuration_it_accepts(chart, t
     jobs = yaml.safe_load(prometheus["scrape-configs.yml"])
     assert {job["job_name"]: job["static_configs"][0]["targets"] for job in jobs} == {
         HUB_JOB: ["hub.analysis.svc:8081"],  # the hub Service
+        GATEWAY_JOB: ["api-af-dask-gateway.analysis.svc:8000"],  # dask-gateway chart's API Service
         FACILITY_JOB: ["af-metrics.analysis.svc:9101"],  # the exporter beside the hub
     }
+    (gateway_job,) = [job for job in jobs if job["job_name"] == GATEWAY_JOB]
+    assert gateway_job["static_configs"][0]["labels"] == {"backend": "cloud"}  # the rules name the backend
     assert all(job["scrape_interval"] == "20s" for job in jobs)
     rules = yaml.safe_load(prometheus["rules.yml"])
     assert rules == rules_document(60)  # facility.yaml's alert_after_seconds
     # The site mounts the token Secret at tokenDirectory; promtool checks the files it names.
     (tmp_path / "tokens").mkdir()
-    token = secret_data(find(objects, "Secret", "af-prometheus-tokens"), "hub-token")
-    (tmp_path / "tokens" / "hub-token").write_text(token)
+    for key in ("hub-token", "scrape-token"):
+        (tmp_path / "tokens" / key).write_text(secret_data(find(objects, "Secret", "af-prometheus-tokens"), key))
     (tmp_path / "rules.yml").write_text(prometheus["rules.yml"])
     site_config = {"rule_files": [str(tmp_path / "rules.yml")], "scrape_configs": jobs}
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(site_config))
@@ -352,7 +361,8 @@ def test_chart_with_metrics_gives_prometheus_a_configuration_it_accepts(chart, t
         checked.stdout + checked.stderr
     )
     runtime = json.loads(secret_data(find(objects, "Secret", "af-hub-runtime"), "runtime.json"))
-    assert runtime["metrics"]["hub_token"] == token
+    assert runtime["metrics"]["hub_token"] == secret_data(find(objects, "Secret", "af-prometheus-tokens"), "hub-token")
+    assert runtime["metrics"]["scrape_token"] == (tmp_path / "tokens" / "scrape-token").read_text()
     dashboard = find(objects, "ConfigMap", "af-grafana-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["analysis-facility.json"]) == grafana.dashboard()

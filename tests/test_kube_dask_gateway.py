@@ -31,6 +31,7 @@ from tests.kube_dask_gateway import (
     NAMESPACE,
     RunningGateway,
     cluster_object,
+    cluster_token,
     dask_gateway,
     heartbeat,
     install_chart,
@@ -40,6 +41,7 @@ from tests.kube_dask_gateway import (
     started_and_running,
     wait_for,
 )
+from tests.kube_helpers import metrics_values
 
 pytestmark = [
     pytest.mark.no_facility,
@@ -59,7 +61,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="module")
 def running(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    chart = install_chart(plane, NAMESPACE, {})
+    chart = install_chart(plane, NAMESPACE, metrics_values())  # metrics on: the gateway's /api/metrics too
     folder = tmp_path_factory.mktemp("dask-gateway")
     with reporting_node(plane, "af-node-1"), dask_gateway(plane, NAMESPACE, chart, folder, PASSWORD) as gateway:
         yield gateway
@@ -237,3 +239,32 @@ def test_the_hub_sees_a_users_clusters_here_and_her_servers_end_stops_them(
         assert set(held()) == {kept}
         gateway.stop_cluster(kept)
         wait_for(lambda: phase(kept) == "Stopped", "the kept cluster stopped by carol")
+
+
+def test_prometheus_reads_the_gateways_metrics_with_the_charts_scrape_token(
+    plane: ControlPlane, running: RunningGateway
+) -> None:
+    """With metrics enabled the chart's gateway answers /api/metrics to the scrape token the chart
+    gives Prometheus (Secret <release>-prometheus-tokens, key scrape-token), and no one else."""
+    tokens = plane.session().get(f"{plane.url}/api/v1/namespaces/{NAMESPACE}/secrets/af-prometheus-tokens", timeout=10)
+    scrape_token = secret_value(tokens.json(), "scrape-token")
+    metrics = f"{running.url}/api/metrics"
+    assert requests.get(metrics, timeout=10).status_code in (401, 403)
+    assert requests.get(metrics, headers={"Authorization": "Bearer not-it"}, timeout=10).status_code in (401, 403)
+    with client(running, "erin") as gateway:
+        full_name = started_and_running(plane, running, gateway, worker_cores=2, worker_memory_gb=2)
+        assert heartbeat(running, full_name, cluster_token(plane, full_name.split(".")[1]), 2).status_code == 200
+
+        def sample() -> dict[str, float]:
+            answer = requests.get(metrics, headers={"Authorization": f"Bearer {scrape_token}"}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            return {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in answer.text.splitlines()
+                if line and not line.startswith("#")
+            }
+
+        values = wait_for(lambda: sample().get("af_gateway_worker_cores", 0) >= 4 and sample(), "4 worker cores")
+        assert values['af_gateway_clusters{status="running"}'] >= 1
+        assert values['af_gateway_workers{status="running"}'] >= 2
+        gateway.stop_cluster(full_name)

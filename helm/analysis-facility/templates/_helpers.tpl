@@ -22,6 +22,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* dask-gateway chart's traefik Service, the address notebooks and the hub reach gateways at. */}}
 {{- define "af.gatewayUrl" -}}http://traefik-{{ .Release.Name }}-dask-gateway.{{ .Release.Namespace }}{{- end -}}
+{{/* dask-gateway chart's Service of the gateway's own API (Prometheus scrapes /api/metrics there). */}}
+{{- define "af.gatewayApiService" -}}api-{{ .Release.Name }}-dask-gateway{{- end -}}
+{{/* The facility.yaml backend the chart's dask-gateway serves: daskGatewayBackend, else the first kubernetes one. */}}
+{{- define "af.gatewayBackend" -}}
+{{- $kube := list -}}
+{{- range .Values.facility.backends -}}{{- if eq .kind "kubernetes" -}}{{- $kube = append $kube .name -}}{{- end -}}{{- end -}}
+{{- .Values.daskGatewayBackend | default (first $kube) -}}
+{{- end -}}
 
 {{- define "af.image" -}}{{ .name }}:{{ .tag }}{{- end -}}
 
