@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.harness import RunningFacility, execute_in_kernel
+from tests.harness import RunningFacility, execute_in_kernel, scope_account_prefix
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"
@@ -118,7 +118,7 @@ def test_worker_killed_mid_analysis_gives_identical_histograms(embedded: Running
         marker.unlink(missing_ok=True)
         alice.stop_server()
     assert killed, f"no worker reached the chosen chunk:\n{out}"
-    assert killed["user"] == "af-alice", killed  # a process of alice's cluster (her Unix account)
+    assert killed["user"] == f"{scope_account_prefix()}alice", killed  # a process of alice's cluster (her Unix account)
     assert not psutil.pid_exists(killed["pid"]) or psutil.Process(killed["pid"]).status() == psutil.STATUS_ZOMBIE
     chunks = int(out.split("CHUNKS ")[1].split()[0])
     assert chunks >= 12, out
