@@ -27,7 +27,7 @@ from backends.common.progress import ANSWERING
 from backends.registry import kind_of
 from facility.events import Event, EventStore
 from facility.model import Backend, Facility
-from hub_config import children, events, quota, spawn_queue
+from hub_config import children, events, quota, spawn_queue, start_deadline
 from hub_config.idle_groups import sync_idle_group
 from hub_config.server_summary import summary_of
 from hub_config.spawn_words import kind_badge, lifetime_lines, size_words
@@ -230,7 +230,10 @@ class FacilitySpawner(WrapSpawner):
         self.child_spawner = None
         self.construct_child()
         self.log.info("Starting %s on backend %s with %s", self._log_name, backend.name, json.dumps(self.user_options))
-        return self._said_in_words(self.child_spawner.start())
+        starting = start_deadline.within(
+            self.child_spawner.start(), self.start_timeout, backend.label, self.child_spawner
+        )
+        return self._said_in_words(starting)
 
     @staticmethod
     async def _said_in_words(starting: Awaitable[Any]) -> Any:

@@ -75,9 +75,12 @@ class RunningHub:
 
 
 @contextlib.contextmanager
-def chart_hub(chart: list[dict[str, Any]], folder: Path, gateway_urls: dict[str, str]) -> Iterator[RunningHub]:
+def chart_hub(
+    chart: list[dict[str, Any]], folder: Path, gateway_urls: dict[str, str], kubeconfig: Path
+) -> Iterator[RunningHub]:
     """The chart's hub (its ConfigMap's config and facility.yaml, its runtime Secret) on loopback;
-    `gateway_urls`: where each backend's gateway answers here (in the cluster: its Service)."""
+    `gateway_urls`: where each backend's gateway answers here (in the cluster: its Service);
+    `kubeconfig`: the hub ServiceAccount's token (in the pod, mounted by Kubernetes)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = chart_object(chart, "ConfigMap", "analysis-facility-config")["data"]
     runtime = json.loads(secret_value(chart_object(chart, "Secret", "af-hub-runtime"), "runtime.json"))
@@ -113,6 +116,8 @@ c.JupyterHub.load_roles.append(
         **os.environ,
         **pod_env,
         "AF_RUNTIME": str(folder / "runtime.json"),
+        "AF_FACILITY": str(folder / "facility.yaml"),
+        "KUBECONFIG": str(kubeconfig),
         "PATH": f"{ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}",
         "PYTHONPATH": str(ROOT),
     }
