@@ -124,7 +124,7 @@ def work(keeping: RunningFacility) -> Work:
 
 
 def test_on_down_keep_leaves_server_and_cluster_to_the_next_up(keeping: RunningFacility, work: Work) -> None:
-    sessions_before = {p.pid for p in facility_processes(keeping) if p.username() == "af-alice"}
+    sessions_before = {p.pid for p in facility_processes(keeping) if p.username() == f"{scope_account_prefix()}alice"}
     assert sessions_before  # her server, its kernel, her scheduler and worker
 
     down = " ".join(keeping.af("down").stdout.split())
@@ -132,7 +132,7 @@ def test_on_down_keep_leaves_server_and_cluster_to_the_next_up(keeping: RunningF
     alive = {p.pid for p in facility_processes(keeping)}
     assert sessions_before <= alive, sessions_before - alive  # nothing of alice's was stopped
     # Only users' processes are left: no hub, proxy, gateway or service of the facility.
-    assert all(p.username() == "af-alice" for p in facility_processes(keeping)), [
+    assert all(p.username() == f"{scope_account_prefix()}alice" for p in facility_processes(keeping)), [
         (p.pid, p.username(), p.cmdline()[:3]) for p in facility_processes(keeping)
     ]
     gateway_log = (keeping.state_dir / "logs" / "gateway-local.log").read_text()
