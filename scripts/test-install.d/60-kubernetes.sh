@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane for the tests (tests/kube_control_plane.py): kube-apiserver,
-# kube-controller-manager and kube-scheduler built from the module k8s.io/kubernetes at a pinned
-# release, and Debian's etcd. No kubelet: this machine kind runs no container runtime that a
-# kubelet accepts (README, Kubernetes). Built into $AF_KUBERNETES_DIR (outside the repository;
+# kube-controller-manager, kube-scheduler and the kubelet built from the module k8s.io/kubernetes
+# at a pinned release, and Debian's etcd; for the kubelet (tests/kube_kubelet.py), Debian's
+# containerd and runc, the CNI plugins, and umoci and busybox to build the tests' images. Built into $AF_KUBERNETES_DIR (outside the repository;
 # default /var/lib/analysis-facility/kubernetes-<version>), stamped by this script's hash
 # (scripts/lib/outside.sh): rebuilt when missing, when this script changed, and always when CI=true.
 # A fresh machine takes about 5 min on 2 cores (900 MB of modules, 2.7 GB of Go build cache, 270 MB
@@ -14,7 +14,7 @@ source "$HERE/../lib/go.sh"
 source "$HERE/../lib/apt.sh"
 VERSION=v1.36.3
 DIR=${AF_KUBERNETES_DIR:-/var/lib/analysis-facility/kubernetes-$VERSION}
-COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler)
+COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 # dask-gateway's controller makes Traefik routes for each cluster; its chart installs Traefik's
 # CRDs, which the tests take from Traefik's own module (docs/.../dynamic-configuration).
 TRAEFIK_VERSION=v3.7.13
@@ -22,7 +22,8 @@ TRAEFIK_CRDS=(traefik.io_ingressroutes.yaml traefik.io_ingressroutetcps.yaml)
 MIN_GO_MINOR=26  # k8s.io/kubernetes v1.36's go.mod says go 1.26.0
 
 # Debian's etcd 3.4: kube-apiserver accepts it (tests/test_kube_control_plane.py starts both).
-apt_install_missing 60-kubernetes --no-install-recommends etcd-server
+apt_install_missing 60-kubernetes --no-install-recommends etcd-server \
+  containerd runc containernetworking-plugins umoci busybox-static
 
 STAMP=$(af_stamp "${BASH_SOURCE[0]}" "$HERE/../lib/go.sh")
 ready() {
