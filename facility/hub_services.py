@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,9 @@ def hub_entry(runtime: Runtime, service: HubService, managed: bool = False) -> d
     if service.port is not None:
         entry.update(url=f"http://127.0.0.1:{service.port}", oauth_no_confirm=True)
     if managed and service.command:
-        entry.update(command=list(service.command), environment={ENV_RUNTIME: str(runtime.file)})
+        # The runtime.json this hub read: in the chart's pod a Secret mounted outside the state folder.
+        runtime_file = os.environ.get(ENV_RUNTIME) or str(runtime.file)
+        entry.update(command=list(service.command), environment={ENV_RUNTIME: runtime_file})
     return entry
 
 

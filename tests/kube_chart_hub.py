@@ -36,6 +36,7 @@ class RunningHub:
     api_url: str
     admin_token: str
     log: Path
+    state: Path  # the hub's state folder (the pod's volume): its database, the usage record
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"token {self.admin_token}"}
@@ -54,12 +55,13 @@ class RunningHub:
         refusal at once, or the last message of the spawn's progress when it fails after a 202."""
         headers = {"Authorization": f"token {token}"}
         reply = requests.post(f"{self.api_url}/users/{name}/server", json=options, headers=headers, timeout=30)
-        if reply.status_code in (400, 403, 503):
-            return reply.json()["message"]
+        if reply.status_code >= 400:  # refused, or failed within the hub's slow_spawn_timeout
+            return str(reply.json().get("message", reply.text))
         assert reply.status_code in (201, 202), reply.text
         progress = requests.get(
             f"{self.api_url}/users/{name}/server/progress", headers=headers, stream=True, timeout=timeout
         )
+        assert progress.status_code == 200, f"the spawn's progress: {progress.status_code} {progress.text}"
         last: dict[str, Any] = {}
         for line in progress.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
@@ -87,11 +89,12 @@ def chart_hub(
     for name in ("facility.yaml", "jupyterhub_config_k8s.py"):
         (folder / name).write_text(config[name])
     (folder / "state").mkdir(exist_ok=True)
+    public, hub, proxy_api = free_port_block(), free_port_block(), free_port_block()
     runtime.update(facility_file=str(folder / "facility.yaml"), state_dir=str(folder / "state"))
+    runtime["ports"].update(public=public, hub_api=hub, proxy_api=proxy_api)
     for name, url in gateway_urls.items():
         runtime["gateways"][name]["url"] = url
     (folder / "runtime.json").write_text(json.dumps(runtime))
-    public, hub, proxy_api = free_port_block(), free_port_block(), free_port_block()
     admin_token = secrets.token_hex(32)
     wrapper = folder / "jupyterhub_config.py"
     wrapper.write_text(
@@ -126,7 +129,9 @@ c.JupyterHub.load_roles.append(
         process = subprocess.Popen(
             [str(JUPYTERHUB), "-f", str(wrapper)], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    running = RunningHub(f"http://127.0.0.1:{public}", f"http://127.0.0.1:{hub}/hub/api", admin_token, log)
+    running = RunningHub(
+        f"http://127.0.0.1:{public}", f"http://127.0.0.1:{hub}/hub/api", admin_token, log, folder / "state"
+    )
 
     def answers() -> bool:
         if process.poll() is not None:

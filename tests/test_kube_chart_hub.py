@@ -21,6 +21,7 @@ import pytest
 import yaml
 from dask_gateway import Gateway, JupyterHubAuth
 
+from facility.usage import UsageStore, usage_path
 from tests.harness import free_port_block
 from tests.kube_chart_hub import RunningHub, chart_hub
 from tests.kube_control_plane import ControlPlane, module_control_plane, service_account_token
@@ -85,6 +86,7 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     raw["backends"][0]["site"] = {"namespace": NAMESPACE}  # in the pod, the ServiceAccount's namespace
     raw["backends"].append(OFFLOADED)
     raw["hub"]["start_timeout_seconds"] = START_TIMEOUT_S
+    raw["usage"] = {"sample_interval_seconds": 2}  # the hub's managed usage sampler, often
     folder = tmp_path_factory.mktemp("chart")
     gateway_port = free_port_block()
     with module_control_plane(tmp_path_factory) as plane:
@@ -120,7 +122,11 @@ def test_adaptive_scaling_is_capped_and_the_charts_hub_refuses_a_server_past_the
     plane, hub, running = facility.plane, facility.hub, facility.gateway
     token = hub.user_token("bob")
     with Gateway(address=running.url, auth=JupyterHubAuth(api_token=token)) as gateway:
-        full_name = started_and_running(plane, running, gateway, worker_cores=2, worker_memory_gb=2)
+        # Made to outlive a server (as from a notebook that may stop): bob's refused spawn below
+        # would otherwise end it through the hub's post-stop hook.
+        full_name = started_and_running(
+            plane, running, gateway, worker_cores=2, worker_memory_gb=2, outlive_server=True
+        )
         name = full_name.split(".")[1]
         # The scheduler asks for 3 workers of 2 cores; 2 fit bob's 4 cores: the gateway sets 2.
         assert heartbeat(running, full_name, cluster_token(plane, name), 3).status_code == 200
@@ -136,6 +142,17 @@ def test_adaptive_scaling_is_capped_and_the_charts_hub_refuses_a_server_past_the
         assert "cores 5 of at most 4" in message, message
         assert f"Dask cluster {full_name} on 'cloud' (2 workers: 4 cores" in message, message
         assert hub.api("GET", "/users/bob").json()["servers"] == {}
+        # Usage accounting: the sampler the chart's hub runs as a managed service reads the
+        # gateway's clusters; bob's 2 workers of 2 cores accumulate core-seconds on 'cloud'.
+        store = UsageStore(usage_path(hub.state))
+
+        def cluster_core_seconds() -> float:
+            rows = store.rows(users=["bob"]) if store.path.exists() else []
+            return sum(r.core_seconds for r in rows if r.kind == "cluster" and r.backend == "cloud")
+
+        wait_for(
+            lambda: cluster_core_seconds() >= 8, "bob's cluster counted by the usage sampler", explain=hub.log_tail
+        )
         gateway.stop_cluster(full_name)
 
 
