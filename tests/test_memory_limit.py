@@ -59,7 +59,7 @@ def test_server_processes_carry_the_limit(embedded: RunningFacility, maud: HubSe
     seen = json.loads(run(embedded, maud, code))
     assert seen["rlimit"] == GIB
     assert seen["cgroup"].startswith(f"/{memory_limit.PARENT}/") and seen["cgroup"].endswith(f"-{USER}")
-    # Read here (as root): the hub's umask 077 leaves the cgroup folders closed to the user.
+    # Read here (as root): the user may pass through the cgroup folders (0711) but not list them.
     assert int(Path(f"/sys/fs/cgroup/memory{seen['cgroup']}/memory.limit_in_bytes").read_text()) == GIB
 
 
