@@ -77,6 +77,11 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     # 4. JupyterLab, with the Dask panel in the left sidebar.
     page.wait_for_url(re.compile(rf"/user/{USER}/lab"), timeout=120_000)
     page.wait_for_selector("#jp-main-dock-panel")
+    # One launcher (af-dask-lab opens it once the layout is restored; JupyterLab's own routing,
+    # which ends later, then finds the main area taken and opens none).
+    page.wait_for_selector(".jp-Launcher", timeout=60_000)
+    page.wait_for_timeout(2_000)
+    expect(page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text="Launcher")).to_have_count(1)
     page.click('.jp-SideBar [data-id="af-dask-panel"]')
     panel = page.locator("#af-dask-panel")
     expect(panel.locator("select.af-dask-backend")).to_contain_text("This machine")

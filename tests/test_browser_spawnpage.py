@@ -78,7 +78,7 @@ def spawn_times(shots: Path) -> Iterator[dict[str, dict[str, float]]]:
         (shots / "spawn-times.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _login(page: Any, hub: RunningFacility, shots: Path, name: str) -> None:
+def _login(page: Any, hub: RunningFacility, shots: Path, name: str, also_narrow: bool = False) -> None:
     page.goto(f"{hub.url}/hub/login")
     banner = page.locator(".announcement")
     sync_api.expect(banner).to_contain_text("Welcome to")
@@ -86,6 +86,8 @@ def _login(page: Any, hub: RunningFacility, shots: Path, name: str) -> None:
     assert "alert-warning" not in (banner.get_attribute("class") or "")
     assert banner.evaluate("e => getComputedStyle(e).backgroundColor") in ("rgba(0, 0, 0, 0)", "transparent")
     page.screenshot(path=shots / f"{name}-login.png", full_page=True)
+    if also_narrow:
+        _narrow_too(page, shots / f"{name}-narrow-login.png")
     send_login(page, USER, hub.password_of(USER))
     try:
         page.wait_for_selector(".af-spawn-form")
@@ -104,6 +106,17 @@ def _wait_stopped(session: Any) -> None:
 def _no_sideways_scroll(page: Any) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= page.viewport_size["width"], f"the page is {width} px wide"
+
+
+def _narrow_too(page: Any, path: Path) -> None:
+    """The open page again at 420 px wide: no sideways scrolling, a screenshot at `path`; then back."""
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 420, "height": 900})
+    try:
+        _no_sideways_scroll(page)
+        page.screenshot(path=path, full_page=True)
+    finally:
+        page.set_viewport_size(wide)
 
 
 def _spawn_and_time(page: Any, shots: Path, name: str) -> tuple[dict[str, float], list[int], str]:
@@ -284,7 +297,8 @@ def test_narrow_window(hub: RunningFacility, user: str, shots: Path, spawn_times
 
 def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: dict[str, dict[str, float]]) -> None:
     """With the system's dark colour scheme the hub's pages turn dark (JupyterHub's own darkmode.js)
-    and the facility's parts of them stay readable: text at WCAG's contrast of 4.5 at least."""
+    and the facility's parts of them stay readable: text at WCAG's contrast of 4.5 at least. The
+    login page, spawn form, home page and Stop's question also at 420 px wide."""
     expect = sync_api.expect
 
     def readable(page: Any, *selectors: str) -> None:
@@ -294,11 +308,12 @@ def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: d
 
     with chromium_page(1440, 900, color_scheme="dark") as page:
         page.add_init_script(RECORD_SPAWN_PROGRESS)
-        _login(page, hub, shots, "20-dark")
+        _login(page, hub, shots, "20-dark", also_narrow=True)
         assert page.evaluate("document.documentElement.getAttribute('data-bs-theme')") == "dark"
         readable(page, ".af-help", ".af-backend strong", ".af-backend p", ".af-backend .af-limit", ".af-lifetime li")
         readable(page, "label[for='af-local-image']", ".af-spawn-form h4")
         page.screenshot(path=shots / "21-dark-spawn-form.png", full_page=True)
+        _narrow_too(page, shots / "21-dark-narrow-spawn-form.png")
         timing, _, _ = _spawn_and_time(page, shots, "22-dark-start")
         spawn_times["start, account exists, dark theme"] = timing
         session = hub.login(USER)
@@ -312,10 +327,12 @@ def test_dark_theme(hub: RunningFacility, user: str, shots: Path, spawn_times: d
         expect(page.locator("#af-server-kernels")).to_have_text("1 kernel running", timeout=30_000)
         readable(page, "#af-server-title", "#af-server dt", "#af-server-backend", "#af-server-size")
         page.screenshot(path=shots / "23-dark-home.png", full_page=True)
+        _narrow_too(page, shots / "23-dark-narrow-home.png")
         page.click("#stop")
         expect(page.locator("#af-stop-dialog")).to_be_visible()
         readable(page, "#af-stop-title", "#af-stop-what")
         page.screenshot(path=shots / "24-dark-stop-asks.png")
+        _narrow_too(page, shots / "24-dark-narrow-stop-asks.png")
         page.click("#af-stop-confirm")
         expect(page.locator("#af-server")).to_be_hidden(timeout=60_000)
         _wait_stopped(session)  # the next test logs in to the spawn form, not to a server still stopping

@@ -1,7 +1,9 @@
 """The predicted wait in the spawn form, in a real browser (Debian Chromium driven by Playwright),
 against a real Slurm and a real HTCondor pool: the Slurm prediction changes when a job fills the
 node and the user changes the size, free GPUs per type, HTCondor's matching slots, and the spawn
-progress of a pending job through to JupyterLab. Screenshots go to test-artifacts/browser-wait/.
+progress of a pending job through to JupyterLab (submitted, queued with Slurm's estimate and
+reason, running, the server answering, ready; the bar only moves forward). Screenshots go to
+test-artifacts/browser-wait/.
 """
 
 from __future__ import annotations
@@ -114,8 +116,19 @@ def test_spawn_form_shows_the_schedulers_predicted_wait(
             raise
         page.screenshot(path=shots / "06-jupyterlab-after-the-wait.png")
         log = page.evaluate("sessionStorage.getItem('afLog') || ''")
-        for step in ("was submitted to Slurm", "expected to start in about", "is running"):
-            assert step in log, f"{step!r} not in the spawn page's log:\n{log}"
+        # Each step of a batch start, in order: submitted, queued with Slurm's estimate and reason,
+        # running, the server answering, ready.
+        steps = (
+            "was submitted to Slurm",
+            "waits in the queue: expected to start in about",
+            "is running",
+            "Waiting for your server to answer",
+            "Server ready",
+        )
+        lines = log.splitlines()
+        at = [next((i for i, line in enumerate(lines) if step in line), -1) for step in steps]
+        assert -1 not in at and at == sorted(at), f"steps {steps} not all in order in the spawn page's log:\n{log}"
+        assert re.search(r"waits in the queue: expected to start in about .*\(Slurm's reason: Resources\)", log), log
         values = json.loads(page.evaluate("sessionStorage.getItem('afProgress') || '[]'"))
         assert len(set(values)) >= 4 and values == sorted(values), values  # the bar only moves forward
     finally:

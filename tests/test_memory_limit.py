@@ -3,7 +3,8 @@
 maud's server gets 1 GB. Its processes carry RLIMIT_DATA of 1 GiB and sit in a memory cgroup of
 1 GiB (this host: cgroup v1, writable by the hub as root); a cell asking for 1.5 GB at once gets
 a MemoryError that names the limit, and the kernel lives on; two processes of 700 MB each (each
-under the process limit) pass the cgroup's limit together and the kernel's OOM killer stops one.
+under the process limit) pass the cgroup's limit together and the kernel's OOM killer stops one;
+when that is the notebook's kernel, the kernel that starts again says so, naming the limit.
 jupyter-resource-usage
 reports the limit, and JupyterLab shows it in its status bar and the MemoryError in the notebook
 (a real browser; screenshots in test-artifacts/memory-limit/). The cgroup goes with the server.
@@ -58,8 +59,22 @@ def test_server_processes_carry_the_limit(embedded: RunningFacility, maud: HubSe
     seen = json.loads(run(embedded, maud, code))
     assert seen["rlimit"] == GIB
     assert seen["cgroup"].startswith(f"/{memory_limit.PARENT}/") and seen["cgroup"].endswith(f"-{USER}")
-    # Read here (as root): the hub's umask 077 leaves the cgroup folders closed to the user.
+    # Read here (as root): the user may pass through the cgroup folders (0711) but not list them.
     assert int(Path(f"/sys/fs/cgroup/memory{seen['cgroup']}/memory.limit_in_bytes").read_text()) == GIB
+
+
+def test_kernels_read_their_cgroups_oom_kills(embedded: RunningFacility, maud: HubSession) -> None:
+    """As the user: the cgroup named in $AF_MEMORY_CGROUP and its count of OOM kills, which a kernel
+    started again after one reads (backends.local.memory_message)."""
+    code = (
+        "import json, os, sys\n"
+        "oom_kills = sys.modules['_af_memory_message'].oom_kills  # loaded by the kernel's startup file\n"
+        "cgroup = os.environ.get('AF_MEMORY_CGROUP')\n"
+        "print(json.dumps({'cgroup': cgroup, 'kills': oom_kills(cgroup)}))"
+    )
+    seen = json.loads(run(embedded, maud, code))
+    assert seen["cgroup"] == str(memory_limit.cgroup_path(str(embedded.state_dir), USER)), seen
+    assert isinstance(seen["kills"], int), seen
 
 
 def test_one_allocation_past_the_limit_is_a_memory_error(embedded: RunningFacility, maud: HubSession) -> None:
@@ -129,6 +144,34 @@ def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility,
         output = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output").first
         sync_api.expect(output).to_contain_text("may use at most 1 GB of memory", timeout=60_000)
         page.screenshot(path=shots / "02-memory-error.png")
+
+        # The kernel holds 700 MB and a process it starts asks for 500 MB more: together past the
+        # cgroup's 1 GB, and the OOM killer stops the largest, the kernel. JupyterLab says it died and
+        # starts it again; the kernel that starts says why in the next cell's output.
+        last_cell = page.locator(".jp-NotebookPanel:visible .jp-Cell").last.locator(".cm-content")
+        last_cell.click()
+        page.keyboard.insert_text(
+            "held = bytearray(700 * 1024**2)\n"
+            "import subprocess, sys\n"
+            "subprocess.run([sys.executable, '-c', 'b = bytearray(500 * 1024**2); import time; time.sleep(3)'])"
+        )
+        page.keyboard.press("Shift+Enter")
+        dialog = page.locator(".jp-Dialog")
+        sync_api.expect(dialog).to_contain_text("appears to have died", timeout=60_000)
+        page.screenshot(path=shots / "03-kernel-stopped-at-the-limit.png")
+        dialog.locator(".jp-mod-accept").click()
+        sync_api.expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+        last_cell.click()
+        page.keyboard.insert_text("print('after')")
+        page.keyboard.press("Shift+Enter")
+        after = page.locator(".jp-NotebookPanel:visible .jp-Cell").filter(has_text="print('after')")
+        said = after.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        sync_api.expect(said).to_contain_text(
+            "Your kernel was stopped and started afresh: this notebook server may use at most 1 GB of memory",
+            timeout=60_000,
+        )
+        sync_api.expect(after.locator(".jp-OutputArea")).to_contain_text("after")  # the cell's own output follows
+        page.screenshot(path=shots / "04-kernel-says-why-it-was-stopped.png")
 
 
 def test_the_cgroup_goes_with_the_server(embedded: RunningFacility, maud: HubSession) -> None:

@@ -1,4 +1,5 @@
-"""A MemoryError in a kernel of a local server names the server's limit (issue 18), in a real kernel.
+"""A MemoryError in a kernel of a local server names the server's limit (issue 18), in a real kernel;
+so does a kernel started again after the memory limit's OOM killer stopped its predecessor.
 
 The kernel is started as the local spawner starts it: $MEM_LIMIT from the form and $PYTHONSTARTUP
 pointing to backends/local/kernel_startup.py. The cell lowers its own RLIMIT_DATA, as the spawner
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import start_new_kernel
 
-from backends.local.memory_message import limit_words
+from backends.local.memory_message import CGROUP_VARIABLE, limit_words, oom_kills
 from backends.local.spawner import KERNEL_STARTUP
 
 pytestmark = pytest.mark.no_facility
@@ -91,6 +93,69 @@ def test_the_startup_file_leaves_no_name_behind(limited_kernel) -> None:
 def test_without_a_limit_the_error_is_python_s_own(unlimited_kernel) -> None:
     _, error = _run(unlimited_kernel, "raise MemoryError('plain')")
     assert error.rstrip().endswith("MemoryError: plain"), error
+
+
+def _streams(client: BlockingKernelClient, code: str) -> dict[str, str]:
+    """The cell's stdout and stderr."""
+    seen: dict[str, str] = {"stdout": "", "stderr": ""}
+
+    def collect(msg: dict) -> None:
+        if msg["msg_type"] == "stream":
+            seen[msg["content"]["name"]] += msg["content"]["text"]
+
+    client.execute_interactive(code, output_hook=collect, timeout=60)
+    return seen
+
+
+def _set_kills(cgroup: Path, kills: int) -> None:
+    (cgroup / "memory.oom_control").write_text(f"oom_kill_disable 0\nunder_oom 0\noom_kill {kills}\n")
+
+
+def test_a_kernel_stopped_by_the_memory_limit_says_so_when_it_starts_again(tmp_path: Path) -> None:
+    """The cgroup is a folder of this test (its count of OOM kills written by hand); the kernel is
+    killed as the OOM killer kills (SIGKILL) and started again by its manager, as Jupyter Server's
+    restarter does."""
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    _set_kills(cgroup, 0)
+    env = {"MEM_LIMIT": str(HALF_GIB), "PYTHONSTARTUP": str(KERNEL_STARTUP), CGROUP_VARIABLE: str(cgroup)}
+    manager, client = start_new_kernel(kernel_name="python3", env={**os.environ, **env}, startup_timeout=60)
+    try:
+        assert _streams(client, "print('first')") == {"stdout": "first\n", "stderr": ""}
+
+        _set_kills(cgroup, 1)  # the OOM killer stopped a process of the server: this kernel
+        manager.restart_kernel(now=True)  # SIGKILL, then the same kernel started again
+        client.stop_channels()
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        seen = _streams(client, "print('after')")
+        assert seen["stdout"] == "after\n"
+        assert seen["stderr"].startswith(
+            "Your kernel was stopped and started afresh: this notebook server may use at most 0.5 GB of memory"
+        ), seen
+        assert "start it with more memory" in seen["stderr"]
+        assert _streams(client, "print('again')")["stderr"] == ""  # said once
+
+        _set_kills(cgroup, 2)  # another process killed; this kernel restarted by the user: not it
+        manager.restart_kernel(now=False)
+        client.stop_channels()
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        assert _streams(client, "print('restarted')") == {"stdout": "restarted\n", "stderr": ""}
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_oom_kills_read_from_cgroup_v1_and_v2(tmp_path: Path) -> None:
+    assert oom_kills(None) is None and oom_kills(str(tmp_path)) is None
+    _set_kills(tmp_path, 3)
+    assert oom_kills(str(tmp_path)) == 3
+    (tmp_path / "memory.oom_control").unlink()
+    (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n")
+    assert oom_kills(str(tmp_path)) == 2
 
 
 @pytest.mark.parametrize(

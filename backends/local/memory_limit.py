@@ -61,6 +61,10 @@ def create(path: Path, limit_bytes: int) -> None:
     if path.parent.parent == CGROUP_ROOT:  # v2: the parent must hand the memory controller down
         (path.parent / "cgroup.subtree_control").write_text("+memory")
     path.mkdir(exist_ok=True)
+    # The server's kernels read their cgroup's count of OOM kills (memory_message): both folders
+    # may be passed through, not listed (the hub's umask made them root's alone).
+    for folder in (path.parent, path):
+        folder.chmod(0o711)
     if (path / "memory.limit_in_bytes").exists():  # v1
         (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
         swap = path / "memory.memsw.limit_in_bytes"

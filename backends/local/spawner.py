@@ -21,6 +21,7 @@ from traitlets import Unicode
 from backends.common.notebook_child import ChildConfig, ParentSpawner, common_config
 from backends.common.progress import ACCOUNT, RUNNING, SpawnStepsMixin, account_step
 from backends.local import memory_limit
+from backends.local.memory_message import CGROUP_VARIABLE
 from facility.accounts import Account, AccountError, ensure_account
 from facility.model import Backend, Facility, UnixAccounts
 from facility.validation import SpawnRequest
@@ -80,6 +81,13 @@ class MemoryLimitMixin:
             memory_limit.create(path, self.mem_limit)
         self.log.info("Memory limit of %s: %d bytes by %s", self._log_name, self.mem_limit, memory_limit.mechanism())
         return memory_limit.preexec(self.mem_limit, path)
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()  # type: ignore[misc]
+        path = self._cgroup()
+        if self.mem_limit and path is not None:  # its kernels say when the limit stopped one
+            env[CGROUP_VARIABLE] = str(path)
+        return env
 
     def _with_limits(self, then: Any) -> Any:
         """`then` (the spawner's own preexec_fn), after joining the cgroup and setting the limit."""

@@ -7,6 +7,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { ICluster } from './api';
 import { DashboardTabs } from './dashboard';
 import { examplesPlugin } from './examples';
+import { earlyLauncherPlugin } from './launcher';
 import { DaskPanel } from './panel';
 
 const daskIcon = new LabIcon({
@@ -64,4 +65,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, examplesPlugin];
+export default [plugin, examplesPlugin, earlyLauncherPlugin];
