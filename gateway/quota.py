@@ -70,13 +70,13 @@ class QuotaMixin(LoggingConfigurable):
         super().__init__(**kwargs)
         self._starting = {}
 
-    def _facility(self) -> Facility:
+    def _quota_facility(self) -> Facility:
         if self.facility_text:
             return _parsed(self.facility_text)
         return facility.current(self.facility_file or None)
 
     async def _quota_and_holdings(self, username: str) -> tuple[Quota | None, list[Holding]]:
-        fac = self._facility()
+        fac = self._quota_facility()
         if not fac.quotas.any:
             return None, []
         hub = await ledger.hub_user(self.hub_api_url, self.ledger_token, username)
