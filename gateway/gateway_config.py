@@ -14,10 +14,8 @@ from backends.registry import kind_of
 from facility.runs import runs_dir
 from facility.runtime import gateway_service_name, read_runtime
 from gateway.dashboard_guard import with_dashboard_keys
-from gateway.holdings import with_holdings
+from gateway.facility_parts import add_facility_parts
 from gateway.keep_clusters import keeping_clusters
-from gateway.quota import with_quota
-from gateway.server_lifetime import stopping_with_server
 
 c = get_config()  # noqa: F821  (traitlets' config loader provides get_config)
 runtime = read_runtime()
@@ -58,24 +56,11 @@ c.StopOnlyWhenFacilityStopsMixin.stopping_file = str(runtime.stopping_file)
 
 # The kind's part: backend class, cluster options (narrowed to each user's allowance), its traits.
 kind_of(backend).load("gateway")(c, fac, backend, runtime, state)
-# Whichever backend class the kind chose gives its clusters their dashboard keys, and tells the
-# quota, the server-lifetime routes and the metrics what its clusters hold.
+# Whichever backend class the kind chose gives its clusters their dashboard keys.
 c.DaskGateway.backend_class = keeping_clusters(with_dashboard_keys(c.DaskGateway.backend_class))
-c.DaskGateway.backend_class = with_holdings(c.DaskGateway.backend_class)
-# Clusters stop when the hub reports their owner's server stopped, unless started to outlive it.
-c.DaskGateway.backend_class = stopping_with_server(c.DaskGateway.backend_class)
-c.StopWithServerMixin.hub_token = gateway.api_token
-# A cluster or a scale-up past its user's quota is refused (facility.yaml's quotas; gateway.quota).
-c.DaskGateway.backend_class = with_quota(c.DaskGateway.backend_class)
-c.QuotaMixin.quota_backend = name
+metrics_token = runtime.metrics["scrape_token"] if runtime.metrics else ""
+hub_api = c.JupyterHubAuthenticator.jupyterhub_api_url
+add_facility_parts(c, name, gateway.api_token, hub_api, metrics_token)
 c.QuotaMixin.facility_file = runtime.facility_file
-c.QuotaMixin.hub_api_url = c.JupyterHubAuthenticator.jupyterhub_api_url
-c.QuotaMixin.ledger_token = gateway.api_token
 c.QuotaMixin.peer_gateways = {n: [gw.url, gw.api_token] for n, gw in runtime.gateways.items() if n != name}
 c.QuotaMixin.runs_folder = str(runs_dir(runtime.state_dir))
-# /api/metrics and /api/af/holdings for Prometheus and `af status`, when metrics are enabled (monitoring/).
-if runtime.metrics:
-    from monitoring.gateway import with_metrics
-
-    c.DaskGateway.backend_class = with_metrics(c.DaskGateway.backend_class)
-    c.GatewayMetricsMixin.metrics_token = runtime.metrics["scrape_token"]

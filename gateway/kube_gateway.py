@@ -20,10 +20,7 @@ import os
 from typing import Any
 
 from backends.kubernetes import gateway as kube_gateway
-from gateway.holdings import with_holdings
-from gateway.quota import with_quota
-from gateway.server_lifetime import stopping_with_server
-from monitoring.gateway import with_metrics
+from gateway.facility_parts import add_facility_parts
 
 ENV_HUB_TOKEN = "JUPYTERHUB_API_TOKEN"  # noqa: S105 - the variable's name, not a token
 ENV_METRICS_TOKEN = "AF_METRICS_TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -32,15 +29,8 @@ ENV_METRICS_TOKEN = "AF_METRICS_TOKEN"  # noqa: S105 - the variable's name, not 
 def configure_from_environment(c: Any) -> None:
     """The kind's configuration from $AF_FACILITY_YAML and $AF_GATEWAY_BACKEND, then the facility's parts."""
     kube_gateway.configure_from_environment(c)
-    token = os.environ.get(ENV_HUB_TOKEN, "")
-    c.DaskGateway.backend_class = with_quota(stopping_with_server(with_holdings(c.DaskGateway.backend_class)))
-    c.StopWithServerMixin.hub_token = token
-    c.QuotaMixin.quota_backend = os.environ[kube_gateway.ENV_GATEWAY_BACKEND]
-    c.QuotaMixin.facility_text = os.environ.get(kube_gateway.ENV_FACILITY_TEXT, "")
-    c.QuotaMixin.ledger_token = token
     hub_api = c.JupyterHubAuthenticator.get("jupyterhub_api_url") if "JupyterHubAuthenticator" in c else None
-    c.QuotaMixin.hub_api_url = hub_api or ""
-    metrics_token = os.environ.get(ENV_METRICS_TOKEN, "")
-    if metrics_token:  # facility.yaml enables metrics: Prometheus reads /api/metrics with this token
-        c.DaskGateway.backend_class = with_metrics(c.DaskGateway.backend_class)
-        c.GatewayMetricsMixin.metrics_token = metrics_token
+    backend = os.environ[kube_gateway.ENV_GATEWAY_BACKEND]
+    token = os.environ.get(ENV_HUB_TOKEN, "")
+    add_facility_parts(c, backend, token, hub_api or "", os.environ.get(ENV_METRICS_TOKEN, ""))
+    c.QuotaMixin.facility_text = os.environ.get(kube_gateway.ENV_FACILITY_TEXT, "")

@@ -26,6 +26,7 @@ from tests.harness import free_port_block
 from tests.kube_chart_hub import RunningHub, chart_hub
 from tests.kube_control_plane import ControlPlane, module_control_plane, service_account_token
 from tests.kube_dask_gateway import (
+    NAMESPACE,
     RunningGateway,
     cluster_object,
     cluster_token,
@@ -44,7 +45,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Exception ignored in.*Gateway.__del__:pytest.PytestUnraisableExceptionWarning"),
 ]
 
-NAMESPACE = "analysis"
 QUOTAS = {"default": {"cores": 4, "clusters": 1}}
 START_TIMEOUT_S = 15  # how long the hub waits for a pod to run (facility.yaml hub.start_timeout_seconds)
 # An offloaded GPU backend, as examples/site-facility.yaml's hpc-offload.
