@@ -66,6 +66,9 @@ class SafeGateway(Gateway):
     _closed_by_cluster = False
 
     def __del__(self) -> None:
+        runner = getattr(self, "_loop_runner", None)
+        if runner is not None and not self._asynchronous and not runner.is_started():
+            return  # closed before: upstream's second close() fails on the stopped loop ("Exception ignored")
         if sys.is_finalizing() or getattr(self, "_asynchronous", True) or not _on_own_loop(self):
             super().__del__()
         elif not self._closed_by_cluster and self._loop_runner.is_started():  # not closed before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from typing import Any
 import requests
 
 from tests.harness import HubSession, RunningFacility, execute_in_kernel, scope_account_prefix
+from tests.spawn_events import final_event
 
 
 def spawn_form(backend: str, queue: str, /, **overrides: str) -> dict[str, str]:
@@ -31,18 +31,7 @@ def spawn_form(backend: str, queue: str, /, **overrides: str) -> dict[str, str]:
 
 def spawn_outcome(session: HubSession, timeout: float = 120) -> dict:
     """Follow the hub's progress stream of a spawn until it is ready or has failed."""
-    reply = session.progress()
-    deadline = time.monotonic() + timeout
-    last: dict = {}
-    for line in reply.iter_lines(decode_unicode=True):
-        if time.monotonic() > deadline:
-            break
-        if line and line.startswith("data:"):
-            last = json.loads(line[5:])
-            if last.get("ready") or last.get("failed"):
-                break
-    reply.close()
-    return last
+    return final_event(session.progress(), timeout)
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = 60) -> None:

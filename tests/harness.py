@@ -29,6 +29,8 @@ from tornado.ioloop import IOLoop
 from tornado.websocket import websocket_connect
 from urllib3.util.retry import Retry
 
+from tests.spawn_events import progress_stream
+
 ROOT = Path(__file__).resolve().parent.parent
 AF = [sys.executable, "-m", "af.cli"]
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -220,18 +222,10 @@ class HubSession:
         return self.http.request(method, f"{self.url}/hub/api{path}", headers=headers, timeout=60, **kwargs)
 
     def progress(self, started_within: float = 30) -> requests.Response:
-        """The hub's progress stream of this user's spawn (server-sent events, streamed).
-
-        The spawn form redirects to the pending page after 1 s (JupyterHub's
-        _wrap_spawn_single_user); on a busy host that can come before the hub counts the spawn as
-        started, and the progress API answers "is not starting" for a moment. A browser's event
-        source asks again; so does this, for up to `started_within` seconds."""
-        deadline = time.monotonic() + started_within
-        while True:
-            reply = self.api("GET", f"/users/{self.username}/server/progress", stream=True)
-            if reply.status_code != 400 or "is not starting" not in reply.text or time.monotonic() > deadline:
-                return reply
-            time.sleep(0.5)
+        """The hub's progress stream of this user's spawn (server-sent events, streamed), asked
+        again while the hub says "is not starting" (tests.spawn_events)."""
+        url = f"/users/{self.username}/server/progress"
+        return progress_stream(lambda: self.api("GET", url, stream=True), started_within)
 
     def spawn_form(self) -> str:
         reply = self.http.get(f"{self.url}/hub/spawn", timeout=60)

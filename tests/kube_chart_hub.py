@@ -26,6 +26,7 @@ import requests
 from tests.harness import free_port_block
 from tests.kube_dask_gateway import chart_object, secret_value, wait_for
 from tests.kube_helpers import ROOT
+from tests.spawn_events import final_event, progress_stream
 
 JUPYTERHUB = Path(sys.executable).with_name("jupyterhub")
 
@@ -58,17 +59,10 @@ class RunningHub:
         if reply.status_code >= 400:  # refused, or failed within the hub's slow_spawn_timeout
             return str(reply.json().get("message", reply.text))
         assert reply.status_code in (201, 202), reply.text
-        progress = requests.get(
-            f"{self.api_url}/users/{name}/server/progress", headers=headers, stream=True, timeout=timeout
-        )
+        url = f"{self.api_url}/users/{name}/server/progress"
+        progress = progress_stream(lambda: requests.get(url, headers=headers, stream=True, timeout=timeout))
         assert progress.status_code == 200, f"the spawn's progress: {progress.status_code} {progress.text}"
-        last: dict[str, Any] = {}
-        for line in progress.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                last = json.loads(line[5:])
-                if last.get("ready") or last.get("failed"):
-                    break
-        progress.close()
+        last = final_event(progress, timeout)
         assert last.get("failed"), last
         return str(last.get("message", ""))
 

@@ -246,6 +246,18 @@ def test_safe_gateway_finalised_elsewhere_runs_upstreams_close(monkeypatch: pyte
     assert not loop.is_running()  # upstream's close waited for the loop it started to stop
 
 
+def test_a_safe_gateway_closed_before_is_collected_without_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream's finaliser closes again after close() and fails on the stopped loop, which Python
+    prints as "Exception ignored in Gateway.__del__" into the notebook; ours stays quiet."""
+    ignored: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: ignored.append(unraisable.exc_value))
+    for kind in (Gateway, SafeGateway):
+        with kind(address=unreachable()):
+            pass
+        gc.collect()
+    assert len(ignored) == 1 and "loop is not running" in str(ignored[0]), ignored  # upstream's only
+
+
 def test_a_cluster_that_fails_to_start_keeps_a_safe_gateway() -> None:
     """A failed start leaves a reference cycle (exception, traceback, future) that the collector may
     free on the loop thread: the cluster's gateway must already be ours then."""
