@@ -182,6 +182,10 @@ class FacilitySpawner(WrapSpawner):
         except facility.RequestError as exc:
             raise web.HTTPError(400, f"Cannot start your server: {exc}", reason="Bad Request") from None
 
+    # False from a spawn's admission until start() hands it to a backend: a spawn refused before
+    # then ran no notebook. True otherwise, for a server the hub restored after its own restart.
+    _launched = True
+
     def admitted(self, options: dict[str, Any]) -> Coroutine[Any, Any, None]:
         """Check the request against the user's allowance now, and return the quota check to await.
 
@@ -189,6 +193,7 @@ class FacilitySpawner(WrapSpawner):
         REST API answers a refusal as an error only if it comes at once, as the allowance's does. The
         quota's asks the gateways, so a REST client may get 202 and then the failed spawn's message.
         """
+        self._launched = False
         request = self.validated(options)
         return quota.refuse_over_quota(self, request)
 
@@ -215,6 +220,7 @@ class FacilitySpawner(WrapSpawner):
         return await hook if inspect.isawaitable(hook) else hook
 
     def start(self):
+        self._launched = True
         # The REST API passes user_options straight here: validate again, before any child exists.
         request = self.validated(self.user_options or {})
         self.user_options = request.as_options()
@@ -234,6 +240,14 @@ class FacilitySpawner(WrapSpawner):
             self.child_spawner.start(), self.start_timeout, backend.label, self.child_spawner
         )
         return self._said_in_words(starting)
+
+    def run_post_stop_hook(self) -> Any:
+        # The hub "stops" a spawn it refused (quota, allowance, a queue left) and runs this hook;
+        # the user's clusters must not stop because a server they did not get had none.
+        if not self._launched:
+            self.log.info("%s was refused before it started: its clusters are left running", self._log_name)
+            return None
+        return super().run_post_stop_hook()
 
     @staticmethod
     async def _said_in_words(starting: Awaitable[Any]) -> Any:

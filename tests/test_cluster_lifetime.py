@@ -97,6 +97,22 @@ def test_cluster_stops_with_its_server_unless_marked(alice: HubSession, alice_ga
             gateway.stop_cluster(cluster.name)
 
 
+def test_a_refused_server_leaves_the_users_clusters_running(running: RunningFacility) -> None:
+    """The hub runs the post-stop hook for a spawn it refuses too; bob's cluster, started with a
+    token while he has no server, must not stop because he asked for more than he may have."""
+    bob = running.login("bob")
+    with _gateway(running, bob) as gateway:
+        cluster = gateway.new_cluster(shutdown_on_close=False)
+        try:
+            reply = bob.api("POST", "/users/bob/server", json={"backend": "local", "cores": 999})
+            assert reply.status_code == 400 and "Cannot start your server" in reply.json()["message"], reply.text
+            assert bob.server() is None
+            time.sleep(2)  # a stop asked for by the hook would have reached the gateway by now
+            assert cluster.name in live(gateway), "bob's cluster stopped with a server he was refused"
+        finally:
+            gateway.stop_cluster(cluster.name)
+
+
 def test_home_page_says_which_clusters_still_run(running: RunningFacility, shots: Path) -> None:
     """carol has no server but a cluster: /hub/home says so in plain words, and not once it stopped."""
     with _gateway(running, running.login("carol")) as gateway, chromium_page(1280, 800) as page:

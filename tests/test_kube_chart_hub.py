@@ -122,11 +122,8 @@ def test_adaptive_scaling_is_capped_and_the_charts_hub_refuses_a_server_past_the
     plane, hub, running = facility.plane, facility.hub, facility.gateway
     token = hub.user_token("bob")
     with Gateway(address=running.url, auth=JupyterHubAuth(api_token=token)) as gateway:
-        # Made to outlive a server (as from a notebook that may stop): bob's refused spawn below
-        # would otherwise end it through the hub's post-stop hook.
-        full_name = started_and_running(
-            plane, running, gateway, worker_cores=2, worker_memory_gb=2, outlive_server=True
-        )
+        # A plain cluster (not outliving a server): bob's refused spawn below must leave it running.
+        full_name = started_and_running(plane, running, gateway, worker_cores=2, worker_memory_gb=2)
         name = full_name.split(".")[1]
         # The scheduler asks for 3 workers of 2 cores; 2 fit bob's 4 cores: the gateway sets 2.
         assert heartbeat(running, full_name, cluster_token(plane, name), 3).status_code == 200
@@ -153,6 +150,7 @@ def test_adaptive_scaling_is_capped_and_the_charts_hub_refuses_a_server_past_the
         wait_for(
             lambda: cluster_core_seconds() >= 8, "bob's cluster counted by the usage sampler", explain=hub.log_tail
         )
+        assert full_name in {c.name for c in gateway.list_clusters()}, "stopped with a server bob was refused"
         gateway.stop_cluster(full_name)
 
 
