@@ -20,9 +20,9 @@ status:
 install: $(STAMP)
 
 # images/requirements.lock constrains the host too: hub, notebook and Dask workers run the same versions.
-$(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard scripts/install.d/*.sh scripts/lib/*.sh) $(wildcard extensions/*/src/*.ts extensions/*/af_dask_lab/*.py)
+$(STAMP): pyproject.toml package.json images/requirements.lock $(wildcard scripts/install.d/*.sh scripts/lib/*.sh) scripts/base-python.sh scripts/make-venv.sh $(wildcard extensions/*/src/*.ts extensions/*/af_dask_lab/*.py)
 	bash scripts/install-system.sh
-	test -x $(PY) || python3 -m venv $(VENV)
+	bash scripts/make-venv.sh $(VENV)  # from a Python every facility account may run (not one under /root)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[analysis,test]' -c images/requirements.lock
 	bash scripts/install.d/60-lab-extension.sh  # needs the venv's JupyterLab

@@ -22,13 +22,14 @@ from af.data import seed_empty_lake
 from af.event_archive import archive as _archive  # noqa: F401 - registers `af event archive`
 from af.events import event as event_commands
 from af.run import run as run_command
-from af.runtime import StateDir, default_state_dir, plan_runtime, previous_runtime, write_runtime
+from af.runtime import StateDir, plan_runtime, previous_runtime, write_runtime
 from af.usage import usage as usage_command
 from af.users import prepare_logins
 from af.users import user as user_commands
 from facility.accounts import AccountError
 from facility.examples import ExamplesError
-from facility.runtime import Runtime
+from facility.home_folders import HomeFolderError
+from facility.runtime import Runtime, default_state_dir
 from monitoring import status as monitoring_status
 
 console = Console()
@@ -45,7 +46,10 @@ def _fail(message: str, code: int = 1) -> None:
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the running facility keeps its files (default: $AF_STATE_DIR or ~/.local/state/analysis-facility).",
+    help=(
+        "Where the running facility keeps its files (default: $AF_STATE_DIR, else /var/lib/analysis-facility "
+        "for root, ~/.local/state/analysis-facility for others)."
+    ),
 )
 @click.pass_context
 def main(ctx: click.Context, state_dir: Path | None) -> None:
@@ -157,7 +161,10 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     hub_content.render_user_guide(runtime.state_path)
     if runtime.metrics:
         monitoring.prepare(runtime, fac.name)  # Prometheus's files; the XCaches' g-stream directive
-    granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants
+    try:
+        granted = host_access.prepare_host(fac, runtime, source)  # per-user accounts: pass-through grants
+    except HomeFolderError as exc:
+        _fail(str(exc), 2)
     if granted:
         group = fac.auth.unix_accounts.group
         console.print(f"Group {group} may pass through (ACL, no listing): " + ", ".join(map(str, granted)))

@@ -19,6 +19,7 @@ from pathlib import Path
 from af.components import PROJECT_ROOT
 from facility import data_tokens
 from facility.accounts import ensure_group, grant_traverse, require_root
+from facility.home_folders import revoke_home_grants
 from facility.model import Facility
 from facility.runtime import Runtime
 
@@ -88,4 +89,6 @@ def prepare_host(fac: Facility, runtime: Runtime, facility_file: Path) -> list[P
         if gw.kind == "local":
             local_clusters_dir(runtime, name).mkdir(mode=0o700, parents=True, exist_ok=True)
     close_state(runtime)
+    for home in revoke_home_grants(group):
+        print(f"Took back the facility group's pass-through entry on the home folder {home}")
     return grant_traverse(needed_paths(runtime, facility_file), group)

@@ -6,7 +6,6 @@ Secrets are kept across `af up` runs so logins and the gateway database survive 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,16 +17,6 @@ from facility.runtime import FILE_NAME, GatewayAddress, Ports, Runtime, RuntimeF
 from facility.runtime import write_runtime as write_runtime_file
 from facility.secrets import GENERATORS, complete_secrets
 from monitoring.plan import plan_metrics
-
-ENV_STATE_DIR = "AF_STATE_DIR"
-
-
-def default_state_dir() -> Path:
-    explicit = os.environ.get(ENV_STATE_DIR)
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "analysis-facility"
 
 
 @dataclass(frozen=True)

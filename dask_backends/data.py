@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from dask_backends import failover
 from facility.data_environment import ENV_CACHE, ENV_ORIGIN, ENV_PREFIXES
-from facility.runtime import ENV_RUNTIME, RuntimeFileError, read_runtime
+from facility.runtime import ENV_RUNTIME, FILE_NAME, RuntimeFileError, default_state_dir, read_runtime
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CATALOGUE_PATH = "/store/af/catalogue.json"
@@ -255,10 +255,7 @@ def _from_runtime_file() -> tuple[str, str | None, tuple[str, ...]]:
     """Outside the hub and without $AF_DATA_*: the facility running on this host (runtime.json)."""
     path = os.environ.get(ENV_RUNTIME)
     if not path:
-        state = os.environ.get("AF_STATE_DIR") or Path(
-            os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state", "analysis-facility"
-        )
-        path = str(Path(state) / "runtime.json")
+        path = str(default_state_dir() / FILE_NAME)
     if not Path(path).exists():
         raise DataLakeError(
             f"${ENV_ORIGIN} is not set and no facility runs here ({path} is missing): start one with `af up`, "

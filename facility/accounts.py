@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facility.home_folders import refuse_home
 from facility.model import UnixAccounts
 
 GECOS_MARKER = "analysis-facility user"
@@ -260,9 +261,10 @@ def _run_locked(argv: list[str], attempts: int = 20) -> None:
 def grant_traverse(paths: Iterable[Path], group: str) -> list[Path]:
     """Let members of `group` pass through (not list) every folder above and at each path.
 
-    Needed when the project, its Python or the state folder lie below a private folder such as
-    /root. An ACL entry for the facility group only (setfacl, package acl), never o+x for everyone.
-    Returns the folders that got an entry.
+    Needed when the project or the state folder lie below a private folder (a CI clone in a 0700
+    temporary folder). An ACL entry for the facility group only (setfacl, package acl), never o+x
+    for everyone; never on a home folder (facility.home_folders: HomeFolderError instead). Returns
+    the folders that got an entry.
     """
     changed: list[Path] = []
     seen: set[Path] = set()
@@ -274,6 +276,7 @@ def grant_traverse(paths: Iterable[Path], group: str) -> list[Path]:
             seen.add(folder)
             if folder.stat().st_mode & 0o001:
                 continue  # others may already pass through
+            refuse_home(folder, path)
             subprocess.run(["setfacl", "--modify", f"g:{group}:x", str(folder)], check=True)  # noqa: S603, S607
             changed.append(folder)
     return changed

@@ -17,7 +17,26 @@ from pathlib import Path
 from typing import Any
 
 ENV_RUNTIME = "AF_RUNTIME"
+ENV_STATE_DIR = "AF_STATE_DIR"
 FILE_NAME = "runtime.json"
+# Root's facility is the host's: its state lies where facility accounts may pass (af up opens only the
+# few entries they need), never in /root, which would need an ACL that opens root's home (issue 17).
+SYSTEM_STATE_DIR = Path("/var/lib/analysis-facility")
+
+
+def default_state_dir() -> Path:
+    """Where a facility keeps its state unless told: $AF_STATE_DIR, else $XDG_STATE_HOME's or, for
+    root, /var/lib/analysis-facility, else ~/.local/state/analysis-facility."""
+    explicit = os.environ.get(ENV_STATE_DIR)
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("XDG_STATE_HOME"):
+        return Path(os.environ["XDG_STATE_HOME"]) / "analysis-facility"
+    if os.geteuid() == 0:
+        return SYSTEM_STATE_DIR
+    return Path.home() / ".local" / "state" / "analysis-facility"
+
+
 # Written by `af down` before it stops the processes: gateways then stop their clusters (a plain
 # restart keeps them); `af up` removes it.
 STOPPING_FILE = "stopping"

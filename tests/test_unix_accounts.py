@@ -179,6 +179,28 @@ def test_no_facility_secret_is_readable_by_a_user_account(fac: RunningFacility, 
     assert str(state / "tokens" / "bob" / "bearer_token") in readable
 
 
+def test_no_file_in_roots_home_is_readable_by_a_user_account(fac: RunningFacility, bob: Notebook) -> None:
+    """The facility's Python and state live outside /root, so `af up` opens nothing there and takes
+    back the pass-through entry earlier versions put on it (issue 17): af-bob cannot enter /root, so
+    no file below it opens for him. Tried on every file three levels down (the whole tree is large)."""
+    acl = subprocess.run(["getfacl", "--omit-header", "--absolute-names", "/root"], capture_output=True, text=True)
+    assert "group:af-users:" not in acl.stdout, acl.stdout  # the embedded facility's group
+    files = [str(p) for p in _files_below(Path("/root"), depth=3)]
+    assert files, "nothing to try below /root"
+    assert _readable_as("af-bob", files) == []
+    assert _readable_as("af-bob", ["/root/.gitconfig"]) == []  # the file the review read
+
+
+def _files_below(folder: Path, depth: int) -> list[Path]:
+    found: list[Path] = []
+    for entry in folder.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            found.append(entry)
+        elif entry.is_dir() and not entry.is_symlink() and depth > 1:
+            found += _files_below(entry, depth - 1)
+    return found
+
+
 PUBLIC_XROOTD_FILES = ("authdb", "host.csr", "host.ext")  # no rules (tokens decide), certificate request
 
 
