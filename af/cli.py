@@ -47,7 +47,7 @@ def _fail(message: str, code: int = 1) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help=(
-        "Where the running facility keeps its files (default: $AF_STATE_DIR, else /var/lib/analysis-facility "
+        "Where the running facility keeps its files (default: $AF_STATE_DIR, else /var/lib/analysis-facility/state "
         "for root, ~/.local/state/analysis-facility for others)."
     ),
 )

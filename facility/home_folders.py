@@ -4,7 +4,7 @@ Per-user accounts must pass through every folder above what they run and read (t
 project, the state folder's few open entries). An ACL entry on a home folder such as /root lets
 them pass into anything there that is world-readable (e.g. /root/.gitconfig). So the facility's
 software and state live outside home folders (`make up`: Python in /opt/analysis-facility, root's
-state in /var/lib/analysis-facility), granting on a home folder is refused in words, and the entries
+state in /var/lib/analysis-facility/state), granting on a home folder is refused in words, and the entries
 earlier versions granted on home folders are taken back by `af up`.
 """
 
@@ -38,7 +38,7 @@ def refuse_home(folder: Path, needed: Path) -> None:
             f"{needed} lies in the home folder {folder}, which the facility's accounts cannot pass "
             "through, and the facility does not open home folders. Keep the facility's software and "
             "state outside them: `make up` installs its Python in /opt/analysis-facility and keeps "
-            "root's state in /var/lib/analysis-facility; or set AF_STATE_DIR to a folder outside."
+            "root's state in /var/lib/analysis-facility/state; or set AF_STATE_DIR to a folder outside."
         )
 
 

@@ -21,12 +21,12 @@ ENV_STATE_DIR = "AF_STATE_DIR"
 FILE_NAME = "runtime.json"
 # Root's facility is the host's: its state lies where facility accounts may pass (af up opens only the
 # few entries they need), never in /root, which would need an ACL that opens root's home (issue 17).
-SYSTEM_STATE_DIR = Path("/var/lib/analysis-facility")
+SYSTEM_STATE_DIR = Path("/var/lib/analysis-facility/state")  # beside the test daemons' builds
 
 
 def default_state_dir() -> Path:
     """Where a facility keeps its state unless told: $AF_STATE_DIR, else $XDG_STATE_HOME's or, for
-    root, /var/lib/analysis-facility, else ~/.local/state/analysis-facility."""
+    root, /var/lib/analysis-facility/state, else ~/.local/state/analysis-facility."""
     explicit = os.environ.get(ENV_STATE_DIR)
     if explicit:
         return Path(explicit)
