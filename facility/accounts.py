@@ -266,17 +266,14 @@ def grant_traverse(paths: Iterable[Path], group: str) -> list[Path]:
     for everyone; never on a home folder (facility.home_folders: HomeFolderError instead). Returns
     the folders that got an entry.
     """
-    changed: list[Path] = []
-    seen: set[Path] = set()
+    closed: dict[Path, Path] = {}  # folder -> the needed path it lies above
     for path in paths:
         path = Path(path).resolve()
         for folder in [path, *path.parents]:
-            if folder in seen or not folder.is_dir():
-                continue
-            seen.add(folder)
-            if folder.stat().st_mode & 0o001:
-                continue  # others may already pass through
-            refuse_home(folder, path)
-            subprocess.run(["setfacl", "--modify", f"g:{group}:x", str(folder)], check=True)  # noqa: S603, S607
-            changed.append(folder)
-    return changed
+            if folder not in closed and folder.is_dir() and not folder.stat().st_mode & 0o001:
+                closed[folder] = path  # others may not pass through yet
+    for folder, path in closed.items():  # all refusals before any grant
+        refuse_home(folder, path)
+    for folder in closed:
+        subprocess.run(["setfacl", "--modify", f"g:{group}:x", str(folder)], check=True)  # noqa: S603, S607
+    return list(closed)
