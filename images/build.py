@@ -17,6 +17,7 @@ nothing changed only checks the keys.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -131,6 +132,16 @@ class Builder:
         self.save()
         return {**record, "cached": False}
 
+    def forget_old_builds(self) -> None:
+        """Untag this storage's images of keys no target has now (their layers may stay as cache)."""
+        current = {record["tag"] for record in self.state.values()}
+        listed = json.loads(self.buildah.run("images", "--json") or "[]")
+        for image in listed:
+            for name in image.get("names") or []:
+                ours = name.startswith("localhost/af-") and not name.startswith("localhost/af-base:")
+                if ours and name not in current:
+                    self.buildah.run("rmi", name)
+
     def oci_layout(self, record: dict[str, Any]) -> int:
         """Push the image into the cache's OCI layout (once per image id); its compressed bytes."""
         layout = self.cache / "oci"
@@ -170,20 +181,27 @@ def main(argv: list[str] | None = None) -> int:
     cache = cache_dir(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     cvmfs_root = Path(args.cvmfs_root) if args.cvmfs_root else cache / "cvmfs"
+    with (cache / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time per cache (make images, the tests)
+        return build_and_publish(cache, cvmfs_root, args.only)
+
+
+def build_and_publish(cache: Path, cvmfs_root: Path, only: list[str] | None) -> int:
     started = time.monotonic()
     builder = Builder(cache)
     base_image, base_seconds = base.ensure(builder.buildah, cache / "work")
     if base_seconds is not None:
         print(f"images: base {base_image} built in {base_seconds:.0f} s", flush=True)
     published = []
+    known = {e["reference"]: e for e in publish.read_catalogue(cvmfs_root)}
     for target in targets():
-        if args.only and target.name not in args.only:
+        if only and target.name not in only:
             continue
         record = builder.build(target, base_image)
         record["oci_bytes"] = builder.oci_layout(record)
         builder.state[target.name] = {k: v for k, v in record.items() if k != "cached"}
         builder.save()
-        entries = publish.publish(builder.buildah, record, cvmfs_root)
+        entries = publish.publish(builder.buildah, record, cvmfs_root, known)
         published += entries
         how = "from cache" if record["cached"] else f"built in {record['build_seconds']:.0f} s"
         print(
@@ -192,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     catalogue = publish.write_catalogue(cvmfs_root, published)
+    for tree in publish.prune(cvmfs_root):
+        print(f"images: removed {tree}: no reference points to it now or before", flush=True)
+    builder.forget_old_builds()
     print(f"images: catalogue {catalogue}; done in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 

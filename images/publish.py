@@ -9,7 +9,8 @@ As DUCC does, the image's environment (its ENV lines) is written to
 bubblewrap runtime (backends/common/container.py) sources too.
 
 `<root>/unpacked.cern.ch/.af-catalogue.json` lists what is published: reference, tree, image id,
-build key, lock hash, sizes.
+build key, lock hash, sizes, and the tree the reference pointed to before (kept, so jobs started
+from the former build go on and an old worker image stays at hand; older trees are removed).
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def tree_bytes(tree: Path) -> int:
     return int(done.stdout.split()[0])
 
 
-def link(root: Path, reference: str, tree: Path) -> Path:
-    """Point the reference's path at the tree (a relative link, so the root can move)."""
+def link(root: Path, reference: str, tree: Path) -> tuple[Path, str | None]:
+    """Point the reference's path at the tree (a relative link, so the root can move); the path,
+    and the tree it pointed to before when that was another."""
     path = cvmfs.cvmfs_path(reference, root)
+    before = str(path.resolve()) if path.is_symlink() and path.resolve() != tree.resolve() else None
     path.parent.mkdir(parents=True, exist_ok=True)
     new = path.with_name(path.name + ".new")
     new.unlink(missing_ok=True)
@@ -83,11 +86,14 @@ def link(root: Path, reference: str, tree: Path) -> Path:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     os.replace(new, path)
-    return path
+    return path, before
 
 
-def publish(buildah: Buildah, record: dict[str, Any], root: Path) -> list[dict[str, Any]]:
-    """Publish one built target under every reference it has; the catalogue entries."""
+def publish(
+    buildah: Buildah, record: dict[str, Any], root: Path, known: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Publish one built target under every reference it has; the catalogue entries (`known`: the
+    catalogue's entries so far, by reference)."""
     image_id = record["image_id"]
     tree = flat_tree(root, image_id)
     marker = tree / MARKER
@@ -100,7 +106,8 @@ def publish(buildah: Buildah, record: dict[str, Any], root: Path) -> list[dict[s
     facts = json.loads(marker.read_text())
     entries = []
     for reference in record["references"]:
-        path = link(root, reference, tree)
+        path, before = link(root, reference, tree)
+        previous = before or (known.get(reference) or {}).get("previous_tree")
         entries.append(
             {
                 "reference": reference,
@@ -112,6 +119,7 @@ def publish(buildah: Buildah, record: dict[str, Any], root: Path) -> list[dict[s
                 "built_at": record["built_at"],
                 "oci_bytes": record.get("oci_bytes"),
                 "unpacked_bytes": facts["unpacked_bytes"],
+                "previous_tree": previous if previous != str(tree) else None,
             }
         )
     return entries
@@ -131,3 +139,18 @@ def write_catalogue(root: Path, entries: list[dict[str, Any]]) -> Path:
 def read_catalogue(root: Path) -> list[dict[str, Any]]:
     path = repository(root) / CATALOGUE
     return list(json.loads(path.read_text())["images"]) if path.is_file() else []
+
+
+def prune(root: Path) -> list[Path]:
+    """Remove the flat trees no reference of the catalogue points to now or pointed to before."""
+    kept = set()
+    for entry in read_catalogue(root):
+        kept |= {entry["tree"], entry.get("previous_tree")}
+    removed = []
+    for tree in sorted((repository(root) / ".flat").glob("*/*")):
+        if str(tree) not in kept:
+            shutil.rmtree(tree)
+            removed.append(tree)
+            if not any(tree.parent.iterdir()):
+                tree.parent.rmdir()
+    return removed
