@@ -2,7 +2,7 @@
 
 `make images` (images/build.py) builds images/Containerfile with buildah from a debootstrap base
 and publishes each image as DUCC does; this module runs the same build (from its cache when
-nothing changed, about 6 minutes cold), then checks from outside (catalogue, the CVMFS resolver)
+nothing changed, about 8.5 minutes cold here), then checks from outside (catalogue, the CVMFS resolver)
 and from inside: a process started by backends.common.container.bubblewrap_argv reports its
 root file system and the versions it imports, compared with images/requirements.lock.
 """
