@@ -191,3 +191,85 @@ def test_a_moved_reference_keeps_the_tree_before_and_prunes_older(tmp_path):
     assert before == str(trees[1].resolve())
     assert publish.prune(tmp_path) == [trees[0]]
     assert not trees[0].parent.exists() and trees[1].is_dir() and trees[2].is_dir()
+
+
+# Run inside the notebook image: a client of the cluster, what its workers and scheduler run from,
+# and the facility's version-skew check against the image's own lock.
+CLIENT = """
+import json, sys
+from distributed import Client
+from dask_backends.versions import VersionSkewError, check_cluster, read_lock
+with Client(sys.argv[1], timeout=60) as client:
+    client.wait_for_workers(int(sys.argv[2]), timeout=120)
+    prefix = lambda: __import__("sys").prefix
+    out = {
+        "sum": client.submit(sum, range(10)).result(),
+        "client": sys.prefix,
+        "workers": sorted(client.run(prefix).values()),
+        "scheduler": client.run_on_scheduler(prefix),
+    }
+    try:
+        check_cluster(client, lock=read_lock("/opt/af/requirements.lock"))
+        out["skew"] = []
+    except VersionSkewError as error:
+        out["skew"] = error.differences
+print(json.dumps(out))
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_dask_cluster_from_the_images_passes_the_skew_check_and_a_foreign_worker_fails_it(built, tmp_path):
+    """Scheduler and worker from the dask-worker image, the client in the notebook image: one stack,
+    no skew. A worker from another environment (the host's, with awkward planted at 2.13.0 as a
+    worker of an older build would report it) joins: the check run in the notebook image names it."""
+    worker_tree = Path(built["entries"][REFERENCES["dask-worker"]]["tree"])
+    notebook_tree = Path(built["entries"][REFERENCES["notebook"]]["tree"])
+    address = f"tcp://127.0.0.1:{free_port()}"
+    port = address.rsplit(":", 1)[1]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler_argv = ["dask", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"]
+    worker_argv = ["dask", "worker", address, "--nthreads", "1", "--no-dashboard", "--name", "image-worker"]
+    processes = [subprocess.Popen(bubblewrap_argv(worker_tree, scheduler_argv), **quiet)]
+    try:
+        processes.append(subprocess.Popen(bubblewrap_argv(worker_tree, worker_argv), **quiet))
+        done = run_inside(notebook_tree, ["python", "-c", CLIENT, address, "1"], home=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout)
+        assert report["sum"] == 45
+        assert report["client"] == report["scheduler"] == "/opt/af" and report["workers"] == ["/opt/af"]
+        assert report["skew"] == []
+        planted = tmp_path / "site"
+        (planted / "awkward-2.13.0.dist-info").mkdir(parents=True)
+        (planted / "awkward-2.13.0.dist-info" / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: awkward\nVersion: 2.13.0\n"
+        )
+        foreign = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1"]
+        foreign += ["--no-dashboard", "--no-nanny", "--name", "foreign"]
+        processes.append(subprocess.Popen(foreign, env={**os.environ, "PYTHONPATH": str(planted)}, **quiet))
+        done = run_inside(notebook_tree, ["python", "-c", CLIENT, address, "2"], home=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        report = json.loads(done.stdout)
+        assert report["workers"] == sorted(["/opt/af", sys.prefix])
+        awkward = read_lock(LOCK)["awkward"]
+        skew = [line for line in report["skew"] if line.startswith("awkward:")]
+        assert skew and "2.13.0" in skew[0] and awkward in skew[0], report["skew"]
+        assert not any(line.startswith(("dask:", "distributed:")) for line in report["skew"])
+    finally:
+        for process in reversed(processes):
+            stop(process)
