@@ -273,3 +273,31 @@ def test_dask_cluster_from_the_images_passes_the_skew_check_and_a_foreign_worker
     finally:
         for process in reversed(processes):
             stop(process)
+
+
+def test_a_batch_backend_with_bubblewrap_wraps_its_job_command_in_the_image(built, tmp_path):
+    """container_runtime: bubblewrap through the batch kinds' job_wrapping (what Slurm and HTCondor
+    jobs run), for a real process: the image's Python, the job's environment kept, the site's binds."""
+    import dataclasses
+
+    from backends.common.container import job_wrapping, uses_container
+    from backends.slurm.settings import SlurmSettings
+
+    raw = site_raw()
+    raw["data"]["cvmfs_root"] = str(built["root"])
+    fac = facility.from_dict(raw)
+    data = tmp_path / "scratch"
+    data.mkdir()
+    backend = dataclasses.replace(
+        fac.backend("hpc"), container_runtime="bubblewrap", site={"apptainer_binds": [str(data)]}
+    )
+    assert uses_container(backend)
+    image = fac.image("coffea-2026")
+    wrapping = job_wrapping(fac, backend, image, SlurmSettings.of(backend))
+    code = "import os, sys; open(sys.argv[1] + '/out', 'w').write(sys.prefix + ' ' + os.environ['AF_JOB'])"
+    argv = wrapping.apply(["python", "-c", code, str(data)])
+    assert argv[0] == "bwrap" and str(image_path(fac, image).resolve()) in argv
+    subprocess.run(argv, check=True, timeout=120, env={**os.environ, "AF_JOB": "job-7"})
+    assert (data / "out").read_text() == "/opt/af job-7"
+    with pytest.raises(ValueError, match="cannot bind GPUs"):
+        job_wrapping(fac, backend, image, SlurmSettings.of(backend), gpus=1)

@@ -38,8 +38,11 @@ def image_path(fac: Facility, image: Image) -> str:
 IMAGE_SERVER_COMMAND = ("af-singleuser",)
 
 
+CONTAINER_RUNTIMES = ("apptainer", "bubblewrap")
+
+
 def uses_container(backend: Backend) -> bool:
-    return backend.container_runtime == "apptainer"
+    return backend.container_runtime in CONTAINER_RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,17 @@ def job_wrapping(
     site keys read: `apptainer` (the runtime's program), `apptainer_binds` (host paths bound into
     the container), and without a container `environment` (or the kind's default `environment`
     given here): its bin/ programs are called by full path.
+
+    With `container_runtime: bubblewrap` (program: site key `bubblewrap`) the tree must be readable
+    where the wrapping is made (this machine kind: hub and jobs on one host); the job keeps its
+    environment, as under Apptainer, and GPUs are not bound (no equivalent of --nv yet).
     """
+    if backend.container_runtime == "bubblewrap":
+        if gpus:
+            raise ValueError(f"backend {backend.name!r}: container_runtime bubblewrap cannot bind GPUs yet")
+        tree = cvmfs.image_path(fac, image, check=True).resolve()  # this build, even if the reference moves
+        argv = bubblewrap_argv(tree, [], binds=settings.apptainer_binds, keep_env=True, bwrap=settings.bubblewrap)
+        return JobWrapping(prefix=tuple(argv))
     if uses_container(backend):
         command = [settings.apptainer, "exec"]
         if gpus:
@@ -122,13 +135,15 @@ def bubblewrap_argv(
     ro_binds: Sequence[str | Path] = (),
     env: Mapping[str, str] | None = None,
     workdir: str | Path | None = None,
+    keep_env: bool = False,
     bwrap: str = BWRAP,
 ) -> list[str]:
     """The argv that runs `command` inside the unpacked image `tree` with bubblewrap.
 
     `home` and `binds` are bound read-write at the same path, `ro_binds` read-only; /tmp is the
     host's (sockets and scratch files shared with the host, as Apptainer does). The process gets
-    only `env` (plus HOME) and then the image's own ENV, which wins over both, as in Apptainer.
+    only `env` (plus HOME; with keep_env, the caller's whole environment too) and then the image's
+    own ENV, which wins over both, as in Apptainer.
     """
     tree = Path(tree)
     if not (tree / "usr").is_dir():
@@ -149,7 +164,8 @@ def bubblewrap_argv(
         argv += ["--bind", str(path), str(path)]
     for path in ro_binds:
         argv += ["--ro-bind", str(path), str(path)]
-    argv.append("--clearenv")
+    if not keep_env:
+        argv.append("--clearenv")
     environment = {**(env or {}), **({"HOME": str(home)} if home else {})}
     for name, value in environment.items():
         argv += ["--setenv", name, value]
