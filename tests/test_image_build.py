@@ -27,7 +27,9 @@ from facility.cvmfs import image_path, recipe_images, resolve
 from images import build, publish
 from tests.kube_helpers import ROOT, site_raw
 
-pytestmark = [pytest.mark.no_facility, pytest.mark.slow]
+# A cold build (no cache: debootstrap, both images, OCI layout, unpacking) took 507 s on an idle-ish
+# 2-core machine; the first test's timeout covers the module fixture that runs it.
+pytestmark = [pytest.mark.no_facility, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 LOCK = ROOT / "images" / "requirements.lock"
 STACK = ("dask", "distributed", "coffea", "uproot", "awkward")
