@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 AF := $(VENV)/bin/af
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test install install-system lint format clean bench
+.PHONY: up down status test install install-system lint format clean bench images
 
 up: install
 	$(AF) up
@@ -39,6 +39,13 @@ bench: install
 	$(PY) -m benchmarks.dask_efficiency
 	$(PY) -m benchmarks.xcache_sweep
 	$(PY) -m benchmarks.uproot_reads
+
+# The notebook and Dask-worker images (not part of `make up`): built with buildah from a debootstrap
+# base, cached under ~/.cache/analysis-facility/images ($AF_IMAGES_CACHE) and rebuilt only when the
+# lock, the Containerfile or the files it copies change; published unpacked CVMFS-style there.
+images: install
+	set -e; for step in scripts/images-install.d/*.sh; do bash "$$step"; done
+	$(PY) -m images.build
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,7 @@
 The skew check runs against a real Dask cluster (scheduler and workers as processes); the planted
 mismatch is a worker whose environment reports another awkward version (a dist-info folder ahead
 on its PYTHONPATH), which is what a worker built from another image looks like to distributed.
-No container engine runs here, so the images themselves are not built by the tests.
+The images themselves are built and run in tests/test_image_build.py (buildah, bubblewrap).
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ Shared by the Slurm and HTCondor kinds: where the backend runs jobs in a contain
 `apptainer exec <cvmfs path> ...`; otherwise it runs in the configured environment
 (`site.environment`, a Python environment prefix, or whatever is on the job's PATH).
 
+`bubblewrap_argv` runs a command from the same unpacked tree with bubblewrap (`bwrap`), which works
+on machines without Apptainer (this project's test machines): the tree read-only as /, /proc,
+/dev, /sys read-only, /tmp, the home and the data the job needs bound, the image's ENV applied as
+Apptainer applies it (the tree's .singularity.d/env file, written by images/publish.py), the rest
+of the caller's environment cleared unless passed. Not yet used by the backends' jobs.
+
 Every argument stays a separate argv item (quoted with shlex where a shell reads it), so nothing
 from a user or a form reaches the shell unquoted.
 """
@@ -12,8 +18,9 @@ from a user or a form reaches the shell unquoted.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from backends.common.settings import BatchSettings
 from facility import cvmfs
@@ -31,8 +38,11 @@ def image_path(fac: Facility, image: Image) -> str:
 IMAGE_SERVER_COMMAND = ("af-singleuser",)
 
 
+CONTAINER_RUNTIMES = ("apptainer", "bubblewrap")
+
+
 def uses_container(backend: Backend) -> bool:
-    return backend.container_runtime == "apptainer"
+    return backend.container_runtime in CONTAINER_RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,17 @@ def job_wrapping(
     site keys read: `apptainer` (the runtime's program), `apptainer_binds` (host paths bound into
     the container), and without a container `environment` (or the kind's default `environment`
     given here): its bin/ programs are called by full path.
+
+    With `container_runtime: bubblewrap` (program: site key `bubblewrap`) the tree must be readable
+    where the wrapping is made (this machine kind: hub and jobs on one host); the job keeps its
+    environment, as under Apptainer, and GPUs are not bound (no equivalent of --nv yet).
     """
+    if backend.container_runtime == "bubblewrap":
+        if gpus:
+            raise ValueError(f"backend {backend.name!r}: container_runtime bubblewrap cannot bind GPUs yet")
+        tree = cvmfs.image_path(fac, image, check=True).resolve()  # this build, even if the reference moves
+        argv = bubblewrap_argv(tree, [], binds=settings.apptainer_binds, keep_env=True, bwrap=settings.bubblewrap)
+        return JobWrapping(prefix=tuple(argv))
     if uses_container(backend):
         command = [settings.apptainer, "exec"]
         if gpus:
@@ -70,3 +90,88 @@ def job_wrapping(
         return JobWrapping(prefix=(*command, image_path(fac, image)))
     environment = settings.environment or environment
     return JobWrapping(program_dir=os.path.join(environment, "bin") if environment else "")
+
+
+BWRAP = "bwrap"
+# Written into every published tree by images/publish.py (DUCC writes the same file).
+IMAGE_ENV_FILE = "/.singularity.d/env/10-docker2singularity.sh"
+# Host files a process needs to reach other hosts by name (Apptainer binds them too).
+HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
+# The host's /tmp is the process's /tmp (sockets and scratch files shared, as with Apptainer).
+HOST_TMP = "/tmp"  # noqa: S108 - bound, not written to
+
+
+def _underlay(tree: Path, destination: str, done: set[str]) -> list[str]:
+    """Mounts that make `destination` creatable in the read-only tree: its deepest ancestor present
+    in the image becomes a tmpfs holding that ancestor's entries again (bound from the tree), so a
+    home such as /root/.local/state/... can be bound while /root keeps the image's files."""
+    parts = Path(destination).parts[1:]
+    ancestor = Path("/")
+    for part in parts[:-1]:
+        inside = tree / ancestor.relative_to("/") / part
+        if inside.is_symlink() or not inside.is_dir():
+            break
+        ancestor = ancestor / part
+    if (tree / destination.lstrip("/")).is_dir() or str(ancestor) in done:
+        return []
+    done.add(str(ancestor))
+    argv = ["--tmpfs", str(ancestor)]
+    source = tree / ancestor.relative_to("/")
+    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+        inside = str(ancestor / entry.name)
+        if entry.is_symlink():
+            argv += ["--symlink", os.readlink(entry.path), inside]
+        else:
+            argv += ["--ro-bind", entry.path, inside]
+    return argv
+
+
+def bubblewrap_argv(
+    tree: str | Path,
+    command: Sequence[str],
+    *,
+    home: str | Path | None = None,
+    binds: Sequence[str | Path] = (),
+    ro_binds: Sequence[str | Path] = (),
+    env: Mapping[str, str] | None = None,
+    workdir: str | Path | None = None,
+    keep_env: bool = False,
+    bwrap: str = BWRAP,
+) -> list[str]:
+    """The argv that runs `command` inside the unpacked image `tree` with bubblewrap.
+
+    `home` and `binds` are bound read-write at the same path, `ro_binds` read-only; /tmp is the
+    host's (sockets and scratch files shared with the host, as Apptainer does). The process gets
+    only `env` (plus HOME; with keep_env, the caller's whole environment too) and then the image's
+    own ENV, which wins over both, as in Apptainer.
+    """
+    tree = Path(tree)
+    if not (tree / "usr").is_dir():
+        raise FileNotFoundError(f"{tree} is not an unpacked image (no usr/ in it)")
+    writable = [*([home] if home else []), *binds]
+    argv = [bwrap, "--die-with-parent", "--ro-bind", str(tree), "/"]
+    done: set[str] = set()
+    for path in [*writable, *ro_binds]:
+        if not os.path.isabs(path):
+            raise ValueError(f"bind {path!r}: give an absolute path")
+        if not Path(path).is_relative_to(HOST_TMP):  # the host's /tmp is bound below
+            argv += _underlay(tree, str(path), done)
+    argv += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys", "--bind", HOST_TMP, HOST_TMP]
+    for host_file in HOST_FILES:
+        if os.path.exists(host_file):
+            argv += ["--ro-bind", host_file, host_file]
+    for path in writable:
+        argv += ["--bind", str(path), str(path)]
+    for path in ro_binds:
+        argv += ["--ro-bind", str(path), str(path)]
+    if not keep_env:
+        argv.append("--clearenv")
+    environment = {**(env or {}), **({"HOME": str(home)} if home else {})}
+    for name, value in environment.items():
+        argv += ["--setenv", name, value]
+    chdir = workdir or home
+    if chdir:
+        argv += ["--chdir", str(chdir)]
+    # Apply the image's ENV inside, as Apptainer does, then exec the command itself.
+    script = f'[ -r {IMAGE_ENV_FILE} ] && . {IMAGE_ENV_FILE}; exec "$@"'
+    return [*argv, "--", "/bin/sh", "-c", script, "af-image", *map(str, command)]

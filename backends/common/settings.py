@@ -13,7 +13,8 @@ NOTEBOOK_PENDING_TIMEOUT_SECONDS = 300
 @dataclass(frozen=True)
 class BatchSettings(SiteSettings):
     apptainer: str = "apptainer"  # the container runtime's program (container_runtime: apptainer)
-    apptainer_binds: tuple[str, ...] = ()  # host paths bound into the container
+    apptainer_binds: tuple[str, ...] = ()  # host paths bound into the container (either runtime)
+    bubblewrap: str = "bwrap"  # the program when container_runtime: bubblewrap
     environment: str = ""  # prefix of the Python environment jobs use without a container
     job_dir: str = ""  # shared folder of job folders; empty: the kind's default
     notebook_host: str = ""  # the address the hub reaches notebook jobs at; empty: the job's host
