@@ -300,6 +300,27 @@ def test_the_hub_route_refuses_bad_input_in_plain_words(running, alice) -> None:
     assert records(running) == before  # nothing recorded for a refused request
 
 
+def test_a_run_elsewhere_counts_by_its_lease_which_the_client_renews_and_releases(running, alice) -> None:
+    """A run whose process the hub cannot see (a batch node, a pod): counted while its lease holds."""
+    headers = {"Authorization": f"token {alice.token()}"}
+    url = f"{running.url}/hub/api/af/runs"
+    elsewhere = {"backend": "local", "name": "remote", "pid": 4242, "started": 1.0, "host": "node-17.example.org"}
+    reply = requests.post(url, json=elsewhere, headers=headers, timeout=30)
+    assert reply.status_code == 201, reply.text
+    answer = reply.json()
+    assert answer["lease_seconds"] > answer["renew_seconds"] > 0
+    (record,) = [r for r in records(running) if r["name"] == "remote"]
+    assert not record["pid_checked"] and alice_runs(running) == [Holding(RUN, "local", "remote", 1, 2)]
+    time.sleep(1)
+    assert requests.put(f"{url}/{answer['id']}", headers=headers, timeout=30).status_code == 200
+    (renewed,) = [r for r in records(running) if r["name"] == "remote"]
+    assert renewed["lease_until"] > record["lease_until"]
+    assert requests.delete(f"{url}/{answer['id']}", headers=headers, timeout=30).status_code == 204
+    assert alice_runs(running) == []
+    gone = requests.put(f"{url}/{answer['id']}", headers=headers, timeout=30)
+    assert gone.status_code == 404 and "no run" in gone.json()["message"], gone.text
+
+
 def test_a_name_a_shell_would_read_and_a_hub_that_is_down_get_plain_messages(running, alice) -> None:
     bad = in_alice_server(alice, af_run_code("x;id"))
     assert bad["rc"] == 1 and "run name 'x;id'" in bad["err"], bad
