@@ -30,6 +30,7 @@ from tornado import web
 
 from facility import ledger, runs
 from facility.loader import current
+from facility.model import Facility
 from facility.quota import Holding, quota_for, refusal
 from facility.runtime import Runtime
 
@@ -113,7 +114,8 @@ class RunsHandler(APIHandler):
         self.set_status(201)
         self.finish(json.dumps({"id": run_id, "lease_seconds": LEASE_SECONDS, "renew_seconds": RENEW_SECONDS}))
 
-    async def _refuse_over_quota(self, user: Any, fac: Any, run: Holding, run_id: str) -> None:
+    async def _refuse_over_quota(self, user: Any, fac: Facility, run: Holding, run_id: str) -> None:
+        """The hub's 403 with the CLI's words if `run` does not fit; 503 if a gateway is silent."""
         quota = quota_for(fac, {g.name for g in user.groups}, bool(user.admin))
         if quota is None:
             return
