@@ -29,6 +29,7 @@ from backends.common.run_request import RunFailed, RunRequest
 from backends.registry import kind_of
 from facility.data_environment import data_environment
 from facility.model import Backend, Facility
+from facility.runtime import Runtime
 
 MAX_CELL_TIMEOUT = 30 * 24 * 3600  # beyond it the kernel client's timers overflow
 console = Console()
@@ -106,9 +107,18 @@ def _fits(value: Any, expected: str) -> bool:
     return isinstance(value, _CHECKED[expected])
 
 
+def readable_runtime(state: StateDir) -> Runtime | None:
+    """The state folder's runtime.json; None also where it is there but not ours to read (a user's
+    account in a notebook server, `--state-dir $AF_INSTANCE`: it holds the facility's secrets)."""
+    try:
+        return state.read_runtime()
+    except PermissionError:
+        return None
+
+
 def kernel_environment(fac_file: Path, fac: Facility, backend: Backend, state: StateDir) -> dict[str, str]:
     """Data-lake URLs (the running facility's when it runs this facility.yaml, else the file's) and backend."""
-    runtime = state.read_runtime()
+    runtime = readable_runtime(state)
     if runtime and Path(runtime.facility_file).resolve() != fac_file.resolve():
         runtime = None  # another facility runs in this state folder: its ports are not this one's
     env = {"AF_BACKEND": backend.name, **data_environment(fac, backend, runtime)}
@@ -158,7 +168,7 @@ def run(
     cell_timeout: int | None,
 ) -> None:
     """Execute NOTEBOOK with papermill on a backend; the output notebook and log go to a run folder."""
-    runtime = state.read_runtime()
+    runtime = readable_runtime(state)
     source = facility_file or (Path(runtime.facility_file) if runtime else facility.default_path())
     try:
         fac = facility.load(source)

@@ -4,8 +4,12 @@ Before anything is submitted, the run is recorded (facility.runs) and the ledger
 user's servers and groups from the hub, their clusters from every gateway, their other runs. A run
 that does not fit is refused with what they hold where; two runs started at once see each other's
 record, so they cannot both pass. The record stays while the run is under way, so the hub and the
-gateways count it too. Without a running facility (no runtime.json here) there is nothing shared to
-count against, and the run is not checked.
+gateways count it too.
+
+In a notebook server the run's process is the user's own account, which cannot read runtime.json:
+there the hub counts the run instead (af.run_admission asks it with the server's token). Without
+either (no readable runtime.json, no hub in the environment) no facility runs here, there is
+nothing shared to count against, and the run is not checked.
 """
 
 from __future__ import annotations
@@ -16,24 +20,18 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import facility
+from af import run_admission
 from backends.common.run_request import RunFailed
 from facility import ledger, runs
 from facility.hub_services import hub_api_url
 from facility.model import Backend, Facility
-from facility.quota import RUN, Holding, quota_for, refusal
+from facility.quota import Holding, quota_for, refusal
 from facility.runtime import Runtime
 
 
 def run_user() -> str:
     """Whose run this is: the hub's name for them in their notebook server, else the login name."""
     return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
-
-
-def run_holding(fac: Facility, backend: Backend, name: str) -> Holding:
-    """The run's size: the backend's default server size, which the batch runners ask the scheduler for."""
-    size = facility.validate_spawn(fac, {"backend": backend.name}, set(), is_admin=True)
-    return Holding(RUN, backend.name, name, float(size.cores), float(size.memory_gb), float(size.gpus or 0))
 
 
 def _hub_token(runtime: Runtime) -> str:
@@ -49,7 +47,7 @@ async def _held(runtime: Runtime, user: str) -> tuple[tuple[str, ...], bool, lis
     hub = await ledger.hub_user(hub_api_url(runtime), _hub_token(runtime), user)
     gateways = {name: (gw.url, gw.api_token) for name, gw in runtime.gateways.items()}
     clusters = await ledger.gateway_clusters(gateways, user)
-    others = runs.running(runs.runs_dir(runtime.state_dir), user, but_pid=os.getpid())
+    others = runs.running(runs.runs_dir(runtime.state_dir), user, but=str(os.getpid()))
     return hub.groups, hub.admin, hub.servers + clusters + others
 
 
@@ -57,12 +55,16 @@ async def _held(runtime: Runtime, user: str) -> tuple[tuple[str, ...], bool, lis
 def counted_run(runtime: Runtime | None, fac: Facility, backend: Backend, name: str) -> Iterator[None]:
     """Run the block as one of the user's runs; RunFailed before it, if the run passes their quota.
 
-    `runtime` is that of the running facility of `fac` (None: none runs it)."""
-    if runtime is None or not fac.quotas.any:
+    `runtime` is that of the running facility of `fac` (None: none whose runtime.json is readable here)."""
+    if runtime is None:
+        with _counted_by_the_hub(backend, name):
+            yield
+        return
+    if not fac.quotas.any:
         yield
         return
     user = run_user()
-    run = run_holding(fac, backend, name)
+    run = runs.run_holding(fac, backend, name)
     with runs.recorded(runs.runs_dir(runtime.state_dir), user, run):
         try:
             groups, admin, held = asyncio.run(_held(runtime, user))
@@ -71,4 +73,20 @@ def counted_run(runtime: Runtime | None, fac: Facility, backend: Backend, name: 
         message = refusal(quota_for(fac, groups, admin), held, run, f"Starting af run {name} on {backend.name!r}")
         if message:
             raise RunFailed(message)
+        yield
+
+
+@contextmanager
+def _counted_by_the_hub(backend: Backend, name: str) -> Iterator[None]:
+    """In a notebook server, the hub admits and counts the run (with its own facility.yaml and
+    quotas, whatever --facility says here); elsewhere without a runtime nothing is counted."""
+    hub = run_admission.hub_from_environment()
+    if hub is None:
+        yield
+        return
+    try:
+        runs.check_run_name(name)
+    except ValueError as exc:
+        raise RunFailed(f"{exc}; give the run a folder with such a name (--run-dir)") from None
+    with run_admission.admitted(hub, backend.name, name):
         yield

@@ -22,6 +22,7 @@ from hub_config.events import configure as configure_events
 from hub_config.examples import configure as configure_examples
 from hub_config.idle_groups import post_auth_hook as idle_post_auth_hook
 from hub_config.log_once import logging_config as log_spawn_failures_once
+from hub_config.run_admission import handlers as run_admission_handlers
 from hub_config.server_summary import handlers as server_summary_handlers
 from hub_config.services import DASHBOARD_SERVICE, activity_interval, register_services
 from hub_config.usage_page import configure as configure_usage_page
@@ -109,6 +110,8 @@ c.Spawner.start_timeout = fac.hub.start_timeout_seconds
 c.Spawner.post_stop_hook = stop_clusters_hook(runtime.gateways)
 c.JupyterHub.extra_handlers.extend(cluster_handlers(runtime.gateways))  # the home page's note on them
 c.JupyterHub.extra_handlers.extend(server_summary_handlers())  # the home page's server: backend, size, kernels
+# `af run` in a notebook server: the hub counts it against the user's quota (/hub/api/af/runs)
+c.JupyterHub.extra_handlers.extend(run_admission_handlers(runtime))
 c.Spawner.environment = {
     "AF_FACILITY": runtime.facility_file,
     "AF_INSTANCE": runtime.state_dir,

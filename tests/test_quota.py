@@ -218,7 +218,7 @@ def test_a_run_counts_while_its_process_lives(tmp_path) -> None:
     run = Holding(RUN, "local", "r1", cores=1, memory_gb=2)
     with runs.recorded(tmp_path, "alice", run):
         assert runs.running(tmp_path, "alice") == [run]
-        assert runs.running(tmp_path, "alice", but_pid=os.getpid()) == []  # a run asking about the others
+        assert runs.running(tmp_path, "alice", but=str(os.getpid())) == []  # a run asking about the others
         assert runs.running(tmp_path, "bob") == []
     assert runs.running(tmp_path, "alice") == []
     dead = subprocess.Popen(["true"])  # a process that has ended: its record no longer counts
