@@ -48,7 +48,7 @@ print(json.dumps({
     "executable": sys.executable,
     "prefix": sys.prefix,
     "python": sys.version.split()[0],
-    "sees_repository": os.path.exists(sys.argv[2]),
+    "sees_unbound_folder": os.path.exists(sys.argv[2]),
     "data": (data / "events.txt").read_text(),
     "data_writable": os.access(data, os.W_OK),
     "versions": {n: importlib.metadata.version(n) for n in sys.argv[3:]},
@@ -117,7 +117,10 @@ def test_a_process_runs_inside_the_notebook_image(built, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "events.txt").write_text("40 events\n")
-    command = ["python", "-c", REPORT, str(data), str(ROOT / "images"), *STACK]
+    # A host folder nothing binds (the repository may lie below the bound /tmp, as a CI clone does).
+    unbound = built["cache"] / "not-bound"
+    unbound.mkdir(exist_ok=True)
+    command = ["python", "-c", REPORT, str(data), str(unbound), *STACK]
     done = run_inside(tree, command, home=home, ro_binds=[data], env={"LANG": "C.UTF-8"})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -126,7 +129,7 @@ def test_a_process_runs_inside_the_notebook_image(built, tmp_path):
     assert "VERSION_CODENAME=bookworm" in report["os_release"]
     assert report["published"] == json.loads((tree / publish.MARKER).read_text())
     assert report["opt_af"] and report["prefix"] == "/opt/af" and report["executable"] == "/opt/af/bin/python"
-    assert not report["sees_repository"], "the repository is not bound, so the image must not see it"
+    assert not report["sees_unbound_folder"], "a host folder that is not bound must not be seen"
     # The data was bound read-only, the home read-write.
     assert report["data"] == "40 events\n" and not report["data_writable"]
     assert (home / "written-inside").read_text() == "from the image"
