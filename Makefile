@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 AF := $(VENV)/bin/af
 STAMP := $(VENV)/.installed
 
-.PHONY: up down status test install install-system lint format clean bench images
+.PHONY: up down status test install install-system lint format clean bench images test-images
 
 up: install
 	$(AF) up
@@ -46,6 +46,11 @@ bench: install
 images: install
 	set -e; for step in scripts/images-install.d/*.sh; do bash "$$step"; done
 	$(PY) -m images.build
+
+# The image tests (tests/test_image_build.py, pytest marker `images`): not part of `make test`,
+# whose 45-minute budget a cold build (about 8.5 min) would break on a fresh machine.
+test-images: images
+	$(PY) -m pytest -n0 -m images tests/test_image_build.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -26,4 +26,5 @@ mkdir -p test-artifacts
 # no_facility beside them (tests/conftest.py's scheduler). Arguments replace the default set.
 workers=(-n "${AF_TEST_WORKERS:-2}" --dist loadscope)
 [[ ${AF_TEST_WORKERS:-2} == 1 ]] && workers=()
-phase "tests (pytest)" .venv/bin/python -m pytest "${workers[@]}" "$@"
+# The image tests build the images (8.5 min cold): `make test-images` runs them (README).
+phase "tests (pytest)" .venv/bin/python -m pytest "${workers[@]}" -m "not images" "$@"

@@ -29,7 +29,8 @@ from tests.kube_helpers import ROOT, site_raw
 
 # A cold build (no cache: debootstrap, both images, OCI layout, unpacking) took 507 s on an idle-ish
 # 2-core machine; the first test's timeout covers the module fixture that runs it.
-pytestmark = [pytest.mark.no_facility, pytest.mark.slow, pytest.mark.timeout(2400)]
+# `make test-images`, not `make test` (README): a cold build alone takes about 8.5 min.
+pytestmark = [pytest.mark.images, pytest.mark.no_facility, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 LOCK = ROOT / "images" / "requirements.lock"
 STACK = ("dask", "distributed", "coffea", "uproot", "awkward")
