@@ -38,9 +38,14 @@ def test_a_path_in_roots_home_is_refused_in_words_and_nothing_is_granted() -> No
 
 
 def test_home_folders_are_roots_and_peoples_not_system_accounts() -> None:
+    def people() -> set[Path]:
+        return {Path(e.pw_dir).resolve() for e in pwd.getpwall() if 1000 <= e.pw_uid < 65534}
+
+    # Other tests add and remove accounts meanwhile: check the people present before and after.
+    before = people()
     homes = home_folders()
+    stayed = {home for home in before & people() if home.is_dir()}
     assert Path("/root") in homes
     assert Path(pwd.getpwnam("nobody").pw_dir) not in homes  # /nonexistent, a system account's
     assert all(home != Path("/") for home in homes)
-    people = [e for e in pwd.getpwall() if 1000 <= e.pw_uid < 65534 and Path(e.pw_dir).is_dir()]
-    assert {Path(e.pw_dir).resolve() for e in people} <= homes
+    assert stayed <= homes
