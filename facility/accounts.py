@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facility.home_folders import refuse_home
+from facility.home_folders import home_folders, refuse_home
 from facility.model import UnixAccounts
 
 GECOS_MARKER = "analysis-facility user"
@@ -272,8 +272,9 @@ def grant_traverse(paths: Iterable[Path], group: str) -> list[Path]:
         for folder in [path, *path.parents]:
             if folder not in closed and folder.is_dir() and not folder.stat().st_mode & 0o001:
                 closed[folder] = path  # others may not pass through yet
+    homes = home_folders()
     for folder, path in closed.items():  # all refusals before any grant
-        refuse_home(folder, path)
+        refuse_home(folder, path, homes)
     for folder in closed:
         subprocess.run(["setfacl", "--modify", f"g:{group}:x", str(folder)], check=True)  # noqa: S603, S607
     return list(closed)

@@ -31,9 +31,12 @@ def home_folders() -> set[Path]:
     return {home.resolve() for home in homes if home.is_dir() and home != Path("/")}
 
 
-def refuse_home(folder: Path, needed: Path) -> None:
-    """Raise HomeFolderError if `folder`, which `needed` lies below, is a home folder."""
-    if folder in home_folders():
+def refuse_home(folder: Path, needed: Path, homes: set[Path] | None = None) -> None:
+    """Raise HomeFolderError if `folder`, which `needed` lies below, is a home folder.
+
+    `homes` is home_folders(), read once by a caller that checks many folders.
+    """
+    if folder in (home_folders() if homes is None else homes):
         raise HomeFolderError(
             f"{needed} lies in the home folder {folder}, which the facility's accounts cannot pass "
             "through, and the facility does not open home folders. Keep the facility's software and "
