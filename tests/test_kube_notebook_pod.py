@@ -15,8 +15,10 @@ What stands in for the cluster here, and why:
   URL, as the chart's Service name would be. Pods reach it through the bridge, the proxy (on this
   host) reaches pods at their bridge addresses.
 - cvmfs-csi cannot run: the chart's CVMFS claim is bound to a host folder (hostPath volume).
-- `af up` publishes the examples repository in the hub's state (af.hub_content): here the test
-  does, before the user starts a server.
+
+The examples repository is the chart's hub's own: it publishes it as it starts (nobody runs `af up`
+in a cluster; helm/analysis-facility/files/jupyterhub_config_k8s.py), here from this checkout's
+notebooks/, in the image from the copy images/Containerfile puts there.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import pytest
 import requests
 import yaml
 
-from af.hub_content import example_notebooks, publish_examples
+from af.hub_content import example_notebooks
 from facility import examples
 from images import build
 from tests.kube_chart_hub import RunningHub, chart_hub
@@ -130,7 +132,7 @@ def notebook_processes() -> list[psutil.Process]:
 
 def test_the_charts_hub_starts_a_notebook_pod_on_a_real_kubelet_that_pulls_the_examples(cluster: Cluster) -> None:
     plane, node, hub = cluster.plane, cluster.node, cluster.hub
-    assert publish_examples(hub.state), "the examples repository was not published"
+    assert examples.is_published(examples.repo_path(hub.state)), "the chart's hub published no examples"
     published = sorted(p.name for p in example_notebooks())
     token = hub.user_token(USER)
     headers = {"Authorization": f"token {token}"}
