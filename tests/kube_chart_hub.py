@@ -72,11 +72,18 @@ class RunningHub:
 
 @contextlib.contextmanager
 def chart_hub(
-    chart: list[dict[str, Any]], folder: Path, gateway_urls: dict[str, str], kubeconfig: Path
+    chart: list[dict[str, Any]],
+    folder: Path,
+    gateway_urls: dict[str, str],
+    kubeconfig: Path,
+    hub_address: str = "127.0.0.1",
 ) -> Iterator[RunningHub]:
-    """The chart's hub (its ConfigMap's config and facility.yaml, its runtime Secret) on loopback;
+    """The chart's hub (its ConfigMap's config and facility.yaml, its runtime Secret) on loopback,
+    its API for servers on `hub_address`;
     `gateway_urls`: where each backend's gateway answers here (in the cluster: its Service);
-    `kubeconfig`: the hub ServiceAccount's token (in the pod, mounted by Kubernetes)."""
+    `kubeconfig`: the hub ServiceAccount's token (in the pod, mounted by Kubernetes);
+    `hub_address`: where notebook servers reach the hub's API (in the cluster: its Service),
+    an address of this host that real pods can reach (tests.kube_kubelet.Kubelet.host_address)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = chart_object(chart, "ConfigMap", "analysis-facility-config")["data"]
     runtime = json.loads(secret_value(chart_object(chart, "Secret", "af-hub-runtime"), "runtime.json"))
@@ -96,8 +103,8 @@ def chart_hub(
 c = get_config()  # noqa: F821
 load_subconfig({str(folder / "jupyterhub_config_k8s.py")!r})  # noqa: F821
 c.JupyterHub.bind_url = "http://127.0.0.1:{public}"
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub}"
-c.JupyterHub.hub_connect_url = "http://127.0.0.1:{hub}"
+c.JupyterHub.hub_bind_url = "http://{hub_address}:{hub}"
+c.JupyterHub.hub_connect_url = "http://{hub_address}:{hub}"
 c.ConfigurableHTTPProxy.should_start = True
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api}"
 c.JupyterHub.services.append({{"name": "tests", "api_token": {admin_token!r}}})
@@ -124,7 +131,7 @@ c.JupyterHub.load_roles.append(
             [str(JUPYTERHUB), "-f", str(wrapper)], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     running = RunningHub(
-        f"http://127.0.0.1:{public}", f"http://127.0.0.1:{hub}/hub/api", admin_token, log, folder / "state"
+        f"http://127.0.0.1:{public}", f"http://{hub_address}:{hub}/hub/api", admin_token, log, folder / "state"
     )
 
     def answers() -> bool:

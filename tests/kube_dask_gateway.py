@@ -134,9 +134,15 @@ def install_dask_gateway_parts(plane: ControlPlane, namespace: str) -> None:
         wait_for(established, f"CRD {crd['metadata']['name']} established")
 
 
-def provide_cvmfs_volume(plane: ControlPlane, namespace: str, claim: str = CVMFS_CLAIM) -> None:
+def provide_cvmfs_volume(
+    plane: ControlPlane, namespace: str, claim: str = CVMFS_CLAIM, host_path: Path | None = None
+) -> None:
     """The volume cvmfs-csi's provisioner would make for the chart's CVMFS claim (there is no CSI
-    driver here), so kube-scheduler places pods that mount it: without a bound claim it never does."""
+    driver here), so kube-scheduler places pods that mount it: without a bound claim it never does.
+    With `host_path`, a folder of this host stands in for the driver's mount, for a real kubelet."""
+    source: dict[str, Any] = {"csi": {"driver": "cvmfs.csi.cern.ch", "volumeHandle": f"{namespace}-{claim}"}}
+    if host_path is not None:
+        source = {"hostPath": {"path": str(host_path), "type": "Directory"}}
     volume = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -145,7 +151,7 @@ def provide_cvmfs_volume(plane: ControlPlane, namespace: str, claim: str = CVMFS
             "capacity": {"storage": "1"},
             "accessModes": ["ReadOnlyMany"],
             "storageClassName": "cvmfs",
-            "csi": {"driver": "cvmfs.csi.cern.ch", "volumeHandle": f"{namespace}-{claim}"},
+            **source,
             "claimRef": {"namespace": namespace, "name": claim},
         },
     }
@@ -373,9 +379,11 @@ class RunningGateway:
         return f"{self.gateway.log_tail()}\n{self.controller.log_tail()}"
 
 
-def install_chart(plane: ControlPlane, namespace: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+def install_chart(
+    plane: ControlPlane, namespace: str, values: dict[str, Any], cvmfs_host_path: Path | None = None
+) -> list[dict[str, Any]]:
     """The chart rendered with `values` and applied server-side, with what dask-gateway's chart and
-    cvmfs-csi would add; its rendered objects."""
+    cvmfs-csi would add (CVMFS from `cvmfs_host_path` when given); its rendered objects."""
     http = plane.session()
     made = http.post(f"{plane.url}/api/v1/namespaces", json={"metadata": {"name": namespace}}, timeout=10)
     assert made.status_code == 201, made.text
@@ -384,7 +392,7 @@ def install_chart(plane: ControlPlane, namespace: str, values: dict[str, Any]) -
         answer = apply(plane, obj, namespace, http)
         assert answer.status_code in (200, 201), f"{obj['kind']}/{obj['metadata']['name']}: {answer.text}"
     install_dask_gateway_parts(plane, namespace)
-    provide_cvmfs_volume(plane, namespace)
+    provide_cvmfs_volume(plane, namespace, host_path=cvmfs_host_path)
     default_account = f"{plane.url}/api/v1/namespaces/{namespace}/serviceaccounts/default"
     wait_for(lambda: http.get(default_account, timeout=10).status_code == 200, "the default ServiceAccount")
     return chart

@@ -5,17 +5,22 @@ and runc, given three allowances (each checked while writing this): the kubelet 
 cgroup v1 (`failCgroupV1: false`; Kubernetes 1.36 refuses it by default), containerd's CRI keeps
 a pod's OOM score at its own (`restrict_oom_score_adj`: runc's init dies lowering it here), and the
 kubelet's own cgroups are not managed (`cgroupsPerQOS: false`). Pods get addresses on a bridge of
-their own (CNI `bridge` + `host-local`), reachable from this host.
+their own (CNI `bridge` + `host-local`), reachable from this host, and reach this host at its
+address on that bridge (Kubelet.host_address).
 
 No registry can be reached, so the tests' images are built here from Debian's static busybox with
 umoci and imported into containerd: a pod sandbox image and a small image with a shell and an
-HTTP server. The chart's own images (JupyterHub, the notebook, XCache) are not built here: that is
-issue 24's work, so the chart's pods still run under the stand-in node of tests/kube_dask_gateway.
+HTTP server. The notebook image `make images` builds (issue 24) is imported from its OCI layout
+(single_image_archive) by tests/test_kube_notebook_pod.py; the chart's other images (the proxy,
+XCache) are not built here, so the chart's other pods still run under the stand-in node of
+tests/kube_dask_gateway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import ipaddress
 import json
 import random
 import shutil
@@ -41,6 +46,7 @@ BUSYBOX = Path("/bin/busybox")
 CNI_PLUGINS = Path("/usr/lib/cni")
 PAUSE_IMAGE = "docker.io/library/af-pause:1"
 SHELL_IMAGE = "docker.io/library/af-busybox:1"
+REF_NAME = "org.opencontainers.image.ref.name"  # an image's tag in an OCI layout's index
 # busybox applets the shell image offers.
 APPLETS = ("sh", "echo", "sleep", "cat", "ls", "hostname", "httpd", "wget", "env", "id")
 
@@ -76,6 +82,34 @@ def build_image(folder: Path, tag: str, command: list[str]) -> Path:
     return archive
 
 
+def single_image_archive(layout: Path, tag: str, archive: Path, name: str) -> Path:
+    """An OCI archive (tar) of the one image tagged `tag` in the OCI layout `layout`, named `name`
+    (a full reference, as pods give it), for `ctr images import`: a layout's index may name many
+    images, and ctr would unpack them all; and ctr keeps a short tag's name unqualified, which the
+    CRI then cannot find (it looks for docker.io/library/<tag>)."""
+    index = json.loads((layout / "index.json").read_text())
+    chosen = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) == tag]
+    if not chosen:
+        raise ValueError(f"no image tagged {tag!r} in the OCI layout {layout}")
+    manifest = {**chosen[0], "annotations": {**chosen[0]["annotations"], REF_NAME: name}}
+
+    def blob(digest: str) -> Path:
+        algorithm, hexdigest = digest.split(":", 1)
+        return layout / "blobs" / algorithm / hexdigest
+
+    content = json.loads(blob(manifest["digest"]).read_text())
+    digests = [manifest["digest"], content["config"]["digest"], *(layer["digest"] for layer in content["layers"])]
+    with tarfile.open(archive, "w") as tar:
+        tar.add(layout / "oci-layout", arcname="oci-layout")
+        listed = json.dumps({**index, "manifests": [manifest]}).encode()
+        info = tarfile.TarInfo("index.json")
+        info.size = len(listed)
+        tar.addfile(info, io.BytesIO(listed))
+        for digest in dict.fromkeys(digests):
+            tar.add(blob(digest), arcname=str(blob(digest).relative_to(layout)))
+    return archive
+
+
 def unmount_under(folder: Path) -> None:
     """Every mount below `folder`, deepest first: the kubelet's and containerd's leave some."""
     prefix = str(folder.resolve()) + "/"
@@ -87,14 +121,32 @@ def unmount_under(folder: Path) -> None:
 class Kubelet:
     """containerd and a kubelet registered as node `name` with the control plane."""
 
-    def __init__(self, plane: ControlPlane, folder: Path, name: str = "af-kubelet"):
+    def __init__(self, plane: ControlPlane, folder: Path, name: str = "af-kubelet", snapshotter: str = "native"):
+        """`snapshotter`: containerd's for pods' root file systems. "native" copies each layer's
+        parent in full, fine for busybox; "overlayfs" for an image of many large layers."""
         self.plane = plane
         self.folder = folder
         self.name = name
+        self.snapshotter = snapshotter
         self.socket = folder / "containerd.sock"
         self.subnet = f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.0/24"  # noqa: S311
         self.bridge = f"afbr{random.randint(0, 99999)}"  # noqa: S311
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def pod_logs(self) -> Path:
+        """Where the kubelet keeps containers' output: <namespace>_<pod>_<uid>/<container>/0.log."""
+        return self.folder / "pod-logs"
+
+    def container_log(self, namespace: str, pod: str, container: str) -> str:
+        """What the pod's container has written so far (its first run), or "" when there is none."""
+        found = sorted(self.pod_logs.glob(f"{namespace}_{pod}_*/{container}/*.log"))
+        return "\n".join(path.read_text(errors="replace") for path in found)
+
+    @property
+    def host_address(self) -> str:
+        """This host's address on the pods' bridge (their gateway): where pods reach the host."""
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         text = (self.folder / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
@@ -124,21 +176,32 @@ state = "{self.folder / "containerd-state"}"
   disable_hugetlb_controller = true
   disable_apparmor = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
+    snapshotter = "{self.snapshotter}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_PLUGINS}"
     conf_dir = "{cni}"
 """
         (self.folder / "containerd.toml").write_text(config)
+        # The bridge with the host's address now, not at the first pod (the CNI plugin adopts it):
+        # a service for the pods can listen on host_address before any pod runs.
+        prefix = ipaddress.ip_network(self.subnet).prefixlen
+        for command in (
+            ["ip", "link", "add", self.bridge, "type", "bridge"],
+            ["ip", "addr", "add", f"{self.host_address}/{prefix}", "dev", self.bridge],
+            ["ip", "link", "set", self.bridge, "up"],
+        ):
+            subprocess.run(command, check=True, capture_output=True)
         self._start("containerd", [str(CONTAINERD), "--config", str(self.folder / "containerd.toml")])
         self._wait(lambda: self._ctr("version").returncode == 0, "containerd answers", "containerd")
 
-    def _ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         command = [str(CTR), "--address", str(self.socket), "-n", "k8s.io", *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def import_image(self, archive: Path, name: str) -> None:
-        imported = self._ctr("images", "import", "--index-name", name, str(archive))
+    def import_image(self, archive: Path, name: str, timeout: float = 120) -> None:
+        imported = self._ctr(
+            "images", "import", "--snapshotter", self.snapshotter, "--index-name", name, str(archive), timeout=timeout
+        )
         assert imported.returncode == 0, imported.stderr
 
     def _kubelet(self) -> None:
@@ -169,6 +232,7 @@ state = "{self.folder / "containerd-state"}"
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
             "resolvConf": "/etc/resolv.conf",
+            "podLogsDir": str(self.pod_logs),  # not the host's /var/log/pods
         }
         (self.folder / "kubelet.yaml").write_text(yaml.safe_dump(config))
         self._start(
@@ -236,8 +300,8 @@ state = "{self.folder / "containerd-state"}"
 
 
 @contextlib.contextmanager
-def kubelet(plane: ControlPlane, folder: Path) -> Iterator[Kubelet]:
-    running = Kubelet(plane, folder)
+def kubelet(plane: ControlPlane, folder: Path, snapshotter: str = "native") -> Iterator[Kubelet]:
+    running = Kubelet(plane, folder, snapshotter=snapshotter)
     try:
         yield running.start()
     finally:

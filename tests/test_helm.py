@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -26,7 +27,9 @@ from cryptography.fernet import Fernet
 from jupyterhub.app import JupyterHub
 
 import facility
+from af import hub_content
 from backends.kubernetes.pods import CVMFS_CLAIM
+from facility import examples
 from facility.chart_schema import SCHEMA_FILE, SECRETS_FILE, render, render_secrets, values_schema
 from facility.secrets import SECRETS, complete_secrets
 from monitoring import chart_files, grafana
@@ -250,6 +253,10 @@ def test_hub_configuration_of_the_chart_loads_in_jupyterhub(chart, tmp_path, mon
     find(objects, "Service", "hub")  # the names the hub's config uses are the Services the chart creates
     find(objects, "Service", "proxy-api")
     assert c.Spawner.cmd == ["af-singleuser"]
+    # No `af up` in a cluster: loading the config published the examples and the user guide.
+    state = Path(runtime["state_dir"])
+    assert examples.is_published(examples.repo_path(state))
+    assert (state / hub_content.GUIDE_FILE).read_text().startswith("<h1>")
     services = {s["name"]: s for s in c.JupyterHub.services}
     assert services["dask-gateway-cloud"]["url"] == "http://traefik-af-dask-gateway.analysis"
     assert services["dask-gateway-cloud"]["api_token"] == runtime["gateways"]["cloud"]["api_token"]

@@ -146,6 +146,8 @@ async def test_notebook_pod_cpu_memory_image(site_file, alice, hub_db, cvmfs_roo
     assert int(c["resources"]["limits"]["memory"]) == int(c["resources"]["requests"]["memory"]) == memory_gb * 2**30
     assert "nvidia.com/gpu" not in c["resources"]["limits"]
     assert spawner.namespace == "analysis"
+    # The server listens on the pod's address (not the hub's 127.0.0.1), where the proxy reaches it.
+    assert env_of(pod)["JUPYTERHUB_SERVICE_URL"].startswith("http://0.0.0.0:8888/")
     assert "nodeSelector" not in pod["spec"] or not pod["spec"]["nodeSelector"]
     assert cvmfs_volume(pod)["persistentVolumeClaim"] == {"claimName": "cvmfs", "readOnly": True}
     assert cvmfs_mount(pod) == {

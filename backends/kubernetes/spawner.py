@@ -16,6 +16,7 @@ from facility.validation import SpawnRequest
 IMAGE_UID = 1000
 IMAGE_HOME = "/home/analyst"
 HOME_VOLUME = "home"
+NOTEBOOK_IP = "0.0.0.0"  # noqa: S104 (inside the pod: its own network namespace)
 HOME_CLAIM = "home-{username}"  # KubeSpawner expands {username} (escaped) in both places
 
 
@@ -63,6 +64,9 @@ def kubernetes_child(fac: Facility, backend: Backend, request: SpawnRequest, par
         # with containerPort 0 is refused by the API server ("Required value"), which no schema
         # check sees. KubeSpawner's own default, the port inside every pod.
         port=NOTEBOOK_PORT,
+        # Likewise the parent's `ip` (JupyterHub's 127.0.0.1): the server would answer only inside
+        # its pod, never the proxy. KubeSpawner's own default, every address of the pod.
+        ip=NOTEBOOK_IP,
     )
     config.update(home_storage(backend, config["volumes"], config["volume_mounts"]))
     if namespace(backend):
