@@ -30,11 +30,12 @@ from tornado.websocket import websocket_connect
 import facility
 from backends.local import memory_limit
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
+from tests.browser import chromium_page, emptied_artifacts, log_in, pick_jupyterlab_theme, sync_api_or_skip
 from tests.harness import HubSession, RunningFacility, execute_in_kernel
 
 USER = "maud"
 GIB = 1024**3
+WIDE, NARROW = {"width": 1440, "height": 900}, {"width": 760, "height": 900}
 # A cell whose kernel the cgroup's OOM killer stops: the kernel holds 700 MB and a process it starts
 # asks for 500 MB more, together past 1 GB; the killer stops the largest, the kernel.
 KERNEL_PAST_THE_LIMIT = (
@@ -255,6 +256,9 @@ def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility,
         sync_api.expect(dialog).to_have_count(1)  # JupyterLab's own is closed
         sync_api.expect(page.get_by_text("appears to have died")).to_have_count(0)
         page.screenshot(path=shots / "03-kernel-stopped-at-the-limit.png")
+        page.set_viewport_size(NARROW)
+        page.screenshot(path=shots / "03b-kernel-stopped-at-the-limit-narrow.png")
+        page.set_viewport_size(WIDE)
         seen = page.evaluate(
             "window.afDialogs.map(([change, node, t]) =>"
             " [change, node.querySelector('.jp-Dialog-header').textContent.trim(), t])"
@@ -289,6 +293,20 @@ def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility,
         sync_api.expect(page.locator(".af-MemoryStop")).to_have_count(0)
         page.screenshot(path=shots / "05-kernel-died-otherwise.png")
         dialog.locator(".jp-mod-accept").click()
+        sync_api.expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+
+        # The facility's dialog in the dark theme, wide and narrow.
+        pick_jupyterlab_theme(page, "JupyterLab Dark")
+        last_cell.click()
+        page.keyboard.insert_text(KERNEL_PAST_THE_LIMIT)
+        page.keyboard.press("Shift+Enter")
+        sync_api.expect(dialog).to_contain_text("Kernel stopped at the memory limit", timeout=60_000)
+        page.screenshot(path=shots / "06-kernel-stopped-at-the-limit-dark.png")
+        page.set_viewport_size(NARROW)
+        page.screenshot(path=shots / "06b-kernel-stopped-at-the-limit-dark-narrow.png")
+        page.set_viewport_size(WIDE)
+        dialog.locator(".jp-mod-accept").click()
+        pick_jupyterlab_theme(page, "JupyterLab Light")
 
 
 def test_the_cgroup_goes_with_the_server(embedded: RunningFacility, maud: HubSession) -> None:
