@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,16 @@ def wait_for_text(page: Any, text: str, timeout_ms: int = 30_000) -> None:
     page.wait_for_function(
         "text => document.body !== null && document.body.innerText.includes(text)", arg=text, timeout=timeout_ms
     )
+
+
+def pick_jupyterlab_theme(page: Any, name: str) -> None:
+    """Pick a theme ("JupyterLab Dark", "JupyterLab Light") from JupyterLab's Settings menu, as a user does."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).hover()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{name}$")).click()
+    light = "false" if "Dark" in name else "true"
+    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached")
+    page.wait_for_timeout(500)  # the theme's CSS applies after the attribute
 
 
 def sync_api_or_skip() -> Any:

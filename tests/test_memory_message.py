@@ -164,3 +164,28 @@ def test_oom_kills_read_from_cgroup_v1_and_v2(tmp_path: Path) -> None:
 )
 def test_limit_words(raw: str, words: str | None) -> None:
     assert limit_words(raw) == words
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "before", "after", "by_limit"),
+    [
+        (-9, 3, 4, True),  # SIGKILL and one more OOM kill counted: the memory limit
+        (-9, 3, 3, False),  # SIGKILL with no OOM kill: killed by someone else (kill -9)
+        (1, 3, 4, False),  # a kernel that exited (os._exit(1)) while a subprocess was stopped
+        (-11, 3, 4, False),  # a crash
+        (-9, None, 4, False),  # no count when the kernel started: cannot tell
+        (None, 3, 4, False),  # no process seen
+    ],
+)
+def test_a_kernel_stop_by_the_memory_limit(
+    exit_code: int | None, before: int | None, after: int, by_limit: bool
+) -> None:
+    """The server extension's reading (af_dask_lab.kernel_stops) of how a kernel ended; against a real
+    server and a real OOM kill in tests/test_memory_limit.py."""
+    kernel_stops = pytest.importorskip("af_dask_lab.kernel_stops", reason="installed by 60-lab-extension.sh")
+    stop = kernel_stops.Stop(exit_code, before, after)
+    assert stop.by_memory_limit is by_limit
+    said = kernel_stops.answer(stop, {"MEM_LIMIT": str(1024**3)})
+    assert said["memory_limit"] is by_limit and said["limit"] == "1 GB"
+    assert ("may use at most 1 GB of memory" in said.get("message", "")) is by_limit
+    assert kernel_stops.answer(stop, {})["memory_limit"] is False  # a server without a limit says nothing

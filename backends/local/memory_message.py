@@ -7,9 +7,10 @@ one exception type (InteractiveShell.set_custom_exc) shows the traceback with a 
 the limit. Installed by kernel_startup.py, which the spawner gives kernels as $PYTHONSTARTUP.
 
 Processes of a server that together pass its memory cgroup's limit are stopped by the Linux
-kernel's OOM killer, the largest first, which is often the notebook's kernel. JupyterLab then says
-only that the kernel "appears to have died" and starts it again. The kernel that starts again
-says why in the first cell it runs: each kernel notes the cgroup's count of OOM kills when it
+kernel's OOM killer, the largest first, which is often the notebook's kernel. JupyterLab would say
+only that the kernel "appears to have died"; the facility's lab extension shows the limit instead
+(af_dask_lab.kernel_stops, on the server's side). The kernel that starts again also says why in
+the first cell it runs: each kernel notes the cgroup's count of OOM kills when it
 starts, in a file beside its connection file that a normal shutdown or restart removes; a kernel
 that finds its predecessor's note (that one was killed) and a higher count now knows it took the
 predecessor's place after the memory limit stopped it.

@@ -16,7 +16,8 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
+    from af_dask_lab import kernel_stops
     from af_dask_lab.handlers import setup_handlers
 
-    setup_handlers(server_app.web_app)
+    setup_handlers(server_app.web_app, kernel_stops.install(server_app))
     server_app.log.info("af_dask_lab: Dask panel handlers registered under /af-dask/")

@@ -7,6 +7,7 @@
     GET    /af-dask/clusters/<backend>/<name>/plots  its dashboard's individual plots [{label, url}]
     PATCH  /af-dask/clusters/<backend>/<name>      {workers} or {adaptive: {minimum, maximum}}
     DELETE /af-dask/clusters/<backend>/<name>      stop it
+    GET    /af-dask/kernels/<kernel_id>/last-stop  did the memory limit stop it? (kernel_stops.py)
 
 A gateway's refusal is answered with the gateway's status and message ({"message", "backend"})
 and the same in plain words for the panel ("plain", af_dask_lab.messages).
@@ -25,12 +26,14 @@ from tornado import web
 
 import facility
 from af_dask_lab.gateway_api import GatewayAPI, GatewayError
+from af_dask_lab.kernel_stops import KernelStops, answer
 from af_dask_lab.messages import plain
 from backends.common import cluster_names
 from dask_backends import catalog
 
 CLUSTER_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 BACKEND_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+KERNEL_ID = r"[A-Za-z0-9-]+"
 START_TIMEOUT_S = 120
 
 
@@ -269,7 +272,16 @@ class PlotsHandler(AfDaskHandler):
         self.finish({"plots": listed})
 
 
-def setup_handlers(web_app: Any) -> None:
+class KernelStopHandler(APIHandler):
+    def initialize(self, stops: KernelStops) -> None:
+        self.stops = stops
+
+    @web.authenticated
+    def get(self, kernel_id: str) -> None:
+        self.finish(answer(self.stops.last.get(kernel_id)))
+
+
+def setup_handlers(web_app: Any, stops: KernelStops) -> None:
     base = url_path_join(web_app.settings["base_url"], "af-dask")
     web_app.add_handlers(
         ".*$",
@@ -278,5 +290,6 @@ def setup_handlers(web_app: Any) -> None:
             (url_path_join(base, "clusters"), ClustersHandler),
             (url_path_join(base, "clusters", f"({BACKEND_NAME})", f"({CLUSTER_NAME})"), ClusterHandler),
             (url_path_join(base, "clusters", f"({BACKEND_NAME})", f"({CLUSTER_NAME})", "plots"), PlotsHandler),
+            (url_path_join(base, "kernels", f"({KERNEL_ID})", "last-stop"), KernelStopHandler, {"stops": stops}),
         ],
     )

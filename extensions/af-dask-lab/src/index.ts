@@ -8,6 +8,7 @@ import { ICluster } from './api';
 import { DashboardTabs } from './dashboard';
 import { examplesPlugin } from './examples';
 import { earlyLauncherPlugin } from './launcher';
+import { memoryStopPlugin } from './memory';
 import { DaskPanel } from './panel';
 
 const daskIcon = new LabIcon({
@@ -65,4 +66,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, examplesPlugin, earlyLauncherPlugin];
+export default [plugin, examplesPlugin, earlyLauncherPlugin, memoryStopPlugin];
