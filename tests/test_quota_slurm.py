@@ -1,6 +1,7 @@
 """The quota across backends, with a real Slurm (issue 20): what alice holds on Slurm counts
 everywhere. Her Dask cluster on the Slurm gateway is named when the local gateway refuses her a
-second cluster; her `af run` on Slurm counts while its job runs, and a run past her quota is
+second cluster; the Slurm gateway refuses bob a scale-up past his cores and the hub a Slurm server,
+both naming his cluster; her `af run` on Slurm counts while its job runs, and a run past her quota is
 refused before any job is submitted. From her notebook server, itself a Slurm job running as her
 own account, `af run` is admitted by the hub (POST /hub/api/af/runs, as in tests/
 test_run_quota_notebook.py for a local server) and counts the same way."""
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from dask_gateway import Gateway, JupyterHubAuth
+from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
 from facility.quota import RUN, Holding
 from tests.batch_helpers import account_of, spawn_form, until, write_notebook
@@ -24,7 +25,7 @@ from tests.notebook_runs import (
     with_server,
 )
 from tests.slurm_cluster import SlurmCluster
-from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
+from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as, refused_spawn
 
 pytestmark = [
     pytest.mark.batch_daemons,
@@ -56,6 +57,30 @@ def test_a_slurm_cluster_counts_at_the_local_gateway(hpc, slurm) -> None:
             message = str(refused.value)
             assert "clusters 2 of at most 1 on all backends" in message
             assert f"Dask cluster {cluster.name} on 'hpc' (2 workers: 2 cores, 2 GB)" in message
+        finally:
+            cluster.shutdown()
+    assert slurm.wait_no_jobs() == []
+
+
+def test_on_slurm_a_scale_up_and_a_server_past_her_quota_are_refused_naming_her_cluster(hpc, slurm) -> None:
+    """The Slurm gateway itself refuses bob's scale-up past his 4 cores, and the hub his Slurm server."""
+    bob = hpc.login("bob")
+    with Gateway(hpc.runtime["gateways"]["hpc"]["url"], auth=JupyterHubAuth(api_token=bob.token())) as on_slurm:
+        cluster = on_slurm.new_cluster(worker_cores=2, worker_memory_gb=1)
+        try:
+            cluster.scale(1)
+            until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "the scheduler and 1 worker job", timeout=120)
+            # 3 workers of 2 cores: within the backend's 4 workers, past bob's 4 cores
+            with pytest.raises(GatewayClusterError, match="At most 2 workers of this size fit") as refused:
+                cluster.scale(3)
+            held = f"Dask cluster {cluster.name} on 'hpc' (1 workers: 2 cores, 1 GB)"
+            assert held in str(refused.value)
+            assert len(slurm.job_ids("dask-gateway")) == 2  # no worker job for the refused scale-up
+            server = {**spawn_form("hpc", "cpu"), "cores": 3}
+            message = refused_spawn(bob, server)
+            assert "Starting a notebook server on 'hpc' would exceed your quota (cores 5 of at most 4" in message
+            assert f"You hold: {held}" in message, message
+            assert slurm.job_ids("jupyter-bob") == [] and bob.server() is None
         finally:
             cluster.shutdown()
     assert slurm.wait_no_jobs() == []
