@@ -3,8 +3,8 @@ everywhere. Her Dask cluster on the Slurm gateway is named when the local gatewa
 second cluster; the Slurm gateway refuses bob a scale-up past his cores and the hub a Slurm server,
 both naming his cluster; her `af run` on Slurm counts while its job runs, and a run past her quota is
 refused before any job is submitted. From her notebook server, itself a Slurm job running as her
-own account, `af run` is admitted by the hub (POST /hub/api/af/runs, as in tests/
-test_run_quota_notebook.py for a local server) and counts the same way."""
+own account, `af run` is admitted by the hub (POST /hub/api/af/runs; a local server's runs:
+tests/test_run_quota_notebook.py) and counts the same way."""
 
 from __future__ import annotations
 
