@@ -53,26 +53,26 @@ async def _held(runtime: Runtime, user: str) -> tuple[tuple[str, ...], bool, lis
 
 @contextmanager
 def counted_run(runtime: Runtime | None, fac: Facility, backend: Backend, name: str) -> Iterator[None]:
-    """Run the block as one of the user's runs; RunFailed before it, if the run passes their quota.
+    """Run the block as one of the user's runs (recorded for the ledger and usage accounting);
+    RunFailed before it, if the run passes their quota.
 
     `runtime` is that of the running facility of `fac` (None: none whose runtime.json is readable here)."""
     if runtime is None:
         with _counted_by_the_hub(backend, name):
             yield
         return
-    if not fac.quotas.any:
-        yield
-        return
     user = run_user()
     run = runs.run_holding(fac, backend, name)
+    # Recorded with or without quotas: usage accounting counts runs too (monitoring.usage_sampler).
     with runs.recorded(runs.runs_dir(runtime.state_dir), user, run):
-        try:
-            groups, admin, held = asyncio.run(_held(runtime, user))
-        except ledger.LedgerUnavailable as exc:
-            raise RunFailed(f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
-        message = refusal(quota_for(fac, groups, admin), held, run, f"Starting af run {name} on {backend.name!r}")
-        if message:
-            raise RunFailed(message)
+        if fac.quotas.any:
+            try:
+                groups, admin, held = asyncio.run(_held(runtime, user))
+            except ledger.LedgerUnavailable as exc:
+                raise RunFailed(f"Cannot check your quota right now: {exc}. Try again in a minute.") from None
+            message = refusal(quota_for(fac, groups, admin), held, run, f"Starting af run {name} on {backend.name!r}")
+            if message:
+                raise RunFailed(message)
         yield
 
 

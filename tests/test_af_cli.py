@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
+import time
 from pathlib import Path
 
 import psutil
@@ -12,7 +14,12 @@ import pytest
 from af.data import CATALOGUE_PATH
 from af.runtime import StateDir
 from af.supervise import instance_processes, port_open, supervisord_pid
+from facility import runs
+from facility.quota import RUN, Holding
+from tests.batch_helpers import until, write_notebook
 from tests.harness import embedded_raw, free_port_block, run_af, write_facility
+from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
+from tests.usage_helpers import recorded
 
 pytestmark = pytest.mark.side_facility
 
@@ -152,3 +159,29 @@ def test_af_run_checks_values_against_the_parameters_cell_before_a_kernel(tmp_pa
     result = run_af(tmp_path / "state", "run", str(notebook), "--run-dir", str(run_dir), *args, check=False)
     assert result.returncode == 0, result.stderr
     assert "RESULT 6 '5' True" in (run_dir / "p.ipynb").read_text()
+
+
+def test_a_run_on_a_facility_without_quotas_is_counted_in_usage(start_facility, tmp_path: Path) -> None:
+    """Usage accounting counts a run of `af run` on the facility's host whether or not facility.yaml
+    sets quotas, as it counts servers and clusters (and as the hub counts a notebook server's runs)."""
+    raw = copy.deepcopy(embedded_raw())
+    raw["usage"] = {"sample_interval_seconds": 1}
+    assert "quotas" not in raw
+    running = start_facility(raw)
+    go = tmp_path / "go"
+    notebook = write_notebook(tmp_path / "wait.ipynb", WAIT_FOR, UNTIL_GO, "print('done')")
+    run = af_run_as(running, "carol", notebook, tmp_path / "unlimited", "-p", "go", str(go), wait=False)
+    folder = runs.runs_dir(running.state_dir)
+    try:
+        until(lambda: runs.running(folder, "carol") or run.poll() is not None, "the run's record", timeout=60)
+        assert run.poll() is None, run.communicate()
+        assert runs.running(folder, "carol") == [Holding(RUN, "local", "unlimited", cores=1, memory_gb=2)]
+        started = time.monotonic()
+        until(lambda: recorded(running, "carol")[1].get(RUN, (0.0,))[0] > 0, "the run's core-seconds", timeout=30)
+        core_seconds = recorded(running, "carol")[1][RUN][0]
+        assert core_seconds <= 1 * (time.monotonic() - started + 2), core_seconds  # 1 core, since it began
+    finally:
+        go.touch()
+        out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, out + err
+    assert runs.running(folder, "carol") == []

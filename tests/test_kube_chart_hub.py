@@ -1,6 +1,7 @@
 """The chart's hub and dask-gateway running for real against the tests' API server: a spawn from
 the form through the chart's KubeSpawner (issue 21), and one quota across a user's notebook server
-and Dask clusters (issue 20).
+and Dask clusters (issue 20), and the pages issue 20 adds to the hub (the quota's words in the spawn form,
+the home page's note on clusters, /hub/usage) as this hub serves them, in a real browser.
 
 The chart is rendered with facility.yaml quotas and an offloaded GPU backend and applied
 (tests/kube_dask_gateway.install_chart); its hub runs from the chart's own configuration with its
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from dask_gateway import Gateway, JupyterHubAuth
 
+from facility.credentials import CredentialStore, credentials_path, generate_password
 from facility.usage import UsageStore, usage_path
 from tests.harness import free_port_block
 from tests.kube_chart_hub import RunningHub, chart_hub
@@ -87,6 +89,7 @@ def facility(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Facility]:
     raw["backends"].append(OFFLOADED)
     raw["hub"]["start_timeout_seconds"] = START_TIMEOUT_S
     raw["usage"] = {"sample_interval_seconds": 2}  # the hub's managed usage sampler, often
+    raw["auth"]["admin_users"] = ["admin"]  # who may read /hub/usage in the browser test
     folder = tmp_path_factory.mktemp("chart")
     gateway_port = free_port_block()
     with module_control_plane(tmp_path_factory) as plane:
@@ -141,17 +144,20 @@ def test_adaptive_scaling_is_capped_and_the_charts_hub_refuses_a_server_past_the
         assert hub.api("GET", "/users/bob").json()["servers"] == {}
         # Usage accounting: the sampler the chart's hub runs as a managed service reads the
         # gateway's clusters; bob's 2 workers of 2 cores accumulate core-seconds on 'cloud'.
-        store = UsageStore(usage_path(hub.state))
-
-        def cluster_core_seconds() -> float:
-            rows = store.rows(users=["bob"]) if store.path.exists() else []
-            return sum(r.core_seconds for r in rows if r.kind == "cluster" and r.backend == "cloud")
-
         wait_for(
-            lambda: cluster_core_seconds() >= 8, "bob's cluster counted by the usage sampler", explain=hub.log_tail
+            lambda: cluster_core_seconds(hub, "bob") >= 8,
+            "bob's cluster counted by the usage sampler",
+            explain=hub.log_tail,
         )
         assert full_name in {c.name for c in gateway.list_clusters()}, "stopped with a server bob was refused"
         gateway.stop_cluster(full_name)
+
+
+def cluster_core_seconds(hub: RunningHub, user: str) -> float:
+    """The user's Dask clusters' core-seconds on 'cloud', as the usage sampler of the chart's hub recorded them."""
+    store = UsageStore(usage_path(hub.state))
+    rows = store.rows(users=[user]) if store.path.exists() else []
+    return sum(r.core_seconds for r in rows if r.kind == "cluster" and r.backend == "cloud")
 
 
 def test_the_charts_hub_spawns_an_offloaded_gpu_server_through_kubespawner_and_cleans_up(
@@ -197,3 +203,70 @@ def test_the_charts_hub_spawns_an_offloaded_gpu_server_through_kubespawner_and_c
     assert "node(s) didn't match Pod's node affinity/selector" in message[0], message[0]
     wait_for(lambda: not danas_pods(), "dana's pod removed after the failed start", timeout=60)
     assert hub.api("GET", "/users/dana").json()["servers"] == {}
+
+
+def test_the_charts_hub_pages_read_right_in_a_browser(facility: Facility) -> None:
+    """Issue 20's pages as the chart's own hub serves them, in Chromium. erin's cluster holds all 4
+    cores of her quota and she has no server: her home page says the cluster still runs; the spawn
+    form comes back refusing a server in words that name the cluster; /hub/usage refuses her in
+    words. The admin's /hub/usage lists her cluster's core-hours (the hub's managed usage sampler)
+    with a bar, its text readable in the light and the dark theme. Screenshots in
+    test-artifacts/chart-hub/."""
+    from tests.browser import chromium_page, contrast_of, emptied_artifacts, log_in, sync_api_or_skip
+
+    expect = sync_api_or_skip().expect
+    plane, hub, running = facility.plane, facility.hub, facility.gateway
+    shots = emptied_artifacts("chart-hub")
+    passwords = {name: generate_password() for name in ("erin", "admin")}
+    for name, password in passwords.items():  # as `af user add` would in the hub pod
+        CredentialStore(credentials_path(hub.state)).set(name, password)
+    token = hub.user_token("erin")
+    with Gateway(address=running.url, auth=JupyterHubAuth(api_token=token)) as gateway:
+        full_name = started_and_running(plane, running, gateway, worker_cores=2, worker_memory_gb=2)
+        name = full_name.split(".")[1]
+        try:
+            assert heartbeat(running, full_name, cluster_token(plane, name), 2).status_code == 200
+            wait_for(lambda: cluster_object(plane, name)["spec"].get("replicas") == 2, "erin's 2 workers")
+            with chromium_page(1280, 900) as page:
+                log_in(page, hub.url, "erin", passwords["erin"])
+                page.goto(f"{hub.url}/hub/home")
+                expect(page.locator("#af-lingering-clusters")).to_contain_text(
+                    "Your notebook server is stopped, but you still have 1 Dask cluster running: "
+                    "1 on backend 'cloud' (idle clusters there stop after",
+                    timeout=30_000,
+                )
+                expect(page.locator("nav a.nav-link", has_text="Usage")).to_have_count(0)  # the admin's link only
+                page.screenshot(path=shots / "01-home-a-cluster-without-a-server.png", full_page=True)
+                page.goto(f"{hub.url}/hub/spawn")
+                expect(page.locator("#af-cloud-cores")).to_have_value("1")
+                page.click('form button[type="submit"]')
+                body = page.locator("body")
+                expect(body).to_contain_text(
+                    "Starting a notebook server on 'cloud' would exceed your quota (cores 5 of at most 4 on all "
+                    "backends)",
+                    timeout=30_000,
+                )
+                expect(body).to_contain_text(f"You hold: Dask cluster {full_name} on 'cloud' (2 workers: 4 cores")
+                expect(body).not_to_contain_text("HTTP 403")  # words for a person, not a status code
+                page.screenshot(path=shots / "02-spawn-form-over-quota.png", full_page=True)
+                page.goto(f"{hub.url}/hub/usage")
+                expect(body).to_contain_text("The usage page is for the facility's admins")
+                page.screenshot(path=shots / "03-usage-refused-to-a-user.png", full_page=True)
+            wait_for(lambda: cluster_core_seconds(hub, "erin") > 0, "erin's cluster recorded", explain=hub.log_tail)
+            with chromium_page(1280, 800) as page:
+                log_in(page, hub.url, "admin", passwords["admin"])
+                for scheme in ("light", "dark"):
+                    page.emulate_media(color_scheme=scheme)
+                    page.goto(f"{hub.url}/hub/home")
+                    page.locator("nav a.nav-link", has_text="Usage").click()  # the admin's link to it
+                    expect(page.locator("h1")).to_have_text("Usage")
+                    assert page.evaluate("document.documentElement.getAttribute('data-bs-theme')") == scheme
+                    row = page.locator("#af-usage-table tbody tr", has_text="erin")
+                    expect(row).to_have_count(1)
+                    for cell in ("td", "td.num"):
+                        ratio = contrast_of(row.locator(cell))
+                        assert ratio >= 4.5, f"{scheme}: {cell} contrast {ratio:.2f}"
+                    assert row.locator(".af-usage-bar").bounding_box()["width"] > 0
+                    page.screenshot(path=shots / f"04-usage-for-the-admin-{scheme}.png", full_page=True)
+        finally:
+            gateway.stop_cluster(full_name)

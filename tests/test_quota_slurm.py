@@ -1,19 +1,31 @@
 """The quota across backends, with a real Slurm (issue 20): what alice holds on Slurm counts
 everywhere. Her Dask cluster on the Slurm gateway is named when the local gateway refuses her a
-second cluster; her `af run` on Slurm counts while its job runs, and a run past her quota is
-refused before any job is submitted."""
+second cluster; the Slurm gateway refuses bob a scale-up past his cores and the hub a Slurm server,
+both naming his cluster; her `af run` on Slurm counts while its job runs, and a run past her quota is
+refused before any job is submitted. From her notebook server, itself a Slurm job running as her
+own account, `af run` is admitted by the hub (POST /hub/api/af/runs; a local server's runs:
+tests/test_run_quota_notebook.py) and counts the same way."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
-from dask_gateway import Gateway, JupyterHubAuth
+from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
-from tests.batch_helpers import until, write_notebook
+from facility.quota import RUN, Holding
+from tests.batch_helpers import account_of, spawn_form, until, write_notebook
 from tests.harness import RunningFacility, embedded_raw
+from tests.notebook_runs import (
+    af_run_in_server,
+    assert_own_account_cannot_read_the_runtime,
+    records,
+    runs_of,
+    start_run,
+    with_server,
+)
 from tests.slurm_cluster import SlurmCluster
-from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
+from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as, refused_spawn
 
 pytestmark = [
     pytest.mark.batch_daemons,
@@ -50,6 +62,30 @@ def test_a_slurm_cluster_counts_at_the_local_gateway(hpc, slurm) -> None:
     assert slurm.wait_no_jobs() == []
 
 
+def test_on_slurm_a_scale_up_and_a_server_past_her_quota_are_refused_naming_her_cluster(hpc, slurm) -> None:
+    """The Slurm gateway itself refuses bob's scale-up past his 4 cores, and the hub his Slurm server."""
+    bob = hpc.login("bob")
+    with Gateway(hpc.runtime["gateways"]["hpc"]["url"], auth=JupyterHubAuth(api_token=bob.token())) as on_slurm:
+        cluster = on_slurm.new_cluster(worker_cores=2, worker_memory_gb=1)
+        try:
+            cluster.scale(1)
+            until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "the scheduler and 1 worker job", timeout=120)
+            # 3 workers of 2 cores: within the backend's 4 workers, past bob's 4 cores
+            with pytest.raises(GatewayClusterError, match="At most 2 workers of this size fit") as refused:
+                cluster.scale(3)
+            held = f"Dask cluster {cluster.name} on 'hpc' (1 workers: 2 cores, 1 GB)"
+            assert held in str(refused.value)
+            assert len(slurm.job_ids("dask-gateway")) == 2  # no worker job for the refused scale-up
+            server = {**spawn_form("hpc", "cpu"), "cores": 3}
+            message = refused_spawn(bob, server)
+            assert "Starting a notebook server on 'hpc' would exceed your quota (cores 5 of at most 4" in message
+            assert f"You hold: {held}" in message, message
+            assert slurm.job_ids("jupyter-bob") == [] and bob.server() is None
+        finally:
+            cluster.shutdown()
+    assert slurm.wait_no_jobs() == []
+
+
 def test_an_af_run_on_slurm_counts_while_its_job_runs(hpc, slurm, tmp_path) -> None:
     go = tmp_path / "go"
     notebook = write_notebook(tmp_path / "wait.ipynb", WAIT_FOR, UNTIL_GO, "print('done')")
@@ -67,4 +103,38 @@ def test_an_af_run_on_slurm_counts_while_its_job_runs(hpc, slurm, tmp_path) -> N
         go.touch()
         out, err = first.communicate(timeout=180)
     assert first.returncode == 0, out + err
+    assert slurm.wait_no_jobs() == []
+
+
+def test_an_af_run_in_her_slurm_notebook_counts_and_one_past_her_quota_is_refused(hpc, slurm) -> None:
+    alice = hpc.login("alice")
+    reply = alice.post_spawn_form(spawn_form("hpc", "cpu"))
+    assert reply.status_code == 200, reply.text[-2000:]
+    try:
+        with_server(alice, alice.wait_ready(timeout=120))
+        assert len(slurm.job_ids("jupyter-alice")) == 1  # her server is a Slurm job
+        assert_own_account_cannot_read_the_runtime(hpc, alice)
+        first = start_run(hpc, alice, "first-nb", backend="hpc", timeout=120)
+        try:
+            (record,) = records(hpc, "alice")
+            assert record["name"] == "first-nb" and "lease_until" in record, record  # the hub's record of it
+            assert runs_of(hpc, "alice") == [Holding(RUN, "hpc", "first-nb", cores=1, memory_gb=1)]
+            until(lambda: len(slurm.job_ids("af-run")) == 1 or first.rc.exists(), "the run's Slurm job", 120)
+            assert not first.rc.exists(), first.errors()
+            (job,) = slurm.job_ids("af-run")
+            owner = account_of("alice")
+            assert f"UserId={owner.name}({owner.uid})" in slurm.scontrol("-o", "show", "job", job).stdout
+            second = af_run_in_server(alice, "second-nb", backend="hpc")
+            said = second["err"]
+            assert second["rc"] == 1, second
+            assert "Starting af run second-nb on 'hpc' would exceed your quota (runs 2 of at most 1" in said, said
+            assert "af run first-nb on 'hpc' (1 cores, 1 GB)" in said, said
+            assert "notebook server on 'hpc' (1 cores, 1 GB)" in said, said
+            assert len(slurm.job_ids("af-run")) == 1  # the refused run submitted nothing
+        finally:
+            first.release()
+        assert first.wait_ended(timeout=180) == 0, first.errors()
+        assert runs_of(hpc, "alice") == [] and records(hpc, "alice") == []  # released with its end
+    finally:
+        alice.stop_server()
     assert slurm.wait_no_jobs() == []

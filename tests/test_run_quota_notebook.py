@@ -11,11 +11,10 @@ the hub and her other runs while under way and stops counting when it ends or is
 from __future__ import annotations
 
 import copy
-import json
 import os
-import shutil
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,18 @@ from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
 from facility import runs
 from facility.quota import RUN, Holding
-from tests.harness import (
-    ANSI_ESCAPE,
-    ROOT,
-    RunningFacility,
-    embedded_raw,
-    execute_in_kernel,
-    free_port_block,
-    scope_account_prefix,
+from tests import notebook_runs
+from tests.harness import RunningFacility, embedded_raw, free_port_block
+from tests.notebook_runs import (
+    BackgroundRun,
+    af_run_in_server,
+    assert_own_account_cannot_read_the_runtime,
+    fresh_run,
+    home_of,
+    runs_of,
+    start_run,
+    wait_until,
+    with_server,
 )
 
 pytestmark = [
@@ -84,89 +87,13 @@ def alice(running: RunningFacility):
     session = running.login("alice")
     reply = session.api("POST", "/users/alice/server", json=SERVER)
     assert reply.status_code in (201, 202), reply.text
-    server = session.wait_ready()
-    session.server_url = f"{running.url}{server['url']}"  # type: ignore[attr-defined]
-    session.server_token = session.token()  # type: ignore[attr-defined]
-    return session
+    return with_server(session, session.wait_ready())
 
 
 @pytest.fixture(scope="module")
 def gateway(running: RunningFacility, alice):
     with Gateway(running.runtime["gateways"]["local"]["url"], auth=JupyterHubAuth(api_token=alice.token())) as gw:
         yield gw
-
-
-def in_alice_server(alice, code: str) -> Any:
-    """Run `code` in a kernel of alice's server (her own account); the JSON its last line prints."""
-    out = execute_in_kernel(alice.server_url, alice.server_token, code, timeout=240)
-    seen = json.loads(out.strip().splitlines()[-1])
-    if isinstance(seen, dict):  # a kernel's subprocesses may colour their output (rich)
-        seen = {k: ANSI_ESCAPE.sub("", v) if isinstance(v, str) else v for k, v in seen.items()}
-    return seen
-
-
-def alice_home() -> Path:
-    """Her Unix account's home (per-user accounts: the scope's prefix, then her hub name)."""
-    return Path(f"/home/{scope_account_prefix()}alice")
-
-
-def fresh(run_dir: str) -> tuple[Path, Path]:
-    """(go file, exit status file) of a run, none of an earlier test session's left (nor its folder)."""
-    home = alice_home()
-    shutil.rmtree(home / run_dir, ignore_errors=True)
-    for name in (f"go-{run_dir}", f"{run_dir}.rc", f"{run_dir}.out", f"{run_dir}.err"):
-        (home / name).unlink(missing_ok=True)
-    return home / f"go-{run_dir}", home / f"{run_dir}.rc"
-
-
-# A notebook that waits for a file `go` (or `limit` seconds) and prints; written into alice's home.
-NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "metadata": {"tags": ["parameters"]},
-            "source": "go = ''\nlimit = 120",
-            "outputs": [],
-            "execution_count": None,
-        },
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "source": "import pathlib, time\nstart = time.time()\n"
-            "while go and not pathlib.Path(go).exists() and time.time() - start < limit:\n    time.sleep(0.2)\n"
-            "print('ran')",
-            "outputs": [],
-            "execution_count": None,
-        },
-    ],
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "nbformat": 4,
-    "nbformat_minor": 4,  # cells without ids
-}
-
-
-def af_run_code(run_dir: str, *args: str, env: dict[str, str] | None = None, background: bool = False) -> str:
-    """Kernel code: `af run ~/wait.ipynb --backend local --run-dir ~/<run_dir> ARGS` as the server's user,
-    with the af of this checkout (the venv's editable install may name another).
-
-    In the foreground it prints {rc, out, err}; in the background (its own session, outliving the
-    kernel) it prints {pid} and leaves rc, out and err in ~/<run_dir>.rc, .out, .err."""
-    return f"""
-import json, os, pathlib, shlex, subprocess, sys
-home = pathlib.Path.home()
-(home / 'wait.ipynb').write_text({json.dumps(json.dumps(NOTEBOOK))})
-argv = [sys.executable, '-m', 'af.cli', 'run', str(home / 'wait.ipynb'), '--backend', 'local',
-        '--run-dir', str(home / {run_dir!r}), *{list(args)!r}]
-env = {{**os.environ, 'COLUMNS': '200', 'PYTHONPATH': {str(ROOT)!r}, **{env or {}!r}}}
-if {background!r}:
-    base = shlex.quote(str(home / {run_dir!r}))
-    script = f'{{shlex.join(argv)}} >{{base}}.out 2>{{base}}.err; echo $? >{{base}}.rc'
-    proc = subprocess.Popen(['sh', '-c', script], env=env, start_new_session=True)
-    print(json.dumps({{'pid': proc.pid}}))
-else:
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=200)
-    print(json.dumps({{'rc': r.returncode, 'out': r.stdout, 'err': ' '.join(r.stderr.split())}}))
-"""
 
 
 def held_workers(running: RunningFacility) -> int:
@@ -180,43 +107,37 @@ def held_workers(running: RunningFacility) -> int:
 
 
 def records(running: RunningFacility) -> list[dict[str, Any]]:
-    """alice's run records in the facility's runs folder (as the facility, root, reads them)."""
-    folder = runs.runs_dir(running.state_dir) / "alice"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return notebook_runs.records(running, "alice")
 
 
 def alice_runs(running: RunningFacility) -> list[Holding]:
-    return runs.running(runs.runs_dir(running.state_dir), "alice")
+    return runs_of(running, "alice")
 
 
-def wait_until(check, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
-        time.sleep(0.3)
+@pytest.fixture
+def start_alice_run(running, alice, gateway) -> Iterator[Callable[[str], BackgroundRun]]:
+    """Start `af run NAME` in the background in alice's server, once an earlier test's cluster is
+    gone (the tests count her holdings); each run started is let finish when the test ends."""
+    wait_until(lambda: not gateway.list_clusters(), "her cluster to be gone")
+    started: list[BackgroundRun] = []
 
+    def start(name: str) -> BackgroundRun:
+        started.append(start_run(running, alice, name))
+        return started[-1]
 
-def assert_her_own_account_cannot_read_the_runtime(running, alice) -> None:
-    """The premise: her kernel runs as her account, which cannot read runtime.json, and has the hub's token."""
-    seen = in_alice_server(
-        alice,
-        "import json, os, getpass\n"
-        f"path = {str(running.state_dir / 'runtime.json')!r}\n"
-        "try:\n    open(path).read(); readable = True\nexcept PermissionError:\n    readable = False\n"
-        "print(json.dumps({'user': getpass.getuser(), 'readable': readable,"
-        " 'hub': bool(os.environ.get('JUPYTERHUB_API_TOKEN') and os.environ.get('JUPYTERHUB_API_URL'))}))",
-    )
-    assert seen == {"user": f"{scope_account_prefix()}alice", "readable": False, "hub": True}
+    yield start
+    for run in started:
+        run.release()
 
 
 def test_an_af_run_past_her_quota_is_refused_naming_what_she_holds(running, alice, gateway) -> None:
-    assert_her_own_account_cannot_read_the_runtime(running, alice)
-    fresh("refused")
+    assert_own_account_cannot_read_the_runtime(running, alice)
+    fresh_run("alice", "refused")
     cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, shutdown_on_close=False)
     try:
         cluster.scale(1)  # with her 1-core server: both cores of her quota
         wait_until(lambda: held_workers(running) == 1, "her worker in the ledger")
-        result = in_alice_server(alice, af_run_code("refused"))
+        result = af_run_in_server(alice, "refused")
         assert result["rc"] == 1, result
         said = result["err"]
         assert "Starting af run refused on 'local' would exceed your quota (cores 3 of at most 2 on all backends)" in (
@@ -225,18 +146,16 @@ def test_an_af_run_past_her_quota_is_refused_naming_what_she_holds(running, alic
         assert "notebook server on 'local' (1 cores, 1 GB)" in said, said
         assert f"Dask cluster {cluster.name} on 'local' (1 workers: 1 cores, 1 GB)" in said, said
         assert "Stop one of these" in said, said
-        assert not (alice_home() / "refused").exists(), "the refused run made its folder"
+        assert not (home_of("alice") / "refused").exists(), "the refused run made its folder"
         assert records(running) == []  # the refused run left no record
     finally:
         gateway.stop_cluster(cluster.name)
 
 
-def test_a_run_that_fits_counts_while_under_way_and_stops_counting_after(running, alice, gateway) -> None:
-    wait_until(lambda: not gateway.list_clusters(), "her cluster to be gone")
-    go, rc = fresh("fits")
-    in_alice_server(alice, af_run_code("fits", "-p", "go", str(go), background=True))
-    wait_until(lambda: alice_runs(running) or rc.exists(), "the run's record")
-    assert not rc.exists(), go.with_name("fits.err").read_text()
+def test_a_run_that_fits_counts_while_under_way_and_stops_counting_after(
+    running, alice, gateway, start_alice_run
+) -> None:
+    fits = start_alice_run("fits")
     counted = "af run fits on 'local' (1 cores, 2 GB)"
     assert alice_runs(running) == [Holding(RUN, "local", "fits", cores=1, memory_gb=2)]
     cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, shutdown_on_close=False)
@@ -247,13 +166,12 @@ def test_a_run_that_fits_counts_while_under_way_and_stops_counting_after(running
                 cluster.scale(1)
             assert counted in str(refused.value)
             # the hub (its ledger, as for a spawn: hub_config/quota.py): a second run is refused naming the first
-            second = in_alice_server(alice, af_run_code("second"))
+            second = af_run_in_server(alice, "second")
             assert second["rc"] == 1 and "runs 2 of at most 1 on all backends" in second["err"], second
             assert counted in second["err"], second
         finally:
-            go.touch()
-            wait_until(rc.exists, "the run to end", timeout=150)
-        assert rc.read_text().strip() == "0", go.with_name("fits.err").read_text()
+            fits.release()
+        assert fits.wait_ended() == 0, fits.errors()
         assert alice_runs(running) == [] and records(running) == []  # released: its record went with it
         cluster.scale(1)  # the core the run held is free again
         wait_until(lambda: held_workers(running) == 1, "her worker to count")
@@ -261,18 +179,12 @@ def test_a_run_that_fits_counts_while_under_way_and_stops_counting_after(running
         gateway.stop_cluster(cluster.name)
 
 
-def test_a_killed_run_stops_counting_at_once(running, alice, gateway) -> None:
-    wait_until(lambda: not gateway.list_clusters(), "her cluster to be gone")
-    go, _ = fresh("killed")
-    in_alice_server(alice, af_run_code("killed", "-p", "go", str(go), background=True))
-    wait_until(lambda: alice_runs(running), "the run's record")
+def test_a_killed_run_stops_counting_at_once(running, start_alice_run) -> None:
+    start_alice_run("killed")
     (record,) = records(running)
     assert record["pid_checked"], record  # the hub saw the process on its own host
     os.kill(record["pid"], signal.SIGKILL)  # no release, no renewal: its process is gone
-    try:
-        wait_until(lambda: alice_runs(running) == [], "the killed run to stop counting", timeout=5)
-    finally:
-        go.touch()
+    wait_until(lambda: alice_runs(running) == [], "the killed run to stop counting", timeout=5)
 
 
 def test_the_hub_route_refuses_bad_input_in_plain_words(running, alice) -> None:
@@ -322,10 +234,10 @@ def test_a_run_elsewhere_counts_by_its_lease_which_the_client_renews_and_release
 
 
 def test_a_name_a_shell_would_read_and_a_hub_that_is_down_get_plain_messages(running, alice) -> None:
-    bad = in_alice_server(alice, af_run_code("x;id"))
+    bad = af_run_in_server(alice, "x;id")
     assert bad["rc"] == 1 and "run name 'x;id'" in bad["err"], bad
     closed = free_port_block(1)
-    down = in_alice_server(alice, af_run_code("down", env={"JUPYTERHUB_API_URL": f"http://127.0.0.1:{closed}/hub/api"}))
+    down = af_run_in_server(alice, "down", env={"JUPYTERHUB_API_URL": f"http://127.0.0.1:{closed}/hub/api"})
     assert down["rc"] == 1, down
     assert (
         f"Cannot check your quota right now: the hub at http://127.0.0.1:{closed}/hub/api did not answer"

@@ -32,9 +32,22 @@ def read_text(path: Path) -> str:
 
 
 def new_job_dir(job_dir: str) -> Path:
-    """A fresh folder under `site.job_dir`/af-run (shared with the nodes), else under ./.af-run."""
-    root = Path(job_dir) / "af-run" if job_dir else Path.cwd() / ".af-run"
-    path = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    """A fresh folder for one run's job, which the nodes must see: under `site.job_dir`/af-run,
+    else under ./.af-run.
+
+    A user's own account (per-user mode, `af run` in her notebook server) may not write in
+    `site.job_dir`, which the facility's own account made: her run's folder goes under ~/.af-run
+    instead, in the home her notebook jobs already start in on the nodes."""
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    if not job_dir:
+        return _made(Path.cwd() / ".af-run" / name)
+    try:
+        return _made(Path(job_dir) / "af-run" / name)
+    except PermissionError:
+        return _made(Path.home() / ".af-run" / name)
+
+
+def _made(path: Path) -> Path:
     path.mkdir(parents=True)
     return path
 
