@@ -27,7 +27,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from af import rucio_server
 from af.runtime import StateDir
 from dask_backends.data import CATALOGUE_PATH, TREE_NAME
+from dask_backends.rucio_dids import RucioLookupError
 from facility.runtime import Runtime
 
 console = Console()
@@ -262,7 +264,9 @@ def generate(
     chosen = list(samples or ("ttbar", "wjets"))
     if with_variations:
         chosen += [s for s in SAMPLE_KINDS if s.startswith("ttbar_") and s not in chosen]
-    generate_samples(lake_root(state, lake), tuple(chosen), events, files, seed)
+    root = lake_root(state, lake)
+    generate_samples(root, tuple(chosen), events, files, seed)
+    register_in_rucio(state.read_runtime(), root, chosen)
 
 
 def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: int, seed: int) -> None:
@@ -311,6 +315,27 @@ def seed_empty_lake(runtime: Runtime, events: int = 50_000, files: int = 2) -> b
     console.print(f"The data lake is empty: writing the default samples ({events} events each) into {root}")
     generate_samples(root, ("ttbar", "wjets"), events, files, seed=2026)
     return True
+
+
+def register_in_rucio(runtime: Runtime | None, root: Path, names: Iterable[str] | None = None) -> list[str]:
+    """Register the catalogue's samples (all, or `names`) with the facility's Rucio server as datasets,
+    when facility.yaml sets data.rucio and `root` is the folder its origin exports; returns their DIDs."""
+    if runtime is None or not rucio_server.settings_of(runtime):
+        return []
+    origin = runtime.data.get("origin") or {}
+    if not origin.get("managed") or Path(origin["local_root"]).resolve() != root.resolve():
+        return []  # --lake elsewhere: files the origin does not serve
+    from rucio.common.exception import RucioException
+
+    samples = read_catalogue(root)["samples"]
+    chosen = {name: samples[name] for name in (names if names is not None else samples) if name in samples}
+    try:
+        dids = rucio_server.register_samples(runtime, root, chosen)
+    except (RucioLookupError, RucioException) as exc:
+        _fail(f"the files are in the lake, but registering them in Rucio failed: {exc}")
+    if dids:
+        console.print(f"Registered in Rucio ({rucio_server.settings_of(runtime)['url']}): {', '.join(dids)}")
+    return dids
 
 
 def cache_dir() -> Path:
@@ -399,6 +424,7 @@ def import_samples(state: StateDir, sdist: Path | None, lake: Path | None) -> No
             console.print(f"  {dataset:<14} {lake_path} ({events} events)")
     write_catalogue(root, catalogue)
     console.print(f"Imported {len(CMS_SAMPLES)} CMS NanoAOD samples into {root}")
+    register_in_rucio(state.read_runtime(), root, list(CMS_SAMPLES))
 
 
 @data.command("list")
