@@ -132,14 +132,19 @@ def new_generation() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def prune_generations(root: Path, sample: str, keep: set[str]) -> None:
-    """Remove a sample's generation folders except `keep`, and files of the old flat layout."""
+def prune_generations(root: Path, sample: str, keep: set[str]) -> list[str]:
+    """Remove a sample's generation folders except `keep`, and files of the old flat layout; returns
+    the lake paths of the files removed (their Rucio replicas go too)."""
     folder = _on_disk(root, f"{GENERATED_DIR}/{sample}")
+    removed = []
     for entry in folder.iterdir() if folder.is_dir() else []:
         if entry.is_dir() and entry.name not in keep:
+            removed += ["/" + str(f.relative_to(root)) for f in sorted(entry.rglob("*")) if f.is_file()]
             shutil.rmtree(entry)
         elif entry.is_file() and entry.name.startswith(f"{sample}_") and entry.suffix == ".root":
+            removed.append("/" + str(entry.relative_to(root)))
             entry.unlink()  # written in place before generations existed
+    return removed
 
 
 def _seeded_uuids(seed: int, sample: str, index: int, count: int) -> Callable[[], uuid.UUID]:
@@ -265,14 +270,16 @@ def generate(
     if with_variations:
         chosen += [s for s in SAMPLE_KINDS if s.startswith("ttbar_") and s not in chosen]
     root = lake_root(state, lake)
-    generate_samples(root, tuple(chosen), events, files, seed)
-    register_in_rucio(state.read_runtime(), root, chosen)
+    removed = generate_samples(root, tuple(chosen), events, files, seed)
+    register_in_rucio(state.read_runtime(), root, chosen, removed)
 
 
-def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: int, seed: int) -> None:
-    """Write the samples into the lake folder `root` with a progress bar and list them in its catalogue."""
+def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: int, seed: int) -> list[str]:
+    """Write the samples into the lake folder `root` with a progress bar and list them in its catalogue;
+    returns the lake paths of older generations' files it removed."""
     from af import nanoaod
 
+    removed: list[str] = []
     catalogue = read_catalogue(root)
     columns = (
         TextColumn("{task.description:>8}"),
@@ -299,8 +306,9 @@ def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: i
                 "files": entries,
             }
             write_catalogue(root, catalogue)
-            prune_generations(root, sample, {generation, previous} - {None})
+            removed += prune_generations(root, sample, {generation, previous} - {None})
     console.print(f"Wrote {', '.join(samples)} into {root}; catalogue {CATALOGUE_PATH}")
+    return removed
 
 
 def seed_empty_lake(runtime: Runtime, events: int = 50_000, files: int = 2) -> bool:
@@ -317,9 +325,12 @@ def seed_empty_lake(runtime: Runtime, events: int = 50_000, files: int = 2) -> b
     return True
 
 
-def register_in_rucio(runtime: Runtime | None, root: Path, names: Iterable[str] | None = None) -> list[str]:
+def register_in_rucio(
+    runtime: Runtime | None, root: Path, names: Iterable[str] | None = None, removed: Iterable[str] = ()
+) -> list[str]:
     """Register the catalogue's samples (all, or `names`) with the facility's Rucio server as datasets,
-    when facility.yaml sets data.rucio and `root` is the folder its origin exports; returns their DIDs."""
+    when facility.yaml sets data.rucio and `root` is the folder its origin exports, and delete the
+    replicas of the `removed` lake paths; returns the datasets' DIDs."""
     if runtime is None or not rucio_server.settings_of(runtime):
         return []
     origin = runtime.data.get("origin") or {}
@@ -331,6 +342,7 @@ def register_in_rucio(runtime: Runtime | None, root: Path, names: Iterable[str] 
     chosen = {name: samples[name] for name in (names if names is not None else samples) if name in samples}
     try:
         dids = rucio_server.register_samples(runtime, root, chosen)
+        rucio_server.forget_replicas(runtime, list(removed))
     except (RucioLookupError, RucioException) as exc:
         _fail(f"the files are in the lake, but registering them in Rucio failed: {exc}")
     if dids:

@@ -4,7 +4,8 @@
 rucio.cfg into the state folder, builds its SQLite database once (af/rucio_bootstrap.py, run with
 the server's own Python) and runs it under supervisord with gunicorn. Once it answers, the origin
 becomes a Rucio Storage Element and the catalogue's samples become datasets (`register_samples`,
-which `af data generate` and `af data import-samples` call too).
+which `af data generate` and `af data import-samples` call too; the replicas of files `af data`
+removes are marked unavailable by `forget_replicas`).
 
 The RSE is non-deterministic: each replica's PFN is given when it is registered, root://origin//store/...,
 so Rucio names the files where the origin already has them (a deterministic RSE would hash them
@@ -301,10 +302,31 @@ def register_samples(runtime: Runtime, lake_root: Path, samples: dict[str, dict[
                         api.add_replicas(rse, [replica])
             api.attach_dids(scope, sample, [{"scope": scope, "name": f["name"]} for f in new])
         stale = sorted(attached - set(wanted))
-        if stale:
+        if stale:  # an earlier generation: runs in flight may still read it, so only its replicas stay
             api.detach_dids(scope, sample, [{"scope": scope, "name": name} for name in stale])
-            gone = [{"scope": scope, "name": name} for name in stale if not (lake_root / name.lstrip("/")).exists()]
-            if gone:
-                api.delete_replicas(rse, gone)
         dids.append(f"{scope}:{sample}")
     return dids
+
+
+def forget_replicas(runtime: Runtime, paths: list[str]) -> int:
+    """Mark the origin's replicas of files removed from the lake (lake paths) UNAVAILABLE, so no
+    listing hands them out; returns how many. Not deleted: Rucio's generic policy lets no account
+    delete replicas (its reaper daemon does, which the facility does not run)."""
+    if not paths or not settings_of(runtime):
+        return 0
+    rucio = settings_of(runtime)
+    scope, rse = rucio["scope"], rucio["rse"]
+    from rucio.common.exception import DataIdentifierNotFound
+
+    api = client(server_of(runtime))
+    gone = []
+    for path in paths:  # a few files per sample; some never registered (data.rucio set later)
+        did = {"scope": scope, "name": path}
+        try:
+            if any(rse in (r.get("rses") or {}) for r in api.list_replicas([did], ignore_availability=True)):
+                gone.append(did)
+        except DataIdentifierNotFound:
+            continue
+    if gone:
+        api.update_replicas_states(rse, [{**did, "state": "U"} for did in gone])
+    return len(gone)

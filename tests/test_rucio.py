@@ -43,10 +43,13 @@ def facility(start_facility: Any) -> RunningFacility:
 @pytest.fixture(scope="module")
 def generated(facility: RunningFacility) -> dict[str, Any]:
     """Small samples written (and registered) by `af data generate` over the ones `af up` seeded."""
+    lake = DataLake.from_environment({"AF_RUNTIME": str(facility.state_dir / "runtime.json")})
+    seeded = [f["path"] for f in lake.files("af:ttbar")]
     result = facility.af("data", "generate", "--events", str(EVENTS), "--files", "2", "--seed", "7")
     runtime = facility.runtime
     data = runtime["data"]
     return {
+        "seeded": seeded,
         "output": result.stdout,
         "origin_root": Path(data["origin"]["local_root"]),
         "cache_root": Path(data["caches"]["local-xcache"]["local_root"]),
@@ -110,6 +113,24 @@ def test_generate_registers_files_with_bytes_and_adler32(generated: dict[str, An
             assert entry["adler32"] == _adler32(on_disk)
     lake: DataLake = generated["lake"]
     assert [f["path"] for f in lake.files("af:ttbar")] == [f["path"] for f in lake.files("ttbar")]
+
+
+def test_a_new_generation_replaces_the_datasets_files(facility: RunningFacility, generated: dict[str, Any]) -> None:
+    lake: DataLake = generated["lake"]
+    api = client(generated["rucio"])
+    previous = [f["path"] for f in lake.files("af:ttbar")]
+    facility.af("data", "generate", "--sample", "ttbar", "--events", str(EVENTS), "--files", "2", "--seed", "7")
+    current = [f["path"] for f in lake.files("af:ttbar")]
+    assert current == [f["path"] for f in lake.files("ttbar")] and not set(current) & set(previous)
+    # af data kept the generation before (runs in flight) and removed the seeded one: its replicas went too.
+    assert all((generated["origin_root"] / path.lstrip("/")).is_file() for path in previous)
+    replicas = {r["name"]: r["rses"] for r in api.list_replicas([{"scope": "af", "name": p} for p in previous])}
+    assert all(replicas[path] for path in previous)
+    assert not any((generated["origin_root"] / path.lstrip("/")).exists() for path in generated["seeded"])
+    seeded = {
+        r["name"]: r["rses"] for r in api.list_replicas([{"scope": "af", "name": p} for p in generated["seeded"]])
+    }
+    assert seeded == dict.fromkeys(generated["seeded"], {}) or not seeded
 
 
 def test_did_resolves_to_cache_urls_and_histograms_equal_local(generated: dict[str, Any]) -> None:
