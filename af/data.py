@@ -39,7 +39,7 @@ from rich.table import Table
 from af import rucio_server
 from af.runtime import StateDir
 from dask_backends.data import CATALOGUE_PATH, TREE_NAME
-from dask_backends.rucio_dids import RucioLookupError
+from dask_backends.rucio_dids import RucioLookupError, client, unavailable
 from facility.runtime import Runtime
 
 console = Console()
@@ -344,7 +344,8 @@ def register_in_rucio(
         dids = rucio_server.register_samples(runtime, root, chosen)
         rucio_server.forget_replicas(runtime, list(removed))
     except (RucioLookupError, RucioException) as exc:
-        _fail(f"the files are in the lake, but registering them in Rucio failed: {exc}")
+        reason = exc if isinstance(exc, RucioLookupError) else unavailable(rucio_server.server_of(runtime), exc)
+        _fail(f"the files are in the lake, but registering them in Rucio failed: {reason}")
     if dids:
         console.print(f"Registered in Rucio ({rucio_server.settings_of(runtime)['url']}): {', '.join(dids)}")
     return dids
@@ -449,11 +450,34 @@ def list_datasets(state: StateDir, lake: Path | None) -> None:
     if not samples:
         console.print(f"The data lake in {root} has no datasets yet; run `af data generate`.")
         return
+    registered = rucio_datasets(state.read_runtime() if lake is None else None)
     table = Table(title=f"Datasets in {root}")
-    for column in ("dataset", "kind", "files", "events", "sum of genWeight", "MB"):
+    columns = ["dataset", "kind", "files", "events", "sum of genWeight", "MB"]
+    for column in columns + (["Rucio DID"] if registered is not None else []):
         table.add_column(column)
     for name, entry in sorted(samples.items()):
         size = sum(f["bytes"] for f in entry["files"]) / 1e6
         weights = f"{entry['genWeight_sum']:.6g}" if "genWeight_sum" in entry else "-"
-        table.add_row(name, entry["kind"], str(len(entry["files"])), str(entry["events"]), weights, f"{size:.1f}")
+        row = [name, entry["kind"], str(len(entry["files"])), str(entry["events"]), weights, f"{size:.1f}"]
+        if registered is not None:
+            row.append(registered.get(name, "not registered"))
+        table.add_row(*row)
     console.print(table)
+
+
+def rucio_datasets(runtime: Runtime | None) -> dict[str, str] | None:
+    """sample -> DID of the datasets the facility's Rucio server holds; None without data.rucio.
+    A server that does not answer is said so, and the list goes on without it."""
+    if runtime is None or not rucio_server.settings_of(runtime):
+        return None
+    from rucio.common.exception import RucioException
+
+    settings = rucio_server.settings_of(runtime)
+    server = rucio_server.server_of(runtime)
+    try:
+        names = client(server).list_dids(settings["scope"], {"name": "*"}, did_type="dataset")
+        return {name: f"{settings['scope']}:{name}" for name in names}
+    except (RucioLookupError, RucioException) as exc:
+        reason = exc if isinstance(exc, RucioLookupError) else unavailable(server, exc)
+        err_console.print(f"[yellow]Warning:[/] no Rucio DIDs: {reason}", markup=True, highlight=False)
+        return None

@@ -18,7 +18,10 @@ from typing import Any
 # request, so a typo gets a plain message instead of the server's schema error.
 SCOPE_PATTERN = re.compile(r"^[a-zA-Z_\-.0-9]{1,25}$")
 NAME_PATTERN = re.compile(r"^[/A-Za-z0-9][/A-Za-z0-9.\-_]{0,249}$")
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 30
+# rucio-clients logs each failed attempt in red on stderr; the errors raised here say it in words.
+_QUIET = logging.getLogger(__name__ + ".rucio_clients")
+_QUIET.setLevel(logging.CRITICAL)
 
 
 class RucioLookupError(RuntimeError):
@@ -90,7 +93,6 @@ def client(server: RucioServer) -> Any:
             tag = hashlib.sha256(identity.encode()).hexdigest()[:16]
             return None, f"{expiry}_{tag}", f"{token}_{tag}", folder
 
-    logging.getLogger("rucio").setLevel(logging.WARNING)  # rucio-clients logs each retry at INFO
     try:
         return _FacilityClient(
             rucio_host=server.url,
@@ -99,11 +101,23 @@ def client(server: RucioServer) -> Any:
             auth_type="userpass",
             creds={"username": server.username, "password": server.password},
             timeout=CONNECT_TIMEOUT_S,
+            logger=_QUIET,
         )
     except CannotAuthenticate as exc:
         raise RucioUnavailable(f"the Rucio server at {server.url} refused account {server.account!r}: {exc}") from None
     except RucioException as exc:
-        raise RucioUnavailable(f"the Rucio server at {server.url} does not answer: {_first_line(exc)}") from None
+        raise unavailable(server, exc) from None
+
+
+def unavailable(server: RucioServer, exc: Exception, doing: str = "") -> RucioUnavailable:
+    """A rucio-clients failure in plain words: a server that does not answer, or one that failed `doing`."""
+    from rucio.common.exception import ServerConnectionException
+
+    if isinstance(exc, ServerConnectionException) or "Cannot connect" in str(exc):
+        return RucioUnavailable(f"the Rucio server at {server.url} does not answer ({_first_line(exc)})")
+    return RucioUnavailable(
+        f"the Rucio server at {server.url} failed{' to ' + doing if doing else ''}: {_first_line(exc)}"
+    )
 
 
 def replicas(server: RucioServer, did: str, scheme: str = "root") -> list[dict[str, Any]]:
@@ -118,7 +132,7 @@ def replicas(server: RucioServer, did: str, scheme: str = "root") -> list[dict[s
     except DataIdentifierNotFound:
         raise UnknownDid(_unknown_message(rucio, scope, name, server)) from None
     except RucioException as exc:
-        raise RucioUnavailable(f"the Rucio server at {server.url} failed to list {did}: {_first_line(exc)}") from None
+        raise unavailable(server, exc, f"list {did}") from None
     if not found:
         # An existing dataset with no files, or a name Rucio lists nothing for: tell them apart.
         try:

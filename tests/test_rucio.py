@@ -115,6 +115,13 @@ def test_generate_registers_files_with_bytes_and_adler32(generated: dict[str, An
     assert [f["path"] for f in lake.files("af:ttbar")] == [f["path"] for f in lake.files("ttbar")]
 
 
+def test_af_data_list_names_the_dids(facility: RunningFacility, generated: dict[str, Any]) -> None:
+    listing = facility.af("data", "list").stdout
+    rows = {line.split("│")[1].strip(): line for line in listing.splitlines() if line.count("│") > 3}
+    assert "Rucio DID" in listing
+    assert "af:ttbar" in rows["ttbar"] and "af:wjets" in rows["wjets"]
+
+
 def test_a_new_generation_replaces_the_datasets_files(facility: RunningFacility, generated: dict[str, Any]) -> None:
     lake: DataLake = generated["lake"]
     api = client(generated["rucio"])
@@ -214,6 +221,10 @@ def test_af_down_stops_rucio_and_up_keeps_its_database(facility: RunningFacility
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{rucio['url']}/ping", timeout=5)
     assert "rucio" in run_af(facility.state_dir, "status", check=False).stdout
+    listing = run_af(facility.state_dir, "data", "list")  # the catalogue still, and why no DIDs
+    assert "ttbar" in listing.stdout and "Rucio DID" not in listing.stdout
+    assert f"no Rucio DIDs: the Rucio server at {rucio['url']} does not answer" in " ".join(listing.stderr.split())
+    assert "ERROR" not in listing.stderr  # rucio-clients' own red log lines stay out
     # Up again in another port block: the origin moved, and the PFNs Rucio hands out follow it.
     port = str(free_port_block())
     run_af(facility.state_dir, "up", "--facility", str(facility.facility_file), "--port", port, "--no-sample-data")
