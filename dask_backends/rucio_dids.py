@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # rucio-clients' own patterns (rucio.common.schema.generic SCOPE and NAME): checked here, before any
@@ -50,7 +50,7 @@ class RucioServer:
     url: str
     account: str
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a printed DataLake
 
     @classmethod
     def from_runtime(cls, rucio: dict[str, Any]) -> RucioServer:

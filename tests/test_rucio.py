@@ -181,6 +181,7 @@ def test_bad_dids_are_clear_errors(generated: dict[str, Any]) -> None:
         lake.files("af:tt bar")
     with pytest.raises(DataLakeError, match=r"the scope 'a b' is not a Rucio scope"):
         lake.files("a b:ttbar")
+    assert generated["rucio"].password not in repr(lake)
     without = DataLake(origin=lake.origin, cache=lake.cache)
     with pytest.raises(DataLakeError, match=r"names a Rucio dataset, but this data lake has no Rucio server"):
         without.files("af:ttbar")
