@@ -15,10 +15,10 @@ from rich.table import Table
 
 import facility
 import monitoring
-from af import host_access, hub_content, sessions, supervise, xrootd
+from af import host_access, hub_content, rucio_server, sessions, supervise, xrootd
 from af.components import Component, MissingDependency, components
 from af.data import data as data_commands
-from af.data import seed_empty_lake
+from af.data import register_in_rucio, seed_empty_lake
 from af.event_archive import archive as _archive  # noqa: F401 - registers `af event archive`
 from af.events import event as event_commands
 from af.run import run as run_command
@@ -146,6 +146,10 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
         xrootd.write_configs(runtime)
     except xrootd.XRootDSetupError as exc:
         _fail(str(exc))
+    try:
+        rucio_server.prepare(runtime)  # data.rucio: its rucio.cfg, and its database the first time
+    except rucio_server.RucioSetupError as exc:
+        _fail(str(exc))
     origin = runtime.data.get("origin", {})
     if origin.get("managed"):
         extras = xrootd.origin_root_extras(Path(origin["local_root"]), runtime.data["prefixes"])
@@ -176,12 +180,28 @@ def up(state: StateDir, facility_file: Path | None, port: int | None, timeout: f
     if missing:
         logs = ", ".join(str(state.log(n)) for n in missing)
         _fail(f"{', '.join(missing)} did not start within {timeout:.0f} s; see {logs}. `af down` cleans up.")
+    if rucio_server.settings_of(runtime):
+        _register_origin(runtime)
     if sample_data:
         seed_empty_lake(runtime)
+    if rucio_server.settings_of(runtime) and origin.get("managed"):
+        register_in_rucio(runtime, Path(origin["local_root"]))  # what the lake held before data.rucio, too
     console.print(f"\n[bold]{fac.title}[/] is up at [link]{runtime.public_url}[/link]")
     for line in prepare_logins(fac, runtime):
         console.print(line, markup=False)
     console.print("`af status` shows each component; `af down` stops them all.")
+
+
+def _register_origin(runtime: Runtime) -> None:
+    from rucio.common.exception import RucioException
+
+    from dask_backends.rucio_dids import RucioLookupError
+
+    try:
+        rucio_server.register_origin(runtime)
+    except (RucioLookupError, RucioException) as exc:
+        rse = runtime.data["rucio"]["rse"]
+        _fail(f"the Rucio server answers, but registering the origin as RSE {rse} failed: {exc}")
 
 
 @main.command()

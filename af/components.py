@@ -11,7 +11,7 @@ from pathlib import Path
 import facility
 import gateway
 import hub_config
-from af import xrootd
+from af import rucio_server, xrootd
 from facility import data_tokens
 from facility.hub_services import service_environment
 from facility.runtime import Runtime
@@ -120,6 +120,7 @@ def components(runtime: Runtime) -> list[Component]:
         Component(name="event-keeper", command=keeper, port=None, health_path=None, env=base_env, priority=40)
     )
     result += data_lake_components(runtime, base_env)
+    result += rucio_components(runtime, base_env)
     # Imported here: monitoring.components builds this module's Component.
     from monitoring.components import metrics_components
 
@@ -143,4 +144,25 @@ def data_lake_components(runtime: Runtime, base_env: dict[str, str]) -> list[Com
             priority=5,
         )
         for name, server in servers
+    ]
+
+
+def rucio_components(runtime: Runtime, base_env: dict[str, str]) -> list[Component]:
+    """The Rucio server of data.rucio (af.rucio_server), served by gunicorn from its own venv."""
+    settings = runtime.data.get("rucio") or {}
+    if not settings.get("managed"):
+        return []
+    try:
+        command = rucio_server.server_command(runtime)
+    except rucio_server.RucioSetupError as exc:
+        raise MissingDependency(str(exc)) from None
+    return [
+        Component(
+            name=rucio_server.COMPONENT,
+            command=command,
+            port=settings["port"],
+            health_path="/ping",
+            env={**base_env, **rucio_server.server_env(runtime)},
+            priority=6,
+        )
     ]

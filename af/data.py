@@ -27,7 +27,7 @@ import sys
 import tarfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from af import rucio_server
 from af.runtime import StateDir
 from dask_backends.data import CATALOGUE_PATH, TREE_NAME
+from dask_backends.rucio_dids import RucioLookupError, client, unavailable
 from facility.runtime import Runtime
 
 console = Console()
@@ -130,14 +132,19 @@ def new_generation() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def prune_generations(root: Path, sample: str, keep: set[str]) -> None:
-    """Remove a sample's generation folders except `keep`, and files of the old flat layout."""
+def prune_generations(root: Path, sample: str, keep: set[str]) -> list[str]:
+    """Remove a sample's generation folders except `keep`, and files of the old flat layout; returns
+    the lake paths of the files removed (their Rucio replicas go too)."""
     folder = _on_disk(root, f"{GENERATED_DIR}/{sample}")
+    removed = []
     for entry in folder.iterdir() if folder.is_dir() else []:
         if entry.is_dir() and entry.name not in keep:
+            removed += ["/" + str(f.relative_to(root)) for f in sorted(entry.rglob("*")) if f.is_file()]
             shutil.rmtree(entry)
         elif entry.is_file() and entry.name.startswith(f"{sample}_") and entry.suffix == ".root":
+            removed.append("/" + str(entry.relative_to(root)))
             entry.unlink()  # written in place before generations existed
+    return removed
 
 
 def _seeded_uuids(seed: int, sample: str, index: int, count: int) -> Callable[[], uuid.UUID]:
@@ -262,13 +269,17 @@ def generate(
     chosen = list(samples or ("ttbar", "wjets"))
     if with_variations:
         chosen += [s for s in SAMPLE_KINDS if s.startswith("ttbar_") and s not in chosen]
-    generate_samples(lake_root(state, lake), tuple(chosen), events, files, seed)
+    root = lake_root(state, lake)
+    removed = generate_samples(root, tuple(chosen), events, files, seed)
+    register_in_rucio(state.read_runtime(), root, chosen, removed)
 
 
-def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: int, seed: int) -> None:
-    """Write the samples into the lake folder `root` with a progress bar and list them in its catalogue."""
+def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: int, seed: int) -> list[str]:
+    """Write the samples into the lake folder `root` with a progress bar and list them in its catalogue;
+    returns the lake paths of older generations' files it removed."""
     from af import nanoaod
 
+    removed: list[str] = []
     catalogue = read_catalogue(root)
     columns = (
         TextColumn("{task.description:>8}"),
@@ -295,8 +306,9 @@ def generate_samples(root: Path, samples: tuple[str, ...], events: int, files: i
                 "files": entries,
             }
             write_catalogue(root, catalogue)
-            prune_generations(root, sample, {generation, previous} - {None})
+            removed += prune_generations(root, sample, {generation, previous} - {None})
     console.print(f"Wrote {', '.join(samples)} into {root}; catalogue {CATALOGUE_PATH}")
+    return removed
 
 
 def seed_empty_lake(runtime: Runtime, events: int = 50_000, files: int = 2) -> bool:
@@ -311,6 +323,32 @@ def seed_empty_lake(runtime: Runtime, events: int = 50_000, files: int = 2) -> b
     console.print(f"The data lake is empty: writing the default samples ({events} events each) into {root}")
     generate_samples(root, ("ttbar", "wjets"), events, files, seed=2026)
     return True
+
+
+def register_in_rucio(
+    runtime: Runtime | None, root: Path, names: Iterable[str] | None = None, removed: Iterable[str] = ()
+) -> list[str]:
+    """Register the catalogue's samples (all, or `names`) with the facility's Rucio server as datasets,
+    when facility.yaml sets data.rucio and `root` is the folder its origin exports, and delete the
+    replicas of the `removed` lake paths; returns the datasets' DIDs."""
+    if runtime is None or not rucio_server.settings_of(runtime):
+        return []
+    origin = runtime.data.get("origin") or {}
+    if not origin.get("managed") or Path(origin["local_root"]).resolve() != root.resolve():
+        return []  # --lake elsewhere: files the origin does not serve
+    from rucio.common.exception import RucioException
+
+    samples = read_catalogue(root)["samples"]
+    chosen = {name: samples[name] for name in (names if names is not None else samples) if name in samples}
+    try:
+        dids = rucio_server.register_samples(runtime, root, chosen)
+        rucio_server.forget_replicas(runtime, list(removed))
+    except (RucioLookupError, RucioException) as exc:
+        reason = exc if isinstance(exc, RucioLookupError) else unavailable(rucio_server.server_of(runtime), exc)
+        _fail(f"the files are in the lake, but registering them in Rucio failed: {reason}")
+    if dids:
+        console.print(f"Registered in Rucio ({rucio_server.settings_of(runtime)['url']}): {', '.join(dids)}")
+    return dids
 
 
 def cache_dir() -> Path:
@@ -399,6 +437,7 @@ def import_samples(state: StateDir, sdist: Path | None, lake: Path | None) -> No
             console.print(f"  {dataset:<14} {lake_path} ({events} events)")
     write_catalogue(root, catalogue)
     console.print(f"Imported {len(CMS_SAMPLES)} CMS NanoAOD samples into {root}")
+    register_in_rucio(state.read_runtime(), root, list(CMS_SAMPLES))
 
 
 @data.command("list")
@@ -411,11 +450,34 @@ def list_datasets(state: StateDir, lake: Path | None) -> None:
     if not samples:
         console.print(f"The data lake in {root} has no datasets yet; run `af data generate`.")
         return
+    registered = rucio_datasets(state.read_runtime() if lake is None else None)
     table = Table(title=f"Datasets in {root}")
-    for column in ("dataset", "kind", "files", "events", "sum of genWeight", "MB"):
+    columns = ["dataset", "kind", "files", "events", "sum of genWeight", "MB"]
+    for column in columns + (["Rucio DID"] if registered is not None else []):
         table.add_column(column)
     for name, entry in sorted(samples.items()):
         size = sum(f["bytes"] for f in entry["files"]) / 1e6
         weights = f"{entry['genWeight_sum']:.6g}" if "genWeight_sum" in entry else "-"
-        table.add_row(name, entry["kind"], str(len(entry["files"])), str(entry["events"]), weights, f"{size:.1f}")
+        row = [name, entry["kind"], str(len(entry["files"])), str(entry["events"]), weights, f"{size:.1f}"]
+        if registered is not None:
+            row.append(registered.get(name, "not registered"))
+        table.add_row(*row)
     console.print(table)
+
+
+def rucio_datasets(runtime: Runtime | None) -> dict[str, str] | None:
+    """sample -> DID of the datasets the facility's Rucio server holds; None without data.rucio.
+    A server that does not answer is said so, and the list goes on without it."""
+    if runtime is None or not rucio_server.settings_of(runtime):
+        return None
+    from rucio.common.exception import RucioException
+
+    settings = rucio_server.settings_of(runtime)
+    server = rucio_server.server_of(runtime)
+    try:
+        names = client(server).list_dids(settings["scope"], {"name": "*"}, did_type="dataset")
+        return {name: f"{settings['scope']}:{name}" for name in names}
+    except (RucioLookupError, RucioException) as exc:
+        reason = exc if isinstance(exc, RucioLookupError) else unavailable(server, exc)
+        err_console.print(f"[yellow]Warning:[/] no Rucio DIDs: {reason}", markup=True, highlight=False)
+        return None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from af.rucio_server import plan_rucio
 from af.xrootd import plan_data
 from backends.registry import kind_of
 from facility.model import Facility
@@ -80,6 +81,10 @@ def plan_runtime(
     # The hub's Dask dashboard service (hub_config/dashboard_service.py) listens above the gateways.
     dashboards_port = public + 10 + 2 * len(host_backends)
     old = dataclasses.asdict(previous.secrets) if previous else None
+    data = plan_data(fac, state.root, port)
+    rucio = plan_rucio(fac, dashboards_port, port, (previous.data.get("rucio") or {}) if previous else {})
+    if rucio:
+        data["rucio"] = rucio  # the Rucio server above the metrics ports (af.rucio_server)
     return Runtime(
         state_dir=str(state.root),
         facility_file=str(facility_file),
@@ -89,7 +94,7 @@ def plan_runtime(
         ports=Ports(public=public, hub_api=public + 1, proxy_api=public + 2, dashboards=dashboards_port),
         gateways=gateways,
         # Effective data-lake URLs; the origin and caches on loopback move with --port (af.xrootd).
-        data=plan_data(fac, state.root, port),
+        data=data,
         # Prometheus and the facility exporter (monitoring/), when facility.yaml enables metrics.
         metrics=plan_metrics(fac, dashboards_port, previous.metrics if previous else None),
         hub_env=(fac.auth.oidc.client_secret_env,) if fac.auth.type == "oidc" and fac.auth.oidc else (),

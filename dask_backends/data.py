@@ -4,12 +4,17 @@
     lake = DataLake.from_environment()
     fileset = lake.fileset(["ttbar", "wjets"], n_files=2)   # coffea fileset, URLs through the cache
     tree = lake.open(lake.files("ttbar")[0]["path"])["Events"]   # /store/af/generated/ttbar/<generation>/...
+    fileset = lake.fileset(["af:ttbar"])   # a dataset by Rucio DID (facility.yaml data.rucio)
 
 Where the lake and cache are comes from $AF_DATA_ORIGIN, $AF_DATA_CACHE and $AF_DATA_PREFIXES,
 which the hub sets for notebooks, the gateways for Dask workers and `af run` for its kernels (from
 the running facility's runtime.json, else from facility.yaml). When the cache does not answer, reads
 go to the origin and one warning per run says so; a cache that stops answering in the middle of a
 run is left for the origin chunk by chunk (dask_backends.failover), on Dask workers too.
+
+A name with a colon is a Rucio DID (scope:name): its files and replicas come from the facility's
+Rucio server (dask_backends.rucio_dids; the server and account from runtime.json on the facility's
+host), the replica on this lake's origin is chosen and read through the cache like any other path.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dask_backends import failover
+from dask_backends import failover, rucio_dids
 from facility.data_environment import ENV_CACHE, ENV_ORIGIN, ENV_PREFIXES
 from facility.runtime import ENV_RUNTIME, FILE_NAME, RuntimeFileError, default_state_dir, read_runtime
 
@@ -103,6 +109,7 @@ class DataLake:
     origin: str
     cache: str | None = None
     prefixes: tuple[str, ...] = ("/store/",)
+    rucio: rucio_dids.RucioServer | None = None  # where DIDs (scope:name) are resolved
     _probes: dict[str, tuple[float, bool]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -116,12 +123,13 @@ class DataLake:
     def from_environment(cls, environ: dict[str, str] | None = None) -> DataLake:
         env = os.environ if environ is None else environ
         origin = env.get(ENV_ORIGIN)
+        rucio = None
         if not origin:
-            origin, cache, prefixes = _from_runtime_file()
+            origin, cache, prefixes, rucio = _from_runtime_file(env)
         else:
             cache = env.get(ENV_CACHE) or None
             prefixes = tuple(p for p in env.get(ENV_PREFIXES, "/store/").split(":") if p)
-        return cls(origin=origin, cache=cache, prefixes=prefixes or ("/store/",))
+        return cls(origin=origin, cache=cache, prefixes=prefixes or ("/store/",), rucio=rucio)
 
     # --- paths and URLs -------------------------------------------------------------------------
 
@@ -220,6 +228,10 @@ class DataLake:
             ) from None
 
     def files(self, sample: str, n_files: int | None = None) -> list[dict[str, Any]]:
+        """A dataset's files, [{path, bytes, ...}]: a sample of the catalogue, or a Rucio DID (scope:name)."""
+        if ":" in sample:
+            entries = self.files_of_did(sample)
+            return entries if n_files is None else entries[: max(int(n_files), 0)]
         samples = self.catalogue().get("samples", {})
         if sample not in samples:
             known = ", ".join(sorted(samples)) or "none"
@@ -227,15 +239,56 @@ class DataLake:
         entries = samples[sample]["files"]
         return entries if n_files is None else entries[: max(int(n_files), 0)]
 
+    def files_of_did(self, did: str) -> list[dict[str, Any]]:
+        """The files of a Rucio DID with a replica on this lake's origin: [{path, bytes, adler32, did}].
+
+        DataLakeError for a malformed DID, an unknown one, a Rucio server that does not answer, or
+        files with no replica on this origin; UnknownDataset for an unknown DID.
+        """
+        try:
+            rucio_dids.parse_did(did)
+        except rucio_dids.MalformedDid as exc:
+            raise DataLakeError(str(exc)) from None
+        if self.rucio is None:
+            raise DataLakeError(
+                f"{did!r} names a Rucio dataset, but this data lake has no Rucio server "
+                "(facility.yaml data.rucio; DataLake.from_environment finds it on the facility's host)"
+            )
+        try:
+            found = rucio_dids.replicas(self.rucio, did)
+        except rucio_dids.UnknownDid as exc:
+            raise UnknownDataset(str(exc)) from None
+        except rucio_dids.RucioLookupError as exc:
+            raise DataLakeError(str(exc)) from None
+        entries = []
+        for replica in found:
+            pfns = [pfn for urls in replica["pfns"].values() for pfn in urls]
+            ours = [pfn for pfn in pfns if pfn.startswith(f"{self.origin}/")]
+            if not ours:
+                where = ", ".join(sorted(replica["pfns"])) or "no RSE"
+                raise DataLakeError(
+                    f"{replica['scope']}:{replica['name']} of {did} has no replica on this facility's origin "
+                    f"{self.origin} (replicas on: {where})"
+                )
+            entry = {"path": self.path_of(ours[0]), "bytes": replica["bytes"], "adler32": replica["adler32"]}
+            entries.append({**entry, "did": f"{replica['scope']}:{replica['name']}"})
+        return entries
+
     def fileset(
         self, samples: list[str] | tuple[str, ...], n_files: int | None = None, use_cache: bool = True
     ) -> dict[str, Any]:
-        """A coffea fileset: sample -> {files: {url: tree}, metadata}; URLs through the cache."""
-        catalogue = self.catalogue().get("samples", {})
+        """A coffea fileset: sample -> {files: {url: tree}, metadata}; URLs through the cache. A sample
+        may be a Rucio DID (scope:name): its process is the DID's name; it carries no cross section yet,
+        so its events count 1 each (analyses.normalisation) and the genWeight sums come from its files."""
+        by_did = [s for s in samples if ":" in s]
+        catalogue = self.catalogue().get("samples", {}) if len(by_did) < len(samples) else {}
+        catalogue.update({did: {"tree": TREE_NAME, "did": did} for did in by_did})
         result = {}
         for sample in samples:
             entries = self.files(sample, n_files)
             meta = {k: v for k, v in catalogue[sample].items() if k != "files"}
+            if ":" in sample:
+                meta.setdefault("process", sample.partition(":")[2])
             # Counts and weight sums of the files chosen (n_files), so a partial sample is normalised right.
             for key in ("events", "genWeight_sum", "genWeight_sign_sum"):
                 if all(key in e for e in entries):
@@ -251,9 +304,11 @@ def _not_found(status: Any) -> bool:
     return status.errno == 3011 or "No such file" in status.message  # kXR_NotFound
 
 
-def _from_runtime_file() -> tuple[str, str | None, tuple[str, ...]]:
+def _from_runtime_file(
+    env: Mapping[str, str],
+) -> tuple[str, str | None, tuple[str, ...], rucio_dids.RucioServer | None]:
     """Outside the hub and without $AF_DATA_*: the facility running on this host (runtime.json)."""
-    path = os.environ.get(ENV_RUNTIME)
+    path = env.get(ENV_RUNTIME)
     if not path:
         path = str(default_state_dir() / FILE_NAME)
     if not Path(path).exists():
@@ -270,4 +325,5 @@ def _from_runtime_file() -> tuple[str, str | None, tuple[str, ...]]:
     caches = data.get("caches", {})
     # Outside any backend: the first cache of facility.yaml, which the embedded facility runs.
     cache = next(iter(caches.values()), {}).get("url")
-    return data["origin"]["url"], cache, tuple(data.get("prefixes") or ())
+    rucio = rucio_dids.RucioServer.from_runtime(data["rucio"]) if data.get("rucio") else None
+    return data["origin"]["url"], cache, tuple(data.get("prefixes") or ()), rucio

@@ -44,6 +44,7 @@ from facility.model import (
     Quota,
     Quotas,
     Range,
+    Rucio,
     Spawn,
     UnixAccounts,
     Usage,
@@ -359,6 +360,7 @@ def _build(raw: dict[str, Any]) -> Facility:
             prefixes=tuple(data_raw.get("prefixes", ["/"])),
             cvmfs_root=data_raw.get("cvmfs_root", DEFAULT_CVMFS_ROOT),
             require_token=bool(data_raw.get("require_token", False)),
+            rucio=Rucio(**data_raw["rucio"]) if data_raw.get("rucio") else None,
         )
     auth_raw = raw.get("auth") or {"type": "local"}
     oidc_raw = auth_raw.get("oidc")

@@ -89,6 +89,15 @@ class Cache:
 
 
 @dataclass(frozen=True)
+class Rucio:
+    """data.rucio: the Rucio server `af up` runs for the data lake (af/rucio_server.py)."""
+
+    url: str
+    scope: str = "af"
+    rse: str = "AF_DATALAKE"
+
+
+@dataclass(frozen=True)
 class Data:
     origin_url: str
     origin_local_root: str | None
@@ -96,6 +105,7 @@ class Data:
     prefixes: tuple[str, ...]
     cvmfs_root: str
     require_token: bool = False
+    rucio: Rucio | None = None
 
     def cache(self, name: str | None) -> Cache | None:
         return next((c for c in self.caches if c.name == name), None)
