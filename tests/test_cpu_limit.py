@@ -3,12 +3,15 @@
 cora's server gets 1 core. It sits in a CPU cgroup (this host: cgroup v1, cpu.cfs_quota_us of
 100 ms per 100 ms period); two busy processes it starts, which on this 2-CPU host would take about
 two CPUs' time, get at most about one CPU's together, and the kernel's scheduler counts the
-periods it held them back. The cgroup goes with the server. Without a CPU cgroup a server is pinned
-to ceil(cores) of the host's CPUs (backends.local.cpu_limit: affinity), checked in a forked process.
+periods it held them back (the test gives the cgroup the host's highest CPU weight meanwhile, so
+that other work on the host cannot keep it under its quota). The cgroup goes with the server.
+Without a CPU cgroup a server is pinned to ceil(cores) of the host's CPUs (backends.local.cpu_limit:
+affinity), checked in a forked process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -77,10 +80,25 @@ def test_server_sits_in_a_cpu_cgroup_of_one_core(embedded: RunningFacility, cora
     assert int((path / "cpu.cfs_quota_us").read_text()) == 100_000
 
 
+@contextlib.contextmanager
+def first_in_line(path: Path) -> Iterator[None]:
+    """The cgroup's CPU weight raised to the most for a while. As one group it competes with the
+    host's other processes like a single one (cpu.shares 1024): on a host busy with other work it
+    would get less than its quota and the quota would go unseen."""
+    shares = path / "cpu.shares"
+    kept = shares.read_text().strip()
+    shares.write_text("262144")
+    try:
+        yield
+    finally:
+        shares.write_text(kept)
+
+
 def test_two_busy_processes_get_one_core(embedded: RunningFacility, cora: HubSession) -> None:
     path = cpu_cgroup(embedded)
     throttled_before = throttled_periods(path)
-    seen = json.loads(run(embedded, cora, TWO_BUSY_PROCESSES))
+    with first_in_line(path):
+        seen = json.loads(run(embedded, cora, TWO_BUSY_PROCESSES))
     cores_used = seen["cpu"] / seen["wall"]
     print(f"two busy processes, 1-core limit: {seen['cpu']:.2f} s CPU in {seen['wall']:.2f} s = {cores_used:.2f} cores")
     assert seen["codes"] == [0, 0], seen
