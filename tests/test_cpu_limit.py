@@ -78,6 +78,19 @@ def test_server_sits_in_a_cpu_cgroup_of_one_core(embedded: RunningFacility, cora
     assert seen == f"/{memory_limit.PARENT}/{path.name}", seen
     assert int((path / "cpu.cfs_period_us").read_text()) == 100_000
     assert int((path / "cpu.cfs_quota_us").read_text()) == 100_000
+    assert int((path / "cpu.shares").read_text()) == 1024  # the weight of one process
+
+
+def test_a_server_of_more_cores_weighs_as_many_processes(embedded: RunningFacility) -> None:
+    """A cgroup made as the spawner makes it, for 2.5 cores: its quota and weight as the kernel took them."""
+    path = cpu_limit.cgroup_path(str(embedded.state_dir), "cpu-probe")
+    assert path is not None
+    cpu_limit.create(path, 2.5)
+    try:
+        assert int((path / "cpu.cfs_quota_us").read_text()) == 250_000
+        assert int((path / "cpu.shares").read_text()) == 2560
+    finally:
+        assert memory_limit.remove(path)
 
 
 @contextlib.contextmanager

@@ -62,16 +62,20 @@ def quota_us(cores: float) -> int:
 
 
 def create(path: Path, cores: float) -> None:
-    """Make the cgroup with its quota of `cores` CPUs."""
+    """Make the cgroup with its quota of `cores` CPUs and a weight of as many processes."""
     path.parent.mkdir(exist_ok=True)
     if path.parent.parent == CGROUP_ROOT:  # v2: the parent must hand the cpu controller down
         (path.parent / "cgroup.subtree_control").write_text("+cpu")
     path.mkdir(exist_ok=True)
+    # Its weight too: as one group the server competes with the host's other processes like a single
+    # one (1024, v2 100), so a busy host would give a 4-core server one process's share.
     if (path / "cpu.cfs_quota_us").exists():  # v1
         (path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
         (path / "cpu.cfs_quota_us").write_text(str(quota_us(cores)))
+        (path / "cpu.shares").write_text(str(max(2, round(cores * 1024))))
     else:
         (path / "cpu.max").write_text(f"{quota_us(cores)} {PERIOD_US}")
+        (path / "cpu.weight").write_text(str(min(10_000, max(1, round(cores * 100)))))
 
 
 def pinned_cpus(cores: float, server: str, available: set[int]) -> set[int]:
