@@ -80,6 +80,23 @@ def pick_jupyterlab_theme(page: Any, name: str) -> None:
     page.wait_for_timeout(500)  # the theme's CSS applies after the attribute
 
 
+def in_each_look(page: Any, shots: Path, name: str, sizes: tuple[dict[str, int], ...], check: Any = None) -> None:
+    """Screenshots `<name>-<light|dark>-<width>.png` (as tests/test_browser_panel.py names them) in
+    JupyterLab's light and dark themes at each of `sizes`, after `check(page)` where given; back at the
+    light theme and the first size afterwards."""
+    for theme in ("JupyterLab Light", "JupyterLab Dark"):
+        pick_jupyterlab_theme(page, theme)
+        for size in sizes:
+            page.set_viewport_size(size)
+            page.wait_for_timeout(300)  # JupyterLab lays its panels out again on resize
+            if check is not None:
+                check(page)
+            look = "dark" if "Dark" in theme else "light"
+            page.screenshot(path=shots / f"{name}-{look}-{size['width']}.png")
+    pick_jupyterlab_theme(page, "JupyterLab Light")
+    page.set_viewport_size(sizes[0])
+
+
 def sync_api_or_skip() -> Any:
     """Playwright's sync API; skips the test (or the module, called at import) when playwright or
     Debian's Chromium is not installed."""

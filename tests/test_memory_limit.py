@@ -9,7 +9,8 @@ when that is the notebook's kernel, the server extension says the memory limit s
 dialog naming the limit instead of its own "appears to have died", and the kernel that starts again
 says so too. A kernel that kills itself keeps JupyterLab's dialog. jupyter-resource-usage
 reports the limit, and JupyterLab shows it in its status bar and the MemoryError in the notebook
-(a real browser; screenshots in test-artifacts/memory-limit/). The cgroup goes with the server.
+(a real browser, light and dark theme, 1440 and 760 px wide; screenshots in
+test-artifacts/memory-limit/). The cgroup goes with the server.
 JupyterLab's page asks the server for no build check and no news (hub_config.singleuser).
 """
 
@@ -30,7 +31,14 @@ from tornado.websocket import websocket_connect
 import facility
 from backends.local import memory_limit
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, log_in, pick_jupyterlab_theme, sync_api_or_skip
+from tests.browser import (
+    chromium_page,
+    emptied_artifacts,
+    in_each_look,
+    log_in,
+    pick_jupyterlab_theme,
+    sync_api_or_skip,
+)
 from tests.harness import HubSession, RunningFacility, execute_in_kernel
 
 USER = "maud"
@@ -226,11 +234,13 @@ def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility,
         log_in(page, embedded.url, USER, embedded.password_of(USER))
         page.goto(f"{embedded.url}/user/{USER}/lab")
         page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
-        status = page.locator("#jp-main-statusbar")
-        sync_api.expect(status).to_contain_text(
-            re.compile(r"CPU: +[\d.]+ % \| Mem: +[\d.]+ / 1024(\.00)? MB"), timeout=30_000
+        usage = page.locator("#jp-main-statusbar").get_by_text(
+            re.compile(r"CPU: +[\d.]+ % \| Mem: +[\d.]+ / 1024(\.00)? MB")
         )
-        page.screenshot(path=shots / "01-status-bar-memory.png")
+        sync_api.expect(usage).to_be_visible(timeout=30_000)
+        # Light and dark, wide and narrow: the use against the limits stays in the status bar.
+        shown = lambda _: sync_api.expect(usage).to_be_visible()  # noqa: E731 - checked at each look
+        in_each_look(page, shots, "01-status-bar-memory", (WIDE, NARROW), shown)
         page.click('.jp-LauncherCard[data-category="Notebook"]')
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook")
         sync_api.expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
@@ -239,7 +249,7 @@ def test_jupyterlab_shows_memory_and_the_memory_error(embedded: RunningFacility,
         page.keyboard.press("Shift+Enter")
         output = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output").first
         sync_api.expect(output).to_contain_text("may use at most 1 GB of memory", timeout=60_000)
-        page.screenshot(path=shots / "02-memory-error.png")
+        in_each_look(page, shots, "02-memory-error", (WIDE, NARROW), lambda _: sync_api.expect(output).to_be_visible())
 
         # The kernel is stopped by the cgroup's OOM killer (KERNEL_PAST_THE_LIMIT). JupyterLab would say
         # only that it "appears to have died"; the facility's dialog takes its place and names the limit.

@@ -44,15 +44,19 @@ def mechanism() -> str:
     return "rlimit"
 
 
+def cgroup_name(instance: str, server: str) -> str:
+    """A server's cgroup folder name: one per facility instance and server, so two facilities on
+    one host (tests) never share one."""
+    return f"{hashlib.sha256(instance.encode()).hexdigest()[:10]}-{server}"
+
+
 def cgroup_path(instance: str, server: str) -> Path | None:
-    """The server's cgroup folder (None without cgroups): one per facility instance and server, so
-    two facilities on one host (tests) never share one."""
+    """The server's memory cgroup folder (None without cgroups)."""
     kind = mechanism()
     if kind == "rlimit":
         return None
-    tag = hashlib.sha256(instance.encode()).hexdigest()[:10]
     base = _v1() if kind == "cgroup v1" else CGROUP_ROOT
-    return base / PARENT / f"{tag}-{server}"
+    return base / PARENT / cgroup_name(instance, server)
 
 
 def create(path: Path, limit_bytes: int) -> None:
@@ -77,7 +81,7 @@ def create(path: Path, limit_bytes: int) -> None:
 
 
 def remove(path: Path) -> bool:
-    """Remove a cgroup once its processes are gone; False while some still run in it."""
+    """Remove a cgroup (memory or CPU) once its processes are gone; False while some still run in it."""
     try:
         path.rmdir()
     except FileNotFoundError:

@@ -20,7 +20,7 @@ from traitlets import Unicode
 
 from backends.common.notebook_child import ChildConfig, ParentSpawner, common_config
 from backends.common.progress import ACCOUNT, RUNNING, SpawnStepsMixin, account_step
-from backends.local import memory_limit
+from backends.local import cpu_limit, memory_limit
 from backends.local.memory_message import CGROUP_VARIABLE
 from facility.accounts import Account, AccountError, ensure_account
 from facility.model import Backend, Facility, UnixAccounts
@@ -65,15 +65,22 @@ class OwnOutputMixin(SpawnStepsMixin):
         return address
 
 
-class MemoryLimitMixin:
-    """The server and its kernels stay within mem_limit (backends.local.memory_limit): a cgroup
-    made before the start and removed after the stop, RLIMIT_DATA in the forked server."""
+class ResourceLimitsMixin:
+    """The server and its kernels stay within mem_limit (backends.local.memory_limit) and cpu_limit
+    (backends.local.cpu_limit): cgroups made before the start and removed after the stop,
+    RLIMIT_DATA (and CPU affinity where there is no CPU cgroup) in the forked server."""
+
+    @property
+    def _server_name(self) -> str:
+        return self.user.name + (f"-{self.name}" if self.name else "")
 
     def _cgroup(self) -> Path | None:
-        name = self.user.name + (f"-{self.name}" if self.name else "")
-        return memory_limit.cgroup_path(os.environ.get("AF_INSTANCE", "hub"), name)
+        return memory_limit.cgroup_path(os.environ.get("AF_INSTANCE", "hub"), self._server_name)
 
-    def _limits_preexec(self) -> Any:
+    def _cpu_cgroup(self) -> Path | None:
+        return cpu_limit.cgroup_path(os.environ.get("AF_INSTANCE", "hub"), self._server_name)
+
+    def _memory_preexec(self) -> Any:
         if not self.mem_limit:
             return None
         path = self._cgroup()
@@ -81,6 +88,15 @@ class MemoryLimitMixin:
             memory_limit.create(path, self.mem_limit)
         self.log.info("Memory limit of %s: %d bytes by %s", self._log_name, self.mem_limit, memory_limit.mechanism())
         return memory_limit.preexec(self.mem_limit, path)
+
+    def _cpu_preexec(self) -> Any:
+        if not self.cpu_limit:
+            return None
+        path = self._cpu_cgroup()
+        if path is not None:
+            cpu_limit.create(path, self.cpu_limit)
+        self.log.info("CPU limit of %s: %g cores by %s", self._log_name, self.cpu_limit, cpu_limit.mechanism())
+        return cpu_limit.preexec(self.cpu_limit, path, self._server_name)
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()  # type: ignore[misc]
@@ -90,36 +106,41 @@ class MemoryLimitMixin:
         return env
 
     def _with_limits(self, then: Any) -> Any:
-        """`then` (the spawner's own preexec_fn), after joining the cgroup and setting the limit."""
-        limits = self._limits_preexec()
-        if limits is None or then is None:
-            return limits or then
+        """`then` (the spawner's own preexec_fn), after joining the cgroups and setting the limits."""
+        steps = [step for step in (self._memory_preexec(), self._cpu_preexec(), then) if step is not None]
+        if not steps:
+            return None
 
         def preexec() -> None:
-            limits()  # as root: joining the cgroup needs it
-            then()
+            for step in steps:  # the limits as root (joining a cgroup needs it), then the spawner's own
+                step()
 
         return preexec
 
     async def stop(self, now: bool = False) -> None:
-        await super().stop(now=now)
-        path = self._cgroup()  # also after a hub restart, whose restored spawner has no mem_limit
-        if path is not None and path.exists():
-            for _ in range(20):  # the server's kernels end a moment after it
-                if await asyncio.to_thread(memory_limit.remove, path):
-                    return
-                await asyncio.sleep(0.5)
-            self.log.warning("Memory cgroup %s still has processes; left in place", path)
+        await super().stop(now=now)  # type: ignore[misc]
+        # Also after a hub restart, whose restored spawner has no limits.
+        for kind, path in (("Memory", self._cgroup()), ("CPU", self._cpu_cgroup())):
+            if path is not None and path.exists() and not await self._removed(path):
+                self.log.warning("%s cgroup %s still has processes; left in place", kind, path)
+
+    @staticmethod
+    async def _removed(path: Path) -> bool:
+        for _ in range(20):  # the server's kernels end a moment after it
+            if await asyncio.to_thread(memory_limit.remove, path):
+                return True
+            await asyncio.sleep(0.5)
+        return False
 
 
-class SharedLocalSpawner(MemoryLimitMixin, OwnOutputMixin, SimpleLocalProcessSpawner):
+class SharedLocalSpawner(ResourceLimitsMixin, OwnOutputMixin, SimpleLocalProcessSpawner):
     """Shared mode: SimpleLocalProcessSpawner with its own output file."""
 
     def make_preexec_fn(self, name: str) -> Any:
         return self._with_limits(super().make_preexec_fn(name))
 
 
-class PerUserLocalSpawner(MemoryLimitMixin, OwnOutputMixin, LocalProcessSpawner):
+class PerUserLocalSpawner(ResourceLimitsMixin, OwnOutputMixin, LocalProcessSpawner):
     """LocalProcessSpawner running each hub user's server as their facility Unix account."""
 
     account_prefix = Unicode("af-", config=True, help="auth.unix_accounts.prefix of facility.yaml.")
