@@ -134,73 +134,67 @@ def _underlay(tree: Path, destination: str, done: set[str]) -> list[str]:
 # Runs on the node, as the job's account, just before bwrap: what is known only there.
 # - /etc/passwd and /etc/group: the image's, with the account's own entries (from the node's
 #   getent) in place of any entry of the same name or id, bound read-only from memory
-#   (--ro-bind-data), as Apptainer does ("config passwd/group"): getpass.getuser(), pwd and ~ work.
+#   (--ro-bind-data, read from files removed before bwrap starts), as Apptainer does
+#   ("config passwd/group"): getpass.getuser(), pwd and ~ work.
 # - $HOME, when asked (job_wrapping): bound read-write at its own path, as Apptainer binds it; a
 #   home the image lacks gets the same underlay _underlay makes (unless a bind made one already).
 # Positional parameters: tree, bind-home flag, ancestors already underlaid (":"-separated), the
 # number of bwrap words, the bwrap words, then the command. The bwrap words are rotated behind the
 # command so that words can be appended to them, then the command is rotated back behind "--".
-LAUNCHER = r"""
-tree=$1 bind_home=$2 underlaid=$3 count=$4
-shift 4
-i=0; while [ "$i" -lt "$count" ]; do set -- "$@" "$1"; shift; i=$((i + 1)); done
-rest=$(($# - count))
-uid=$(id -u); gid=$(id -g)
-me=$(getent passwd "$uid") || me="$(id -un 2>/dev/null || echo "user$uid"):x:$uid:$gid::${HOME:-/}:/bin/sh"
-name=${me%%:*}
-[ -x "$tree${me##*:}" ] || me="${me%:*}:/bin/sh"
-passwd=$(awk -F: -v n="$name" -v u="$uid" '$1 != n && $3 != u' "$tree/etc/passwd"; printf '%s\n' "$me")
-mine=; names=
-for g in $(id -G); do
-  line=$(getent group "$g") || line="group$g:x:$g:"
-  group_name=${line%%:*}
-  mine="$mine$group_name:x:$g:$name
-"
-  names="$names $group_name"
-done
-others='index(ids, " " $3 " ") == 0 && index(names, " " $1 " ") == 0'
-group=$(awk -F: -v ids=" $(id -G) " -v names="$names " "$others" "$tree/etc/group"; printf '%s' "$mine")
-set -- "$@" --ro-bind-data 8 /etc/passwd --ro-bind-data 9 /etc/group
-if [ "$bind_home" = 1 ] && [ -n "${HOME:-}" ] && [ "$HOME" != / ] && [ -d "$HOME" ]; then
-  case $HOME in
-    /tmp | /tmp/*) ;;
-    *)
-      if [ ! -d "$tree$HOME" ]; then
-        ancestor= last=${HOME##*/}
-        old_ifs=$IFS; IFS=/; set -f
-        for part in ${HOME#/}; do
-          [ "$part" = "$last" ] && break
-          [ -d "$tree$ancestor/$part" ] && [ ! -L "$tree$ancestor/$part" ] || break
-          ancestor=$ancestor/$part
-        done
-        IFS=$old_ifs; set +f
-        case ":$underlaid:" in
-          *":${ancestor:-/}:"*) ;;
-          *)
-            set -- "$@" --tmpfs "${ancestor:-/}"
-            for entry in "$tree$ancestor"/* "$tree$ancestor"/.[!.]*; do
-              [ -e "$entry" ] || [ -L "$entry" ] || continue
-              if [ -L "$entry" ]; then
-                set -- "$@" --symlink "$(readlink "$entry")" "$ancestor/${entry##*/}"
-              else
-                set -- "$@" --ro-bind "$entry" "$ancestor/${entry##*/}"
-              fi
-            done
-            ;;
-        esac
-      fi
-      set -- "$@" --bind "$HOME" "$HOME"
-      ;;
-  esac
-fi
-set -- "$@" --
-i=0; while [ "$i" -lt "$rest" ]; do set -- "$@" "$1"; shift; i=$((i + 1)); done
-exec "$@" 8<<AF_PASSWD 9<<AF_GROUP
-$passwd
-AF_PASSWD
-$group
-AF_GROUP
-"""
+# One line (each piece ends in ";" or a keyword): HTCondor's job arguments cannot hold a line break.
+LAUNCHER = " ".join(
+    (
+        "tree=$1 bind_home=$2 underlaid=$3 count=$4;",
+        "shift 4;",
+        'i=0; while [ "$i" -lt "$count" ]; do set -- "$@" "$1"; shift; i=$((i + 1)); done;',
+        "rest=$(($# - count));",
+        "uid=$(id -u); gid=$(id -g);",
+        'me=$(getent passwd "$uid") || me="$(id -un 2>/dev/null || echo "user$uid"):x:$uid:$gid::${HOME:-/}:/bin/sh";',
+        "name=${me%%:*};",
+        '[ -x "$tree${me##*:}" ] || me="${me%:*}:/bin/sh";',
+        "mine=;",
+        "for g in $(id -G); do",
+        'line=$(getent group "$g") || line="group$g:x:$g:";',
+        'mine="$mine ${line%%:*}:$g";',
+        "done;",
+        'others=\'index(ids, " " $3 " ") == 0 && index(names, " " $1 " ") == 0\';',
+        "files=$(mktemp -d);",
+        'awk -F: -v n="$name" -v u="$uid" \'$1 != n && $3 != u\' "$tree/etc/passwd" > "$files/passwd";',
+        'printf \'%s\\n\' "$me" >> "$files/passwd";',
+        'names="$(for pair in $mine; do printf \' %s\' "${pair%:*}"; done) ";',
+        'awk -F: -v ids=" $(id -G) " -v names="$names" "$others" "$tree/etc/group" > "$files/group";',
+        'for pair in $mine; do printf \'%s:x:%s:%s\\n\' "${pair%:*}" "${pair##*:}" "$name"; done >> "$files/group";',
+        'exec 8< "$files/passwd" 9< "$files/group";',
+        'rm -r "$files";',
+        'set -- "$@" --ro-bind-data 8 /etc/passwd --ro-bind-data 9 /etc/group;',
+        'if [ "$bind_home" = 1 ] && [ -n "${HOME:-}" ] && [ "$HOME" != / ] && [ -d "$HOME" ]; then',
+        "case $HOME in /tmp | /tmp/*) ;; *)",
+        'if [ ! -d "$tree$HOME" ]; then',
+        "ancestor= last=${HOME##*/};",
+        "old_ifs=$IFS; IFS=/; set -f;",
+        "for part in ${HOME#/}; do",
+        '[ "$part" = "$last" ] && break;',
+        '[ -d "$tree$ancestor/$part" ] && [ ! -L "$tree$ancestor/$part" ] || break;',
+        "ancestor=$ancestor/$part;",
+        "done;",
+        "IFS=$old_ifs; set +f;",
+        'case ":$underlaid:" in *":${ancestor:-/}:"*) ;; *)',
+        'set -- "$@" --tmpfs "${ancestor:-/}";',
+        'for entry in "$tree$ancestor"/* "$tree$ancestor"/.[!.]*; do',
+        '[ -e "$entry" ] || [ -L "$entry" ] || continue;',
+        'if [ -L "$entry" ]; then set -- "$@" --symlink "$(readlink "$entry")" "$ancestor/${entry##*/}";',
+        'else set -- "$@" --ro-bind "$entry" "$ancestor/${entry##*/}"; fi;',
+        "done;;",
+        "esac;",
+        "fi;",
+        'set -- "$@" --bind "$HOME" "$HOME";;',
+        "esac;",
+        "fi;",
+        'set -- "$@" --;',
+        'i=0; while [ "$i" -lt "$rest" ]; do set -- "$@" "$1"; shift; i=$((i + 1)); done;',
+        'exec "$@"',
+    )
+)
 
 
 def bubblewrap_argv(
