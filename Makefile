@@ -47,11 +47,11 @@ images: install
 	set -e; for step in scripts/images-install.d/*.sh; do bash "$$step"; done
 	$(PY) -m images.build
 
-# The image tests (tests/test_image_build.py, then the notebook image as a pod on a real kubelet in
+# The image tests (tests/test_image_*.py, then the notebook image as a pod on a real kubelet in
 # tests/test_kube_notebook_pod.py; pytest marker `images`): not part of `make test`,
 # whose 45-minute budget a cold build (about 8.5 min) would break on a fresh machine.
 test-images: images
-	$(PY) -m pytest -n0 -m images tests/test_image_build.py tests/test_kube_notebook_pod.py
+	$(PY) -m pytest -n0 -m images tests/test_image_build.py tests/test_image_slurm.py tests/test_image_htcondor.py tests/test_kube_notebook_pod.py
 
 lint: install
 	$(VENV)/bin/ruff check .

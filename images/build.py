@@ -9,7 +9,8 @@
 4. each image published unpacked, as DUCC does (images/publish.py).
 
 Everything lives outside the repository, under ~/.cache/analysis-facility/images (or --cache,
-$AF_IMAGES_CACHE). A target is rebuilt only when its key changes: the hash of the lock, the
+$AF_IMAGES_CACHE); the images are published where the accounts that run them can read them
+(default_cvmfs_root). A target is rebuilt only when its key changes: the hash of the lock, the
 Containerfile, the base recipe and the project files the Containerfile copies. A second run with
 nothing changed only checks the keys.
 """
@@ -38,6 +39,10 @@ CONTAINERFILE = ROOT / "images" / "Containerfile"
 LOCK = ROOT / "images" / "requirements.lock"
 IMAGES_YAML = ROOT / "images" / "images.yaml"
 DEFAULT_CACHE = Path.home() / ".cache" / "analysis-facility" / "images"
+ENV_CVMFS_ROOT = "AF_IMAGES_CVMFS_ROOT"
+# Root's images are run by the facility's per-user accounts, which never enter root's home (issue 17,
+# facility/home_folders.py): root publishes beside the facility's state, as facility.runtime does.
+SYSTEM_CVMFS_ROOT = Path("/var/lib/analysis-facility/cvmfs")
 # Debian bookworm's Python is 3.11.2; soupsieve 4.1.3 of the lock declares Requires-Python >=3.11.5
 # (the only one of the lock's pins that does; checked with pip's report). pip is told to install the
 # lock's exact versions anyway; the tests import bs4 in the image.
@@ -55,6 +60,18 @@ class Target:
 
 def cache_dir(given: str | None = None) -> Path:
     return Path(given or os.environ.get("AF_IMAGES_CACHE") or DEFAULT_CACHE)
+
+
+def default_cvmfs_root(cache: Path) -> Path:
+    """Where `make images` publishes unless told (--cvmfs-root): $AF_IMAGES_CVMFS_ROOT, else for root
+    /var/lib/analysis-facility/cvmfs (readable by every account), else <cache>/cvmfs (the user's own
+    builds, run by the user)."""
+    explicit = os.environ.get(ENV_CVMFS_ROOT)
+    if explicit:
+        return Path(explicit)
+    if os.geteuid() == 0:
+        return SYSTEM_CVMFS_ROOT
+    return cache / "cvmfs"
 
 
 def targets(images_yaml: Path = IMAGES_YAML) -> list[Target]:
@@ -175,12 +192,15 @@ def megabytes(size: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="images.build", description=__doc__.splitlines()[0])
     parser.add_argument("--cache", help=f"build cache (default $AF_IMAGES_CACHE or {DEFAULT_CACHE})")
-    parser.add_argument("--cvmfs-root", help="where to publish unpacked (default: <cache>/cvmfs)")
+    parser.add_argument(
+        "--cvmfs-root",
+        help=f"where to publish unpacked (default ${ENV_CVMFS_ROOT}, for root {SYSTEM_CVMFS_ROOT}, else <cache>/cvmfs)",
+    )
     parser.add_argument("--only", choices=[t.name for t in targets()], action="append", help="build only these")
     args = parser.parse_args(argv)
     cache = cache_dir(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    cvmfs_root = Path(args.cvmfs_root) if args.cvmfs_root else cache / "cvmfs"
+    cvmfs_root = Path(args.cvmfs_root) if args.cvmfs_root else default_cvmfs_root(cache)
     with (cache / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time per cache (make images, the tests)
         return build_and_publish(cache, cvmfs_root, args.only)

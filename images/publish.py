@@ -89,6 +89,18 @@ def link(root: Path, reference: str, tree: Path) -> tuple[Path, str | None]:
     return path, before
 
 
+def open_to_every_account(root: Path, paths: list[Path]) -> None:
+    """The folders from `root` down to each of `paths` can be listed and entered by any account
+    (the jobs of per-user accounts run the trees), whatever the publisher's umask."""
+    for path in paths:
+        for folder in [path, *path.parents]:
+            if not folder.is_relative_to(root):
+                break
+            mode = folder.stat().st_mode & 0o7777
+            if mode & 0o555 != 0o555:
+                folder.chmod(mode | 0o555)
+
+
 def publish(
     buildah: Buildah, record: dict[str, Any], root: Path, known: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -104,9 +116,11 @@ def publish(
         facts["unpack_seconds"] = round(time.monotonic() - started, 1)
         marker.write_text(json.dumps(facts, indent=2) + "\n")
     facts = json.loads(marker.read_text())
+    open_to_every_account(root, [tree])
     entries = []
     for reference in record["references"]:
         path, before = link(root, reference, tree)
+        open_to_every_account(root, [path.parent])
         previous = before or (known.get(reference) or {}).get("previous_tree")
         entries.append(
             {
@@ -132,6 +146,7 @@ def write_catalogue(root: Path, entries: list[dict[str, Any]]) -> Path:
     known.update({e["reference"]: e for e in entries})
     new = path.with_name(path.name + ".new")
     new.write_text(json.dumps({"images": sorted(known.values(), key=lambda e: e["reference"])}, indent=2) + "\n")
+    new.chmod(0o644)
     os.replace(new, path)
     return path
 

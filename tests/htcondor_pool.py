@@ -5,6 +5,12 @@ The pool's daemons run inside the chroot; the folders jobs need (the project wit
 Python the venv was made from, /tmp with the tests' state, /home with the users' accounts' homes)
 are bind-mounted at the same paths, so a job sees the same files as the hub and the gateway.
 `stop()` stops the daemons and unmounts everything it mounted.
+
+The daemons are not chroot(2)ed but started in a mount namespace of their own whose root is the
+chroot's folder (pivot_root), as an execute node's root is its own: the kernel refuses user
+namespaces to a chrooted process (unshare(2), EPERM), so a job in a chroot could not run
+bubblewrap (container_runtime: bubblewrap) as its own account. The tools (condor_submit, ...)
+still run with chroot(8); they reach the daemons over the network and see the same files.
 """
 
 from __future__ import annotations
@@ -76,6 +82,20 @@ def _python_home() -> Path | None:
     return None
 
 
+def _editable_project() -> Path | None:
+    """The project folder the venv's editable install imports from (jobs import the facility from
+    there; it is not ROOT when the tests run from another worktree with PYTHONPATH)."""
+    import importlib.metadata
+    import json
+
+    try:
+        text = importlib.metadata.distribution("analysis-facility").read_text("direct_url.json") or "{}"
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    url = json.loads(text).get("url", "")
+    return Path(url.removeprefix("file://")) if url.startswith("file://") else None
+
+
 def host_path(chroot: Path, inner: str, max_links: int = 40) -> Path:
     """The host path of `inner` as a process inside `chroot` sees it.
 
@@ -122,9 +142,9 @@ class HTCondorPool:
     def __init__(self, chroot: str | os.PathLike[str] = DEFAULT_CHROOT, binds: tuple[Path, ...] = ()):
         self.chroot = Path(chroot)
         self.binds = [ROOT, Path(sys.prefix).resolve(), Path("/tmp"), Path("/home"), *binds]
-        home = _python_home()
-        if home:
-            self.binds.append(home)
+        for folder in (_python_home(), _editable_project()):
+            if folder:
+                self.binds.append(folder)
         self.mounted: list[Path] = []
         # Job folders and Dask staging: a folder the job account can enter (pytest's tmp is 0700).
         self.job_dir = Path(tempfile.mkdtemp(prefix="af-htcondor-jobs-"))
@@ -232,12 +252,28 @@ class HTCondorPool:
             )
         host_path(self.chroot, "/root").chmod(0o711)
         self._let_the_job_account_enter_the_binds()
-        subprocess.run(["chroot", str(self.chroot), "condor_master"], check=True, timeout=30)
+        self._start_master()
         try:
             self._wait_until_up(timeout)
         except BaseException:
             self.stop()
             raise
+
+    def _start_master(self) -> None:
+        """condor_master in a mount namespace whose root is the chroot (pivot_root; see the module's
+        docstring). The namespace copies the mounts made above; condor_master daemonizes, and the
+        namespace lives as long as its daemons. Its id is kept to find them when stopping."""
+        root = str(self.chroot.resolve())
+        enter = (
+            'readlink /proc/self/ns/mnt; mount --rbind "$1" "$1" && cd "$1" && mkdir -p .af-old-root'
+            " && pivot_root . .af-old-root"
+            " && exec chroot . /bin/sh -c 'umount -l /.af-old-root && rmdir /.af-old-root && exec condor_master'"
+        )
+        argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", enter, "af-htcondor-pool", root]
+        done = subprocess.run(argv, check=True, timeout=30, capture_output=True, text=True)
+        self.mount_namespace = done.stdout.split()[0]
+
+    mount_namespace = ""
 
     def _wait_until_up(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -278,20 +314,24 @@ class HTCondorPool:
         root = str(self.chroot.resolve())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._daemon_pids(root):
+            if not self._daemon_pids(root, self.mount_namespace):
                 return
             time.sleep(0.5)
-        for pid in self._daemon_pids(root):
+        for pid in self._daemon_pids(root, self.mount_namespace):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
 
     @staticmethod
-    def _daemon_pids(root: str) -> list[int]:
+    def _daemon_pids(root: str, namespace: str = "") -> list[int]:
+        """Processes chrooted into `root` (an earlier version's daemons, tools) or in the pool's
+        mount namespace."""
         pids = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
-                    if os.readlink(entry / "root") == root:
+                    if os.readlink(entry / "root") == root or (
+                        namespace and os.readlink(entry / "ns" / "mnt") == namespace
+                    ):
                         pids.append(int(entry.name))
                 except OSError:
                     continue

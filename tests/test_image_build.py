@@ -9,6 +9,7 @@ root file system and the versions it imports, compared with images/requirements.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import subprocess
@@ -68,7 +69,7 @@ def built() -> dict[str, Any]:
     started = time.monotonic()
     assert build.main(["--cache", str(cache)]) == 0
     again = time.monotonic() - started
-    root = cache / "cvmfs"
+    root = build.default_cvmfs_root(cache)  # root publishes where the facility's accounts can read
     entries = {e["reference"]: e for e in publish.read_catalogue(root)}
     return {"root": root, "entries": entries, "first": first, "again": again, "cache": cache}
 
@@ -102,6 +103,53 @@ def test_every_image_is_published_and_resolved(built):
     fac = facility.from_dict(raw)
     for image in fac.images:
         assert image_path(fac, image) == resolve(image.registry, root)
+
+
+# Run inside the image as a facility account: who it is there, its home, its groups.
+WHO = """
+import getpass, grp, json, os, pathlib, pwd, sys
+(pathlib.Path.home() / "written-inside").write_text(getpass.getuser())
+entry = pwd.getpwuid(os.getuid())
+print(json.dumps({
+    "user": getpass.getuser(),
+    "pwd": [entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir],
+    "group": grp.getgrgid(os.getgid()).gr_name,
+    "home": os.environ["HOME"],
+    "tilde": os.path.expanduser("~"),
+    "prefix": sys.prefix,
+    "analyst": pwd.getpwnam("analyst").pw_uid,
+}))
+"""
+
+
+def test_a_facility_account_runs_the_published_image_and_finds_itself_inside(built):
+    """The published trees are readable by the per-user accounts that run jobs (root's home, where
+    the build cache lies, is not), and inside the image the account finds its own passwd and group
+    entries and its home, as under Apptainer: the argv a job runs (keep_env, bind_home), not root's."""
+    from tests.batch_helpers import account_of
+
+    account = account_of("imgrun")
+    entry = built["entries"][REFERENCES["notebook"]]
+    assert not Path(entry["tree"]).is_relative_to(Path.home()), "published under root's home"
+    catalogue = publish.repository(built["root"]) / publish.CATALOGUE
+    env = {**account.environment(), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    listed = subprocess.run([*account.setpriv_argv(), "cat", str(catalogue)], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    (account.home / "written-inside").unlink(missing_ok=True)
+    argv = bubblewrap_argv(Path(entry["path"]), ["python", "-c", WHO], keep_env=True, bind_home=True)
+    done = subprocess.run(
+        [*account.setpriv_argv(), *argv], capture_output=True, text=True, env=env, cwd="/", timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    home = str(account.home)
+    assert report["user"] == account.name
+    assert report["pwd"] == [account.name, account.uid, account.gid, home]
+    assert report["group"] == grp.getgrgid(account.gid).gr_name
+    assert report["home"] == report["tilde"] == home and report["prefix"] == "/opt/af"
+    assert report["analyst"] == 1000, "the image's own accounts are kept"
+    assert (account.home / "written-inside").read_text() == account.name  # the home was bound read-write
+    assert (account.home / "written-inside").stat().st_uid == account.uid
 
 
 def test_second_build_with_nothing_changed_is_quick(built):
@@ -302,7 +350,7 @@ def test_a_batch_backend_with_bubblewrap_wraps_its_job_command_in_the_image(buil
     wrapping = job_wrapping(fac, backend, image, SlurmSettings.of(backend))
     code = "import os, sys; open(sys.argv[1] + '/out', 'w').write(sys.prefix + ' ' + os.environ['AF_JOB'])"
     argv = wrapping.apply(["python", "-c", code, str(data)])
-    assert argv[0] == "bwrap" and str(image_path(fac, image).resolve()) in argv
+    assert "bwrap" in argv and str(image_path(fac, image).resolve()) in argv
     subprocess.run(argv, check=True, timeout=120, env={**os.environ, "AF_JOB": "job-7"})
     assert (data / "out").read_text() == "/opt/af job-7"
     with pytest.raises(ValueError, match="cannot bind GPUs"):

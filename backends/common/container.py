@@ -9,7 +9,9 @@ Shared by the Slurm and HTCondor kinds: where the backend runs jobs in a contain
 on machines without Apptainer (this project's test machines): the tree read-only as /, /proc,
 /dev, /sys read-only, /tmp, the home and the data the job needs bound, the image's ENV applied as
 Apptainer applies it (the tree's .singularity.d/env file, written by images/publish.py), the rest
-of the caller's environment cleared unless passed. Not yet used by the backends' jobs.
+of the caller's environment cleared unless passed. The account that runs it finds itself in the
+image's /etc/passwd and /etc/group (generated where the job runs, as Apptainer does), and a job's
+$HOME is bound. Slurm and HTCondor jobs use it with `container_runtime: bubblewrap`.
 
 Every argument stays a separate argv item (quoted with shlex where a shell reads it), so nothing
 from a user or a form reaches the shell unquoted.
@@ -79,7 +81,9 @@ def job_wrapping(
         if gpus:
             raise ValueError(f"backend {backend.name!r}: container_runtime bubblewrap cannot bind GPUs yet")
         tree = cvmfs.image_path(fac, image, check=True).resolve()  # this build, even if the reference moves
-        argv = bubblewrap_argv(tree, [], binds=settings.apptainer_binds, keep_env=True, bwrap=settings.bubblewrap)
+        argv = bubblewrap_argv(
+            tree, [], binds=settings.apptainer_binds, keep_env=True, bind_home=True, bwrap=settings.bubblewrap
+        )
         return JobWrapping(prefix=tuple(argv))
     if uses_container(backend):
         command = [settings.apptainer, "exec"]
@@ -104,7 +108,8 @@ HOST_TMP = "/tmp"  # noqa: S108 - bound, not written to
 def _underlay(tree: Path, destination: str, done: set[str]) -> list[str]:
     """Mounts that make `destination` creatable in the read-only tree: its deepest ancestor present
     in the image becomes a tmpfs holding that ancestor's entries again (bound from the tree), so a
-    home such as /root/.local/state/... can be bound while /root keeps the image's files."""
+    home such as /root/.local/state/... can be bound while /root keeps the image's files.
+    (LAUNCHER does the same at run time for $HOME.)"""
     parts = Path(destination).parts[1:]
     ancestor = Path("/")
     for part in parts[:-1]:
@@ -126,6 +131,72 @@ def _underlay(tree: Path, destination: str, done: set[str]) -> list[str]:
     return argv
 
 
+# Runs on the node, as the job's account, just before bwrap: what is known only there.
+# - /etc/passwd and /etc/group: the image's, with the account's own entries (from the node's
+#   getent) in place of any entry of the same name or id, bound read-only from memory
+#   (--ro-bind-data, read from files removed before bwrap starts), as Apptainer does
+#   ("config passwd/group"): getpass.getuser(), pwd and ~ work.
+# - $HOME, when asked (job_wrapping): bound read-write at its own path, as Apptainer binds it; a
+#   home the image lacks gets the same underlay _underlay makes (unless a bind made one already).
+# Positional parameters: tree, bind-home flag, ancestors already underlaid (":"-separated), the
+# number of bwrap words, the bwrap words, then the command. The bwrap words are rotated behind the
+# command so that words can be appended to them, then the command is rotated back behind "--".
+# One line (each piece ends in ";" or a keyword): HTCondor's job arguments cannot hold a line break.
+LAUNCHER = " ".join(
+    (
+        "tree=$1 bind_home=$2 underlaid=$3 count=$4;",
+        "shift 4;",
+        'i=0; while [ "$i" -lt "$count" ]; do set -- "$@" "$1"; shift; i=$((i + 1)); done;',
+        "rest=$(($# - count));",
+        "uid=$(id -u); gid=$(id -g);",
+        'me=$(getent passwd "$uid") || me="$(id -un 2>/dev/null || echo "user$uid"):x:$uid:$gid::${HOME:-/}:/bin/sh";',
+        "name=${me%%:*};",
+        '[ -x "$tree${me##*:}" ] || me="${me%:*}:/bin/sh";',
+        "mine=;",
+        "for g in $(id -G); do",
+        'line=$(getent group "$g") || line="group$g:x:$g:";',
+        'mine="$mine ${line%%:*}:$g";',
+        "done;",
+        'others=\'index(ids, " " $3 " ") == 0 && index(names, " " $1 " ") == 0\';',
+        "files=$(mktemp -d);",
+        'awk -F: -v n="$name" -v u="$uid" \'$1 != n && $3 != u\' "$tree/etc/passwd" > "$files/passwd";',
+        'printf \'%s\\n\' "$me" >> "$files/passwd";',
+        'names="$(for pair in $mine; do printf \' %s\' "${pair%:*}"; done) ";',
+        'awk -F: -v ids=" $(id -G) " -v names="$names" "$others" "$tree/etc/group" > "$files/group";',
+        'for pair in $mine; do printf \'%s:x:%s:%s\\n\' "${pair%:*}" "${pair##*:}" "$name"; done >> "$files/group";',
+        'exec 8< "$files/passwd" 9< "$files/group";',
+        'rm -r "$files";',
+        'set -- "$@" --ro-bind-data 8 /etc/passwd --ro-bind-data 9 /etc/group;',
+        'if [ "$bind_home" = 1 ] && [ -n "${HOME:-}" ] && [ "$HOME" != / ] && [ -d "$HOME" ]; then',
+        "case $HOME in /tmp | /tmp/*) ;; *)",
+        'if [ ! -d "$tree$HOME" ]; then',
+        "ancestor= last=${HOME##*/};",
+        "old_ifs=$IFS; IFS=/; set -f;",
+        "for part in ${HOME#/}; do",
+        '[ "$part" = "$last" ] && break;',
+        '[ -d "$tree$ancestor/$part" ] && [ ! -L "$tree$ancestor/$part" ] || break;',
+        "ancestor=$ancestor/$part;",
+        "done;",
+        "IFS=$old_ifs; set +f;",
+        'case ":$underlaid:" in *":${ancestor:-/}:"*) ;; *)',
+        'set -- "$@" --tmpfs "${ancestor:-/}";',
+        'for entry in "$tree$ancestor"/* "$tree$ancestor"/.[!.]*; do',
+        '[ -e "$entry" ] || [ -L "$entry" ] || continue;',
+        'if [ -L "$entry" ]; then set -- "$@" --symlink "$(readlink "$entry")" "$ancestor/${entry##*/}";',
+        'else set -- "$@" --ro-bind "$entry" "$ancestor/${entry##*/}"; fi;',
+        "done;;",
+        "esac;",
+        "fi;",
+        'set -- "$@" --bind "$HOME" "$HOME";;',
+        "esac;",
+        "fi;",
+        'set -- "$@" --;',
+        'i=0; while [ "$i" -lt "$rest" ]; do set -- "$@" "$1"; shift; i=$((i + 1)); done;',
+        'exec "$@"',
+    )
+)
+
+
 def bubblewrap_argv(
     tree: str | Path,
     command: Sequence[str],
@@ -136,6 +207,7 @@ def bubblewrap_argv(
     env: Mapping[str, str] | None = None,
     workdir: str | Path | None = None,
     keep_env: bool = False,
+    bind_home: bool = False,
     bwrap: str = BWRAP,
 ) -> list[str]:
     """The argv that runs `command` inside the unpacked image `tree` with bubblewrap.
@@ -143,7 +215,9 @@ def bubblewrap_argv(
     `home` and `binds` are bound read-write at the same path, `ro_binds` read-only; /tmp is the
     host's (sockets and scratch files shared with the host, as Apptainer does). The process gets
     only `env` (plus HOME; with keep_env, the caller's whole environment too) and then the image's
-    own ENV, which wins over both, as in Apptainer.
+    own ENV, which wins over both, as in Apptainer. With `bind_home`, the $HOME the command starts
+    with is bound (for jobs, whose home is known only where they run). The account running the
+    argv sees itself in the image's /etc/passwd and /etc/group (LAUNCHER).
     """
     tree = Path(tree)
     if not (tree / "usr").is_dir():
@@ -172,6 +246,8 @@ def bubblewrap_argv(
     chdir = workdir or home
     if chdir:
         argv += ["--chdir", str(chdir)]
+    launch = ["/bin/sh", "-c", LAUNCHER, "af-bwrap", str(tree), "1" if bind_home else "0", ":".join(sorted(done))]
     # Apply the image's ENV inside, as Apptainer does, then exec the command itself.
     script = f'[ -r {IMAGE_ENV_FILE} ] && . {IMAGE_ENV_FILE}; exec "$@"'
-    return [*argv, "--", "/bin/sh", "-c", script, "af-image", *map(str, command)]
+    inside = ["/bin/sh", "-c", script, "af-image", *map(str, command)]
+    return [*launch, str(len(argv)), *argv, *inside]

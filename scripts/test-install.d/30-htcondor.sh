@@ -37,7 +37,8 @@ started=$(date +%s)
 echo "htcondor: debootstrap trixie + htcondor into $NEW from $MIRROR (about a minute)"
 # debootstrap leaves htcondor's dependencies half-configured; apt and dpkg finish them below.
 # git: notebook jobs run here, and nbgitpuller clones the facility's examples with it (facility/examples.py).
-debootstrap --variant=minbase --include=htcondor,git trixie "$NEW" "$MIRROR" >"$CHROOT.log" 2>&1 \
+# bubblewrap: jobs of a backend with container_runtime: bubblewrap run it (tests/test_image_htcondor.py).
+debootstrap --variant=minbase --include=htcondor,git,bubblewrap trixie "$NEW" "$MIRROR" >"$CHROOT.log" 2>&1 \
   || echo "htcondor: debootstrap reported errors (finished below); log: $CHROOT.log"
 chroot "$NEW" env DEBIAN_FRONTEND=noninteractive apt-get install -y -f -qq python3-cffi-backend >>"$CHROOT.log" 2>&1
 chroot "$NEW" env DEBIAN_FRONTEND=noninteractive dpkg --configure -a >>"$CHROOT.log" 2>&1
