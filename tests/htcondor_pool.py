@@ -122,6 +122,11 @@ class HTCondorPool:
     def __init__(self, chroot: str | os.PathLike[str] = DEFAULT_CHROOT, binds: tuple[Path, ...] = ()):
         self.chroot = Path(chroot)
         self.binds = [ROOT, Path(sys.prefix).resolve(), Path("/tmp"), Path("/home"), *binds]
+        # The checkout the venv's editable install points at (`make install` puts .venv in it): when
+        # the tests run from another worktree, jobs still import the facility's packages from there.
+        installed_from = Path(sys.prefix).resolve().parent
+        if (installed_from / "pyproject.toml").is_file() and installed_from != ROOT:
+            self.binds.append(installed_from)
         home = _python_home()
         if home:
             self.binds.append(home)
@@ -253,6 +258,11 @@ class HTCondorPool:
         """Every job in the queue, whoever submitted it."""
         out = self.run("condor_q", "-allusers", "-af:j", "JobStatus").stdout
         return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    def jobs_with(self, attribute: str, value: str) -> list[str]:
+        """The jobs whose ClassAd has `attribute` equal to `value` (as condor_q -af prints it), anyone's."""
+        out = self.run("condor_q", "-allusers", "-af:j", attribute).stdout
+        return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [value]]
 
     def stop(self) -> None:
         if (self.chroot / "proc" / "self").exists():
