@@ -26,11 +26,11 @@ from af.runtime import StateDir, plan_runtime, previous_runtime, write_runtime
 from af.usage import usage as usage_command
 from af.users import prepare_logins
 from af.users import user as user_commands
+from af.users_table import users_table
 from facility.accounts import AccountError
 from facility.examples import ExamplesError
 from facility.home_folders import HomeFolderError
 from facility.runtime import Runtime, default_state_dir
-from monitoring import status as monitoring_status
 
 console = Console()
 err_console = Console(stderr=True)
@@ -271,9 +271,7 @@ def _print_status(state: StateDir) -> bool:
             str(state.log(part.name)),
         )
     console.print(table)
-    users = monitoring_status.users_table(runtime)  # who holds what; needs metrics enabled
-    if users is not None:
-        console.print(users)
+    console.print(users_table(runtime))  # who holds what
     return all_up
 
 

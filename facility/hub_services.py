@@ -17,7 +17,8 @@ from typing import Any
 from facility.runtime import ENV_RUNTIME, Runtime
 
 AF_SERVICE = "af"  # the token `af down` uses to stop notebook servers cleanly
-AF_SCOPES = ("list:users", "read:servers", "delete:servers")
+# read:users: groups and admin flag, for the quota use `af status` shows
+AF_SCOPES = ("list:users", "read:users", "read:servers", "delete:servers")
 
 
 @dataclass(frozen=True)

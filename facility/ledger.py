@@ -138,17 +138,25 @@ async def hub_user(hub_api_url: str, token: str, user: str) -> HubUser:
     return HubUser(tuple(model.get("groups") or ()), bool(model.get("admin")), servers)
 
 
-async def running_clusters(gateways: Mapping[str, tuple[str, str]]) -> dict[str, list[Holding]]:
-    """Every user's clusters on every gateway, with their running workers only: user -> clusters."""
+async def every_users_clusters(
+    gateways: Mapping[str, tuple[str, str]], running_only: bool = False
+) -> dict[str, list[Holding]]:
+    """Every user's clusters on every gateway: user -> clusters, with their workers running or
+    starting (what the quota counts) or, `running_only`, running (what usage counts)."""
 
     def parse(backend: str, answer: Any) -> list[tuple[str, Holding]]:
         return [
             (user, holding)
             for user, clusters in answer["users"].items()
-            for holding in clusters_from_answer(backend, {"clusters": clusters}, running_only=True)
+            for holding in clusters_from_answer(backend, {"clusters": clusters}, running_only=running_only)
         ]
 
     held: dict[str, list[Holding]] = {}
     for user, holding in await _every_gateway(gateways, ALL_CLUSTERS_PATH, parse):
         held.setdefault(user, []).append(holding)
     return held
+
+
+async def running_clusters(gateways: Mapping[str, tuple[str, str]]) -> dict[str, list[Holding]]:
+    """Every user's clusters on every gateway, with their running workers only: user -> clusters."""
+    return await every_users_clusters(gateways, running_only=True)

@@ -10,6 +10,7 @@ Each scrape asks the real components, so the numbers are never older than the sc
 - every XRootD server of data.caches and the origin: answers a ping or not (XRootD's own client,
   pinging in the background so a dead server never slows a scrape).
 
+- the ledger of the quotas (monitoring.quota_metrics): what each user holds against their quota;
 - the g-stream of every XCache the facility runs (monitoring.xcache): bytes served from the cache,
   fetched from the origin and bypassed, counted as files are closed.
 """
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 import facility
 from facility.runtime import Runtime, read_runtime
 from monitoring.hub_api import active_servers
+from monitoring.quota_metrics import quota_metrics
 from monitoring.xcache import GStreamCounters, gstream_ports
 
 XROOTD_PING_TIMEOUT_S = 3
@@ -101,7 +103,8 @@ class FacilityCollector(Collector):
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         # Every backend appears in the series, with 0 when it has no servers, so plots show it.
-        self.backends = [b.name for b in facility.load(runtime.facility_file).backends]
+        self.facility = facility.load(runtime.facility_file)
+        self.backends = [b.name for b in self.facility.backends]
         data = runtime.data
         urls = [data["origin"]["url"], *(c["url"] for c in data.get("caches", {}).values())] if data else []
         every = runtime.metrics["scrape_interval_seconds"]
@@ -190,6 +193,8 @@ class FacilityCollector(Collector):
         started = time.monotonic()
         yield from self._server_metrics()
         yield from self._data_metrics()
+        if self.facility.quotas.any:
+            yield from quota_metrics(self.runtime, self.facility)
         yield GaugeMetricFamily(
             "af_exporter_scrape_seconds", "How long the exporter took to collect.", time.monotonic() - started
         )

@@ -18,7 +18,8 @@ from monitoring.plan import enabled
 OPERATOR_SERVICE = "af-operator"  # monitoring.operator_page.SERVICE_NAME, without importing tornado here
 
 SERVICE_NAME = "prometheus"
-SCOPES = ["read:metrics", "list:users", "read:users:name", "read:users:groups", "read:servers"]  # groups: quotas
+# read:users: the groups and admin flag, whose quota a user has (monitoring.quota_metrics)
+SCOPES = ["read:metrics", "list:users", "read:users", "read:servers"]
 
 
 def configure_hub(c: Any, runtime: Runtime) -> None:

@@ -290,6 +290,11 @@ class HTCondorPool:
         out = self.run("condor_q", "-allusers", "-af:j", "JobStatus").stdout
         return [line.split()[0] for line in out.splitlines() if line.strip()]
 
+    def jobs_with(self, attribute: str, value: str) -> list[str]:
+        """The jobs whose ClassAd has `attribute` equal to `value` (as condor_q -af prints it), anyone's."""
+        out = self.run("condor_q", "-allusers", "-af:j", attribute).stdout
+        return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [value]]
+
     def stop(self) -> None:
         if (self.chroot / "proc" / "self").exists():
             subprocess.run(

@@ -57,8 +57,7 @@ def _form(**overrides: str) -> dict[str, str]:
 
 
 def _jobs(pool: HTCondorPool, attribute: str, value: str) -> list[str]:
-    out = pool.run("condor_q", "-allusers", "-af:j", attribute).stdout
-    return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [value]]
+    return pool.jobs_with(attribute, value)
 
 
 def _wait_for_notebook_job(pool: HTCondorPool, user: str, timeout: float = 30) -> str:

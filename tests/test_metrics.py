@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 import facility
 from af import supervise
@@ -194,7 +195,8 @@ def test_grafana_dashboard_is_current() -> None:
 
 @pytest.fixture(scope="module")
 def monitored(start_facility: StartFacility) -> RunningFacility:
-    return start_facility(_with_metrics())
+    # A quota, so the exporter reports what users hold against it (af_quota_held, af_quota_ceiling).
+    return start_facility({**_with_metrics(), "quotas": {"default": {"cores": 4, "clusters": 2}}})
 
 
 def _prometheus(running: RunningFacility) -> str:
@@ -271,6 +273,19 @@ def _value(running: RunningFacility, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def _exporter_samples(running: RunningFacility) -> dict[tuple[str, tuple[str, ...]], float]:
+    """(metric name, label values in the order user, backend, resource) -> value, as the facility
+    exporter answers a scrape now (the exposition sorts labels by name)."""
+    reply = requests.get(f"http://127.0.0.1:{running.runtime['metrics']['exporter_port']}/metrics", timeout=30)
+    reply.raise_for_status()
+    order = ("user", "backend", "resource")
+    return {
+        (sample.name, tuple(sample.labels[k] for k in order if k in sample.labels)): sample.value
+        for family in text_string_to_metric_families(reply.text)
+        for sample in family.samples
+    }
+
+
 def test_servers_clusters_and_workers_are_counted(monitored: RunningFacility) -> None:
     alice = monitored.login("alice")
     reply = alice.post_spawn_form({"backend": "local", "cores": "1", "memory_gb": "2", "image": "coffea-2026"})
@@ -295,10 +310,24 @@ def test_servers_clusters_and_workers_are_counted(monitored: RunningFacility) ->
         assert _value(monitored, 'af_gateway_worker_memory_bytes{backend="local"}') == 1024**3
         assert _value(monitored, "jupyterhub_running_servers") == 1
         # `af status` names who holds what: alice's server and her cluster with its size.
-        status = monitored.af("status").stdout
-        assert "Users holding servers or Dask clusters" in status
-        assert "alice" in status and "local: 1 cores, 2 GB (running)" in status
-        assert "local: 1 clusters, 1 workers, 1 cores, 1 GB" in status
+        status = " ".join(monitored.af("status").stdout.split())
+        assert "Users holding servers, Dask clusters or runs" in status
+        assert "│ alice │ local: 1 cores, 2 GB │" in status, status
+        cluster = out.split("CLUSTER", 1)[1].split()[0]
+        assert f"local: {cluster}, 1 workers (1 cores, 1 GB)" in status, status
+        assert "cores 2 of 4, clusters 1 of 2" in status, status
+        # The exporter itself, scraped: what alice holds against her quota.
+        held = _exporter_samples(monitored)
+        exporter_log = monitored.state_dir / "logs" / "metrics-exporter.log"
+        assert held["af_quota_ledger_up", ()] == 1, exporter_log.read_text()
+        for resource, value in [("cores", 2), ("memory_bytes", 3 * 1024**3), ("servers", 1), ("clusters", 1)]:
+            assert held["af_quota_held", ("alice", "local", resource)] == value, resource
+        assert held["af_quota_held", ("alice", "local", "runs")] == 0
+        assert held["af_quota_ceiling", ("alice", "all", "cores")] == 4
+        assert held["af_quota_ceiling", ("alice", "all", "clusters")] == 2
+        assert ("af_quota_ceiling", ("alice", "all", "memory_bytes")) not in held  # no ceiling set
+        cores = 'sum(af_quota_held{user="alice",resource="cores"})'  # over her backends
+        _wait_for("af_quota_held in Prometheus", lambda: _value(monitored, cores) == 2)
     finally:
         execute_in_kernel(url, token, STOP_CLUSTERS)
         alice.stop_server()

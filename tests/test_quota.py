@@ -241,7 +241,7 @@ PARTICIPANT = "use-01"  # of the event `use`, whose instructor is bob
 def running(start_facility):
     raw = copy.deepcopy(embedded_raw())
     raw["quotas"] = {"default": {"cores": 3, "clusters": 1, "runs": 1}}
-    raw["metrics"] = {"enabled": True}  # `af status` lists users (and their quota use) with the metrics tokens
+    # No metrics: `af status` lists users and their quota use from the ledger all the same.
     raw["usage"] = {"sample_interval_seconds": USAGE_INTERVAL}
     running = start_facility(raw)
     remove_account(PARTICIPANT, facility.load(running.facility_file).auth.unix_accounts)  # none of an earlier run
@@ -313,8 +313,13 @@ def test_a_scale_up_past_the_quota_is_refused_naming_the_server_and_the_cluster(
 
 
 def test_af_status_shows_what_alice_holds_against_her_quota(running, cluster) -> None:
+    """Without metrics enabled, from the ledger the hub and the gateways consult."""
+    assert not running.runtime.get("metrics")
     status = " ".join(running.af("status", check=False).stdout.split())
+    assert "Users holding servers, Dask clusters or runs" in status, status
     assert "quota use" in status and "cores 3 of 3, clusters 1 of 1, runs 0 of 1" in status, status
+    assert "│ alice │ local: 1 cores, 1 GB │" in status, status
+    assert f"│ local: {cluster.name}, 2 workers (2 cores, 2 GB) │ - │" in status, status
 
 
 def test_adaptive_scaling_is_capped_at_the_quota(running, cluster) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
 from facility.quota import RUN, Holding
 from tests.batch_helpers import account_of, spawn_form, until, write_notebook
@@ -24,8 +23,12 @@ from tests.notebook_runs import (
     start_run,
     with_server,
 )
+from tests.quota_batch import (
+    check_a_scale_up_and_a_server_are_refused_naming_the_cluster,
+    check_a_second_cluster_is_refused_naming_the_first,
+)
 from tests.slurm_cluster import SlurmCluster
-from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as, refused_spawn
+from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
 
 pytestmark = [
     pytest.mark.batch_daemons,
@@ -43,46 +46,22 @@ def hpc(slurm: SlurmCluster, start_facility) -> RunningFacility:
 
 
 def test_a_slurm_cluster_counts_at_the_local_gateway(hpc, slurm) -> None:
-    token = hpc.login("alice").token()
-    auth = JupyterHubAuth(api_token=token)
-    with Gateway(hpc.runtime["gateways"]["hpc"]["url"], auth=auth) as on_slurm:
-        cluster = on_slurm.new_cluster(worker_cores=1, worker_memory_gb=1)
-        try:
-            cluster.scale(2)
-            until(lambda: len(slurm.job_ids("dask-gateway")) == 3, "the scheduler and 2 worker jobs", timeout=120)
-            with Gateway(hpc.runtime["gateways"]["local"]["url"], auth=auth) as local:
-                with pytest.raises(ValueError, match="Starting a Dask cluster on 'local' would exceed") as refused:
-                    local.new_cluster(shutdown_on_close=False)
-                assert local.list_clusters() == []
-            message = str(refused.value)
-            assert "clusters 2 of at most 1 on all backends" in message
-            assert f"Dask cluster {cluster.name} on 'hpc' (2 workers: 2 cores, 2 GB)" in message
-        finally:
-            cluster.shutdown()
+    check_a_second_cluster_is_refused_naming_the_first(
+        hpc, "alice", held_on="hpc", asked_on="local", dask_jobs=lambda: len(slurm.job_ids("dask-gateway"))
+    )
     assert slurm.wait_no_jobs() == []
 
 
 def test_on_slurm_a_scale_up_and_a_server_past_her_quota_are_refused_naming_her_cluster(hpc, slurm) -> None:
     """The Slurm gateway itself refuses bob's scale-up past his 4 cores, and the hub his Slurm server."""
-    bob = hpc.login("bob")
-    with Gateway(hpc.runtime["gateways"]["hpc"]["url"], auth=JupyterHubAuth(api_token=bob.token())) as on_slurm:
-        cluster = on_slurm.new_cluster(worker_cores=2, worker_memory_gb=1)
-        try:
-            cluster.scale(1)
-            until(lambda: len(slurm.job_ids("dask-gateway")) == 2, "the scheduler and 1 worker job", timeout=120)
-            # 3 workers of 2 cores: within the backend's 4 workers, past bob's 4 cores
-            with pytest.raises(GatewayClusterError, match="At most 2 workers of this size fit") as refused:
-                cluster.scale(3)
-            held = f"Dask cluster {cluster.name} on 'hpc' (1 workers: 2 cores, 1 GB)"
-            assert held in str(refused.value)
-            assert len(slurm.job_ids("dask-gateway")) == 2  # no worker job for the refused scale-up
-            server = {**spawn_form("hpc", "cpu"), "cores": 3}
-            message = refused_spawn(bob, server)
-            assert "Starting a notebook server on 'hpc' would exceed your quota (cores 5 of at most 4" in message
-            assert f"You hold: {held}" in message, message
-            assert slurm.job_ids("jupyter-bob") == [] and bob.server() is None
-        finally:
-            cluster.shutdown()
+    check_a_scale_up_and_a_server_are_refused_naming_the_cluster(
+        hpc,
+        "bob",
+        "hpc",
+        spawn_form("hpc", "cpu"),
+        dask_jobs=lambda: len(slurm.job_ids("dask-gateway")),
+        server_jobs=lambda user: len(slurm.job_ids(f"jupyter-{user}")),
+    )
     assert slurm.wait_no_jobs() == []
 
 
