@@ -47,6 +47,7 @@ CNI_PLUGINS = Path("/usr/lib/cni")
 PAUSE_IMAGE = "docker.io/library/af-pause:1"
 SHELL_IMAGE = "docker.io/library/af-busybox:1"
 REF_NAME = "org.opencontainers.image.ref.name"  # an image's tag in an OCI layout's index
+CONTAINERD_NAME = "io.containerd.image.name"
 # busybox applets the shell image offers.
 APPLETS = ("sh", "echo", "sleep", "cat", "ls", "hostname", "httpd", "wget", "env", "id")
 
@@ -91,7 +92,8 @@ def single_image_archive(layout: Path, tag: str, archive: Path, name: str) -> Pa
     chosen = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) == tag]
     if not chosen:
         raise ValueError(f"no image tagged {tag!r} in the OCI layout {layout}")
-    manifest = {**chosen[0], "annotations": {**chosen[0]["annotations"], REF_NAME: name}}
+    # containerd takes io.containerd.image.name as it is; a ref.name would get ctr's import- prefix.
+    manifest = {**chosen[0], "annotations": {**chosen[0]["annotations"], REF_NAME: name, CONTAINERD_NAME: name}}
 
     def blob(digest: str) -> Path:
         algorithm, hexdigest = digest.split(":", 1)
@@ -198,9 +200,14 @@ state = "{self.folder / "containerd-state"}"
         command = [str(CTR), "--address", str(self.socket), "-n", "k8s.io", *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
-    def import_image(self, archive: Path, name: str, timeout: float = 120) -> None:
+    def import_image(self, archive: Path, name: str, timeout: float = 120, index_name: bool = True) -> None:
+        """`index_name`: name the archive's index `name` (umoci's archives name no image); False for an
+        archive whose manifest names itself (single_image_archive): two images of one name, the index
+        and the manifest, raced in containerd and the name was sometimes left on the index's digest,
+        which containerd had not kept ("content digest ... not found")."""
+        naming = ["--index-name", name] if index_name else []
         imported = self._ctr(
-            "images", "import", "--snapshotter", self.snapshotter, "--index-name", name, str(archive), timeout=timeout
+            "images", "import", "--snapshotter", self.snapshotter, *naming, str(archive), timeout=timeout
         )
         assert imported.returncode == 0, imported.stderr
 

@@ -99,7 +99,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kubelet(plane, folder / "kubelet", snapshotter="overlayfs") as node,
     ):
         started = time.monotonic()
-        node.import_image(archive, image, timeout=IMPORT_TIMEOUT_S)
+        node.import_image(archive, image, timeout=IMPORT_TIMEOUT_S, index_name=False)
         imported_at = time.monotonic()
         archive.unlink()  # containerd holds the image now: 600 MB less left behind
         print(f"\nnotebook image imported into containerd in {imported_at - started:.1f} s")
