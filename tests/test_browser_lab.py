@@ -163,7 +163,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     # Its labels whole (not cut off) and readable in both themes at 1440 px; at 760 px the notebook
     # shares the main area with the panel and the dashboard, and the checkbox labels are cut (issue 18).
     in_each_look(page, shots, "06b-notebook-widget", (WIDE,), lambda _: labels_whole_and_readable(widget))
-    in_each_look(page, shots, "06b-notebook-widget", LOOKS[1:])
+    in_each_look(page, shots, "06b-notebook-widget", LOOKS[1:], lambda _: widget.scroll_into_view_if_needed())
     page.set_viewport_size(WIDE)
 
     # 9. Stop it from the panel, after saying yes: it leaves the gateway's list.

@@ -170,7 +170,7 @@ def test_widget_labels_are_whole_and_clamping_is_said(page, shots: Path) -> None
     # notebook shares the main area with the panel and two plot tabs, and the widget's checkbox
     # labels are cut there (issue 18): shot in both themes, not yet checked.
     in_each_look(page, shots, "06-widget", (WIDE,), lambda _: labels_whole_and_readable(output))
-    in_each_look(page, shots, "06-widget", (NARROW,))
+    in_each_look(page, shots, "06-widget", (NARROW,), lambda _: output.scroll_into_view_if_needed())
     page.set_viewport_size(WIDE)
 
 
