@@ -150,3 +150,22 @@ CONTRAST = """
 def contrast_of(locator: Any) -> float:
     """The WCAG contrast ratio of the first element `locator` finds (4.5 is the minimum for text)."""
     return float(locator.first.evaluate(CONTRAST))
+
+
+# The texts of an ipywidget output's shown labels that their box cuts off (text wider than the box).
+CUT_OFF_LABELS = """(root) => [...root.querySelectorAll('.widget-label, .widget-label-basic, label')]
+  .filter(l => l.offsetParent && l.scrollWidth > l.clientWidth + 1).map(l => l.textContent)"""
+
+
+def labels_whole_and_readable(output: Any) -> None:
+    """Asserts that no shown label of the ipywidget in `output` (a locator) is cut off and that each
+    one's text stands out from its background (WCAG contrast at least 4.5) in the current theme."""
+    cut = output.evaluate(CUT_OFF_LABELS)
+    assert cut == [], f"labels cut off: {cut}"
+    ratios = output.locator(".widget-label, .widget-label-basic, label").evaluate_all(
+        f"(labels) => labels.filter(l => l.offsetParent && l.textContent.trim())"
+        f".map(l => [l.textContent.trim(), ({CONTRAST.strip()})(l)])"
+    )
+    assert ratios, "no label shown"
+    faint = [(text, round(ratio, 2)) for text, ratio in ratios if ratio < 4.5]
+    assert faint == [], f"labels hard to read (contrast below 4.5): {faint}"

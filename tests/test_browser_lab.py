@@ -3,7 +3,9 @@ that `af up` starts: log in, fill the spawn form, watch the progress page, reach
 the Dask panel, create a cluster on the local backend, see its workers, open its dashboard,
 insert the connect code into a notebook and run it, stop the cluster.
 
-Screenshots of each step go to test-artifacts/browser/.
+Screenshots of each step go to test-artifacts/browser/; those in JupyterLab in its light and dark
+themes at 1440 and 760 px (`<name>-<light|dark>-<width>.png`; the hub's own pages in each look are
+tests/test_browser_spawnpage.py's).
 """
 
 from __future__ import annotations
@@ -16,10 +18,19 @@ import pytest
 
 import facility
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
+from tests.browser import (
+    chromium_page,
+    emptied_artifacts,
+    in_each_look,
+    labels_whole_and_readable,
+    log_in,
+    sync_api_or_skip,
+)
 from tests.harness import RunningFacility
 
 USER = "browser-user"
+WIDE = {"width": 1440, "height": 900}
+LOOKS = (WIDE, {"width": 760, "height": 900})  # in_each_look: light and dark at each
 
 sync_api = sync_api_or_skip()
 
@@ -31,7 +42,7 @@ def shots() -> Path:
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[sync_api.Page]:
-    with chromium_page(1440, 900) as new_page:
+    with chromium_page(WIDE["width"], WIDE["height"]) as new_page:
         yield new_page
 
 
@@ -86,15 +97,16 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     panel = page.locator("#af-dask-panel")
     expect(panel.locator("select.af-dask-backend")).to_contain_text("This machine")
     expect(panel.locator('input[name="worker_cores"]')).to_have_attribute("max", "2")
-    expect(panel.locator(".af-dask-empty")).to_be_visible()
-    page.screenshot(path=shots / "03-lab-dask-panel.png")
+    empty = panel.locator(".af-dask-empty")
+    expect(empty).to_be_visible()
+    in_each_look(page, shots, "03-lab-dask-panel", LOOKS, lambda _: expect(empty).to_be_visible())
 
     # 5. A value beyond the backend's limit: refused in the browser, in plain words, nothing sent.
     panel.locator('input[name="worker_cores"]').fill("99")
     message = panel.locator(".af-dask-message")
     expect(message).to_contain_text("Worker cores can be at most 2 cores on This machine.")
     expect(panel.locator(".af-dask-create")).to_be_disabled()
-    page.screenshot(path=shots / "04a-value-refused.png")
+    in_each_look(page, shots, "04a-value-refused", LOOKS, lambda _: expect(message).to_be_visible())
     panel.locator('input[name="worker_cores"]').fill("1")
 
     # 6. Create a cluster with one worker and see the worker arrive.
@@ -104,7 +116,8 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     cluster = panel.locator(".af-dask-cluster")
     expect(cluster.locator(".af-dask-workers")).to_have_text(re.compile(r"^1 worker, 1 core$"), timeout=120_000)
     name = cluster.get_attribute("data-name")
-    page.screenshot(path=shots / "04-cluster-running.png")
+    workers = cluster.locator(".af-dask-workers")
+    in_each_look(page, shots, "04-cluster-running", LOOKS, lambda _: expect(workers).to_be_visible())
 
     # 7. Its dashboard, in a JupyterLab tab (the first entry of the Dashboard menu).
     cluster.locator(".af-dask-dashboard-button").click()
@@ -117,7 +130,7 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
     frame.wait_for_load_state("load")
     assert "Dask" in frame.title()
     page.wait_for_timeout(2000)  # let bokeh draw its plots
-    page.screenshot(path=shots / "05-dashboard.png")
+    in_each_look(page, shots, "05-dashboard", LOOKS, lambda _: expect(frame_element).to_be_visible())
 
     # 8. A notebook: insert the connect code from the panel and run it.
     page.click('.jp-LauncherCard[data-category="Notebook"]')
@@ -136,22 +149,28 @@ def test_user_manages_a_dask_cluster_from_jupyterlab(embedded: RunningFacility, 
         page.screenshot(path=shots / "06-notebook-FAILED.png")
         raise AssertionError(f"connect cell output: {output.text_content(timeout=5000)!r}") from None
     expect(output).to_contain_text(name)
-    page.screenshot(path=shots / "06-notebook-connected.png")
+    in_each_look(page, shots, "06-notebook-connected", LOOKS, lambda _: expect(output).to_be_visible())
 
-    # 8b. The same choices as an ipywidget in the notebook (the cell after the connect code).
+    # 8b. The same choices as an ipywidget in the notebook (the cell after the connect code; the
+    # theme menu took the focus from its editor).
+    page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(2).locator(".cm-content").click()
     page.keyboard.insert_text("from dask_backends.widget import ClusterWidget\nClusterWidget()")
     page.keyboard.press("Shift+Enter")
     widget = page.locator(".jp-NotebookPanel:visible .jp-Cell").nth(2).locator(".jp-OutputArea-output").first
     expect(widget.locator("select").first).to_contain_text("This machine", timeout=60_000)
     expect(widget.get_by_role("button", name="Create")).to_be_visible()
     expect(widget).to_contain_text("Workers 0 to 4")
-    page.screenshot(path=shots / "06b-notebook-widget.png")
+    # Its labels whole (not cut off) and readable in both themes at 1440 px; at 760 px the notebook
+    # shares the main area with the panel and the dashboard, and the checkbox labels are cut (issue 18).
+    in_each_look(page, shots, "06b-notebook-widget", (WIDE,), lambda _: labels_whole_and_readable(widget))
+    in_each_look(page, shots, "06b-notebook-widget", LOOKS[1:], lambda _: widget.scroll_into_view_if_needed())
+    page.set_viewport_size(WIDE)
 
     # 9. Stop it from the panel, after saying yes: it leaves the gateway's list.
     cluster.locator(".af-dask-stop").click()
     page.locator(".jp-Dialog").get_by_role("button", name="Stop cluster").click()
-    expect(panel.locator(".af-dask-empty")).to_be_visible(timeout=60_000)
-    page.screenshot(path=shots / "07-cluster-stopped.png")
+    expect(empty).to_be_visible(timeout=60_000)
+    in_each_look(page, shots, "07-cluster-stopped", LOOKS, lambda _: expect(empty).to_be_visible())
 
 
 def test_spawn_form_shows_only_the_chosen_backends_fields(page, shots: Path) -> None:

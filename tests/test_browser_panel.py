@@ -19,12 +19,20 @@ import pytest
 
 import facility
 from facility.accounts import remove_account
-from tests.browser import chromium_page, emptied_artifacts, log_in, sync_api_or_skip
+from tests.browser import (
+    chromium_page,
+    emptied_artifacts,
+    in_each_look,
+    labels_whole_and_readable,
+    log_in,
+    sync_api_or_skip,
+)
 from tests.harness import HubSession, RunningFacility
 
 USER = "panel-user"
-NARROW = (760, 900)
-WIDE = (1440, 900)
+WIDE = {"width": 1440, "height": 900}
+NARROW = {"width": 760, "height": 900}
+LOOKS = (WIDE, NARROW)  # in_each_look: light and dark at each
 
 sync_api = sync_api_or_skip()
 expect = sync_api.expect
@@ -49,7 +57,7 @@ def hub(embedded: RunningFacility) -> Iterator[HubSession]:
 
 @pytest.fixture(scope="module")
 def page(embedded: RunningFacility, hub: HubSession) -> Iterator[Any]:
-    with chromium_page(*WIDE) as new_page:
+    with chromium_page(WIDE["width"], WIDE["height"]) as new_page:
         log_in(new_page, embedded.url, USER, embedded.password_of(USER))
         new_page.goto(f"{embedded.url}/user/{USER}/lab")
         new_page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
@@ -57,30 +65,11 @@ def page(embedded: RunningFacility, hub: HubSession) -> Iterator[Any]:
         yield new_page
 
 
-def _theme(page: Any, name: str) -> None:
-    """Pick a theme from JupyterLab's Settings menu, as a user does."""
-    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).hover()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(rf"^{name}$")).click()
-    light = "false" if "Dark" in name else "true"
-    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached")
-    page.wait_for_timeout(500)  # the theme's CSS applies after the attribute
-
-
 def _shoot(page: Any, shots: Path, name: str) -> None:
     """One screenshot per theme and width: `<name>-<light|dark>-<width>.png`."""
     light = page.evaluate("document.body.dataset.jpThemeLight") == "true"
     width = page.viewport_size["width"]
     page.screenshot(path=shots / f"{name}-{'light' if light else 'dark'}-{width}.png")
-
-
-def _each_look(page: Any, shots: Path, name: str) -> None:
-    """Screenshots in the current theme at both widths; back at the wide one afterwards."""
-    for size in (WIDE, NARROW):
-        page.set_viewport_size({"width": size[0], "height": size[1]})
-        page.wait_for_timeout(300)
-        _shoot(page, shots, name)
-    page.set_viewport_size({"width": WIDE[0], "height": WIDE[1]})
 
 
 def test_form_uses_lab_controls_and_checks_values_before_sending(page, shots: Path) -> None:
@@ -94,7 +83,7 @@ def test_form_uses_lab_controls_and_checks_values_before_sending(page, shots: Pa
     # Adaptive's fewest/most only when Adaptive is on, instead of Workers.
     expect(panel.locator('input[name="workers"]')).to_be_visible()
     expect(panel.locator('input[name="minimum"]')).to_be_hidden()
-    _each_look(page, shots, "01-panel")
+    in_each_look(page, shots, "01-panel", LOOKS, lambda _: expect(panel.locator(".af-dask-empty")).to_be_visible())
     panel.locator(".af-dask-adaptive .jp-switch").click()
     expect(panel.locator('input[name="minimum"]')).to_be_visible()
     expect(panel.locator('input[name="maximum"]')).to_be_visible()
@@ -114,7 +103,7 @@ def test_form_uses_lab_controls_and_checks_values_before_sending(page, shots: Pa
     # One current message, not a pile: the first problem of the form.
     expect(message).to_have_count(1)
     expect(panel.locator('input[name="worker_cores"]')).to_have_attribute("aria-invalid", "true")
-    _each_look(page, shots, "03-value-refused")
+    in_each_look(page, shots, "03-value-refused", LOOKS, lambda _: expect(message).to_be_visible())
     panel.locator('input[name="worker_cores"]').fill("1")
     panel.locator('input[name="worker_memory_gb"]').fill("1")
     expect(panel.locator(".af-dask-create")).to_be_enabled()
@@ -135,7 +124,7 @@ def test_named_cluster_shows_size_memory_age_and_idle_timeout(page, shots: Path)
     expect(card.locator(".af-dask-age")).to_have_text(re.compile(r"minute"))
     expect(card.locator(".af-dask-where")).to_have_text("This machine")
     expect(panel.locator(".af-dask-message")).to_have_text(re.compile(r"^Cluster ttbar fit runs on This machine\."))
-    _each_look(page, shots, "04-cluster")
+    in_each_look(page, shots, "04-cluster", LOOKS, lambda _: expect(card.locator(".af-dask-idle")).to_be_visible())
 
 
 def test_dashboard_plots_open_as_tabs(page, shots: Path) -> None:
@@ -177,30 +166,31 @@ def test_widget_labels_are_whole_and_clamping_is_said(page, shots: Path) -> None
     workers.press("Enter")
     expect(output).to_contain_text("10 asked; This machine allows at most 4, so 4 it is")
     expect(workers).to_have_value("4")
-    # No label is cut off: each one's text fits its box.
-    cut = page.evaluate(
-        """(root) => [...root.querySelectorAll('.widget-label, .widget-label-basic, label')]
-             .filter(l => l.offsetParent && l.scrollWidth > l.clientWidth + 1).map(l => l.textContent)""",
-        output.element_handle(),
-    )
-    assert cut == [], f"labels cut off: {cut}"
-    _shoot(page, shots, "06-widget")
+    # No label is cut off and each one reads against its background, in both themes. At 760 px the
+    # notebook shares the main area with the panel and two plot tabs, and the widget's checkbox
+    # labels are cut there (issue 18): shot in both themes, not yet checked.
+    in_each_look(page, shots, "06-widget", (WIDE,), lambda _: labels_whole_and_readable(output))
+    in_each_look(page, shots, "06-widget", (NARROW,), lambda _: output.scroll_into_view_if_needed())
+    page.set_viewport_size(WIDE)
 
 
-def test_dark_theme_and_narrow_window(page, shots: Path) -> None:
-    _theme(page, "JupyterLab Dark")
-    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", has_text="Task Stream · ttbar fit").click()
-    _each_look(page, shots, "07-panel")
-    # The panel's colours come from the theme: the card is dark, its text light.
+def _card_follows_the_theme(page: Any) -> None:
+    """The panel's colours come from the theme: the cluster card is dark in the dark theme, light in the light one."""
     background = page.evaluate(
         "getComputedStyle(document.querySelector('#af-dask-panel .af-dask-cluster')).backgroundColor"
     )
     red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
-    assert red + green + blue < 3 * 100, background
+    dark = page.evaluate("document.body.dataset.jpThemeLight") == "false"
+    assert (red + green + blue < 3 * 100) == dark, (background, "dark" if dark else "light")
+
+
+def test_dark_theme_and_narrow_window(page, shots: Path) -> None:
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel", has_text="Task Stream · ttbar fit").click()
+    in_each_look(page, shots, "07-panel", LOOKS, _card_follows_the_theme)
     page.locator('#af-dask-panel input[name="worker_memory_gb"]').fill("16")
-    _each_look(page, shots, "08-value-refused")
+    message = page.locator("#af-dask-panel .af-dask-message")
+    in_each_look(page, shots, "08-value-refused", LOOKS, lambda _: expect(message).to_be_visible())
     page.locator('#af-dask-panel input[name="worker_memory_gb"]').fill("1")
-    _theme(page, "JupyterLab Light")
 
 
 def test_stop_asks_first_and_dashboard_tabs_say_the_cluster_stopped(page, shots: Path) -> None:
@@ -224,7 +214,7 @@ def test_stop_asks_first_and_dashboard_tabs_say_the_cluster_stopped(page, shots:
     for index in (0, 1):
         expect(notes.nth(index)).to_contain_text("Cluster ttbar fit has stopped")
     expect(page.locator(".lm-TabBar-tabLabel", has_text="(stopped)")).to_have_count(2)
-    _each_look(page, shots, "10-dashboard-stopped")
+    in_each_look(page, shots, "10-dashboard-stopped", LOOKS, lambda _: expect(notes.first).to_be_visible())
     notes.first.get_by_role("button", name="Close this tab").click()
     expect(page.locator(".lm-TabBar-tabLabel", has_text="(stopped)")).to_have_count(1)
 
@@ -235,4 +225,10 @@ def test_calm_message_when_the_server_is_gone(page, hub: HubSession, shots: Path
     expect(message).to_contain_text("Your notebook server has stopped", timeout=60_000)
     text = message.text_content()
     assert "424" not in text and "<" not in text and "html" not in text.lower(), text
-    _each_look(page, shots, "11-server-gone")
+    # JupyterLab's own "Server unavailable" dialog covers its Settings menu now, and a theme cannot be
+    # saved without the server: the current theme only, at both widths.
+    for size in LOOKS:
+        page.set_viewport_size(size)
+        page.wait_for_timeout(300)
+        expect(message).to_be_visible()
+        page.screenshot(path=shots / f"11-server-gone-light-{size['width']}.png")
