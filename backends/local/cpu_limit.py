@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from backends.local.memory_limit import CGROUP_ROOT, PARENT, cgroup_name
+from backends.local.memory_limit import CGROUP_ROOT, PARENT, cgroup_name, v2_has
 
 PERIOD_US = 100_000  # the kernel's default CFS period, 100 ms
 
@@ -28,18 +28,11 @@ def _v1() -> Path:
     return CGROUP_ROOT / "cpu"
 
 
-def _v2_has_cpu() -> bool:
-    try:
-        return "cpu" in (CGROUP_ROOT / "cgroup.controllers").read_text().split()
-    except OSError:
-        return False
-
-
 def mechanism() -> str:
     """'cgroup v1', 'cgroup v2' or 'affinity': how this host limits a local server's CPU."""
     if os.geteuid() == 0 and (_v1() / "cpu.cfs_quota_us").exists():
         return "cgroup v1"
-    if os.geteuid() == 0 and _v2_has_cpu():
+    if os.geteuid() == 0 and v2_has("cpu"):
         return "cgroup v2"
     return "affinity"
 

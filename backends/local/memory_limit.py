@@ -28,9 +28,10 @@ def _v1() -> Path:
     return CGROUP_ROOT / "memory"
 
 
-def _v2_has_memory() -> bool:
+def v2_has(controller: str) -> bool:
+    """Whether this host's cgroup v2 root offers `controller` ("memory", "cpu")."""
     try:
-        return "memory" in (CGROUP_ROOT / "cgroup.controllers").read_text().split()
+        return controller in (CGROUP_ROOT / "cgroup.controllers").read_text().split()
     except OSError:
         return False
 
@@ -39,7 +40,7 @@ def mechanism() -> str:
     """'cgroup v1', 'cgroup v2' or 'rlimit': how this host limits a local server's memory."""
     if os.geteuid() == 0 and (_v1() / "memory.limit_in_bytes").exists():
         return "cgroup v1"
-    if os.geteuid() == 0 and _v2_has_memory():
+    if os.geteuid() == 0 and v2_has("memory"):
         return "cgroup v2"
     return "rlimit"
 
