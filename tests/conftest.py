@@ -106,10 +106,10 @@ def slurm() -> Iterator[SlurmCluster]:
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[HTCondorPool]:
-    pool = HTCondorPool()
-    reason = pool.unusable_reason()
+def started_pool(pool: HTCondorPool, also_missing: str | None = None) -> Iterator[HTCondorPool]:
+    """`pool` started for a module and stopped after it, or the module skipped with the reason it
+    cannot run here (`also_missing`: what the module needs beyond the pool itself)."""
+    reason = pool.unusable_reason() or also_missing
     if reason:
         pool.remove_job_dir()
         pytest.skip(reason)
@@ -117,6 +117,21 @@ def pool() -> Iterator[HTCondorPool]:
     yield pool
     pool.stop()
     pool.remove_job_dir()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[HTCondorPool]:
+    yield from started_pool(HTCondorPool())
+
+
+@pytest.fixture(scope="module")
+def published() -> Path:
+    """The images built (or taken from the cache) and published; the CVMFS-like root."""
+    from images import build  # only the image tests (`make test-images`) need it
+
+    cache = build.cache_dir()
+    assert build.main(["--cache", str(cache)]) == 0
+    return build.default_cvmfs_root(cache)
 
 
 # `make test` runs two pytest-xdist workers, each taking whole scopes. Tests that start a facility

@@ -26,8 +26,9 @@ from dask_gateway import GatewayClusterError, JupyterHubAuth
 from backends.common.container import bubblewrap_argv
 from dask_backends.safe_gateway import SafeGateway as Gateway
 from dask_backends.versions import VersionSkewError, check_cluster
-from images import build, publish
+from images import publish
 from tests.batch_helpers import account_of, until
+from tests.conftest import started_pool
 from tests.harness import RunningFacility, embedded_raw
 from tests.htcondor_pool import HTCondorPool
 
@@ -78,27 +79,13 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def published() -> Path:
-    """The images built (or from the cache) and published; the CVMFS-like root."""
-    cache = build.cache_dir()
-    assert build.main(["--cache", str(cache)]) == 0
-    return build.default_cvmfs_root(cache)
-
-
-@pytest.fixture(scope="module")
 def image_pool(published: Path) -> Iterator[HTCondorPool]:
     """The test pool with the published root bound into its chroot (where the nodes mount CVMFS)."""
     pool = HTCondorPool(binds=(published,))
-    reason = pool.unusable_reason()
-    if not reason and not (pool.chroot / "usr" / "bin" / "bwrap").exists():
-        reason = f"no bubblewrap in {pool.chroot}: run scripts/test-install.d/30-htcondor.sh"
-    if reason:
-        pool.remove_job_dir()
-        pytest.skip(reason)
-    pool.start()
-    yield pool
-    pool.stop()
-    pool.remove_job_dir()
+    no_bwrap = None
+    if not (pool.chroot / "usr" / "bin" / "bwrap").exists():
+        no_bwrap = f"no bubblewrap in {pool.chroot}: run scripts/test-install.d/30-htcondor.sh"
+    yield from started_pool(pool, no_bwrap)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from dask_backends.versions import read_lock
-from images import build, publish
+from images import publish
 from tests.batch_helpers import account_of, spawn_form
 from tests.harness import ROOT, RunningFacility, embedded_raw, execute_in_kernel
 from tests.slurm_cluster import SlurmCluster
@@ -48,14 +48,6 @@ print(json.dumps({
     "versions": {n: importlib.metadata.version(n) for n in STACK},
 }))
 """.replace("STACK", repr(STACK))
-
-
-@pytest.fixture(scope="module")
-def published() -> Path:
-    """The images built (or from the cache) and published; the CVMFS-like root."""
-    cache = build.cache_dir()
-    assert build.main(["--cache", str(cache)]) == 0
-    return build.default_cvmfs_root(cache)
 
 
 @pytest.fixture(scope="module")
