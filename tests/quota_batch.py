@@ -8,14 +8,28 @@ leave no job behind.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
 from tests.batch_helpers import until
-from tests.harness import RunningFacility
+from tests.harness import RunningFacility, embedded_raw
 from tests.test_quota import refused_spawn
+
+
+def quota_facility(
+    start_facility: Callable[[dict[str, Any]], RunningFacility], backend: dict[str, Any]
+) -> RunningFacility:
+    """The embedded facility with the batch `backend` beside it; everyone's quota 4 cores, 1 cluster
+    and 1 run, across backends."""
+    raw = copy.deepcopy(embedded_raw())
+    raw["backends"].append(backend)
+    raw["hub"]["start_timeout_seconds"] = 90
+    raw["quotas"] = {"default": {"cores": 4, "clusters": 1, "runs": 1}}
+    return start_facility(raw)
 
 
 def check_a_second_cluster_is_refused_naming_the_first(

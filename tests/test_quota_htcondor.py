@@ -7,16 +7,15 @@ HTCondor job is submitted for a refused request."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from tests.batch_helpers import spawn_form, until, write_notebook
-from tests.harness import RunningFacility, embedded_raw
+from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.quota_batch import (
     check_a_scale_up_and_a_server_are_refused_naming_the_cluster,
     check_a_second_cluster_is_refused_naming_the_first,
+    quota_facility,
 )
 from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
 
@@ -28,11 +27,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def grid(pool: HTCondorPool, start_facility) -> RunningFacility:
-    raw = copy.deepcopy(embedded_raw())
-    raw["backends"].append(pool.backend_entry("grid"))
-    raw["hub"]["start_timeout_seconds"] = 90
-    raw["quotas"] = {"default": {"cores": 4, "clusters": 1, "runs": 1}}
-    return start_facility(raw)
+    return quota_facility(start_facility, pool.backend_entry("grid"))
 
 
 def _dask_jobs(pool: HTCondorPool) -> int:

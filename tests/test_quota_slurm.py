@@ -8,13 +8,11 @@ tests/test_run_quota_notebook.py) and counts the same way."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from facility.quota import RUN, Holding
 from tests.batch_helpers import account_of, spawn_form, until, write_notebook
-from tests.harness import RunningFacility, embedded_raw
+from tests.harness import RunningFacility
 from tests.notebook_runs import (
     af_run_in_server,
     assert_own_account_cannot_read_the_runtime,
@@ -26,6 +24,7 @@ from tests.notebook_runs import (
 from tests.quota_batch import (
     check_a_scale_up_and_a_server_are_refused_naming_the_cluster,
     check_a_second_cluster_is_refused_naming_the_first,
+    quota_facility,
 )
 from tests.slurm_cluster import SlurmCluster
 from tests.test_quota import UNTIL_GO, WAIT_FOR, af_run_as
@@ -38,11 +37,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def hpc(slurm: SlurmCluster, start_facility) -> RunningFacility:
-    raw = copy.deepcopy(embedded_raw())
-    raw["backends"].append(slurm.backend_entry("hpc"))
-    raw["hub"]["start_timeout_seconds"] = 90
-    raw["quotas"] = {"default": {"cores": 4, "clusters": 1, "runs": 1}}
-    return start_facility(raw)
+    return quota_facility(start_facility, slurm.backend_entry("hpc"))
 
 
 def test_a_slurm_cluster_counts_at_the_local_gateway(hpc, slurm) -> None:
