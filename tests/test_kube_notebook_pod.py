@@ -93,32 +93,34 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     image = next(i["registry"] for i in raw["images"] if i.get("default"))
     archive = notebook_archive(folder, image)
     cvmfs = shared_folder(folder / "cvmfs")
-    # overlayfs: the native snapshotter would copy the image's 1.5 GB tree once per layer.
-    with (
-        module_control_plane(tmp_path_factory) as plane,
-        kubelet(plane, folder / "kubelet", snapshotter="overlayfs") as node,
-    ):
-        started = time.monotonic()
-        node.import_image(archive, image, timeout=IMPORT_TIMEOUT_S, index_name=False)
-        imported_at = time.monotonic()
-        archive.unlink()  # containerd holds the image now: 600 MB less left behind
-        print(f"\nnotebook image imported into containerd in {imported_at - started:.1f} s")
-        chart = install_chart(plane, NAMESPACE, {"facility": raw}, cvmfs_host_path=cvmfs)
-        # The hub and its proxy run on this host (chart_hub), and XCache is not used: their pods
-        # would only have the kubelet try registries that cannot be reached here.
-        for kind, name in (("deployments", "af-hub"), ("deployments", "af-proxy"), ("statefulsets", "af-xcache")):
-            scaled = plane.session().patch(
-                f"{plane.url}/apis/apps/v1/namespaces/{NAMESPACE}/{kind}/{name}/scale",
-                json={"spec": {"replicas": 0}},
-                headers={"Content-Type": "application/merge-patch+json"},
-                timeout=10,
-            )
-            assert scaled.status_code == 200, scaled.text
-        account = plane.kubeconfig("af-hub", token=service_account_token(plane, NAMESPACE, "af-hub"))
-        gateway = {"cloud": "http://127.0.0.1:9"}  # no dask-gateway here; no quota asks it
-        with chart_hub(chart, folder / "hub", gateway, account, hub_address=node.host_address) as hub:
-            yield Cluster(plane, node, hub, image, imported_at)
-    unmount_under(folder)
+    try:  # a failed setup unmounts too: the cvmfs bind was left behind by a failed image import
+        # overlayfs: the native snapshotter would copy the image's 1.5 GB tree once per layer.
+        with (
+            module_control_plane(tmp_path_factory) as plane,
+            kubelet(plane, folder / "kubelet", snapshotter="overlayfs") as node,
+        ):
+            started = time.monotonic()
+            node.import_image(archive, image, timeout=IMPORT_TIMEOUT_S, index_name=False)
+            imported_at = time.monotonic()
+            archive.unlink()  # containerd holds the image now: 600 MB less left behind
+            print(f"\nnotebook image imported into containerd in {imported_at - started:.1f} s")
+            chart = install_chart(plane, NAMESPACE, {"facility": raw}, cvmfs_host_path=cvmfs)
+            # The hub and its proxy run on this host (chart_hub), and XCache is not used: their pods
+            # would only have the kubelet try registries that cannot be reached here.
+            for kind, name in (("deployments", "af-hub"), ("deployments", "af-proxy"), ("statefulsets", "af-xcache")):
+                scaled = plane.session().patch(
+                    f"{plane.url}/apis/apps/v1/namespaces/{NAMESPACE}/{kind}/{name}/scale",
+                    json={"spec": {"replicas": 0}},
+                    headers={"Content-Type": "application/merge-patch+json"},
+                    timeout=10,
+                )
+                assert scaled.status_code == 200, scaled.text
+            account = plane.kubeconfig("af-hub", token=service_account_token(plane, NAMESPACE, "af-hub"))
+            gateway = {"cloud": "http://127.0.0.1:9"}  # no dask-gateway here; no quota asks it
+            with chart_hub(chart, folder / "hub", gateway, account, hub_address=node.host_address) as hub:
+                yield Cluster(plane, node, hub, image, imported_at)
+    finally:
+        unmount_under(folder)
 
 
 def user_pods(plane: ControlPlane) -> list[dict[str, Any]]:
