@@ -29,24 +29,42 @@ from dask_backends import catalog
 from dask_backends.client import new_cluster
 
 REFRESH_MS = 1000
-# Wide enough for the longest label ("Worker memory (GB)", "Software image"): none is cut off.
-LABEL_STYLE = {"description_width": "11em"}
-FIELD_LAYOUT = w.Layout(width="22em")
+# Each label sits above its field and each field shrinks with the notebook, so that nothing is cut
+# off or spills out of a narrow notebook (JupyterLab at 760 px beside the Dask panel leaves the
+# notebook about 200 px). ipywidgets' own labels sit beside the field, fixed-width and unwrapped.
+FIELD_LAYOUT = w.Layout(max_width="22em")
+ROOT_CLASS = "af-cluster-widget"
+# Scoped to this widget: wrapping labels and plain line heights instead of ipywidgets' one-line rows.
+STYLE = f"""<style>
+.{ROOT_CLASS} {{ max-width: 100%; }}
+.{ROOT_CLASS} .widget-label, .{ROOT_CLASS} .widget-label-basic, .{ROOT_CLASS} .widget-label-basic span,
+.{ROOT_CLASS} .widget-checkbox label {{ white-space: normal; overflow: visible; height: auto; line-height: 1.3; }}
+.{ROOT_CLASS} .widget-html-content {{ line-height: 1.4; height: auto; }}
+.{ROOT_CLASS} .af-field {{ margin-bottom: 6px; }}
+.{ROOT_CLASS} .af-field > .widget-inline-hbox {{ width: auto; }}
+.{ROOT_CLASS} .widget-checkbox {{ height: auto; min-height: 28px; margin-bottom: 6px; }}
+.{ROOT_CLASS} .af-field .widget-label {{ margin-bottom: 2px; }}
+.{ROOT_CLASS} .af-buttons {{ flex-wrap: wrap; gap: 4px; }}
+.{ROOT_CLASS} .af-hint, .{ROOT_CLASS} .af-clamped {{ font-size: var(--jp-ui-font-size0, 11px); }}
+.{ROOT_CLASS} .af-hint {{ color: var(--jp-ui-font-color2, #616161); }}
+</style>"""
 UNITS = {"worker_memory_gb": "GB", "worker_cores": "cores", "worker_gpus": "GPUs", "workers": "workers"}
 
 
-class LimitedInt(w.HBox):
-    """A whole number with its limits beside it. A value beyond them is set to the limit and the
+class LimitedInt(w.VBox):
+    """A whole number, its label above and its limits below. A value beyond them is set to the limit and the
     hint says so (ipywidgets' BoundedIntText clamps without a word)."""
 
     def __init__(self, field: str, label: str, value: int, low: int, high: int, where: str):
         self.field, self.low, self.high, self.where = field, low, high, where
-        self.number = w.IntText(value=value, description=label, style=LABEL_STYLE, layout=FIELD_LAYOUT)
+        self.number = w.IntText(value=value, layout=FIELD_LAYOUT)
         self.hint = w.HTML()
         self._clamping = False
         self._say_limits()
         self.number.observe(self._clamp, names="value")
-        super().__init__([self.number, self.hint])
+        self.label = w.Label(label)
+        super().__init__([self.label, self.number, self.hint])
+        self.add_class("af-field")
 
     @property
     def value(self) -> int:
@@ -78,24 +96,35 @@ class LimitedInt(w.HBox):
         )
 
 
+def labelled(label: str, control: w.Widget) -> w.VBox:
+    """A field with its label above it."""
+    field = w.VBox([w.Label(label), control])
+    field.add_class("af-field")
+    return field
+
+
 def _option_widget(option: dict[str, Any], where: str) -> w.Widget:
+    """The widget holding the option's value (read by ClusterWidget.options through `.value`)."""
     spec = option["spec"]
     label = option["label"]
     if spec["type"] == "select":
-        return w.Dropdown(
-            options=spec["options"], value=option["default"], description=label, style=LABEL_STYLE, layout=FIELD_LAYOUT
-        )
+        return w.Dropdown(options=spec["options"], value=option["default"], layout=FIELD_LAYOUT)
     if spec["type"] == "int":
         return LimitedInt(option["field"], label, option["default"], spec["min"], spec["max"], where)
     if spec["type"] == "bool":
         return w.Checkbox(value=bool(option["default"]), description=label, indent=False, layout=w.Layout(width="auto"))
     return w.Text(
         value=str(option["default"]),
-        description=label,
         placeholder="optional" if option["field"] == "cluster_name" else "",
-        style=LABEL_STYLE,
         layout=FIELD_LAYOUT,
     )
+
+
+def _shown(option: dict[str, Any], value_holder: w.Widget) -> w.Widget:
+    """How an option's widget is shown: labelled above unless it carries its own label."""
+    if isinstance(value_holder, (LimitedInt, w.Checkbox)):
+        return value_holder
+    return labelled(option["label"], value_holder)
 
 
 def _backend_title(backend: dict[str, Any]) -> str:
@@ -116,10 +145,7 @@ class ClusterWidget(w.VBox):
         self.cluster_name = ""  # the readable one (backends.common.cluster_names)
         self._refresh: PeriodicCallback | None = None
         self.backend = w.Dropdown(
-            options=[(_backend_title(b), name) for name, b in self.backends.items()],
-            description="Backend",
-            style=LABEL_STYLE,
-            layout=FIELD_LAYOUT,
+            options=[(_backend_title(b), name) for name, b in self.backends.items()], layout=FIELD_LAYOUT
         )
         self.about = w.HTML()
         self.options_box = w.VBox()
@@ -138,18 +164,24 @@ class ClusterWidget(w.VBox):
         self.create_button.on_click(lambda _: self._guard(self.create))
         self.scale_button.on_click(lambda _: self._guard(self.apply_scaling))
         self.stop_button.on_click(lambda _: self._guard(self.stop))
+        buttons = w.HBox([self.create_button, self.scale_button, self.stop_button])
+        buttons.add_class("af-buttons")
+        for button in buttons.children:
+            button.layout.width = "auto"
         super().__init__(
             [
-                self.backend,
+                w.HTML(STYLE),
+                labelled("Backend", self.backend),
                 self.about,
                 self.options_box,
                 self.workers_box,
                 self.adaptive,
-                w.HBox([self.create_button, self.scale_button, self.stop_button]),
+                buttons,
                 self.status,
                 self.error,
             ]
         )
+        self.add_class(ROOT_CLASS)
         if self.backends:
             self._backend_changed()
         else:
@@ -170,7 +202,7 @@ class ClusterWidget(w.VBox):
         )
         where = backend["label"]
         self.option_widgets = {o["field"]: _option_widget(o, where) for o in backend["options"]}
-        self.options_box.children = list(self.option_widgets.values())
+        self.options_box.children = [_shown(o, self.option_widgets[o["field"]]) for o in backend["options"]]
         self.workers = LimitedInt("workers", "Workers", limits["default"], limits["min"], limits["max"], where)
         self.workers_box.children = [self.workers]
         self.backend.disabled = self.cluster is not None

@@ -153,15 +153,23 @@ def contrast_of(locator: Any) -> float:
 
 
 # The texts of an ipywidget output's shown labels that their box cuts off (text wider than the box).
-CUT_OFF_LABELS = """(root) => [...root.querySelectorAll('.widget-label, .widget-label-basic, label')]
+CUT_OFF_LABELS = """(root) => [...root.querySelectorAll('.widget-label, .widget-label-basic, label, button')]
   .filter(l => l.offsetParent && l.scrollWidth > l.clientWidth + 1).map(l => l.textContent)"""
+# Shown parts of the output that reach past its right edge (out of sight in a narrow notebook).
+SPILLED = """(root) => { const edge = root.getBoundingClientRect().right + 1;
+  return [...root.querySelectorAll('.jupyter-widgets')]
+    .filter(e => e.offsetParent && e.getBoundingClientRect().right > edge)
+    .map(e => (e.textContent || e.className).trim().slice(0, 40)) }"""
 
 
 def labels_whole_and_readable(output: Any) -> None:
     """Asserts that no shown label of the ipywidget in `output` (a locator) is cut off and that each
-    one's text stands out from its background (WCAG contrast at least 4.5) in the current theme."""
+    one's text stands out from its background (WCAG contrast at least 4.5) in the current theme,
+    and that nothing of it reaches past the output's right edge."""
     cut = output.evaluate(CUT_OFF_LABELS)
     assert cut == [], f"labels cut off: {cut}"
+    spilled = output.evaluate(SPILLED)
+    assert spilled == [], f"out of sight past the output's right edge: {spilled}"
     ratios = output.locator(".widget-label, .widget-label-basic, label").evaluate_all(
         f"(labels) => labels.filter(l => l.offsetParent && l.textContent.trim())"
         f".map(l => [l.textContent.trim(), ({CONTRAST.strip()})(l)])"

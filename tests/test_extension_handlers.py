@@ -316,7 +316,7 @@ def test_notebook_widget_creates_scales_and_stops_a_cluster(notebook_env: dict[s
     # to the limit, and the widget says so.
     assert dict(widget.backend.options)["This machine"] == "local"
     memory = widget.option_widgets["worker_memory_gb"]
-    assert memory.number.description == "Worker memory (GB)" and "1 to 4 GB" in memory.hint.value
+    assert memory.label.value == "Worker memory (GB)" and "1 to 4 GB" in memory.hint.value
     widget.workers.value = 10
     assert (
         widget.workers.value == 4 and "10 asked; This machine allows at most 4, so 4 it is" in widget.workers.hint.value
