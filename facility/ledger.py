@@ -58,11 +58,18 @@ def server_holding(name: str, options: Mapping[str, Any]) -> Holding:
 
 
 def cluster_entry(
-    workers: int, worker_cores: float, worker_memory_bytes: float, worker_gpus: float, running: int = 0
+    workers: int,
+    worker_cores: float,
+    worker_memory_bytes: float,
+    worker_gpus: float,
+    running: int = 0,
+    title: str = "",
 ) -> dict[str, Any]:
-    """A gateway's answer for one cluster (besides its name): worker count (running or starting:
-    what the quota counts), of those the workers running (what usage counts), size of one worker."""
+    """A gateway's answer for one cluster (besides its name, the id): worker count (running or
+    starting: what the quota counts), of those the workers running (what usage counts), size of one
+    worker, and the name people see (in refusals and `af status`)."""
     return {
+        "title": title,
         "workers": workers,
         "running_workers": running,
         "worker_cores": worker_cores,
@@ -75,7 +82,15 @@ def clusters_from_answer(backend: str, answer: Mapping[str, Any], running_only: 
     """The clusters of a gateway's answer; `running_only`: with only their running workers."""
     count = "running_workers" if running_only else "workers"
     return [
-        cluster_holding(backend, c["name"], int(c[count]), c["worker_cores"], c["worker_memory_gb"], c["worker_gpus"])
+        cluster_holding(
+            backend,
+            c["name"],
+            int(c[count]),
+            c["worker_cores"],
+            c["worker_memory_gb"],
+            c["worker_gpus"],
+            c.get("title", ""),  # gateways of before it was sent
+        )
         for c in answer["clusters"]
     ]
 

@@ -31,6 +31,7 @@ class Holding:
     memory_gb: float = 0.0
     gpus: float = 0.0
     workers: int = 0  # clusters: workers running or starting (cores etc. are theirs together)
+    title: str = ""  # clusters: the name people see (backends.common.cluster_names), `name` being the id
 
     def amount(self, key: str) -> float:
         if key in COUNTED:
@@ -46,12 +47,19 @@ class Holding:
             return f"{server} on {self.backend!r} ({size})"
         if self.kind == RUN:
             return f"af run {self.name} on {self.backend!r} ({size})"
-        return f"Dask cluster {self.name} on {self.backend!r} ({self.workers} workers: {size})"
+        return f"Dask cluster {self.shown_name} on {self.backend!r} ({self.workers} workers: {size})"
+
+    @property
+    def shown_name(self) -> str:
+        """The title, quoted, where there is one (it may hold spaces); otherwise the name."""
+        return repr(self.title) if self.title else self.name
 
 
-def cluster_holding(backend: str, name: str, workers: int, cores: float, memory_gb: float, gpus: float) -> Holding:
-    """A cluster of `workers` workers of the given size each."""
-    return Holding(CLUSTER, backend, name, cores * workers, memory_gb * workers, gpus * workers, workers)
+def cluster_holding(
+    backend: str, name: str, workers: int, cores: float, memory_gb: float, gpus: float, title: str = ""
+) -> Holding:
+    """A cluster of `workers` workers of the given size each; `title` the name people see."""
+    return Holding(CLUSTER, backend, name, cores * workers, memory_gb * workers, gpus * workers, workers, title)
 
 
 def _number(value: float) -> str:
@@ -135,14 +143,15 @@ def scale_refusal(
     """
     if quota is None:
         return None
-    scaled = cluster_holding(cluster.backend, cluster.name, workers, per.cores, per.memory_gb, per.gpus)
+    scaled = cluster_holding(cluster.backend, cluster.name, workers, per.cores, per.memory_gb, per.gpus, cluster.title)
     over = excess(quota, [*others, cluster], [*others, scaled], cluster.backend, RESOURCES)
     if not over:
         return None
     fits = workers_that_fit(quota, others, cluster.backend, per)
     room = "" if fits is None else f" At most {fits} workers of this size fit."
     return (
-        f"Scaling Dask cluster {cluster.name} to {workers} workers would exceed your quota ({'; '.join(over)}).{room} "
+        f"Scaling Dask cluster {cluster.shown_name} to {workers} workers would exceed your quota "
+        f"({'; '.join(over)}).{room} "
         f"{held_text([*others, cluster])} Stop one of these (or scale a Dask cluster down) and try again."
     )
 

@@ -40,13 +40,24 @@ def _parsed(text: str) -> Facility:
 def cluster_entry(cluster: HeldCluster) -> dict[str, Any]:
     """This cluster in the answer of USER_CLUSTERS_PATH (facility.ledger reads it)."""
     return ledger.cluster_entry(
-        cluster.held, cluster.worker_cores, cluster.worker_memory, cluster.worker_gpus, running=cluster.running
+        cluster.held,
+        cluster.worker_cores,
+        cluster.worker_memory,
+        cluster.worker_gpus,
+        running=cluster.running,
+        title=cluster.title,
     )
 
 
 def holding_of(backend: str, cluster: HeldCluster) -> Holding:
     return cluster_holding(
-        backend, cluster.name, cluster.held, cluster.worker_cores, cluster.worker_memory / GIB, cluster.worker_gpus
+        backend,
+        cluster.name,
+        cluster.held,
+        cluster.worker_cores,
+        cluster.worker_memory / GIB,
+        cluster.worker_gpus,
+        cluster.title,
     )
 
 

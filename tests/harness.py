@@ -338,3 +338,11 @@ async def _execute(server_url: str, kernel_id: str, headers: dict[str, str], cod
     if error:
         raise AssertionError(f"cell failed:\n{error}")
     return "".join(stdout)
+
+
+def cluster_title(gateway: Any, cluster_id: str) -> str:
+    """The name people see for a cluster, as refusals quote it: its `cluster_name` option (the
+    gateway stores a generated one when none is given), from the gateway's own report."""
+    from backends.common.cluster_names import display_name
+
+    return repr(display_name(gateway.get_cluster(cluster_id).options, cluster_id))

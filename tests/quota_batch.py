@@ -16,7 +16,7 @@ import pytest
 from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
 from tests.batch_helpers import until
-from tests.harness import RunningFacility, embedded_raw
+from tests.harness import RunningFacility, cluster_title, embedded_raw
 from tests.test_quota import refused_spawn
 
 
@@ -50,7 +50,8 @@ def check_a_second_cluster_is_refused_naming_the_first(
             assert dask_jobs() == 3  # no scheduler job for the refused cluster
             message = str(no.value)
             assert "clusters 2 of at most 1 on all backends" in message, message
-            assert f"Dask cluster {cluster.name} on '{held_on}' (2 workers: 2 cores, 2 GB)" in message, message
+            title = cluster_title(first_gateway, cluster.name)  # the name people see, not its id
+            assert f"Dask cluster {title} on '{held_on}' (2 workers: 2 cores, 2 GB)" in message, message
         finally:
             cluster.shutdown()
 
@@ -76,7 +77,7 @@ def check_a_scale_up_and_a_server_are_refused_naming_the_cluster(
             # 3 workers of 2 cores: within the backend's 4 workers, past the user's 4 cores
             with pytest.raises(GatewayClusterError, match="At most 2 workers of this size fit") as refused:
                 cluster.scale(3)
-            held = f"Dask cluster {cluster.name} on '{backend}' (1 workers: 2 cores, 1 GB)"
+            held = f"Dask cluster {cluster_title(gateway, cluster.name)} on '{backend}' (1 workers: 2 cores, 1 GB)"
             assert held in str(refused.value), str(refused.value)
             assert dask_jobs() == 2  # no worker job for the refused scale-up
             message = refused_spawn(session, {**server_form, "cores": 3})

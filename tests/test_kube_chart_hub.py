@@ -24,7 +24,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 
 from facility.credentials import CredentialStore, credentials_path, generate_password
 from facility.usage import UsageStore, usage_path
-from tests.harness import free_port_block
+from tests.harness import cluster_title, free_port_block
 from tests.kube_chart_hub import RunningHub, chart_hub
 from tests.kube_control_plane import ControlPlane, module_control_plane, service_account_token
 from tests.kube_dask_gateway import (
@@ -115,7 +115,8 @@ def test_the_charts_gateway_refuses_a_cluster_past_the_quota_naming_the_one_held
             gateway.submit()
         message = str(refused.value)
         assert "clusters 2 of at most 1" in message, message
-        assert first in message, message
+        assert f"Dask cluster {cluster_title(gateway, first)} on 'cloud'" in message, message  # the name people see
+        assert first not in message, message  # not its id
         wait_for(lambda: [c for c in gateway.list_clusters() if c.name == first], "alice's first cluster listed")
         assert len(gateway.list_clusters()) == 1
         gateway.stop_cluster(first)
@@ -140,7 +141,7 @@ def test_adaptive_scaling_is_capped_and_the_charts_hub_refuses_a_server_past_the
         message = hub.spawn_message("bob", token, options)
         assert "Starting a notebook server on 'cloud' would exceed your quota" in message, message
         assert "cores 5 of at most 4" in message, message
-        assert f"Dask cluster {full_name} on 'cloud' (2 workers: 4 cores" in message, message
+        assert f"Dask cluster {cluster_title(gateway, full_name)} on 'cloud' (2 workers: 4 cores" in message, message
         assert hub.api("GET", "/users/bob").json()["servers"] == {}
         # Usage accounting: the sampler the chart's hub runs as a managed service reads the
         # gateway's clusters; bob's 2 workers of 2 cores accumulate core-seconds on 'cloud'.
@@ -246,7 +247,8 @@ def test_the_charts_hub_pages_read_right_in_a_browser(facility: Facility) -> Non
                     "backends)",
                     timeout=30_000,
                 )
-                expect(body).to_contain_text(f"You hold: Dask cluster {full_name} on 'cloud' (2 workers: 4 cores")
+                held = f"You hold: Dask cluster {cluster_title(gateway, full_name)} on 'cloud' (2 workers: 4 cores"
+                expect(body).to_contain_text(held)
                 expect(body).not_to_contain_text("HTTP 403")  # words for a person, not a status code
                 page.screenshot(path=shots / "02-spawn-form-over-quota.png", full_page=True)
                 page.goto(f"{hub.url}/hub/usage")

@@ -267,8 +267,11 @@ def gateway(running, alice):
 
 @pytest.fixture(scope="module")
 def cluster(running, gateway):
-    """alice's one cluster, two workers of 1 core: with her 1-core server, all 3 cores of her quota."""
-    cluster = gateway.new_cluster(worker_cores=1, worker_memory_gb=1, outlive_server=True, shutdown_on_close=False)
+    """alice's one cluster, "ttbar fit", two workers of 1 core: with her 1-core server, all 3 cores of her
+    quota. Refusals name it by that name, not by its id."""
+    cluster = gateway.new_cluster(
+        worker_cores=1, worker_memory_gb=1, outlive_server=True, shutdown_on_close=False, cluster_name="ttbar fit"
+    )
     cluster.scale(2)
     # The scheduler reports its new count at once (a heartbeat); the ledger counts from then on.
     wait_until(lambda: held_workers(running, cluster.name) == 2, "the gateway to count 2 workers")
@@ -306,10 +309,10 @@ def test_a_scale_up_past_the_quota_is_refused_naming_the_server_and_the_cluster(
     with pytest.raises(GatewayClusterError) as refused:
         cluster.scale(3)
     message = str(refused.value)
-    assert f"Scaling Dask cluster {cluster.name} to 3 workers would exceed your quota" in message
+    assert "Scaling Dask cluster 'ttbar fit' to 3 workers would exceed your quota" in message
     assert "cores 4 of at most 3 on all backends" in message and "At most 2 workers of this size fit" in message
     assert "notebook server on 'local' (1 cores, 1 GB)" in message
-    assert f"Dask cluster {cluster.name} on 'local' (2 workers: 2 cores, 2 GB)" in message
+    assert "Dask cluster 'ttbar fit' on 'local' (2 workers: 2 cores, 2 GB)" in message
 
 
 def test_af_status_shows_what_alice_holds_against_her_quota(running, cluster) -> None:
@@ -337,7 +340,7 @@ def test_a_second_cluster_is_refused_naming_the_first(gateway, cluster) -> None:
     with pytest.raises(ValueError, match="Starting a Dask cluster on 'local' would exceed your quota") as refused:
         gateway.new_cluster(shutdown_on_close=False)
     assert "clusters 2 of at most 1 on all backends" in str(refused.value)
-    assert f"Dask cluster {cluster.name} on 'local'" in str(refused.value)
+    assert "Dask cluster 'ttbar fit' on 'local'" in str(refused.value)
     assert [c.name for c in gateway.list_clusters()] == [cluster.name]
 
 
@@ -488,7 +491,7 @@ def test_a_server_past_the_quota_is_refused_naming_the_cluster(running, alice, c
     message = refused_spawn(alice, {**SERVER_OPTIONS, "cores": 2})
     assert "Cannot start your server: Starting a notebook server on 'local' would exceed your quota" in message
     assert "cores 4 of at most 3 on all backends" in message
-    assert f"You hold: Dask cluster {cluster.name} on 'local' (2 workers: 2 cores, 2 GB)" in message
+    assert "You hold: Dask cluster 'ttbar fit' on 'local' (2 workers: 2 cores, 2 GB)" in message
     assert alice.server() is None
 
 
@@ -520,7 +523,7 @@ def test_the_spawn_form_comes_back_with_the_message(running, alice, cluster) -> 
         page.click('form button[type="submit"]')
         text = page.locator("body")
         sync_api.expect(text).to_contain_text("would exceed your quota (cores 4 of at most 3 on all backends)")
-        sync_api.expect(text).to_contain_text(f"You hold: Dask cluster {cluster.name} on 'local' (2 workers")
+        sync_api.expect(text).to_contain_text("You hold: Dask cluster 'ttbar fit' on 'local' (2 workers")
         sync_api.expect(text).not_to_contain_text("HTTP 403")  # words for a person, not a status code
         page.screenshot(path=shots / "01-spawn-form-over-quota.png", full_page=True)
     assert alice.server() is None
@@ -633,7 +636,7 @@ def test_an_af_run_past_the_quota_is_refused_before_anything_runs(running, alice
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Starting af run out on 'local' would exceed your quota (cores 4 of at most 3 on all backends)" in said
     assert "notebook server on 'local' (1 cores, 1 GB)" in said
-    assert f"Dask cluster {cluster.name} on 'local' (2 workers: 2 cores, 2 GB)" in said
+    assert "Dask cluster 'ttbar fit' on 'local' (2 workers: 2 cores, 2 GB)" in said
     assert not (tmp_path / "out").exists(), "the refused run made its folder"
     assert alice_runs(running) == []
 

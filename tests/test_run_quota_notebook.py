@@ -25,7 +25,7 @@ from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 from facility import runs
 from facility.quota import RUN, Holding
 from tests import notebook_runs
-from tests.harness import RunningFacility, embedded_raw, free_port_block
+from tests.harness import RunningFacility, cluster_title, embedded_raw, free_port_block
 from tests.notebook_runs import (
     BackgroundRun,
     af_run_in_server,
@@ -144,7 +144,8 @@ def test_an_af_run_past_her_quota_is_refused_naming_what_she_holds(running, alic
             said
         ), said
         assert "notebook server on 'local' (1 cores, 1 GB)" in said, said
-        assert f"Dask cluster {cluster.name} on 'local' (1 workers: 1 cores, 1 GB)" in said, said
+        title = cluster_title(gateway, cluster.name)
+        assert f"Dask cluster {title} on 'local' (1 workers: 1 cores, 1 GB)" in said, said
         assert "Stop one of these" in said, said
         assert not (home_of("alice") / "refused").exists(), "the refused run made its folder"
         assert records(running) == []  # the refused run left no record

@@ -15,6 +15,7 @@ from typing import Any
 from dask_gateway_server.backends.db_base import JobStatus
 from traitlets.config import LoggingConfigurable
 
+from backends.common import cluster_names
 from backends.common.mixed_in import mixed_in
 
 # dask-gateway's job states, in the words the dashboards use.
@@ -44,6 +45,11 @@ class HeldCluster:
     def held(self) -> int:
         """Workers the cluster holds: those running or starting, or its target if higher."""
         return max(self.target, sum(self.workers.values()))
+
+    @property
+    def title(self) -> str:
+        """The name people see: the user's `cluster_name` or two words from the id."""
+        return cluster_names.display_name(self.options, self.name)
 
     @property
     def running(self) -> int:
