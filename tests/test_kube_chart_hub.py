@@ -143,6 +143,11 @@ def test_adaptive_scaling_is_capped_and_the_charts_hub_refuses_a_server_past_the
         assert "cores 5 of at most 4" in message, message
         assert f"Dask cluster {cluster_title(gateway, full_name)} on 'cloud' (2 workers: 4 cores" in message, message
         assert hub.api("GET", "/users/bob").json()["servers"] == {}
+        # An explicit scale-up past the quota (cluster.scale, not adaptive) is refused in words; still 2.
+        with pytest.raises(Exception, match="At most 2 workers of this size fit") as refused:
+            gateway.scale_cluster(full_name, 3)
+        assert f"Scaling Dask cluster {cluster_title(gateway, full_name)} to 3 workers" in str(refused.value)
+        assert cluster_object(plane, name)["spec"].get("replicas") == 2
         # Usage accounting: the sampler the chart's hub runs as a managed service reads the
         # gateway's clusters; bob's 2 workers of 2 cores accumulate core-seconds on 'cloud'.
         wait_for(
