@@ -17,7 +17,15 @@ from tests.batch_helpers import spawn_form, wait_gone
 from tests.harness import RunningFacility
 from tests.htcondor_pool import HTCondorPool
 from tests.slurm_cluster import SlurmCluster
-from tests.wait_helpers import WAIT_API, ask, ask_until, batch, claim_condor_slot, fill_slurm_node
+from tests.wait_helpers import (
+    WAIT_API,
+    ask,
+    ask_until,
+    batch,
+    claim_condor_slot,
+    exporter_samples,
+    fill_slurm_node,
+)
 
 pytestmark = pytest.mark.batch_daemons
 
@@ -108,10 +116,16 @@ def test_a_pending_spawn_shows_slurms_expected_start(batch: RunningFacility, slu
         messages = _progress_until(erin, "expected to start in about", timeout=120)
         waiting = [m for m in messages if "waits in the queue" in m]
         assert waiting and "expected to start in about" in waiting[-1], messages
+        # The facility exporter counts her spawn as pending on 'hpc', waiting for some seconds now.
+        seen = exporter_samples(batch)
+        assert seen[("af_pending_spawns", "hpc")] == 1 and seen[("af_pending_spawns", "local")] == 0, seen
+        assert seen[("af_pending_spawn_oldest_seconds", "hpc")] > 0, seen
     finally:
         erin.stop_server()
         slurm.run("scancel", filler)
     wait_gone(erin)
+    seen = exporter_samples(batch)
+    assert seen[("af_pending_spawns", "hpc")] == 0 and seen[("af_pending_spawn_oldest_seconds", "hpc")] == 0, seen
 
 
 def test_a_scheduler_that_is_down_gives_a_plain_message(batch: RunningFacility, slurm: SlurmCluster) -> None:

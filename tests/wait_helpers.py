@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
 from backends.htcondor.submit import parse_submit_output
 from tests.batch_helpers import until
@@ -22,8 +23,10 @@ WAIT_API = "/af/wait-estimate"  # under /hub/api
 
 @pytest.fixture(scope="module")
 def batch(slurm: SlurmCluster, pool: HTCondorPool, start_facility) -> RunningFacility:
-    """The embedded facility plus `hpc` (Slurm) and `grid` (HTCondor); jobs may wait 3 min in the queue."""
+    """The embedded facility plus `hpc` (Slurm) and `grid` (HTCondor); jobs may wait 3 min in the queue.
+    With the facility exporter (metrics), whose pending-spawn gauges a pending spawn is checked against."""
     raw = copy.deepcopy(embedded_raw())
+    raw["metrics"] = {"enabled": True, "scrape_interval_seconds": 5}
     hpc, grid = slurm.backend_entry("hpc"), pool.backend_entry("grid")
     hpc["site"]["pending_timeout_seconds"] = grid["site"]["pending_timeout_seconds"] = 180
     raw["backends"] += [hpc, grid]
@@ -84,3 +87,16 @@ def claim_condor_slot(pool: HTCondorPool) -> str:
 
     until(running, f"HTCondor job {job} to run", timeout=90)
     return job
+
+
+def exporter_samples(running: RunningFacility) -> dict[tuple[str, str], float]:
+    """(metric name, backend label) -> value, as the facility exporter answers a scrape now."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    reply = requests.get(f"http://127.0.0.1:{running.runtime['metrics']['exporter_port']}/metrics", timeout=30)
+    reply.raise_for_status()
+    return {
+        (sample.name, sample.labels.get("backend", "")): sample.value
+        for family in text_string_to_metric_families(reply.text)
+        for sample in family.samples
+    }
